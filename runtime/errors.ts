@@ -1,0 +1,24 @@
+// Sluice's error type: every error the runtime raises carries a stable `code` (SLUICE_ERR_*)
+// that callers match on, and a message that says what is wrong and what to check.
+
+export const ErrorCodes = {
+  SLUICE_ERR_MODULE_INVALID: 'the bytes are not a WebAssembly module Sluice can run',
+  SLUICE_ERR_MODULE_LINK: 'the module needs an import Sluice cannot provide',
+  SLUICE_ERR_ABI_UNSUPPORTED: 'the module exports no proxy-wasm ABI version marker Sluice supports',
+  SLUICE_ERR_ABI_MISSING_EXPORT: 'the module lacks an export every proxy-wasm module needs',
+  SLUICE_ERR_PLUGIN_START: 'the plugin failed while starting (instantiate, _initialize, proxy_on_vm_start)',
+  SLUICE_ERR_PLUGIN_CONFIGURE: 'the plugin rejected its configuration (proxy_on_configure returned false)',
+  SLUICE_ERR_PLUGIN_CONFIG: 'the plugin definition is invalid',
+  SLUICE_ERR_STREAM_STATE: 'a stream phase was driven out of order',
+  SLUICE_ERR_HARNESS: 'the test harness was used in a way it does not support',
+} as const;
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ErrorCodes[code], options);
+    this.name = 'SluiceError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,525 @@
+// One instance of a plugin's module: the guest, its root context and stream contexts, and the
+// AbiHost the host functions act through. Every entry into the guest goes through `enter`, which
+// sets the effective context, arms the time budget and turns a trap into a VM failure.
+
+import { ABI_MARKERS, BufferType, MapType, Status, type AbiVersion } from '../abi/constants.ts';
+import { GuestAbort, hostFunctions, type AbiBuffer, type AbiHost, type Capability, type HttpCallRequest } from '../abi/host-functions.ts';
+import { GuestMemory } from '../abi/memory.ts';
+import { toolchainFunctions, wasiFunctions } from '../abi/wasi.ts';
+import { instantiate, describeGuestFailure, type CompiledModule, type GuestInstance } from '../engine/index.ts';
+import { SluiceError } from '../errors.ts';
+import type { HostEnvironment, HttpCallResponse } from './environment.ts';
+import { HeaderMap } from './header-map.ts';
+import { resolveProperty } from './properties.ts';
+import type { FilterContext } from './filter-context.ts';
+import type { PluginSpec } from './plugin-spec.ts';
+
+type GuestFn = (...args: number[]) => number;
+
+/** Returned by a callback whose guest call failed (trap, budget, abort). */
+export const FAILED = -1;
+
+export interface VmFailure {
+  kind: string;
+  message: string;
+  callback: string;
+}
+
+export interface VmEvents {
+  /** The VM failed in a guest call; it is dead from now on. */
+  failed(vm: Vm, failure: VmFailure): void;
+}
+
+interface RootContextState {
+  readonly id: number;
+}
+
+export class Vm implements AbiHost {
+  readonly abiVersion: AbiVersion;
+  readonly mem: GuestMemory;
+  readonly rootContextId: number;
+  failed?: VmFailure;
+  /** Live stream contexts by id. */
+  readonly contexts = new Map<number, FilterContext>();
+
+  private readonly guest: GuestInstance;
+  private readonly fns: Record<string, GuestFn | undefined>;
+  private nextContextId = 1;
+  private effective: FilterContext | RootContextState;
+  private readonly root: RootContextState;
+  /** The stream context whose callback the filter chain is running now (it handles that context's actions itself). */
+  private inStream?: FilterContext;
+  private readonly touched = new Set<FilterContext>();
+  private depth = 0;
+  private cancelTick?: () => void;
+  private nextToken = 1;
+  private readonly calls = new Map<number, true>();
+  private callResponse?: { headers: HeaderMap; body: Uint8Array; trailers: HeaderMap };
+  private foreignArgs?: Uint8Array;
+  private readonly refusedLogged = new Set<string>();
+  private readonly rootProperties = new Map<string, Uint8Array>();
+  private awaitingDone = false;
+  /** Warnings and errors the filter logs during start(), collected for the error message. */
+  private startLog?: string[];
+  private readonly configBuffer: AbiBuffer;
+  private readonly vmConfigBuffer: AbiBuffer;
+
+  constructor(
+    readonly spec: PluginSpec,
+    compiled: CompiledModule,
+    readonly env: HostEnvironment,
+    private readonly events: VmEvents,
+  ) {
+    const version = ABI_MARKERS.find(([name]) => compiled.exports.has(name));
+    if (!version) {
+      throw new SluiceError(
+        'SLUICE_ERR_ABI_UNSUPPORTED',
+        `filter "${spec.name}": the module exports none of ${ABI_MARKERS.map(([n]) => n).join(', ')}; ` +
+          'build it with a proxy-wasm SDK (ABI 0.1.0, 0.2.0 or 0.2.1)',
+      );
+    }
+    this.abiVersion = version[1];
+    const self = this;
+    // The import object is built before the instance exists; memory and allocator resolve lazily.
+    let guest: GuestInstance | undefined;
+    this.mem = new GuestMemory(
+      { get buffer() { return guest!.memory.buffer; } },
+      compiled.exports.has('proxy_on_memory_allocate') || compiled.exports.has('malloc') ? (size) => self.allocate(size) : undefined,
+    );
+    const wasi = wasiFunctions(this);
+    const imports = {
+      env: { ...toolchainFunctions(this), ...hostFunctions(this) },
+      wasi_snapshot_preview1: wasi,
+      wasi_unstable: wasi,
+    };
+    try {
+      guest = instantiate(compiled, imports as Record<string, Record<string, Function>>, {
+        callBudgetMs: spec.limits.callBudgetMs,
+        onMissingImport: (module, name) => this.log(4, `called ${module}.${name}, which Sluice does not provide`),
+      });
+    } catch (error) {
+      throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${spec.name}": instantiating the module failed: ${(error as Error).message}`, { cause: error });
+    }
+    this.guest = guest;
+    const fns: Record<string, GuestFn | undefined> = {};
+    for (const [name, value] of Object.entries(guest.exports)) if (typeof value === 'function') fns[name] = value as GuestFn;
+    this.fns = fns;
+    this.root = { id: this.nextContextId++ };
+    this.rootContextId = this.root.id;
+    this.effective = this.root;
+    this.configBuffer = readOnly(spec.configuration);
+    this.vmConfigBuffer = readOnly(spec.vmConfiguration);
+  }
+
+  /** Runs start-up, creates the root context, then proxy_on_vm_start and proxy_on_configure. */
+  start(): void {
+    this.startLog = [];
+    try {
+      this.startUp();
+    } finally {
+      this.startLog = undefined;
+    }
+  }
+
+  private startUp(): void {
+    const name = this.spec.name;
+    const startFn = this.fns._initialize ?? this.fns._start;
+    if (startFn) this.must(this.enter(this.root, startFn, 'start-up'), 'start-up (_initialize/_start)');
+    if (this.fns._initialize && this.fns.main) this.must(this.enter(this.root, this.fns.main, 'main', 0, 0), 'main');
+    if (!this.mem.canAllocate) {
+      throw new SluiceError('SLUICE_ERR_ABI_MISSING_EXPORT', `filter "${name}": the module exports neither proxy_on_memory_allocate nor malloc, so the host cannot hand it data`);
+    }
+    this.must(this.call(this.root, 'proxy_on_context_create', this.root.id, 0), 'proxy_on_context_create');
+    const vmStart = this.call(this.root, 'proxy_on_vm_start', this.root.id, this.spec.vmConfiguration.byteLength);
+    this.must(vmStart, 'proxy_on_vm_start');
+    if (vmStart === 0) throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${name}": proxy_on_vm_start returned false${this.startLogText()}`);
+    const configured = this.call(this.root, 'proxy_on_configure', this.root.id, this.spec.configuration.byteLength);
+    this.must(configured, 'proxy_on_configure');
+    if (configured === 0) {
+      throw new SluiceError('SLUICE_ERR_PLUGIN_CONFIGURE', `filter "${name}": proxy_on_configure rejected the configuration${this.startLogText()}`);
+    }
+  }
+
+  private must(result: number, what: string): void {
+    if (result === FAILED) {
+      throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${this.spec.name}": ${what} failed: ${this.failed?.message}${this.startLogText()}`);
+    }
+  }
+
+  /** What the filter logged at warn or above while starting, for the error that says why it did not start. */
+  private startLogText(): string {
+    const lines = this.startLog ?? [];
+    return lines.length === 0 ? ' (the filter logged no warning or error saying why)' : `: ${lines.join('; ')}`;
+  }
+
+  // ---- Entering the guest -------------------------------------------------------------------
+
+  /** Calls an exported callback by name; missing callbacks answer 0. */
+  call(ctx: FilterContext | RootContextState, name: string, a = 0, b = 0, c = 0, d = 0, e = 0): number {
+    if (this.failed) return FAILED;
+    const fn = this.fns[name];
+    return fn ? this.enter(ctx, fn, name, a, b, c, d, e) : 0;
+  }
+
+  /** Whether the module exports a callback. */
+  has(name: string): boolean {
+    return this.fns[name] !== undefined;
+  }
+
+  private enter(ctx: FilterContext | RootContextState, fn: GuestFn, name: string, a = 0, b = 0, c = 0, d = 0, e = 0): number {
+    if (this.failed) return FAILED;
+    const outer = this.depth === 0;
+    const saved = this.effective;
+    this.effective = ctx;
+    this.depth++;
+    this.guest.beginCall();
+    try {
+      return fn(a, b, c, d, e) | 0;
+    } catch (error) {
+      this.fail(error, name);
+      return FAILED;
+    } finally {
+      this.depth--;
+      this.effective = saved;
+      if (outer) this.afterCall();
+    }
+  }
+
+  /** Runs a stream callback for the filter chain, which handles that context's own actions itself. */
+  streamCall(ctx: FilterContext, name: string, a = 0, b = 0, c = 0): number {
+    if (this.failed) return FAILED;
+    const fn = this.fns[name];
+    if (!fn) return 0;
+    this.inStream = ctx;
+    try {
+      return this.enter(ctx, fn, name, ctx.id, a, b, c);
+    } finally {
+      this.inStream = undefined;
+    }
+  }
+
+  private allocate(size: number): number {
+    const fn = this.fns.proxy_on_memory_allocate ?? this.fns.malloc!;
+    try {
+      return fn(size);
+    } catch (error) {
+      // A trap in the allocator ends the whole outer guest call.
+      throw new GuestAbort(`the filter's allocator failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private fail(error: unknown, callback: string): void {
+    // A GuestAbort without a cause is the filter ending itself (abort, proc_exit); with one, a
+    // failure inside a nested guest call (the allocator) that ended the outer call.
+    const selfAbort = error instanceof GuestAbort && !error.cause;
+    const described = selfAbort ? { kind: 'abort', message: (error as Error).message } : describeGuestFailure(error instanceof GuestAbort ? error.cause : error, this.guest);
+    this.failed = { kind: described.kind, message: `${described.message} (in ${callback})`, callback };
+    this.cancelTick?.();
+    this.env.log({ plugin: this.spec.name, level: 4, message: `filter failed in ${callback}: ${this.failed.message}` });
+    this.events.failed(this, this.failed);
+    for (const ctx of this.contexts.values()) this.touched.add(ctx);
+  }
+
+  private afterCall(): void {
+    if (this.touched.size === 0) return;
+    const woken = [...this.touched];
+    this.touched.clear();
+    // Actions a filter took on other streams (after an HTTP call, a tick, a queue) take effect
+    // once the guest call that took them has returned.
+    for (const ctx of woken) if (ctx !== this.inStream || this.failed) this.env.defer(() => ctx.wake());
+  }
+
+  // ---- Stream contexts ----------------------------------------------------------------------
+
+  /** Creates a stream context (proxy_on_context_create(id, root)); FAILED when the VM failed. */
+  createContext(ctx: FilterContext): number {
+    this.contexts.set(ctx.id, ctx);
+    return this.call(ctx, 'proxy_on_context_create', ctx.id, this.root.id);
+  }
+
+  newContextId(): number {
+    return this.nextContextId++;
+  }
+
+  /** proxy_on_log, proxy_on_done, proxy_on_delete happen in that order through `endContext`. */
+  endContext(ctx: FilterContext, log: boolean): void {
+    if (log) this.call(ctx, 'proxy_on_log', ctx.id);
+    this.call(ctx, 'proxy_on_done', ctx.id);
+    this.call(ctx, 'proxy_on_delete', ctx.id);
+    this.contexts.delete(ctx.id);
+  }
+
+  /** Hands a host-initiated foreign function call to the root context (proxy_on_foreign_function). */
+  callForeign(functionId: number, args: Uint8Array): number {
+    this.foreignArgs = args;
+    try {
+      return this.call(this.root, 'proxy_on_foreign_function', this.root.id, functionId, args.byteLength);
+    } finally {
+      this.foreignArgs = undefined;
+    }
+  }
+
+  /** Shuts the root context down: proxy_on_done (waiting for proxy_done if it says false), then proxy_on_delete. */
+  shutdown(): void {
+    this.cancelTick?.();
+    if (this.failed) return;
+    const done = this.call(this.root, 'proxy_on_done', this.root.id);
+    if (done === 0 && !this.failed) {
+      this.awaitingDone = true;
+      return;
+    }
+    this.call(this.root, 'proxy_on_delete', this.root.id);
+  }
+
+  get memoryBytes(): number {
+    return this.guest.memory.buffer.byteLength;
+  }
+
+  // ---- AbiHost ------------------------------------------------------------------------------
+
+  allowed(capability: Capability): boolean {
+    const caps = this.spec.capabilities;
+    switch (capability) {
+      case 'http_call':
+        return caps.httpCalls !== false;
+      case 'shared_data':
+        return caps.sharedData;
+      case 'shared_queue':
+        return caps.sharedQueues;
+      case 'foreign_function':
+        return caps.foreignFunctions;
+      case 'grpc_call':
+        return false;
+    }
+  }
+
+  refused(functionName: string): void {
+    if (this.refusedLogged.has(functionName)) return;
+    this.refusedLogged.add(functionName);
+    this.log(3, `${functionName} is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED`);
+  }
+
+  log(level: number, message: string): void {
+    if (this.startLog && level >= 3) this.startLog.push(message);
+    if (level >= this.env.logLevel) this.env.log({ plugin: this.spec.name, level, message });
+  }
+
+  logLevel(): number {
+    return this.env.logLevel;
+  }
+
+  nowNanoseconds(): bigint {
+    return BigInt(Math.round(this.env.now() * 1e6));
+  }
+
+  setTickPeriod(ms: number): Status {
+    this.cancelTick?.();
+    this.cancelTick = undefined;
+    if (ms > 0) this.cancelTick = this.env.every(ms, () => this.call(this.root, 'proxy_on_tick', this.root.id));
+    return Status.Ok;
+  }
+
+  private get stream(): FilterContext | undefined {
+    return this.effective === this.root ? undefined : (this.effective as FilterContext);
+  }
+
+  headerMap(type: number): HeaderMap | null | undefined {
+    const s = this.stream?.stream;
+    switch (type) {
+      case MapType.RequestHeaders:
+        return s?.requestHeaders;
+      case MapType.RequestTrailers:
+        return s?.requestTrailers;
+      case MapType.ResponseHeaders:
+        return s?.responseHeaders;
+      case MapType.ResponseTrailers:
+        return s?.responseTrailers;
+      case MapType.HttpCallResponseHeaders:
+        return this.callResponse?.headers;
+      case MapType.HttpCallResponseTrailers:
+        return this.callResponse?.trailers;
+      case MapType.GrpcReceiveInitialMetadata:
+      case MapType.GrpcReceiveTrailingMetadata:
+        return undefined;
+      default:
+        return null;
+    }
+  }
+
+  buffer(type: number): AbiBuffer | undefined {
+    switch (type) {
+      case BufferType.HttpRequestBody: {
+        const b = this.stream?.stream.requestBody;
+        return b?.active ? b : undefined;
+      }
+      case BufferType.HttpResponseBody: {
+        const b = this.stream?.stream.responseBody;
+        return b?.active ? b : undefined;
+      }
+      case BufferType.HttpCallResponseBody:
+        return this.callResponse ? readOnly(this.callResponse.body) : undefined;
+      case BufferType.VmConfiguration:
+        return this.vmConfigBuffer;
+      case BufferType.PluginConfiguration:
+        return this.configBuffer;
+      case BufferType.CallData:
+        return this.foreignArgs ? readOnly(this.foreignArgs) : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  getProperty(path: string[]): Uint8Array | string | undefined {
+    return resolveProperty(path, {
+      pluginName: this.spec.name,
+      rootId: this.spec.rootId,
+      vmId: this.spec.vmId,
+      node: this.env.node,
+      now: this.env.now(),
+      stream: this.stream?.stream,
+      rootProperties: this.rootProperties,
+    });
+  }
+
+  setProperty(path: string[], value: Uint8Array): Status {
+    if (path.length === 0) return Status.BadArgument;
+    const key = path.join('\u0000');
+    const s = this.stream?.stream;
+    if (s) s.properties.set(key, value);
+    else this.rootProperties.set(key, value);
+    return Status.Ok;
+  }
+
+  sendLocalResponse(status: number, details: string, body: Uint8Array, headers: Array<[string, string]>, grpcStatus: number): Status {
+    const ctx = this.stream;
+    if (!ctx) return Status.NotFound;
+    ctx.localReply = { status, details, body, headers, grpcStatus: grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus : undefined };
+    this.touched.add(ctx);
+    return Status.Ok;
+  }
+
+  continueStream(streamType: number): Status {
+    const ctx = this.stream;
+    if (!ctx) return Status.NotFound;
+    if (streamType !== 0 && streamType !== 1) return Status.BadArgument;
+    ctx.continueRequested |= streamType === 0 ? 1 : 2;
+    this.touched.add(ctx);
+    return Status.Ok;
+  }
+
+  closeStream(streamType: number): Status {
+    const ctx = this.stream;
+    if (!ctx) return Status.NotFound;
+    if (streamType !== 0 && streamType !== 1) return Status.BadArgument;
+    ctx.closeRequested = true;
+    this.touched.add(ctx);
+    return Status.Ok;
+  }
+
+  clearRouteCache(): void {
+    // Sluice picks the route after the request-header filters ran, so there is no cache to clear.
+  }
+
+  httpCall(request: HttpCallRequest): { status: Status; token: number } {
+    const allowedClusters = this.spec.capabilities.httpCalls;
+    if (Array.isArray(allowedClusters) && !allowedClusters.includes(request.cluster)) {
+      this.log(3, `proxy_http_call to cluster "${request.cluster}" refused: the filter may call only ${allowedClusters.join(', ')}`);
+      return { status: Status.BadArgument, token: 0 };
+    }
+    if (!this.env.hasCluster(request.cluster)) {
+      this.log(3, `proxy_http_call to unknown cluster "${request.cluster}": define it under clusters in the config`);
+      return { status: Status.BadArgument, token: 0 };
+    }
+    const has = (k: string) => request.headers.some(([name]) => name === k);
+    if (!has(':method') || !has(':path') || !has(':authority')) return { status: Status.BadArgument, token: 0 };
+    const token = this.nextToken++;
+    this.calls.set(token, true);
+    this.env.httpCall(this.spec.name, request, (response) => this.httpCallDone(token, response));
+    return { status: Status.Ok, token };
+  }
+
+  private httpCallDone(token: number, response: HttpCallResponse): void {
+    if (!this.calls.delete(token) || this.failed) return;
+    this.callResponse = { headers: new HeaderMap(response.headers), body: response.body, trailers: new HeaderMap(response.trailers) };
+    try {
+      this.call(this.root, 'proxy_on_http_call_response', this.root.id, token, response.headers.length, response.body.byteLength, response.trailers.length);
+    } finally {
+      this.callResponse = undefined;
+    }
+  }
+
+  defineMetric(type: number, name: string) {
+    return this.env.metrics.define(type, name);
+  }
+  incrementMetric(id: number, offset: number) {
+    return this.env.metrics.increment(id, offset);
+  }
+  recordMetric(id: number, value: number) {
+    return this.env.metrics.record(id, value);
+  }
+  getMetric(id: number) {
+    return this.env.metrics.get(id);
+  }
+
+  getSharedData(key: string) {
+    return this.env.sharedData.get(this.spec.vmId, key);
+  }
+  setSharedData(key: string, value: Uint8Array, cas: number) {
+    return this.env.sharedData.set(this.spec.vmId, key, value, cas);
+  }
+
+  registerQueue(name: string) {
+    const id = this.env.queues.register(this.spec.vmId, name, {
+      queueReady: (queueId) => this.call(this.root, 'proxy_on_queue_ready', this.root.id, queueId),
+      get alive() {
+        return vmAlive();
+      },
+    });
+    const vmAlive = () => !this.failed && !this.closed;
+    return { status: Status.Ok as Status, id };
+  }
+  resolveQueue(vmId: string, name: string) {
+    return this.env.queues.resolve(vmId, name);
+  }
+  enqueue(id: number, value: Uint8Array) {
+    return this.env.queues.enqueue(id, value);
+  }
+  dequeue(id: number) {
+    return this.env.queues.dequeue(id);
+  }
+
+  /** Set by the plugin when this VM is replaced or the plugin removed. */
+  closed = false;
+
+  setEffectiveContext(id: number): Status {
+    if (id === this.root.id) this.effective = this.root;
+    else {
+      const ctx = this.contexts.get(id);
+      if (!ctx) return Status.BadArgument;
+      this.effective = ctx;
+    }
+    return Status.Ok;
+  }
+
+  done(): Status {
+    if (!this.awaitingDone) return Status.NotFound;
+    this.awaitingDone = false;
+    this.env.defer(() => this.call(this.root, 'proxy_on_delete', this.root.id));
+    return Status.Ok;
+  }
+
+  callForeignFunction(name: string, args: Uint8Array): { status: Status; result?: Uint8Array } {
+    const fn = this.env.foreignFunctions.get(name);
+    if (!fn) return { status: Status.NotFound };
+    const result = fn(args, this.spec.name);
+    return result instanceof Uint8Array ? { status: Status.Ok, result } : { status: result.status as Status };
+  }
+
+  hostError(functionName: string, error: unknown): void {
+    this.log(4, `host error in ${functionName}: ${(error as Error)?.stack ?? String(error)}`);
+  }
+}
+
+function readOnly(bytes: Uint8Array): AbiBuffer {
+  return { bytes: () => bytes };
+}

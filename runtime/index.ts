@@ -1,0 +1,6 @@
+// Sluice's runtime: the public surface other packages (sdk/harness, controller, the CLI) import.
+
+export * from './host/index.ts';
+export { compileModule, type CompiledModule } from './engine/index.ts';
+export { SluiceError, ErrorCodes, type ErrorCode } from './errors.ts';
+export { Status, MapType, BufferType, LogLevel, LOG_LEVEL_NAMES, MetricType } from './abi/constants.ts';

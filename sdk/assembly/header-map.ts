@@ -1,0 +1,115 @@
+// A live header map of the current stream (request/response headers or trailers), read and
+// changed one header at a time through the host: only the headers a filter touches cross the ABI.
+
+import {
+  proxy_add_header_map_value,
+  proxy_get_header_map_pairs,
+  proxy_get_header_map_size,
+  proxy_get_header_map_value,
+  proxy_remove_header_map_value,
+  proxy_replace_header_map_value,
+  proxy_set_header_map_pairs,
+} from "./abi";
+import { failHostCall, warnHostCall } from "./errors";
+import { Headers, deserializeHeaders, serializeHeaders } from "./headers";
+import { clearReturned, RETURN_PTR, RETURN_SIZE, RETURN_U64, takeReturnedString } from "./memory";
+import { MapType, mapTypeName, Status } from "./types";
+
+/**
+ * A host-backed header map. Valid in the callbacks where the host offers that map (request
+ * headers in onRequestHeaders and while the request is paused there, all maps in onLog, ...).
+ * Outside them the host answers BAD_ARGUMENT: reads then give null / empty and log a warning.
+ */
+export class HeaderMap {
+  constructor(readonly mapType: MapType) {}
+
+  /** The value of a header, or null when absent. Repeated headers: Sluice gives the first, Envoy joins them with ','. */
+  get(name: string): string | null {
+    const key = String.UTF8.encode(name);
+    clearReturned();
+    const status = <Status>proxy_get_header_map_value(this.mapType, changetype<usize>(key), key.byteLength, RETURN_PTR, RETURN_SIZE);
+    if (status == Status.Ok) return takeReturnedString();
+    if (status == Status.NotFound) return null;
+    this.report("proxy_get_header_map_value", status, name);
+    return null;
+  }
+
+  has(name: string): bool {
+    return this.get(name) !== null;
+  }
+
+  /** Sets a header to one value, replacing any it had. */
+  set(name: string, value: string): void {
+    const key = String.UTF8.encode(name);
+    const bytes = String.UTF8.encode(value);
+    const status = <Status>proxy_replace_header_map_value(
+      this.mapType, changetype<usize>(key), key.byteLength, changetype<usize>(bytes), bytes.byteLength,
+    );
+    if (status != Status.Ok) this.report("proxy_replace_header_map_value", status, name);
+  }
+
+  /** Adds a value to a header (a repeated header when it already has one). */
+  add(name: string, value: string): void {
+    const key = String.UTF8.encode(name);
+    const bytes = String.UTF8.encode(value);
+    const status = <Status>proxy_add_header_map_value(
+      this.mapType, changetype<usize>(key), key.byteLength, changetype<usize>(bytes), bytes.byteLength,
+    );
+    if (status != Status.Ok) this.report("proxy_add_header_map_value", status, name);
+  }
+
+  /** Removes a header (every value of it); removing an absent header is fine. */
+  remove(name: string): void {
+    const key = String.UTF8.encode(name);
+    const status = <Status>proxy_remove_header_map_value(this.mapType, changetype<usize>(key), key.byteLength);
+    if (status != Status.Ok && status != Status.NotFound) this.report("proxy_remove_header_map_value", status, name);
+  }
+
+  /** A snapshot of every header, in order, pseudo-headers included. */
+  all(): Headers {
+    clearReturned();
+    const status = <Status>proxy_get_header_map_pairs(this.mapType, RETURN_PTR, RETURN_SIZE);
+    if (status != Status.Ok) {
+      this.report("proxy_get_header_map_pairs", status, "");
+      return new Headers();
+    }
+    const ptr = <usize>load<u32>(RETURN_PTR);
+    const size = <usize>load<u32>(RETURN_SIZE);
+    const headers = deserializeHeaders(ptr, size);
+    if (ptr != 0) heap.free(ptr);
+    if (headers === null) {
+      failHostCall("proxy_get_header_map_pairs", Status.SerializationFailure, "the host returned malformed " + mapTypeName(this.mapType));
+      return new Headers();
+    }
+    return headers;
+  }
+
+  /**
+   * Replaces the whole map. Sluice keeps pseudo-headers (`:path`, `:status`, ...) that `headers`
+   * leaves out; Envoy drops them, so include them when the filter must also run there.
+   */
+  replaceAll(headers: Headers): void {
+    const bytes = serializeHeaders(headers);
+    const status = <Status>proxy_set_header_map_pairs(this.mapType, changetype<usize>(bytes), bytes.byteLength);
+    if (status != Status.Ok) this.report("proxy_set_header_map_pairs", status, "");
+  }
+
+  /** Size in bytes of the map in the pairs format (what `all()` transfers). */
+  serializedSize(): u32 {
+    store<u32>(RETURN_U64, 0);
+    const status = <Status>proxy_get_header_map_size(this.mapType, RETURN_U64);
+    if (status != Status.Ok) {
+      this.report("proxy_get_header_map_size", status, "");
+      return 0;
+    }
+    return load<u32>(RETURN_U64);
+  }
+
+  private report(hostFunction: string, status: Status, name: string): void {
+    let detail = mapTypeName(this.mapType);
+    if (name.length > 0) detail += ", header '" + name + "'";
+    // Bad pointers mean the SDK itself is broken: stop. Anything else is the host refusing: warn.
+    if (status == Status.InvalidMemoryAccess) failHostCall(hostFunction, status, detail);
+    else warnHostCall(hostFunction, status, status == Status.BadArgument ? detail + ": not available in this callback" : detail);
+  }
+}

@@ -1,0 +1,87 @@
+// Host properties (`proxy_get_property` / `proxy_set_property`): request and connection attributes,
+// plugin metadata, and Sluice's own extension points (`sluice.*`). A path is a list of segments,
+// sent NUL-joined; values are raw strings, 8-byte little-endian integers or 1-byte booleans.
+
+import { proxy_get_property, proxy_set_property } from "./abi";
+import { failHostCall, warnHostCall } from "./errors";
+import { clearReturned, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, toBytes } from "./memory";
+import { Status } from "./types";
+
+/** `["request", "path"]` → `request\0path` in UTF-8. */
+export function encodePropertyPath(path: string[]): ArrayBuffer {
+  let size = path.length > 0 ? path.length - 1 : 0;
+  for (let i = 0; i < path.length; i++) size += String.UTF8.byteLength(path[i]);
+  const out = new ArrayBuffer(size);
+  let at = changetype<usize>(out);
+  for (let i = 0; i < path.length; i++) {
+    if (i > 0) store<u8>(at++, 0);
+    at += String.UTF8.encodeUnsafe(changetype<usize>(path[i]), path[i].length, at);
+  }
+  return out;
+}
+
+function pathText(path: string[]): string {
+  return path.join(".");
+}
+
+/** The raw bytes of a property, or null when the host has no such property. */
+export function getProperty(path: string[]): ArrayBuffer | null {
+  const encoded = encodePropertyPath(path);
+  clearReturned();
+  const status = <Status>proxy_get_property(changetype<usize>(encoded), encoded.byteLength, RETURN_PTR, RETURN_SIZE);
+  if (status == Status.Ok) return takeReturnedBytes();
+  if (status == Status.NotFound) return null;
+  if (status == Status.InvalidMemoryAccess) failHostCall("proxy_get_property", status, pathText(path));
+  else warnHostCall("proxy_get_property", status, pathText(path));
+  return null;
+}
+
+/** A string property (e.g. `["request", "path"]`, `["plugin_root_id"]`), or null when absent. */
+export function getPropertyString(path: string[]): string | null {
+  const bytes = getProperty(path);
+  return bytes !== null ? String.UTF8.decode(bytes) : null;
+}
+
+/** An integer property (8 bytes, little-endian), or `fallback` when absent or not 8 bytes long. */
+export function getPropertyU64(path: string[], fallback: u64 = 0): u64 {
+  const bytes = getProperty(path);
+  if (bytes === null || bytes.byteLength != 8) return fallback;
+  return load<u64>(changetype<usize>(bytes));
+}
+
+/** A signed integer property (durations and timestamps are int64 nanoseconds). */
+export function getPropertyI64(path: string[], fallback: i64 = 0): i64 {
+  const bytes = getProperty(path);
+  if (bytes === null || bytes.byteLength != 8) return fallback;
+  return load<i64>(changetype<usize>(bytes));
+}
+
+/** A boolean property (1 byte), or `fallback` when absent. */
+export function getPropertyBool(path: string[], fallback: bool = false): bool {
+  const bytes = getProperty(path);
+  if (bytes === null || bytes.byteLength < 1) return fallback;
+  return load<u8>(changetype<usize>(bytes)) != 0;
+}
+
+/**
+ * Sets a property. `value`: string (raw UTF-8), bool (1 byte), any integer (8 bytes LE),
+ * ArrayBuffer / Uint8Array (raw). Returns Ok, or NotFound for a property the host does not let
+ * filters set (logged as a warning).
+ */
+export function setProperty<T>(path: string[], value: T): Status {
+  let bytes: ArrayBuffer;
+  if (isBoolean<T>()) {
+    bytes = new ArrayBuffer(1);
+    store<u8>(changetype<usize>(bytes), value ? 1 : 0);
+  } else if (isInteger<T>()) {
+    bytes = new ArrayBuffer(8);
+    store<i64>(changetype<usize>(bytes), <i64>value);
+  } else {
+    bytes = toBytes<T>(value);
+  }
+  const encoded = encodePropertyPath(path);
+  const status = <Status>proxy_set_property(changetype<usize>(encoded), encoded.byteLength, changetype<usize>(bytes), bytes.byteLength);
+  if (status == Status.InvalidMemoryAccess) failHostCall("proxy_set_property", status, pathText(path));
+  else if (status != Status.Ok) warnHostCall("proxy_set_property", status, pathText(path));
+  return status;
+}
