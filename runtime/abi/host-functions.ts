@@ -192,6 +192,10 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       maxSize >>>= 0;
       if (start > bytes.byteLength) return Status.BadArgument;
       const end = maxSize === ALL ? bytes.byteLength : Math.min(bytes.byteLength, start + maxSize);
+      // Nothing to copy: OK without touching the return slots, as cpp-host does. SDKs that keep
+      // the slots in globals (the AssemblyScript SDK) read stale values instead of trapping on a
+      // written null pointer; SDKs that zero them first see 0/0 either way.
+      if (end <= start) return Status.Ok;
       return mem.copyOut(bytes.subarray(start, end), retPtr >>> 0, retLen >>> 0);
     },
     proxy_set_buffer_bytes(type: number, start: number, size: number, dataPtr: number, dataLen: number) {
@@ -387,14 +391,29 @@ function splitPath(path: string): string[] {
 }
 
 function guard(name: string, fn: HostFunction, host: AbiHost): HostFunction {
-  return function guarded(this: unknown) {
-    try {
-      // eslint-disable-next-line prefer-rest-params
-      return (fn as (...a: unknown[]) => number).apply(null, arguments as unknown as unknown[]);
-    } catch (error) {
-      if (error instanceof GuestAbort) throw error;
-      host.hostError(name, error);
-      return Status.InternalFailure;
-    }
-  } as HostFunction;
+  const f = fn as (...a: number[]) => number;
+  const fault = (error: unknown): number => {
+    if (error instanceof GuestAbort) throw error;
+    host.hostError(name, error);
+    return Status.InternalFailure;
+  };
+  // One wrapper per arity: a wrapper with the import's exact parameter count keeps V8's
+  // Wasm-to-JS calls on the fast path (no arguments object, no arity adaptation).
+  type N = number;
+  switch (f.length) {
+    case 0:
+      return (() => { try { return f(); } catch (e) { return fault(e); } }) as HostFunction;
+    case 1:
+      return ((a: N) => { try { return f(a); } catch (e) { return fault(e); } }) as HostFunction;
+    case 2:
+      return ((a: N, b: N) => { try { return f(a, b); } catch (e) { return fault(e); } }) as HostFunction;
+    case 3:
+      return ((a: N, b: N, c: N) => { try { return f(a, b, c); } catch (e) { return fault(e); } }) as HostFunction;
+    case 4:
+      return ((a: N, b: N, c: N, d: N) => { try { return f(a, b, c, d); } catch (e) { return fault(e); } }) as HostFunction;
+    case 5:
+      return ((a: N, b: N, c: N, d: N, e: N) => { try { return f(a, b, c, d, e); } catch (x) { return fault(x); } }) as HostFunction;
+    default:
+      return ((...args: N[]) => { try { return f(...args); } catch (x) { return fault(x); } }) as HostFunction;
+  }
 }

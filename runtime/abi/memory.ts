@@ -26,13 +26,15 @@ export class GuestMemory {
   ) {}
 
   /** The current bytes of guest memory (valid until the next guest call). */
+  // Growing a (non-shared) memory detaches its old ArrayBuffer, whose views then have length 0:
+  // checking that is much cheaper than asking the memory for its buffer on every access.
   get bytes(): Buffer {
-    if (this.buf.byteLength === 0 || this.buf.buffer !== this.source.buffer) this.refresh();
+    if (this.buf.byteLength === 0) this.refresh();
     return this.buf;
   }
 
   private get dv(): DataView {
-    if (this.view.buffer !== this.source.buffer) this.refresh();
+    if (this.view.byteLength === 0) this.refresh();
     return this.view;
   }
 
@@ -53,7 +55,7 @@ export class GuestMemory {
   string(ptr: number, len: number): string | undefined {
     const b = this.bytes;
     if (ptr + len > b.byteLength) return undefined;
-    return len === 0 ? '' : b.toString('utf8', ptr, ptr + len);
+    return len <= 32 ? shortString(b, ptr, ptr + len) : b.toString('utf8', ptr, ptr + len);
   }
 
   /** A copy of [ptr, ptr+len), or undefined when the range is outside memory. */
@@ -140,6 +142,20 @@ export class GuestMemory {
     const encoded = encodePairs(pairs);
     return this.copyOut(encoded, ptrPtr, sizePtr);
   }
+}
+
+/**
+ * Decodes a short UTF-8 string. Header names and most values are short ASCII: building them in JS
+ * is several times cheaper than a call into Buffer's decoder, which is kept for everything else.
+ */
+function shortString(b: Buffer, start: number, end: number): string {
+  let s = '';
+  for (let i = start; i < end; i++) {
+    const c = b[i];
+    if (c > 0x7f) return b.toString('utf8', start, end);
+    s += String.fromCharCode(c);
+  }
+  return s;
 }
 
 /** The proxy-wasm header-pairs serialization of `pairs`. */

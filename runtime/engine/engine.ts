@@ -3,11 +3,9 @@
 
 import { createHash } from 'node:crypto';
 import { BudgetExceededError, EngineError } from './errors.ts';
-import { FUEL_IMPORT } from './fuel.ts';
+import { FUEL_TABLE_EXPORT, START_EXPORT } from './fuel-rewrite.ts';
+import { instrument } from './instrument.ts';
 
-// binaryen takes ~1 s to load: only processes that compile modules pay for it.
-let instrumenter: Promise<typeof import('./instrument.ts')> | undefined;
-const loadInstrumenter = () => (instrumenter ??= import('./instrument.ts'));
 
 export interface EngineOptions {
   /** Per-VM ceiling on linear memory; default 64 MiB. */
@@ -49,9 +47,14 @@ export interface GuestInstance {
 
 export interface InstantiateOptions {
   /** Wall-clock budget of one guest call, in ms; default 50. */
-  callBudgetMs: number;
+  callBudgetMs?: number;
   /** Called when the guest calls a function import nobody provided (just before it traps). */
   onMissingImport?: (module: string, name: string) => void;
+  /**
+   * Called with the new instance before its Wasm start function (if any) runs, so that host
+   * functions the start function calls can already reach `memory`.
+   */
+  onInstance?: (guest: GuestInstance) => void;
 }
 
 export type GuestFailureKind = 'trap' | 'budget' | 'memory' | 'stack' | 'host';
@@ -100,15 +103,14 @@ async function compile(bytes: Uint8Array, digest: string, memoryLimitBytes: numb
         'check that the filter was built to .wasm (not .wat or a JS wrapper) and that the download is complete',
     );
   }
-  const { instrument } = await loadInstrumenter();
   const module = await WebAssembly.compile(instrument(bytes, memoryLimitBytes) as BufferSource).catch((e: Error) => {
     throw new EngineError('SLUICE_ERR_MODULE_INVALID', `the module does not compile after instrumentation (a Sluice bug, please report it): ${e.message}`, { cause: e });
   });
-  const exports = WebAssembly.Module.exports(module);
+  const exports = WebAssembly.Module.exports(module).filter((e) => e.name !== START_EXPORT && e.name !== FUEL_TABLE_EXPORT);
   if (!exports.some((e) => e.name === 'memory' && e.kind === 'memory')) {
     throw new EngineError('SLUICE_ERR_MODULE_INVALID', 'the module does not export its memory as "memory"; proxy-wasm hosts need it (AssemblyScript and the Rust/Go/C++ SDKs export it by default)');
   }
-  const imports = WebAssembly.Module.imports(module).filter((i) => !(i.module === FUEL_IMPORT.module && i.name === FUEL_IMPORT.name));
+  const imports = WebAssembly.Module.imports(module);
   return Object.freeze({
     digest,
     module,
@@ -119,13 +121,17 @@ async function compile(bytes: Uint8Array, digest: string, memoryLimitBytes: numb
   });
 }
 
-/** Links and instantiates a compiled module (synchronously; the start function, if any, runs under a budget). */
+/**
+ * Links and instantiates a compiled module, synchronously. Its Wasm start function, if any, runs
+ * under the call budget after `onInstance`; a trap or budget overrun in it is thrown as is.
+ */
 export function instantiate(
   compiled: CompiledModule,
   imports: Record<string, Record<string, Function>>,
-  opts: InstantiateOptions,
+  opts: InstantiateOptions = {},
 ): GuestInstance {
   const budgetMs = opts.callBudgetMs ?? DEFAULT_CALL_BUDGET_MS;
+  if (!(budgetMs > 0)) throw new RangeError(`callBudgetMs must be a positive number of milliseconds, got ${budgetMs}`);
   // `call` numbers guest calls; the first refill in a call notes when the call started to burn fuel.
   let call = 1;
   let timedCall = 0;
@@ -154,14 +160,13 @@ export function instantiate(
       // Modules import functions they never call (gRPC, fd_seek, ...): link them, fail when called.
       value = () => {
         opts.onMissingImport?.(module, name);
-        throw new WebAssembly.RuntimeError(`the guest called ${module}.${name}, which Sluice does not provide`);
+        throw new WebAssembly.RuntimeError(`${module}.${name} was called, but Sluice does not provide it`);
       };
     } else if (value === undefined) {
       throw new EngineError('SLUICE_ERR_MODULE_LINK', `the module imports the ${kind} ${module}.${name}, which Sluice does not provide; only function imports can be left unresolved`);
     }
     (importObject[module] ??= {})[name] = value;
   }
-  (importObject[FUEL_IMPORT.module] ??= {})[FUEL_IMPORT.name] = outOfFuel;
 
   let instance: WebAssembly.Instance;
   try {
@@ -170,14 +175,19 @@ export function instantiate(
     if (error instanceof WebAssembly.LinkError) {
       throw new EngineError('SLUICE_ERR_MODULE_LINK', `linking the module failed: ${error.message}; check the signatures of the host functions it imports`, { cause: error });
     }
-    throw error; // a trap or budget overrun in the start function: the caller classifies it
+    throw error;
   }
-  const memory = instance.exports.memory;
+  // The refill function goes into the table the fuel checks call through, before any guest code runs.
+  (instance.exports[FUEL_TABLE_EXPORT] as WebAssembly.Table).set(0, asWasmFunction(outOfFuel));
+  // Hide the engine's exports: the fuel table and the start function moved by fuel-rewrite.ts.
+  const start = instance.exports[START_EXPORT];
+  const exports = Object.fromEntries(Object.entries(instance.exports).filter(([name]) => name !== START_EXPORT && name !== FUEL_TABLE_EXPORT));
+  const memory = exports.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
     throw new EngineError('SLUICE_ERR_MODULE_LINK', 'the instance exports no memory named "memory"');
   }
-  return {
-    exports: instance.exports as Record<string, unknown>,
+  const guest: GuestInstance = {
+    exports,
     memory,
     beginCall() {
       call++;
@@ -186,6 +196,26 @@ export function instantiate(
       return stoppedCall === call;
     },
   };
+  opts.onInstance?.(guest);
+  if (typeof start === 'function') {
+    guest.beginCall();
+    start(); // a trap or budget overrun here is thrown as is: the caller classifies it
+  }
+  return guest;
+}
+
+/** `(module (import "h" "f" (func (result i32))) (export "f" (func 0)))`: turns a JS function into a Wasm one, which a table can hold. */
+const WRAPPER = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f,
+  0x02, 0x07, 0x01, 0x01, 0x68, 0x01, 0x66, 0x00, 0x00,
+  0x07, 0x05, 0x01, 0x01, 0x66, 0x00, 0x00,
+]);
+let wrapperModule: WebAssembly.Module | undefined;
+
+function asWasmFunction(fn: () => number): Function {
+  wrapperModule ??= new WebAssembly.Module(WRAPPER);
+  return new WebAssembly.Instance(wrapperModule, { h: { f: fn } }).exports.f as Function;
 }
 
 /**

@@ -1,8 +1,9 @@
-// Just enough of the Wasm binary format to read and rewrite memory limits and to find where
-// constant-offset data segments end; binaryen's API cannot set a memory maximum without
-// dropping the data segments, so the engine patches the emitted bytes instead.
+// Just enough of the Wasm binary format to read and cap memory limits, find where constant-offset
+// data segments end and drop whole sections (names, start); binaryen's API cannot set a memory
+// maximum without dropping the data segments, so the engine patches the emitted bytes instead.
 
 const SECTION_MEMORY = 5;
+const SECTION_START = 8;
 const SECTION_DATA = 11;
 
 export interface MemoryLimits {
@@ -11,18 +12,30 @@ export interface MemoryLimits {
   max?: number;
 }
 
-interface Section {
+export interface Section {
   id: number;
   headerStart: number;
   start: number;
   end: number;
 }
 
-class Reader {
+export class WasmReader {
   constructor(readonly bytes: Uint8Array, public pos = 0) {}
   byte(): number {
     if (this.pos >= this.bytes.length) throw new RangeError('unexpected end of module');
     return this.bytes[this.pos++];
+  }
+  peek(): number {
+    if (this.pos >= this.bytes.length) throw new RangeError('unexpected end of module');
+    return this.bytes[this.pos];
+  }
+  /** Skips n bytes (read the count first: `pos += u32()` would add to the position before the read). */
+  skip(n: number): void {
+    this.pos += n;
+  }
+  /** Skips one LEB128 number of any width (u32, s33, u64). */
+  skipLeb(): void {
+    while (this.byte() & 0x80);
   }
   u32(): number {
     let result = 0;
@@ -46,8 +59,8 @@ class Reader {
   }
 }
 
-function sections(bytes: Uint8Array): Section[] {
-  const r = new Reader(bytes, 8);
+export function sectionsOf(bytes: Uint8Array): Section[] {
+  const r = new WasmReader(bytes, 8);
   const out: Section[] = [];
   while (r.pos < bytes.length) {
     const headerStart = r.pos;
@@ -61,9 +74,9 @@ function sections(bytes: Uint8Array): Section[] {
 
 /** The limits of each memory the module defines (imported memories are not listed). */
 export function definedMemories(bytes: Uint8Array): MemoryLimits[] {
-  const s = sections(bytes).find((x) => x.id === SECTION_MEMORY);
+  const s = sectionsOf(bytes).find((x) => x.id === SECTION_MEMORY);
   if (!s) return [];
-  const r = new Reader(bytes, s.start);
+  const r = new WasmReader(bytes, s.start);
   const count = r.u32();
   const out: MemoryLimits[] = [];
   for (let i = 0; i < count; i++) {
@@ -81,15 +94,15 @@ export function definedMemories(bytes: Uint8Array): MemoryLimits[] {
  * when it instantiates).
  */
 export function constantDataSegmentEnds(bytes: Uint8Array): number[] {
-  const s = sections(bytes).find((x) => x.id === SECTION_DATA);
+  const s = sectionsOf(bytes).find((x) => x.id === SECTION_DATA);
   if (!s) return [];
-  const r = new Reader(bytes, s.start);
+  const r = new WasmReader(bytes, s.start);
   const count = r.u32();
   const ends: number[] = [];
   for (let i = 0; i < count; i++) {
     const flags = r.u32();
     if (flags === 1) {
-      r.pos += r.u32(); // passive
+      r.skip(r.u32()); // passive
       continue;
     }
     const memory = flags === 2 ? r.u32() : 0;
@@ -103,7 +116,7 @@ export function constantDataSegmentEnds(bytes: Uint8Array): number[] {
   return ends;
 }
 
-function leb(n: number): number[] {
+export function leb(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n % 128;
@@ -116,7 +129,7 @@ function leb(n: number): number[] {
 
 /** Returns the module with the maximum of its one defined memory set to `maxPages`. */
 export function withMemoryMax(bytes: Uint8Array, maxPages: number): Uint8Array {
-  const s = sections(bytes).find((x) => x.id === SECTION_MEMORY);
+  const s = sectionsOf(bytes).find((x) => x.id === SECTION_MEMORY);
   if (!s) return bytes;
   const [memory, ...rest] = definedMemories(bytes);
   if (!memory || rest.length > 0) throw new RangeError('expected exactly one defined memory');
@@ -132,19 +145,28 @@ export function withMemoryMax(bytes: Uint8Array, maxPages: number): Uint8Array {
 
 function isNameSection(bytes: Uint8Array, s: Section): boolean {
   if (s.id !== 0) return false;
-  const r = new Reader(bytes, s.start);
+  const r = new WasmReader(bytes, s.start);
   const len = r.u32();
   return new TextDecoder().decode(bytes.subarray(r.pos, r.pos + len)) === 'name';
 }
 
 /** Whether the module carries a "name" custom section (function and local names). */
 export function hasNameSection(bytes: Uint8Array): boolean {
-  return sections(bytes).some((s) => isNameSection(bytes, s));
+  return sectionsOf(bytes).some((s) => isNameSection(bytes, s));
 }
 
 /** Returns the module without its "name" custom section. */
 export function withoutNameSection(bytes: Uint8Array): Uint8Array {
+  return without(bytes, (s) => isNameSection(bytes, s));
+}
+
+/** Returns the module without its start section (the start function stays, uncalled). */
+export function withoutStartSection(bytes: Uint8Array): Uint8Array {
+  return without(bytes, (s) => s.id === SECTION_START);
+}
+
+function without(bytes: Uint8Array, drop: (s: Section) => boolean): Uint8Array {
   const parts = [bytes.subarray(0, 8)];
-  for (const s of sections(bytes)) if (!isNameSection(bytes, s)) parts.push(bytes.subarray(s.headerStart, s.end));
+  for (const s of sectionsOf(bytes)) if (!drop(s)) parts.push(bytes.subarray(s.headerStart, s.end));
   return Buffer.concat(parts);
 }

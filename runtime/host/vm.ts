@@ -174,7 +174,22 @@ export class Vm implements AbiHost {
     this.depth++;
     this.guest.beginCall();
     try {
-      return fn(a, b, c, d, e) | 0;
+      // Exactly as many arguments as the export takes: V8 calls Wasm through a slow generic
+      // wrapper when the count differs.
+      switch (fn.length) {
+        case 0:
+          return fn() | 0;
+        case 1:
+          return fn(a) | 0;
+        case 2:
+          return fn(a, b) | 0;
+        case 3:
+          return fn(a, b, c) | 0;
+        case 4:
+          return fn(a, b, c, d) | 0;
+        default:
+          return fn(a, b, c, d, e) | 0;
+      }
     } catch (error) {
       this.fail(error, name);
       return FAILED;

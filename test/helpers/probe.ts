@@ -101,7 +101,7 @@ export const settle = (): Promise<void> => new Promise((resolve) => setImmediate
 
 export class Probe {
   readonly events: ProbeEvent[] = [];
-  /** Values to return from callbacks (callback → plugin name or '*' → value); the probe's defaults otherwise. */
+  /** Values callbacks return, keyed `callback/plugin` (plugin `*` for all); absent: the probe's defaults. */
   private readonly returns = new Map<string, number>();
   private readonly pending = new Map<CallbackName, Pending[]>();
   harness!: FilterHarness;
@@ -281,6 +281,7 @@ export function int64le(n: number | bigint): Buffer {
   return b;
 }
 
+/** proxy_status_t under the spec's names (the runtime's own `Status` uses camel-case keys). */
 export const Status = {
   OK: 0,
   NOT_FOUND: 1,

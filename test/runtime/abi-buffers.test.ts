@@ -49,6 +49,23 @@ test('proxy_get_buffer_bytes reads whole (-1), a window, past the end (clamped),
   t.like(value[4], { status: Status.OK, ptr: 0, size: 0 });
 });
 
+test('an empty read is OK and leaves the return slots alone (as cpp-host), even wild ones', async (t) => {
+  const { value } = await inRequestBody('abc', (p) => {
+    const slots = p.slots();
+    p.vm().mem.putU32(slots[0], 0xdeadbeef);
+    p.vm().mem.putU32(slots[1], 0xfeedface);
+    const before = p.allocCount;
+    return {
+      atEnd: p.call('proxy_get_buffer_bytes', 0, 3, ALL, ...slots),
+      none: p.call('proxy_get_buffer_bytes', 0, 0, 0, ...slots),
+      wild: p.call('proxy_get_buffer_bytes', 0, 3, 10, WILD, WILD),
+      slots: [p.u32(slots[0]), p.u32(slots[1])],
+      allocations: p.allocCount - before,
+    };
+  });
+  t.deepEqual(value, { atEnd: Status.OK, none: Status.OK, wild: Status.OK, slots: [0xdeadbeef, 0xfeedface], allocations: 0 });
+});
+
 test('proxy_get_buffer_bytes starting past the end is BAD_ARGUMENT', async (t) => {
   const { value } = await inRequestBody('abc', (p) => [getBytes(p, 0, 4, 1).status, getBytes(p, 0, ALL, ALL).status]);
   t.deepEqual(value, [Status.BAD_ARGUMENT, Status.BAD_ARGUMENT]);
@@ -103,6 +120,23 @@ test('writes are seen by later reads in the same callback', async (t) => {
   t.deepEqual(value, ['<ab>', 4]);
 });
 
+test('a body held with StopIterationAndBuffer grows: the next call sees the total size and all the bytes', async (t) => {
+  const p = await Probe.load();
+  const s = p.h.stream();
+  await s.requestHeaders({ ...GET, ':method': 'POST' });
+  p.returning('proxy_on_request_body', 1); // StopIterationAndBuffer
+  const first = p.once('proxy_on_request_body', () => getBytes(p, 0, 0, ALL).text);
+  const held = await s.requestBody('ab', { endOfStream: false });
+  p.returning('proxy_on_request_body', 0);
+  const second = p.once('proxy_on_request_body', () => [getBytes(p, 0, 0, ALL).text, bufferStatus(p, 0)]);
+  const last = await s.requestBody('cd', { endOfStream: true });
+  t.is(first.result, 'ab');
+  t.is(held.data, '');
+  t.deepEqual(second.result, ['abcd', { status: Status.OK, length: 4, flags: 1 }]);
+  t.is(last.data, 'abcd');
+  t.deepEqual(p.log({ only: ['proxy_on_request_body'] }), ['proxy_on_request_body(2,2,0)', 'proxy_on_request_body(2,4,1)']);
+});
+
 test('the response body (type 1) is read and written in proxy_on_response_body', async (t) => {
   const p = await Probe.load();
   const s = p.h.stream();
@@ -153,10 +187,14 @@ test('the plugin configuration (7) and VM configuration (6) are readable, read-o
   t.deepEqual(value, ['{"greeting":"hi"}', 'vm-config', '"greetin', { status: Status.OK, length: 17, flags: 0 }, Status.BAD_ARGUMENT, Status.BAD_ARGUMENT]);
 });
 
-test('an empty configuration reads as OK with pointer 0 and size 0', async (t) => {
+test('an empty configuration reads as OK with nothing written back', async (t) => {
   const p = await Probe.load();
-  const value = p.inRoot(() => getBytes(p, 7, 0, ALL));
-  t.like(value, { status: Status.OK, ptr: 0, size: 0 });
+  const value = p.inRoot(() => {
+    const slots = p.slots();
+    p.vm().mem.putU32(slots[1], 99);
+    return [p.call('proxy_get_buffer_bytes', 7, 0, ALL, ...slots), p.u32(slots[0]), p.u32(slots[1]), bufferStatus(p, 7)];
+  });
+  t.deepEqual(value, [Status.OK, 0, 99, { status: Status.OK, length: 0, flags: 0 }]);
 });
 
 test('proxy_get_configuration returns the plugin configuration', async (t) => {

@@ -141,12 +141,27 @@ test('wild pointers for the cluster, headers, body, trailers or token are INVALI
   t.is(p.h.httpCalls.length, 0);
 });
 
-test('with httpCalls refused, proxy_http_call is UNIMPLEMENTED and logged once', async (t) => {
+test('with httpCalls and sharedData refused, those calls are UNIMPLEMENTED and each function is logged once', async (t) => {
   const p = await Probe.load({ capabilities: { httpCalls: false, sharedData: false } });
-  const value = p.inRoot(() => [httpCall(p, 'auth'), httpCall(p, 'auth')]);
-  t.deepEqual(value, Array(2).fill({ status: Status.UNIMPLEMENTED, token: 0 }));
-  t.deepEqual(p.logLines(3), ['warn: proxy_http_call is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED']);
+  const value = p.inRoot(() => [
+    httpCall(p, 'auth'),
+    httpCall(p, 'auth'),
+    p.call('proxy_set_shared_data', ...p.put('k'), ...p.put('v'), 0),
+    p.call('proxy_get_shared_data', ...p.put('k'), ...p.slots(), p.zeroed(4)),
+    p.call('proxy_get_shared_data', ...p.put('k'), ...p.slots(), p.zeroed(4)),
+  ]);
+  t.deepEqual(value, [{ status: Status.UNIMPLEMENTED, token: 0 }, { status: Status.UNIMPLEMENTED, token: 0 }, Status.UNIMPLEMENTED, Status.UNIMPLEMENTED, Status.UNIMPLEMENTED]);
+  t.deepEqual(p.logLines(3), [
+    'warn: proxy_http_call is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED',
+    'warn: proxy_set_shared_data is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED',
+    'warn: proxy_get_shared_data is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED',
+  ]);
   t.is(p.h.httpCalls.length, 0);
+  // Other capabilities stay: shared queues still work.
+  t.is(
+    p.inRoot(() => p.call('proxy_register_shared_queue', ...p.put('q'), p.zeroed(4))),
+    Status.OK,
+  );
 });
 
 test('with httpCalls limited to a list, other clusters are BAD_ARGUMENT', async (t) => {

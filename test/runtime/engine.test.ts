@@ -103,6 +103,18 @@ test('a start function that never returns is stopped during instantiate', async 
   t.true(performance.now() - started < 500);
 });
 
+test('a Wasm start function runs during instantiate, after onInstance, so host functions can read memory', async (t) => {
+  const compiled = await compileModule(wasm(fixture('start-memory')));
+  t.deepEqual([...compiled.exports], ['memory']);
+  let guest: GuestInstance | undefined;
+  const logged: string[] = [];
+  const log = (ptr: number, len: number) => logged.push(new TextDecoder().decode(new Uint8Array(guest!.memory.buffer, ptr, len)));
+  const returned = instantiate(compiled, { env: { log } }, { callBudgetMs: 50, onInstance: (g) => (guest = g) });
+  t.true(returned === guest);
+  t.deepEqual(logged, ['started']);
+  t.deepEqual(Object.keys(returned.exports), ['memory']);
+});
+
 test('a loop of 1e6 iterations returns the right value within a 1000 ms budget', async (t) => {
   const guest = instantiate(await compileModule(wasm(fixture('workloads'))), {}, { callBudgetMs: 1000 });
   const n = 1_000_000;
@@ -211,7 +223,7 @@ test('function imports nobody provides link to stubs that report and trap when c
   t.deepEqual(missing, ['env.unknown_fn']);
   t.deepEqual(describeGuestFailure(error), {
     kind: 'trap',
-    message: 'the filter trapped: the guest called env.unknown_fn, which Sluice does not provide',
+    message: 'the filter trapped: env.unknown_fn was called, but Sluice does not provide it',
   });
 });
 
