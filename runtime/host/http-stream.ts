@@ -138,6 +138,8 @@ export class HttpStream implements ContextOwner {
     if (this.ended) throw new SluiceError('SLUICE_ERR_STREAM_STATE', `${phase} was called after the stream ended`);
     if (!this.started) throw new SluiceError('SLUICE_ERR_STREAM_STATE', `${phase} was called before requestHeaders`);
     if (this.pause) throw new SluiceError('SLUICE_ERR_STREAM_STATE', `${phase} was called while a filter holds the stream; await the previous phase`);
+    // After a local reply no filter callback runs; only a reply still to be collected is returned.
+    if (this.answered && !this.pending) throw new SluiceError('SLUICE_ERR_STREAM_STATE', `${phase} was called after the stream was answered locally`);
   }
 
   /** Stream contexts are created on the first request headers, one per filter. */

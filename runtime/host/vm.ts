@@ -96,6 +96,10 @@ export class Vm implements AbiHost {
       guest = instantiate(compiled, imports as Record<string, Record<string, Function>>, {
         callBudgetMs: spec.limits.callBudgetMs,
         onMissingImport: (module, name) => this.log(4, `called ${module}.${name}, which Sluice does not provide`),
+        // A Wasm start function may call host functions, which need the memory: hand it over first.
+        onInstance: (g) => {
+          guest = g;
+        },
       });
     } catch (error) {
       throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${spec.name}": instantiating the module failed: ${(error as Error).message}`, { cause: error });
@@ -172,7 +176,8 @@ export class Vm implements AbiHost {
     const saved = this.effective;
     this.effective = ctx;
     this.depth++;
-    this.guest.beginCall();
+    // Re-entrant calls (a foreign function calling back in) run under the outer call's budget.
+    if (outer) this.guest.beginCall();
     try {
       // Exactly as many arguments as the export takes: V8 calls Wasm through a slow generic
       // wrapper when the count differs.
@@ -227,7 +232,10 @@ export class Vm implements AbiHost {
     // A GuestAbort without a cause is the filter ending itself (abort, proc_exit); with one, a
     // failure inside a nested guest call (the allocator) that ended the outer call.
     const selfAbort = error instanceof GuestAbort && !error.cause;
-    const described = selfAbort ? { kind: 'abort', message: (error as Error).message } : describeGuestFailure(error instanceof GuestAbort ? error.cause : error, this.guest);
+    let described: { kind: string; message: string };
+    if (selfAbort) described = { kind: 'abort', message: (error as Error).message };
+    else if (error instanceof GuestAbort) described = { kind: describeGuestFailure(error.cause, this.guest).kind, message: error.message };
+    else described = describeGuestFailure(error, this.guest);
     this.failed = { kind: described.kind, message: `${described.message} (in ${callback})`, callback };
     this.cancelTick?.();
     this.env.log({ plugin: this.spec.name, level: 4, message: `filter failed in ${callback}: ${this.failed.message}` });
@@ -284,6 +292,11 @@ export class Vm implements AbiHost {
       return;
     }
     this.call(this.root, 'proxy_on_delete', this.root.id);
+  }
+
+  /** The guest's raw exports, for tests that call into a module directly (test/helpers/probe.ts). */
+  get guestExports(): Record<string, unknown> {
+    return this.guest.exports;
   }
 
   get memoryBytes(): number {

@@ -3,9 +3,7 @@
 // function with any arguments through the probe's `call_<name>` trampolines, and read and write
 // guest memory.
 //
-// Test-only access: the trampolines are reached through the Vm's private export table
-// (`(vm as any).fns`); the Vm has no public accessor for a guest's exports. Guest memory goes
-// through the public `vm.mem` (GuestMemory).
+// The trampolines are reached through `vm.guestExports`, guest memory through `vm.mem`.
 
 import { Buffer } from 'node:buffer';
 import { FilterHarness, type FilterSource, type HarnessOptions } from '../../sdk/harness/index.ts';
@@ -186,7 +184,7 @@ export class Probe {
 
   /** Calls host function `name` (e.g. "proxy_log", "fd_write") through the probe's trampoline. */
   call(name: string, ...args: Array<number | bigint>): number {
-    const fn = ((this.vm() as any).fns as Record<string, ((...a: unknown[]) => number) | undefined>)[`call_${name}`];
+    const fn = this.vm().guestExports[`call_${name}`] as ((...a: unknown[]) => number) | undefined;
     if (!fn) throw new Error(`the probe has no trampoline for ${name}`);
     return fn(...args);
   }
@@ -201,7 +199,7 @@ export class Probe {
   }
 
   private export(name: string): (...a: number[]) => number {
-    return (this.vm() as any).fns[name];
+    return this.vm().guestExports[name] as (...a: number[]) => number;
   }
 
   /** Allocates `size` bytes with the guest's allocator (at least 1). */
