@@ -1,14 +1,15 @@
 // Errors the engine raises: EngineError (a module Sluice cannot compile or link, with a stable
 // SLUICE_ERR_* code) and BudgetExceededError (a guest call ran past its time budget).
 
+import { SluiceError } from '../errors.ts';
+
 export type EngineErrorCode = 'SLUICE_ERR_MODULE_INVALID' | 'SLUICE_ERR_MODULE_LINK';
 
-export class EngineError extends Error {
-  readonly code: EngineErrorCode;
+export class EngineError extends SluiceError {
+  declare readonly code: EngineErrorCode;
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(code, message, options);
     this.name = 'EngineError';
-    this.code = code;
   }
 }
 

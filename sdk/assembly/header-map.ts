@@ -23,7 +23,7 @@ import { MapType, mapTypeName, Status } from "./types";
 export class HeaderMap {
   constructor(readonly mapType: MapType) {}
 
-  /** The value of a header, or null when absent. Repeated headers: Sluice gives the first, Envoy joins them with ','. */
+  /** The value of a header, or null when absent. A repeated header gives its first value (use `all()` for every value). */
   get(name: string): string | null {
     const key = String.UTF8.encode(name);
     clearReturned();

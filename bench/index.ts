@@ -1,0 +1,10 @@
+// `npm run bench`: every benchmark, one table each. Numbers are for this machine at this moment:
+// run it on a quiet machine, and compare ratios rather than absolute values across machines.
+
+import { benchChain } from './chain.ts';
+import { benchEngine } from './engine.ts';
+import { printTable } from './table.ts';
+
+process.stdout.write(`sluice bench: node ${process.version}, ${(await import('node:os')).cpus().length} cpus\n`);
+printTable('filter chain (touch-headers filter: reads one request header, sets one request and one response header)', await benchChain());
+printTable('engine (time budget, instantiate, memory)', await benchEngine());
