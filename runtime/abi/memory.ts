@@ -88,17 +88,19 @@ export class GuestMemory {
    */
   copyOut(data: Uint8Array | string, ptrPtr: number, sizePtr: number): Status {
     const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
-    if (!this.inBounds(ptrPtr, 4) || !this.inBounds(sizePtr, 4)) return Status.InvalidMemoryAccess;
+    if (ptrPtr + 4 > this.bytes.byteLength || sizePtr + 4 > this.bytes.byteLength) return Status.InvalidMemoryAccess;
     let ptr = 0;
     if (size > 0) {
       ptr = this.allocate(size);
       if (ptr === 0) return Status.InvalidMemoryAccess;
+      // The allocator may have grown memory: take fresh views.
       const b = this.bytes;
       if (typeof data === 'string') b.write(data, ptr, 'utf8');
       else b.set(data, ptr);
     }
-    this.putU32(ptrPtr, ptr);
-    this.putU32(sizePtr, size);
+    const dv = this.dv;
+    dv.setUint32(ptrPtr, ptr, true);
+    dv.setUint32(sizePtr, size, true);
     return Status.Ok;
   }
 

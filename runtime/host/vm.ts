@@ -14,7 +14,7 @@ import { resolveProperty } from './properties.ts';
 import type { FilterContext } from './filter-context.ts';
 import type { PluginSpec } from './plugin-spec.ts';
 
-type GuestFn = (...args: number[]) => number;
+type GuestFn = ((...args: number[]) => number) & { arity: number };
 
 /** Returned by a callback whose guest call failed (trap, budget, abort). */
 export const FAILED = -1;
@@ -106,7 +106,11 @@ export class Vm implements AbiHost {
     }
     this.guest = guest;
     const fns: Record<string, GuestFn | undefined> = {};
-    for (const [name, value] of Object.entries(guest.exports)) if (typeof value === 'function') fns[name] = value as GuestFn;
+    for (const [name, value] of Object.entries(guest.exports)) {
+      if (typeof value !== 'function') continue;
+      // Read once: `length` of an exported Wasm function is a slow property on every call.
+      fns[name] = Object.assign(value, { arity: value.length }) as GuestFn;
+    }
     this.fns = fns;
     this.root = { id: this.nextContextId++ };
     this.rootContextId = this.root.id;
@@ -181,7 +185,7 @@ export class Vm implements AbiHost {
     try {
       // Exactly as many arguments as the export takes: V8 calls Wasm through a slow generic
       // wrapper when the count differs.
-      switch (fn.length) {
+      switch (fn.arity) {
         case 0:
           return fn() | 0;
         case 1:
