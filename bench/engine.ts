@@ -1,34 +1,28 @@
 // Measures what the engine costs: the time-budget instrumentation (instrumented vs raw Wasm on the
 // same workloads), instrumentation and compile time, instantiate time and memory per VM.
-// Standalone: node --import=tsx bench/engine.ts
+// Standalone: node --import=tsx bench/engine.ts (after `npm run build`, which assembles the WAT
+// workloads into build/fixtures/engine). Nothing here imports binaryen or asc: under tsx that
+// alone costs ~20 s (tsx transforms binaryen's 13 MB); the AssemblyScript workload is compiled
+// once by a plain node child process and cached in build/bench.
 
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import asc from 'assemblyscript/asc';
-import binaryen from 'binaryen';
 import { compileModule, instantiate, type GuestInstance } from '../runtime/engine/index.ts';
 import { instrument } from '../runtime/engine/instrument.ts';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import { printTable, type BenchRow } from './table.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 type Fn = (...args: number[]) => number;
 
-function wat(text: string): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
+function prebuilt(path: string): Uint8Array {
+  const file = join(root, path);
+  if (!existsSync(file)) throw new Error(`${path} is missing: run npm run build first`);
+  return new Uint8Array(readFileSync(file));
 }
 
 function median(xs: number[]): number {
@@ -57,8 +51,8 @@ function ratio(raw: () => void, instrumented: () => void, reps: number): { ratio
   return { ratio: median(b) / median(a), rawMs: median(a), instrumentedMs: median(b) };
 }
 
-async function budgetOverhead(): Promise<BenchResult[]> {
-  const bytes = wat(readFileSync(join(root, 'test/fixtures/engine/workloads.wat'), 'utf8'));
+async function budgetOverhead(): Promise<BenchRow[]> {
+  const bytes = prebuilt('build/fixtures/engine/workloads.wasm');
   const raw = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource)).exports as Record<string, Fn>;
   const guest = instantiate(await compileModule(bytes), {}, { callBudgetMs: 60_000 });
   const inst = guest.exports as Record<string, Fn>;
@@ -114,9 +108,30 @@ export function fnv(p: usize, len: i32): u32 {
 export function fib(n: i32): i32 { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
 `;
 
-async function assemblyScriptOverhead(): Promise<BenchResult[]> {
-  const { binary, error } = await asc.compileString(AS_WORKLOAD, { optimizeLevel: 3, runtime: 'incremental', exportStart: '_initialize' });
-  if (error || !binary) throw new Error(`asc failed: ${error?.message}`);
+const ASC_OPTIONS = { optimizeLevel: 3, runtime: 'incremental', exportStart: '_initialize' };
+
+/** AS_WORKLOAD compiled by asc in a plain node child process, cached by source and options. */
+function assemblyScriptWorkload(): Uint8Array {
+  const hash = createHash('sha256').update(AS_WORKLOAD).update(JSON.stringify(ASC_OPTIONS)).digest('hex').slice(0, 12);
+  const out = join(root, 'build/bench', `as-workload-${hash}.wasm`);
+  if (!existsSync(out)) {
+    const script = `
+      import asc from 'assemblyscript/asc';
+      import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+      import { dirname } from 'node:path';
+      const out = ${JSON.stringify(out)};
+      const { binary, error } = await asc.compileString(readFileSync(0, 'utf8'), ${JSON.stringify(ASC_OPTIONS)});
+      if (error || !binary) throw new Error('asc failed: ' + error?.message);
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, binary);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, input: AS_WORKLOAD, encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`compiling the AssemblyScript workload failed: ${child.stderr}`);
+  }
+  return new Uint8Array(readFileSync(out));
+}
+
+async function assemblyScriptOverhead(): Promise<BenchRow[]> {
+  const binary = assemblyScriptWorkload();
   const env = { abort: () => { throw new Error('abort'); } };
   const raw = new WebAssembly.Instance(new WebAssembly.Module(binary as BufferSource), { env }).exports as Record<string, Fn>;
   const guest = instantiate(await compileModule(binary), { env }, { callBudgetMs: 60_000 });
@@ -146,52 +161,14 @@ async function assemblyScriptOverhead(): Promise<BenchResult[]> {
   });
 }
 
-/** A module of typical filter size (~45 KB): many small functions with loops and calls, plus data. */
-function syntheticModule(): Uint8Array {
-  const fns: string[] = [];
-  for (let i = 0; i < 300; i++) {
-    const callee = i > 0 ? `(local.set $acc (i32.add (local.get $acc) (call $f${i - 1} (local.get $i) (i32.const ${i}))))` : '';
-    fns.push(`(func $f${i} (export "f${i}") (param $a i32) (param $b i32) (result i32) (local $i i32) (local $acc i32)
-      (block $done (loop $next
-        (br_if $done (i32.ge_u (local.get $i) (i32.and (local.get $b) (i32.const 7))))
-        (local.set $acc (i32.xor (i32.mul (local.get $acc) (i32.const 16777619)) (i32.load8_u offset=${i} (local.get $i))))
-        (if (i32.eqz (i32.and (local.get $acc) (i32.const ${i % 13}))) (then ${callee}))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $next)))
-      (i32.add (local.get $acc) (local.get $a)))`);
-  }
-  const data = 'x'.repeat(8192);
-  return wat(`(module (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
-    (memory (export "memory") 2) (data (i32.const 1024) "${data}") ${fns.join('\n')})`);
-}
-
-function typicalModule(): { bytes: Uint8Array; source: string } {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    let names: string[] = [];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(dir, n);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (n.endsWith('.wasm') && statSync(p).size >= 20_000) found.push(p);
-    }
-  };
-  walk(join(root, 'build'));
-  found.sort((a, b) => statSync(b).size - statSync(a).size);
-  if (found.length > 0) return { bytes: readFileSync(found[0]), source: found[0].slice(root.length) };
-  return { bytes: syntheticModule(), source: 'synthetic WAT (300 functions with loops + 8 KiB data)' };
-}
-
-async function perVm(): Promise<BenchResult[]> {
-  const { bytes, source } = typicalModule();
-  const results: BenchResult[] = [];
+async function perVm(): Promise<BenchRow[]> {
+  // The example filter, a typical AssemblyScript filter (~65 KB, SDK included).
+  const source = 'build/filters/hello.wasm';
+  const bytes = prebuilt(source);
+  const results: BenchRow[] = [];
 
   const instr: number[] = [];
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 50; i++) {
     const t = performance.now();
     instrument(bytes, 64 << 20);
     instr.push(performance.now() - t);
@@ -201,7 +178,7 @@ async function perVm(): Promise<BenchResult[]> {
   await WebAssembly.compile(instrumented as BufferSource);
   const compileMs = performance.now() - t0;
   const compiled = await compileModule(bytes);
-  results.push({ name: 'instrument (binaryen) a typical module', value: +median(instr).toFixed(2), unit: 'ms', note: `${bytes.length} B -> ${instrumented.length} B, ${source}; median of 10, first ${instr[0].toFixed(0)} ms` });
+  results.push({ name: `instrument ${source}`, value: +median(instr).toFixed(3), unit: 'ms', note: `${bytes.length} B -> ${instrumented.length} B; median of 50, first ${instr[0].toFixed(2)} ms` });
   results.push({ name: 'WebAssembly.compile of the instrumented module', value: +compileMs.toFixed(2), unit: 'ms', note: 'once per module digest (V8 compiles lazily)' });
 
   const opts = { callBudgetMs: 50 };
@@ -239,12 +216,10 @@ async function perVm(): Promise<BenchResult[]> {
   return results;
 }
 
-export async function benchEngine(): Promise<BenchResult[]> {
+export async function benchEngine(): Promise<BenchRow[]> {
   return [...(await budgetOverhead()), ...(await assemblyScriptOverhead()), ...(await perVm())];
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const results = await benchEngine();
-  const w = Math.max(...results.map((r) => r.name.length));
-  for (const r of results) console.log(`${r.name.padEnd(w)}  ${String(r.value).padStart(9)} ${r.unit.padEnd(6)} ${r.note ?? ''}`);
+  printTable('engine (time budget, instantiate, memory)', await benchEngine());
 }

@@ -11,6 +11,7 @@ export const ErrorCodes = {
   SLUICE_ERR_PLUGIN_CONFIG: 'the plugin definition is invalid',
   SLUICE_ERR_STREAM_STATE: 'a stream phase was driven out of order',
   SLUICE_ERR_HARNESS: 'the test harness was used in a way it does not support',
+  SLUICE_ERR_CONFIG: 'the configuration is invalid',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

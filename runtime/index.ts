@@ -4,3 +4,5 @@ export * from './host/index.ts';
 export { compileModule, type CompiledModule } from './engine/index.ts';
 export { SluiceError, ErrorCodes, type ErrorCode } from './errors.ts';
 export { Status, MapType, BufferType, LogLevel, LOG_LEVEL_NAMES, MetricType } from './abi/constants.ts';
+export * from './config/index.ts';
+export { NodeProxy } from './proxy/node-proxy.ts';

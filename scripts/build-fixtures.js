@@ -1,5 +1,7 @@
 // Builds the hand-written WebAssembly text fixtures (test/fixtures/**/*.wat) into
 // build/fixtures/<same path>.wasm with binaryen's text parser. Up-to-date outputs are skipped.
+// A file whose first line is `;; @names` keeps its name section (function and local names, as
+// debug builds of filters have); binaryen drops it otherwise.
 
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
@@ -43,8 +45,15 @@ export async function buildFixtures({ root = process.cwd(), log = console.log } 
     module.setFeatures(binaryen.Features.All);
     if (!module.validate()) throw new Error(`${relative(root, src)}: binaryen validation failed (see above)`);
     await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, module.emitBinary());
-    module.dispose();
+    const names = /^;;\s*@names\b/.test(text);
+    const debugInfo = binaryen.getDebugInfo();
+    binaryen.setDebugInfo(names);
+    try {
+      await writeFile(out, module.emitBinary());
+    } finally {
+      binaryen.setDebugInfo(debugInfo);
+      module.dispose();
+    }
     built++;
   }
   log(`fixtures: ${built} built`);

@@ -131,24 +131,10 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       return mem.copyOut(value, retPtr >>> 0, retLen >>> 0);
     },
     proxy_add_header_map_value(type: number, keyPtr: number, keyLen: number, valuePtr: number, valueLen: number) {
-      if (type >>> 0 > MAX_MAP_TYPE) return Status.BadArgument;
-      const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
-      const value = mem.string(valuePtr >>> 0, valueLen >>> 0);
-      if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
-      const map = host.headerMap(type);
-      if (!map) return Status.BadArgument;
-      map.add(key, value);
-      return Status.Ok;
+      return writeHeader(type, keyPtr, keyLen, valuePtr, valueLen, false);
     },
     proxy_replace_header_map_value(type: number, keyPtr: number, keyLen: number, valuePtr: number, valueLen: number) {
-      if (type >>> 0 > MAX_MAP_TYPE) return Status.BadArgument;
-      const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
-      const value = mem.string(valuePtr >>> 0, valueLen >>> 0);
-      if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
-      const map = host.headerMap(type);
-      if (!map) return Status.BadArgument;
-      map.set(key, value);
-      return Status.Ok;
+      return writeHeader(type, keyPtr, keyLen, valuePtr, valueLen, true);
     },
     proxy_remove_header_map_value(type: number, keyPtr: number, keyLen: number) {
       if (type >>> 0 > MAX_MAP_TYPE) return Status.BadArgument;
@@ -374,6 +360,19 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
   // gRPC calls from filters: linked so modules that import them load, refused when called.
   for (const name of ['proxy_grpc_call', 'proxy_grpc_stream', 'proxy_grpc_send', 'proxy_grpc_cancel', 'proxy_grpc_close']) {
     table[name] = () => refuse(name);
+  }
+
+  /** proxy_add_header_map_value (another value) and proxy_replace_header_map_value (the only value). */
+  function writeHeader(type: number, keyPtr: number, keyLen: number, valuePtr: number, valueLen: number, replace: boolean): Status {
+    if (type >>> 0 > MAX_MAP_TYPE) return Status.BadArgument;
+    const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
+    const value = mem.string(valuePtr >>> 0, valueLen >>> 0);
+    if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
+    const map = host.headerMap(type);
+    if (!map) return Status.BadArgument;
+    if (replace) map.set(key, value);
+    else map.add(key, value);
+    return Status.Ok;
   }
 
   function refuse(name: string): Status {

@@ -3,11 +3,13 @@
 import { parseArgs } from 'node:util';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
+import { runProxy } from './run.ts';
 
 const USAGE = `usage: sluice <command> [options]
 
 commands:
-  demo [--port N]          run the example filters behind a small HTTP server on 127.0.0.1 (what npm start runs)
+  run -c FILE [--drain-ms N]  run the node proxy from a YAML or JSON config (docs/configuration.md)
+  demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
   help                     show this text
 `;
@@ -16,11 +18,22 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'demo': {
-        const { values } = parseArgs({ args: rest, options: { port: { type: 'string', default: '15001' } } });
-        await runDemo({ port: Number(values.port) });
-        return 0;
+      case 'run': {
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' } } });
+        if (!values.config) {
+          process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
+          return 2;
+        }
+        const drainMs = Number(values['drain-ms']);
+        if (!Number.isInteger(drainMs) || drainMs < 0) {
+          process.stderr.write(`sluice run: --drain-ms must be a whole number of milliseconds, got "${values['drain-ms']}"\n`);
+          return 2;
+        }
+        return await runProxy(values.config, { drainMs });
       }
+      case 'demo':
+        parseArgs({ args: rest, options: {} });
+        return await runDemo();
       case 'new': {
         const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true });
         if (positionals.length !== 1) {

@@ -12,7 +12,7 @@ import {
 } from "./abi";
 import { failHostCall, warnHostCall } from "./errors";
 import { Headers, deserializeHeaders, serializeHeaders } from "./headers";
-import { clearReturned, RETURN_PTR, RETURN_SIZE, RETURN_U64, takeReturnedString } from "./memory";
+import { clearReturned, encodeArea, encodeUtf8Units, freeReturned, releaseEncoded, RETURN_PTR, RETURN_SIZE, RETURN_U64, takeReturnedString } from "./memory";
 import { MapType, mapTypeName, Status } from "./types";
 
 /**
@@ -25,13 +25,7 @@ export class HeaderMap {
 
   /** The value of a header, or null when absent. A repeated header gives its first value (use `all()` for every value). */
   get(name: string): string | null {
-    const key = String.UTF8.encode(name);
-    clearReturned();
-    const status = <Status>proxy_get_header_map_value(this.mapType, changetype<usize>(key), key.byteLength, RETURN_PTR, RETURN_SIZE);
-    if (status == Status.Ok) return takeReturnedString();
-    if (status == Status.NotFound) return null;
-    this.report("proxy_get_header_map_value", status, name);
-    return null;
+    return getHeader(this.mapType, changetype<usize>(name));
   }
 
   has(name: string): bool {
@@ -40,29 +34,17 @@ export class HeaderMap {
 
   /** Sets a header to one value, replacing any it had. */
   set(name: string, value: string): void {
-    const key = String.UTF8.encode(name);
-    const bytes = String.UTF8.encode(value);
-    const status = <Status>proxy_replace_header_map_value(
-      this.mapType, changetype<usize>(key), key.byteLength, changetype<usize>(bytes), bytes.byteLength,
-    );
-    if (status != Status.Ok) this.report("proxy_replace_header_map_value", status, name);
+    writeHeader(this.mapType, changetype<usize>(name), changetype<usize>(value), true);
   }
 
   /** Adds a value to a header (a repeated header when it already has one). */
   add(name: string, value: string): void {
-    const key = String.UTF8.encode(name);
-    const bytes = String.UTF8.encode(value);
-    const status = <Status>proxy_add_header_map_value(
-      this.mapType, changetype<usize>(key), key.byteLength, changetype<usize>(bytes), bytes.byteLength,
-    );
-    if (status != Status.Ok) this.report("proxy_add_header_map_value", status, name);
+    writeHeader(this.mapType, changetype<usize>(name), changetype<usize>(value), false);
   }
 
   /** Removes a header (every value of it); removing an absent header is fine. */
   remove(name: string): void {
-    const key = String.UTF8.encode(name);
-    const status = <Status>proxy_remove_header_map_value(this.mapType, changetype<usize>(key), key.byteLength);
-    if (status != Status.Ok && status != Status.NotFound) this.report("proxy_remove_header_map_value", status, name);
+    removeHeader(this.mapType, changetype<usize>(name));
   }
 
   /** A snapshot of every header, in order, pseudo-headers included. */
@@ -76,7 +58,7 @@ export class HeaderMap {
     const ptr = <usize>load<u32>(RETURN_PTR);
     const size = <usize>load<u32>(RETURN_SIZE);
     const headers = deserializeHeaders(ptr, size);
-    if (ptr != 0) heap.free(ptr);
+    freeReturned(ptr);
     if (headers === null) {
       failHostCall("proxy_get_header_map_pairs", Status.SerializationFailure, "the host returned malformed " + mapTypeName(this.mapType));
       return new Headers();
@@ -106,10 +88,61 @@ export class HeaderMap {
   }
 
   private report(hostFunction: string, status: Status, name: string): void {
-    let detail = mapTypeName(this.mapType);
-    if (name.length > 0) detail += ", header '" + name + "'";
-    // Bad pointers mean the SDK itself is broken: stop. Anything else is the host refusing: warn.
-    if (status == Status.InvalidMemoryAccess) failHostCall(hostFunction, status, detail);
-    else warnHostCall(hostFunction, status, status == Status.BadArgument ? detail + ": not available in this callback" : detail);
+    reportFailure(hostFunction, status, this.mapType, name);
   }
+
+}
+
+// The single-header operations, on raw string addresses. AssemblyScript's incremental GC keeps a
+// shadow stack: every managed value passed to a call is stored there first, and a function with
+// such calls sets up a frame. The strings here are kept alive by the caller (whose call passed
+// them), and only the failure paths turn them back into strings, so the common path has no frame.
+
+/** The length in UTF-16 units of the string at `text` (its runtime header holds the byte size). */
+// @ts-ignore: decorator
+@inline
+function unitsOf(text: usize): usize {
+  return <usize>(load<u32>(text - 4) >> 1);
+}
+
+function getHeader(mapType: MapType, name: usize): string | null {
+  const key = encodeArea(unitsOf(name) * 3);
+  const keySize = encodeUtf8Units(name, unitsOf(name), key);
+  clearReturned();
+  const status = <Status>proxy_get_header_map_value(mapType, key, keySize, RETURN_PTR, RETURN_SIZE);
+  releaseEncoded();
+  if (status == Status.Ok) return takeReturnedString();
+  if (status != Status.NotFound) reportFailure("proxy_get_header_map_value", status, mapType, changetype<string>(name));
+  return null;
+}
+
+function writeHeader(mapType: MapType, name: usize, value: usize, replace: bool): void {
+  const key = encodeArea((unitsOf(name) + unitsOf(value)) * 3);
+  const keySize = encodeUtf8Units(name, unitsOf(name), key);
+  const valueSize = encodeUtf8Units(value, unitsOf(value), key + keySize);
+  const status = replace
+    ? <Status>proxy_replace_header_map_value(mapType, key, keySize, key + keySize, valueSize)
+    : <Status>proxy_add_header_map_value(mapType, key, keySize, key + keySize, valueSize);
+  releaseEncoded();
+  if (status != Status.Ok) {
+    reportFailure(replace ? "proxy_replace_header_map_value" : "proxy_add_header_map_value", status, mapType, changetype<string>(name));
+  }
+}
+
+function removeHeader(mapType: MapType, name: usize): void {
+  const key = encodeArea(unitsOf(name) * 3);
+  const keySize = encodeUtf8Units(name, unitsOf(name), key);
+  const status = <Status>proxy_remove_header_map_value(mapType, key, keySize);
+  releaseEncoded();
+  if (status != Status.Ok && status != Status.NotFound) {
+    reportFailure("proxy_remove_header_map_value", status, mapType, changetype<string>(name));
+  }
+}
+
+function reportFailure(hostFunction: string, status: Status, mapType: MapType, name: string): void {
+  let detail = mapTypeName(mapType);
+  if (name.length > 0) detail += ", header '" + name + "'";
+  // Bad pointers mean the SDK itself is broken: stop. Anything else is the host refusing: warn.
+  if (status == Status.InvalidMemoryAccess) failHostCall(hostFunction, status, detail);
+  else warnHostCall(hostFunction, status, status == Status.BadArgument ? detail + ": not available in this callback" : detail);
 }

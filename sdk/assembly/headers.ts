@@ -2,6 +2,8 @@
 // header map) and its proxy-wasm wire format: u32 count, count × (u32 key size, u32 value size),
 // then each key and value followed by a NUL, all little-endian.
 
+import { decodeUtf8 } from "./memory";
+
 /** One header: name (lower-case) and value. */
 export class Header {
   constructor(public name: string, public value: string) {}
@@ -121,10 +123,10 @@ export function deserializeHeaders(ptr: usize, size: usize): Headers | null {
     const valueSize = <usize>load<u32>(ptr + 8 + i * 8);
     // Each string is followed by a NUL; compared by subtraction so huge sizes cannot wrap around.
     if (keySize >= end - data) return null;
-    const name = String.UTF8.decodeUnsafe(data, keySize);
+    const name = decodeUtf8(data, keySize);
     data += keySize + 1;
     if (valueSize >= end - data) return null;
-    const value = String.UTF8.decodeUnsafe(data, valueSize);
+    const value = decodeUtf8(data, valueSize);
     data += valueSize + 1;
     // Names come from the host already lower-case; push directly to keep duplicates and order.
     headers.list.push(new Header(name, value));

@@ -6,7 +6,7 @@ import { Context } from "./context";
 import { failHostCall, warnHostCall } from "./errors";
 import { Headers, deserializeHeaders, serializeHeaders } from "./headers";
 import { Body } from "./body";
-import { clearReturned, RETURN_PTR, RETURN_SIZE, toBytes } from "./memory";
+import { clearReturned, freeReturned, RETURN_PTR, RETURN_SIZE, toBytes } from "./memory";
 import { BufferType, MapType, Status } from "./types";
 
 /** The answer to an HTTP call. A call that failed (timeout, reset, no upstream) has no headers. */
@@ -124,7 +124,7 @@ function readCallMap(mapType: MapType): Headers {
   }
   const ptr = <usize>load<u32>(RETURN_PTR);
   const headers = deserializeHeaders(ptr, <usize>load<u32>(RETURN_SIZE));
-  if (ptr != 0) heap.free(ptr);
+  freeReturned(ptr);
   if (headers === null) {
     failHostCall("proxy_get_header_map_pairs", Status.SerializationFailure, "malformed HTTP call response headers");
     return new Headers();

@@ -12,18 +12,36 @@ export const RETURN_U64: usize = SCRATCH + 16;
 // TLSF cannot hand out blocks this large; answering 0 lets the host fail the call cleanly.
 const MAX_ALLOCATION: usize = 1 << 30;
 
+// Results arena. The host copies every result (a header value, a property, a body) into memory it
+// gets from `proxy_on_memory_allocate`, and the SDK copies it out into a managed value at once,
+// before the next host call. So small results are bump-allocated in a static area, which is reset
+// by `clearReturned()` before each host call that returns data: no TLSF allocation, no free.
+// Results that do not fit (bodies, big maps) come from the heap and are freed after use.
+const ARENA_SIZE: usize = 4096;
+const ARENA: usize = memory.data(<i32>ARENA_SIZE, 16);
+let arenaTop: usize = ARENA;
+
 /**
  * The allocator the host calls (through `proxy_on_memory_allocate`) to copy data into the module.
- * Blocks are raw heap memory, not GC objects: the SDK copies them into managed values and frees them.
+ * Blocks are raw memory, not GC objects: the SDK copies them into managed values and frees them.
  */
 export function allocateForHost(size: usize): usize {
+  const top = arenaTop;
+  const aligned = (size + 7) & ~<usize>7;
+  if (aligned <= ARENA + ARENA_SIZE - top && size > 0) {
+    arenaTop = top + aligned;
+    return top;
+  }
   if (size >= MAX_ALLOCATION) return 0;
   return heap.alloc(size);
 }
 
 /** Frees a block the host allocated for a result (the pointer in RETURN_PTR). */
-function freeReturned(ptr: usize): void {
-  if (ptr != 0) heap.free(ptr);
+// @ts-ignore: decorator
+@inline
+export function freeReturned(ptr: usize): void {
+  // Arena blocks are released all at once by the next clearReturned().
+  if (ptr - ARENA >= ARENA_SIZE && ptr != 0) heap.free(ptr);
 }
 
 /** The bytes the last host call returned through RETURN_PTR/RETURN_SIZE, copied out and freed. */
@@ -40,16 +58,122 @@ export function takeReturnedBytes(): ArrayBuffer {
 export function takeReturnedString(): string {
   const ptr = <usize>load<u32>(RETURN_PTR);
   const size = <usize>load<u32>(RETURN_SIZE);
-  const out = size > 0 ? String.UTF8.decodeUnsafe(ptr, size) : "";
+  const out = decodeUtf8(ptr, size);
   freeReturned(ptr);
   return out;
 }
 
-/** Clears the result slots before a host call, so a call that fails writes no stale pointer we free. */
+/**
+ * Clears the result slots before a host call, so a call that fails writes no stale pointer we
+ * free, and empties the results arena (nothing in it is still needed: results are consumed at once).
+ */
+// @ts-ignore: decorator
+@inline
 export function clearReturned(): void {
   store<u64>(SCRATCH, 0);
   store<u64>(SCRATCH + 8, 0);
   store<u64>(SCRATCH + 16, 0);
+  arenaTop = ARENA;
+}
+
+// Encoding area. Strings passed to the host (header names and values, mostly) are encoded here
+// instead of into a fresh ArrayBuffer per call; longer ones get a heap block freed after the call.
+const ENCODE_SIZE: usize = 2048;
+const ENCODE_AREA: usize = memory.data(<i32>ENCODE_SIZE, 16);
+let encodeBlock: usize = 0;
+
+/**
+ * Room for `maxBytes` of arguments, valid until `releaseEncoded()` (call it after the host call).
+ * A string of n UTF-16 units needs at most 3n bytes of UTF-8.
+ */
+// @ts-ignore: decorator
+@inline
+export function encodeArea(maxBytes: usize): usize {
+  if (maxBytes <= ENCODE_SIZE) return ENCODE_AREA;
+  return encodeBlockOf(maxBytes);
+}
+
+function encodeBlockOf(maxBytes: usize): usize {
+  releaseEncoded();
+  encodeBlock = heap.alloc(maxBytes);
+  return encodeBlock;
+}
+
+/** Frees the block `encodeArea` took from the heap, if it did. */
+// @ts-ignore: decorator
+@inline
+export function releaseEncoded(): void {
+  if (encodeBlock != 0) {
+    heap.free(encodeBlock);
+    encodeBlock = 0;
+  }
+}
+
+/**
+ * Writes the UTF-8 of `text` at `dest` (room for 3 × text.length bytes) and returns its size.
+ * Same bytes as String.UTF8.encode (lone surrogates as WTF-8).
+ */
+// @ts-ignore: decorator
+@inline
+export function encodeUtf8(text: string, dest: usize): usize {
+  return encodeUtf8Units(changetype<usize>(text), <usize>text.length, dest);
+}
+
+// Takes raw addresses, not the string: a managed argument would cost a shadow-stack slot per call.
+// ASCII (nearly every header) is converted 4 units at a time.
+export function encodeUtf8Units(src: usize, units: usize, dest: usize): usize {
+  let i: usize = 0;
+  while (i + 4 <= units) {
+    const v = load<u64>(src + (i << 1));
+    if (v & 0xFF80_FF80_FF80_FF80) return i + encodeRest(src + (i << 1), units - i, dest + i);
+    store<u32>(dest + i, <u32>((v & 0xFF) | ((v >> 8) & 0xFF00) | ((v >> 16) & 0xFF_0000) | ((v >> 24) & 0xFF00_0000)));
+    i += 4;
+  }
+  if (units - i >= 2) {
+    const v = load<u32>(src + (i << 1));
+    if (v & 0xFF80_FF80) return i + encodeRest(src + (i << 1), units - i, dest + i);
+    store<u16>(dest + i, <u16>((v & 0xFF) | ((v >> 8) & 0xFF00)));
+    i += 2;
+  }
+  if (i < units) {
+    const c = <u32>load<u16>(src + (i << 1));
+    if (c >= 0x80) return i + encodeRest(src + (i << 1), units - i, dest + i);
+    store<u8>(dest + i, <u8>c);
+  }
+  return units;
+}
+
+/** The library's encoder, from the first unit that may not be ASCII (never the low half of a pair). */
+function encodeRest(src: usize, units: usize, dest: usize): usize {
+  return String.UTF8.encodeUnsafe(src, <i32>units, dest);
+}
+
+/**
+ * Decodes `size` bytes of UTF-8 at `ptr` into a string; same result as String.UTF8.decodeUnsafe.
+ * ASCII (nearly every header) is widened 4 bytes at a time into a string of exactly the right size.
+ */
+export function decodeUtf8(ptr: usize, size: usize): string {
+  if (size == 0) return "";
+  const out = __new(size << 1, idof<String>());
+  let i: usize = 0;
+  while (i + 4 <= size) {
+    const b = <u64>load<u32>(ptr + i);
+    if (b & 0x8080_8080) return String.UTF8.decodeUnsafe(ptr, size);
+    store<u64>(out + (i << 1), (b & 0xFF) | ((b & 0xFF00) << 8) | ((b & 0xFF_0000) << 16) | ((b & 0xFF00_0000) << 24));
+    i += 4;
+  }
+  if (size - i >= 2) {
+    const b = <u32>load<u16>(ptr + i);
+    if (b & 0x8080) return String.UTF8.decodeUnsafe(ptr, size);
+    store<u32>(out + (i << 1), (b & 0xFF) | ((b & 0xFF00) << 8));
+    i += 2;
+  }
+  if (i < size) {
+    const c = <u32>load<u8>(ptr + i);
+    if (c >= 0x80) return String.UTF8.decodeUnsafe(ptr, size);
+    store<u16>(out + (i << 1), <u16>c);
+  }
+  return changetype<string>(out);
 }
 
 /** UTF-8 bytes of a string. */

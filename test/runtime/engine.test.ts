@@ -1,10 +1,10 @@
 // The Wasm engine against real compiled modules (WAT fixtures in test/fixtures/engine, assembled
-// with binaryen): time budget, memory ceiling, linking, failure classification, compile cache.
+// into build/fixtures/engine by scripts/build-fixtures.js, which `npm test` runs first): time
+// budget, memory ceiling, linking, failure classification, compile cache.
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import test from 'ava';
-import binaryen from 'binaryen';
 import {
   BudgetExceededError,
   compileModule,
@@ -17,22 +17,9 @@ import {
 type Fn = (...args: number[]) => number;
 const PAGE = 65536;
 
-function fixture(name: string): string {
-  return readFileSync(new URL(`../fixtures/engine/${name}.wat`, import.meta.url), 'utf8');
-}
-
-/** Assembles WAT; `names` keeps a name section, as debug builds of filters have. */
-function wasm(text: string, { names = false } = {}): Uint8Array {
-  const m = binaryen.parseText(text);
-  const debugInfo = binaryen.getDebugInfo();
-  try {
-    m.setFeatures(binaryen.Features.All);
-    binaryen.setDebugInfo(names);
-    return m.emitBinary();
-  } finally {
-    binaryen.setDebugInfo(debugInfo);
-    m.dispose();
-  }
+/** The assembled test/fixtures/engine/<name>.wat (run `node scripts/build-fixtures.js` if it is missing). */
+function wasm(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(new URL(`../../build/fixtures/engine/${name}.wasm`, import.meta.url)));
 }
 
 function fns(guest: GuestInstance): Record<string, Fn> {
@@ -61,7 +48,7 @@ const hostImports = {
 // ---- time budget ---------------------------------------------------------------------------
 
 test('an infinite loop is stopped with BudgetExceededError after about its budget', async (t) => {
-  const compiled = await compileModule(wasm(fixture('misbehave')));
+  const compiled = await compileModule(wasm('misbehave'));
   const other = instantiate(compiled, hostImports, { callBudgetMs: 1000 });
   const guest = instantiate(compiled, hostImports, { callBudgetMs: 50 });
 
@@ -81,14 +68,14 @@ test('an infinite loop is stopped with BudgetExceededError after about its budge
 });
 
 test('exponential fan-out without any loop is stopped too (function entries are metered)', async (t) => {
-  const guest = instantiate(await compileModule(wasm(fixture('misbehave'))), hostImports, { callBudgetMs: 50 });
+  const guest = instantiate(await compileModule(wasm('misbehave')), hostImports, { callBudgetMs: 50 });
   const fanned = enter(guest, 'fan', 64);
   t.true(fanned.error instanceof BudgetExceededError);
   t.true(fanned.ms < 500, `stopped after ${fanned.ms} ms`);
 });
 
 test('a guest that catches the budget error is trapped, and the trap is reported as a budget overrun', async (t) => {
-  const guest = instantiate(await compileModule(wasm(fixture('misbehave'))), hostImports, { callBudgetMs: 50 });
+  const guest = instantiate(await compileModule(wasm('misbehave')), hostImports, { callBudgetMs: 50 });
   const swallowed = enter(guest, 'swallow');
   t.true(swallowed.error instanceof WebAssembly.RuntimeError);
   t.true(swallowed.ms < 500, `stopped after ${swallowed.ms} ms`);
@@ -97,14 +84,14 @@ test('a guest that catches the budget error is trapped, and the trap is reported
 });
 
 test('a start function that never returns is stopped during instantiate', async (t) => {
-  const compiled = await compileModule(wasm(fixture('start-spin')));
+  const compiled = await compileModule(wasm('start-spin'));
   const started = performance.now();
   t.throws(() => instantiate(compiled, {}, { callBudgetMs: 50 }), { instanceOf: BudgetExceededError });
   t.true(performance.now() - started < 500);
 });
 
 test('a Wasm start function runs during instantiate, after onInstance, so host functions can read memory', async (t) => {
-  const compiled = await compileModule(wasm(fixture('start-memory')));
+  const compiled = await compileModule(wasm('start-memory'));
   t.deepEqual([...compiled.exports], ['memory']);
   let guest: GuestInstance | undefined;
   const logged: string[] = [];
@@ -116,7 +103,7 @@ test('a Wasm start function runs during instantiate, after onInstance, so host f
 });
 
 test('a loop of 1e6 iterations returns the right value within a 1000 ms budget', async (t) => {
-  const guest = instantiate(await compileModule(wasm(fixture('workloads'))), {}, { callBudgetMs: 1000 });
+  const guest = instantiate(await compileModule(wasm('workloads')), {}, { callBudgetMs: 1000 });
   const n = 1_000_000;
   const expected = Number(BigInt.asIntN(32, BigInt(n) * BigInt(n - 1) / 2n));
   t.deepEqual(enter(guest, 'sum', n).value, expected);
@@ -125,7 +112,7 @@ test('a loop of 1e6 iterations returns the right value within a 1000 ms budget',
 
 test('the budget is per call: beginCall starts a new one, without it the calls share one', async (t) => {
   // A generous budget: one short call must not be pushed over it by a busy machine.
-  const guest = instantiate(await compileModule(wasm(fixture('workloads'))), {}, { callBudgetMs: 200 });
+  const guest = instantiate(await compileModule(wasm('workloads')), {}, { callBudgetMs: 200 });
   // Many short calls that together take far longer than the budget.
   const started = performance.now();
   let calls = 0;
@@ -147,7 +134,7 @@ test('the budget is per call: beginCall starts a new one, without it the calls s
 // ---- memory ceiling ------------------------------------------------------------------------
 
 test('memory.grow past the ceiling returns -1, and data segments survive instrumentation', async (t) => {
-  const guest = instantiate(await compileModule(wasm(fixture('memory')), { memoryLimitBytes: 4 * PAGE }), {}, { callBudgetMs: 50 });
+  const guest = instantiate(await compileModule(wasm('memory'), { memoryLimitBytes: 4 * PAGE }), {}, { callBudgetMs: 50 });
   t.is(new TextDecoder().decode(new Uint8Array(guest.memory.buffer, 16, 6)), 'sluice');
   t.is(enter(guest, 'grow', 3).value, 1);
   t.is(enter(guest, 'grow', 1).value, -1);
@@ -156,22 +143,22 @@ test('memory.grow past the ceiling returns -1, and data segments survive instrum
 });
 
 test('a declared maximum below the ceiling is kept; the default ceiling is 64 MiB', async (t) => {
-  const small = wasm('(module (memory (export "memory") 1 2) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))');
+  const small = wasm('memory-max');
   const guest = instantiate(await compileModule(small, { memoryLimitBytes: 4 * PAGE }), {}, { callBudgetMs: 50 });
   t.is(enter(guest, 'grow', 1).value, 1);
   t.is(enter(guest, 'grow', 1).value, -1);
-  const big = instantiate(await compileModule(wasm(fixture('memory'))), {}, { callBudgetMs: 50 });
+  const big = instantiate(await compileModule(wasm('memory')), {}, { callBudgetMs: 50 });
   t.is(enter(big, 'grow', 1024).value, -1); // 1 + 1024 pages > 64 MiB
 });
 
 test('a module whose initial memory or data exceeds the ceiling is refused', async (t) => {
-  const tooBig = await t.throwsAsync(compileModule(wasm('(module (memory (export "memory") 8))'), { memoryLimitBytes: 4 * PAGE }), {
+  const tooBig = await t.throwsAsync(compileModule(wasm('memory-too-big'), { memoryLimitBytes: 4 * PAGE }), {
     instanceOf: EngineError,
   });
   t.is(tooBig.code, 'SLUICE_ERR_MODULE_INVALID');
   t.regex(tooBig.message, /starts with 0\.5 MiB of memory, more than the VM memory limit of 0\.25 MiB; raise the plugin's memory limit/);
 
-  const dataOut = await t.throwsAsync(compileModule(wasm('(module (memory (export "memory") 1) (data (i32.const 65530) "0123456789"))')), {
+  const dataOut = await t.throwsAsync(compileModule(wasm('data-beyond-memory')), {
     instanceOf: EngineError,
   });
   t.is(dataOut.code, 'SLUICE_ERR_MODULE_INVALID');
@@ -179,10 +166,10 @@ test('a module whose initial memory or data exceeds the ceiling is refused', asy
 });
 
 test('modules without a memory of their own exported as "memory" are refused', async (t) => {
-  const imported = await t.throwsAsync(compileModule(wasm('(module (import "env" "memory" (memory 1)))')), { instanceOf: EngineError });
+  const imported = await t.throwsAsync(compileModule(wasm('memory-imported')), { instanceOf: EngineError });
   t.is(imported.code, 'SLUICE_ERR_MODULE_INVALID');
   t.regex(imported.message, /an imported memory is not supported/);
-  const unexported = await t.throwsAsync(compileModule(wasm('(module (memory 1))')), { instanceOf: EngineError });
+  const unexported = await t.throwsAsync(compileModule(wasm('memory-unexported')), { instanceOf: EngineError });
   t.is(unexported.code, 'SLUICE_ERR_MODULE_INVALID');
   t.regex(unexported.message, /does not export its memory as "memory"/);
 });
@@ -190,7 +177,7 @@ test('modules without a memory of their own exported as "memory" are refused', a
 // ---- failures ------------------------------------------------------------------------------
 
 test('describeGuestFailure classifies traps, bad memory accesses, stack overflows and host errors', async (t) => {
-  const guest = instantiate(await compileModule(wasm(fixture('misbehave'))), hostImports, { callBudgetMs: 1000 });
+  const guest = instantiate(await compileModule(wasm('misbehave')), hostImports, { callBudgetMs: 1000 });
   const kinds = ['trap', 'oob', 'recurse', 'call_host'].map((name) => {
     const { error } = enter(guest, name, 0);
     return describeGuestFailure(error).kind;
@@ -203,7 +190,7 @@ test('describeGuestFailure classifies traps, bad memory accesses, stack overflow
 // ---- linking -------------------------------------------------------------------------------
 
 test('function imports nobody provides link to stubs that report and trap when called', async (t) => {
-  const compiled = await compileModule(wasm(fixture('imports')));
+  const compiled = await compileModule(wasm('imports'));
   t.deepEqual(compiled.imports, [
     { module: 'env', name: 'known', kind: 'function' },
     { module: 'env', name: 'unknown_fn', kind: 'function' },
@@ -228,7 +215,7 @@ test('function imports nobody provides link to stubs that report and trap when c
 });
 
 test('a non-function import nobody provides fails to link with SLUICE_ERR_MODULE_LINK', async (t) => {
-  const compiled = await compileModule(wasm('(module (import "env" "limit" (global i32)) (memory (export "memory") 1) (func (export "get") (result i32) (global.get 0)))'));
+  const compiled = await compileModule(wasm('import-global'));
   const error = t.throws(() => instantiate(compiled, {}, { callBudgetMs: 50 }), { instanceOf: EngineError });
   t.is(error.code, 'SLUICE_ERR_MODULE_LINK');
   t.regex(error.message, /imports the global env\.limit, which Sluice does not provide/);
@@ -240,25 +227,26 @@ test('a non-function import nobody provides fails to link with SLUICE_ERR_MODULE
   t.is(wrongKind.code, 'SLUICE_ERR_MODULE_LINK');
 });
 
-test('a module may not import the engine\'s own fuel function', async (t) => {
-  const error = await t.throwsAsync(compileModule(wasm('(module (import "sluice" "out_of_fuel" (func (result i32))) (memory (export "memory") 1))')), {
-    instanceOf: EngineError,
-  });
-  t.is(error.code, 'SLUICE_ERR_MODULE_INVALID');
-  t.regex(error.message, /reserved/);
+test('a module may not export the names the engine reserves for its fuel table and start function', async (t) => {
+  for (const [fixture, name] of [['reserved-export', 'sluice:fuel'], ['reserved-export-start', 'sluice:start']]) {
+    const error = await t.throwsAsync(compileModule(wasm(fixture)), { instanceOf: EngineError });
+    t.is(error.code, 'SLUICE_ERR_MODULE_INVALID');
+    t.regex(error.message, new RegExp(`it exports "${name}", a name reserved for Sluice's engine`));
+  }
+});
+
+test('the engine\'s own exports (fuel table, moved start function) are hidden, and it adds no imports', async (t) => {
+  const compiled = await compileModule(wasm('start-memory'));
+  t.deepEqual(compiled.imports, [{ module: 'env', name: 'log', kind: 'function' }]);
+  t.deepEqual(WebAssembly.Module.exports(compiled.module).map((e) => `${e.kind} ${e.name}`), ['memory memory', 'table sluice:fuel', 'function sluice:start']);
+  const guest = instantiate(compiled, { env: { log: () => {} } }, { callBudgetMs: 50 });
+  t.deepEqual(Object.keys(guest.exports), ['memory']);
 });
 
 test('function names survive instrumentation, even names the instrumentation itself uses', async (t) => {
-  const bytes = wasm(
-    `(module (memory (export "memory") 1)
-      (func $log_execution (export "log_execution") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
-      (func $explode (export "explode") (unreachable)))`,
-    { names: true },
-  );
-  const guest = instantiate(await compileModule(bytes), {}, { callBudgetMs: 50 });
+  const guest = instantiate(await compileModule(wasm('names')), {}, { callBudgetMs: 50 });
   t.is(enter(guest, 'log_execution', 1).value, 2);
-  const named = instantiate(await compileModule(wasm('(module (memory (export "memory") 1) (func $explode (export "explode") (unreachable)))', { names: true })), {}, { callBudgetMs: 50 });
-  t.regex(String((enter(named, 'explode').error as Error).stack), /explode/);
+  t.regex(String((enter(guest, 'explode').error as Error).stack), /at explode \(/);
 });
 
 // ---- compiling -----------------------------------------------------------------------------
@@ -271,11 +259,11 @@ test('bytes that are not a module give SLUICE_ERR_MODULE_INVALID, every time', a
       t.regex(error.message, /are not a valid WebAssembly module: .+; check that the filter was built to \.wasm/);
     }
   }
-  await t.throwsAsync(compileModule(wasm(fixture('memory')), { memoryLimitBytes: 100 }), { instanceOf: RangeError });
+  await t.throwsAsync(compileModule(wasm('memory'), { memoryLimitBytes: 100 }), { instanceOf: RangeError });
 });
 
 test('the digest is the sha256 of the original bytes, and the cache returns the same compiled module', async (t) => {
-  const bytes = wasm(fixture('workloads'));
+  const bytes = wasm('workloads');
   const compiled = await compileModule(bytes);
   t.is(compiled.digest, createHash('sha256').update(bytes).digest('hex'));
   t.is(compiled.memoryLimitBytes, 64 * 1024 * 1024);

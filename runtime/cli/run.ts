@@ -1,0 +1,46 @@
+// `sluice run -c sluice.yaml`: the node proxy from a config file. Reloads on SIGHUP, on a change
+// of the file and on POST /reload (an invalid file is refused and the running config stays);
+// drains on SIGTERM/SIGINT.
+
+import { watch } from 'node:fs';
+import { loadConfig } from '../config/index.ts';
+import { NodeProxy } from '../proxy/node-proxy.ts';
+
+const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
+
+export async function runProxy(file: string, opts: { drainMs: number; onReady?: (proxy: NodeProxy) => void }): Promise<number> {
+  const proxy = await NodeProxy.start(await loadConfig(file));
+  let reloading = Promise.resolve();
+  proxy.reload = () => {
+    const next = reloading.then(async () => {
+      await proxy.apply(await loadConfig(file));
+      log('info', `applied ${file}`);
+    });
+    reloading = next.catch(() => {});
+    return next;
+  };
+  const reload = (why: string) =>
+    proxy.reload!().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));
+
+  for (const [name, a] of Object.entries(proxy.addresses())) log('info', `${name} listening on ${a.address}:${a.port}`);
+  opts.onReady?.(proxy);
+  process.on('SIGHUP', () => void reload('SIGHUP'));
+  let debounce: NodeJS.Timeout | undefined;
+  const watcher = watch(file, () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void reload(`${file} changed`), 200);
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log('info', `${signal}: draining for up to ${opts.drainMs} ms`);
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  watcher.close();
+  await proxy.stop(opts.drainMs);
+  log('info', 'stopped');
+  return 0;
+}

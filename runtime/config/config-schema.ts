@@ -1,0 +1,306 @@
+// The configuration file's format: its JSON Schema (draft 2020-12, `additionalProperties: false`
+// everywhere), the defaults of the fields it owns, and the custom string formats the schema names,
+// each with the sentence a user reads when a value does not fit. Filter defaults are not here:
+// they come from runtime/host/plugin-spec.ts, the one place the host takes them from too.
+
+import { isIPv4, isIPv6 } from 'node:net';
+import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
+
+/** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
+export const CONFIG_DEFAULTS = Object.freeze({
+  adminAddress: '127.0.0.1:15000',
+  protocol: 'http',
+  routeTimeoutMs: 15_000,
+  redirectStatus: 302,
+  directResponseStatus: 200,
+  loadBalancing: 'round-robin',
+  connectTimeoutMs: 1_000,
+  requestTimeoutMs: 15_000,
+  idleTimeoutMs: 60_000,
+  maxConnections: 1024,
+  vmId: '',
+} as const);
+
+/** The fail strategy a filter gets when it names none, as the host fills it in. */
+const DEFAULT_FAIL_STRATEGY = pluginSpec({ name: 'defaults' }).failStrategy;
+
+/** Largest delay Node's timers accept (longer ones fire after 1 ms), so the largest *Ms value. */
+export const MAX_MS = 2 ** 31 - 1;
+
+const q = (s: string): string => JSON.stringify(s);
+
+// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+export interface HostPort {
+  /** An IP address (IPv6 without brackets) or a host name. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `host:port` (`[v6]:port` for IPv6). Ports below `minPort` are refused: 1 for upstream
+ * endpoints, 0 for addresses Sluice binds (port 0: any free port, what tests use).
+ */
+export function parseHostPort(text: string, minPort = 1): HostPort | { error: string } {
+  const notHostPort = (hint = ''): { error: string } => ({ error: `${q(text)} is not host:port${hint}` });
+  let host: string;
+  let portText: string;
+  if (text.startsWith('[')) {
+    const bracketed = /^\[([^\]]*)\]:([^:]*)$/.exec(text);
+    if (!bracketed) return notHostPort(' (as in [::1]:15001)');
+    host = bracketed[1]!;
+    portText = bracketed[2]!;
+    if (!isIPv6(host)) return { error: `${q(host)} in ${q(text)} is not an IPv6 address` };
+  } else {
+    const colon = text.lastIndexOf(':');
+    if (colon < 0) return notHostPort();
+    host = text.slice(0, colon);
+    portText = text.slice(colon + 1);
+    if (host.includes(':')) return notHostPort(' (put an IPv6 address in brackets, as in [::1]:15001)');
+    if (host === '') return notHostPort(' (give the host too, as in 0.0.0.0:15001)');
+    if (/^[0-9.]+$/.test(host) && !isIPv4(host)) return { error: `${q(host)} in ${q(text)} is not an IPv4 address` };
+    if (!isIPv4(host) && !HOSTNAME.test(host)) return { error: `${q(host)} in ${q(text)} is not an IP address or host name` };
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) return notHostPort(' (the port must be a number)');
+  const port = Number(portText);
+  if (port < minPort || port > 65535) return { error: `port ${port} is out of range (${minPort}-65535)` };
+  return { host, port };
+}
+
+const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function headerName(text: string, pseudo: boolean): string | undefined {
+  const name = pseudo && text.startsWith(':') ? text.slice(1) : text;
+  if (!TOKEN.test(name)) return `${q(text)} is not a valid header name`;
+  if (name !== name.toLowerCase()) return `header names are written in lower case: ${q(text.toLowerCase())}, not ${q(text)}`;
+  return undefined;
+}
+
+/**
+ * The custom formats the schema uses, by name: each returns what is wrong with a string, or
+ * undefined when it fits. load-config.ts registers them with ajv and uses the sentence as the
+ * problem's text.
+ */
+export const FORMATS: Readonly<Record<string, (text: string) => string | undefined>> = Object.freeze({
+  name: (text) =>
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(text)
+      ? undefined
+      : `${q(text)} is not a valid name (up to 128 letters, digits, ".", "_" and "-", starting with a letter or digit)`,
+  'bind-address': (text) => {
+    const parsed = parseHostPort(text, 0);
+    return 'error' in parsed ? parsed.error : undefined;
+  },
+  endpoint: (text) => {
+    const parsed = parseHostPort(text, 1);
+    return 'error' in parsed ? parsed.error : undefined;
+  },
+  authority: (text) => {
+    if (HOSTNAME.test(text) || isIPv4(text)) return undefined;
+    const parsed = parseHostPort(text, 1);
+    return 'error' in parsed ? `${q(text)} is not a host or host:port` : undefined;
+  },
+  path: (text) =>
+    !text.startsWith('/')
+      ? `${q(text)} must start with "/"`
+      : /[\s\u0000-\u001f\u007f?#]/.test(text)
+        ? `${q(text)} must not contain spaces, control characters, "?" or "#"`
+        : undefined,
+  regex: (text) => {
+    try {
+      new RegExp(text);
+      return undefined;
+    } catch (error) {
+      // V8 says "Invalid regular expression: /<source>/: <reason>"; the reason is what helps.
+      const reason = (error as Error).message.split(': ').pop();
+      return `${q(text)} does not compile (${reason})`;
+    }
+  },
+  'http-method': (text) =>
+    /^[A-Z][A-Z0-9_-]*$/.test(text)
+      ? undefined
+      : TOKEN.test(text)
+        ? `HTTP methods are written in upper case: ${q(text.toUpperCase())}, not ${q(text)}`
+        : `${q(text)} is not an HTTP method`,
+  'header-name': (text) => headerName(text, false),
+  'match-header-name': (text) => headerName(text, true),
+  'header-value': (text) => (/[\r\n\u0000]/.test(text) ? `${q(text)} must not contain CR, LF or NUL` : undefined),
+  location: (text) => {
+    if (/[\u0000-\u0020\u007f]/.test(text)) return `${q(text)} must not contain spaces or control characters`;
+    if (text.startsWith('/') && !text.startsWith('//')) return undefined;
+    try {
+      const url = new URL(text);
+      if (url.protocol === 'http:' || url.protocol === 'https:') return undefined;
+    } catch {
+      // not a URL: said below
+    }
+    return `${q(text)} is neither a path ("/...") nor an http(s) URL`;
+  },
+});
+
+// ---- the schema ----------------------------------------------------------------------------
+
+type Schema = Record<string, unknown>;
+
+const string = (format: string, description: string, extra: Schema = {}): Schema => ({ type: 'string', format, description, ...extra });
+const integer = (minimum: number, maximum: number, description: string, def?: number): Schema => ({
+  type: 'integer',
+  minimum,
+  maximum,
+  description,
+  ...(def === undefined ? {} : { default: def }),
+});
+const ms = (description: string, def?: number, minimum = 0): Schema => integer(minimum, MAX_MS, description, def);
+const object = (description: string, properties: Record<string, Schema>, required: string[] = []): Schema => ({
+  type: 'object',
+  description,
+  additionalProperties: false,
+  properties,
+  ...(required.length > 0 ? { required } : {}),
+});
+
+const valueMatch = (of: 'header' | 'query parameter', nameSchema: Schema): Schema =>
+  object(
+    `Matches one ${of}. Give at most one of exact, regex, present; none means present: true.`,
+    {
+      name: nameSchema,
+      exact: string('header-value', 'The value equals this string.'),
+      regex: string('regex', 'The value matches this JavaScript regular expression (unanchored: anchor it with ^ and $).'),
+      present: { type: 'boolean', description: `true: the ${of} is there; false: it is absent.` },
+      invert: { type: 'boolean', default: false, description: 'Negate the result.' },
+    },
+    ['name'],
+  );
+const headerMatch = valueMatch('header', string('match-header-name', 'Header name, lower case (pseudo-headers such as :authority too).'));
+const queryMatch = valueMatch('query parameter', { type: 'string', minLength: 1, description: 'Query parameter name.' });
+
+const route = object(
+  'A route: a match and exactly one action (cluster, weightedClusters, redirect, directResponse). Routes are tried in order; the first match wins.',
+  {
+    name: string('name', 'Unique within the listener. Default: route-<index>.'),
+    match: object('What the request must look like. Give at most one of path, prefix, regex; none means prefix "/".', {
+      path: string('path', 'The path (without query string) equals this.'),
+      prefix: string('path', 'The path starts with this string (a plain string prefix: /api also matches /apix).'),
+      regex: string('regex', 'The path (without query string) matches this JavaScript regular expression (unanchored).'),
+      methods: { type: 'array', minItems: 1, uniqueItems: true, items: string('http-method', 'An HTTP method, upper case.'), description: 'Any of these methods.' },
+      headers: { type: 'array', items: { $ref: '#/$defs/headerMatch' }, description: 'All of these header matchers.' },
+      query: { type: 'array', items: { $ref: '#/$defs/queryMatch' }, description: 'All of these query parameter matchers.' },
+    }),
+    cluster: string('name', 'Send the request to this cluster.'),
+    weightedClusters: {
+      type: 'array',
+      minItems: 1,
+      description: 'Split requests between clusters by weight (relative; at least one above 0).',
+      items: object('A cluster and its share.', { cluster: string('name', 'A cluster name.'), weight: integer(0, 1_000_000, 'Relative weight.') }, ['cluster', 'weight']),
+    },
+    redirect: object(
+      'Answer with a redirect.',
+      {
+        status: { enum: [301, 302, 303, 307, 308], default: CONFIG_DEFAULTS.redirectStatus, description: 'Redirect status.' },
+        location: string('location', 'The Location header: a path or an http(s) URL.'),
+      },
+      ['location'],
+    ),
+    directResponse: object('Answer directly, without an upstream.', {
+      status: integer(200, 599, 'Response status.', CONFIG_DEFAULTS.directResponseStatus),
+      body: { type: 'string', default: '', description: 'Response body.' },
+      headers: {
+        type: 'object',
+        description: 'Response headers, name (lower case) to value.',
+        propertyNames: { format: 'header-name' },
+        additionalProperties: string('header-value', 'Header value.'),
+      },
+    }),
+    prefixRewrite: string('path', 'Replace the matched prefix with this before forwarding (prefix matches, cluster and weightedClusters routes only).'),
+    hostRewrite: string('authority', 'Replace the Host/:authority header with this before forwarding (cluster and weightedClusters routes only).'),
+    timeoutMs: ms('Request timeout, from the request to the end of the response; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
+  },
+);
+
+const listener = object(
+  'A port Sluice listens on, the filters requests pass through, and the routes they take.',
+  {
+    name: string('name', 'Unique among listeners.'),
+    address: string('bind-address', 'host:port to bind ([::1]:15001 for IPv6; port 0: any free port).'),
+    protocol: { enum: ['http'], default: CONFIG_DEFAULTS.protocol, description: 'Only http for now.' },
+    filters: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Names from the top-level filters, in request order.' },
+    routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'Tried in order; the first match wins.' },
+  },
+  ['name', 'address', 'routes'],
+);
+
+const cluster = object(
+  'A set of upstream endpoints and how to reach them.',
+  {
+    name: string('name', 'Unique among clusters.'),
+    endpoints: { type: 'array', minItems: 1, uniqueItems: true, items: string('endpoint', 'host:port of an upstream.'), description: 'host:port strings.' },
+    loadBalancing: { enum: ['round-robin', 'least-request'], default: CONFIG_DEFAULTS.loadBalancing, description: 'How an endpoint is picked.' },
+    connectTimeoutMs: ms('Time to establish a connection.', CONFIG_DEFAULTS.connectTimeoutMs, 1),
+    requestTimeoutMs: ms('Time for one upstream request; 0: none.', CONFIG_DEFAULTS.requestTimeoutMs),
+    idleTimeoutMs: ms('How long an idle pooled connection is kept.', CONFIG_DEFAULTS.idleTimeoutMs, 1),
+    maxConnections: integer(1, 1_000_000, 'Most connections open to the cluster at once.', CONFIG_DEFAULTS.maxConnections),
+  },
+  ['name', 'endpoints'],
+);
+
+const positive = (description: string, def: number, minimum = 1, maximum = Number.MAX_SAFE_INTEGER): Schema => integer(minimum, maximum, description, def);
+
+const filter = object(
+  'A proxy-wasm plugin: a module, its configuration and how it is contained.',
+  {
+    name: string('name', 'Unique among filters; listeners refer to it.'),
+    module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file.' },
+    rootId: { type: 'string', description: 'Root id handed to the module. Default: the name.' },
+    vmId: { type: 'string', default: CONFIG_DEFAULTS.vmId, description: 'VM id handed to the module.' },
+    config: { description: 'What proxy_on_configure reads: a string as-is, any other value as JSON. Default: empty.' },
+    failStrategy: { enum: [...FAIL_STRATEGIES], default: DEFAULT_FAIL_STRATEGY, description: 'What a failing filter does to the request.' },
+    limits: object('Resource limits of the filter.', {
+      callBudgetMs: positive('Wall-clock budget of one call into the filter.', DEFAULT_LIMITS.callBudgetMs, 1, MAX_MS),
+      memoryBytes: positive('Ceiling of the VM linear memory (at least one 64 KiB page).', DEFAULT_LIMITS.memoryBytes, 65_536, 4 * 1024 ** 3),
+      bodyBytes: positive('Largest body the filter may buffer.', DEFAULT_LIMITS.bodyBytes),
+    }),
+    capabilities: object('Host functions the filter may use.', {
+      httpCalls: {
+        type: ['boolean', 'array'],
+        uniqueItems: true,
+        items: string('name', 'A cluster name.'),
+        default: DEFAULT_CAPABILITIES.httpCalls,
+        description: 'proxy_http_call: true for any cluster, a list of cluster names for only those, false for none.',
+      },
+      sharedData: { type: 'boolean', default: DEFAULT_CAPABILITIES.sharedData, description: 'proxy_get/set_shared_data.' },
+      sharedQueues: { type: 'boolean', default: DEFAULT_CAPABILITIES.sharedQueues, description: 'proxy_register/resolve_shared_queue, enqueue, dequeue.' },
+      foreignFunctions: { type: 'boolean', default: DEFAULT_CAPABILITIES.foreignFunctions, description: 'proxy_call_foreign_function.' },
+    }),
+    quarantine: object('When a failing filter is taken out of the chain, and for how long.', {
+      failures: positive('Failures within windowMs that quarantine the filter.', DEFAULT_QUARANTINE.failures, 1, 1_000_000),
+      windowMs: positive('The failure-counting window.', DEFAULT_QUARANTINE.windowMs, 1, MAX_MS),
+      backoffMs: positive('First quarantine period; doubles on each quarantine that follows closely.', DEFAULT_QUARANTINE.backoffMs, 1, MAX_MS),
+      maxBackoffMs: positive('Longest quarantine period (at least backoffMs).', DEFAULT_QUARANTINE.maxBackoffMs, 1, MAX_MS),
+    }),
+  },
+  ['name', 'module'],
+);
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** The JSON Schema of the configuration file (YAML or JSON). Custom formats: FORMATS. */
+export const configSchema: Readonly<Schema> = deepFreeze({
+  $schema: 'https://json-schema.org/draft/2020-12/schema',
+  $id: 'https://sluice.dev/schemas/config.json',
+  title: 'Sluice configuration',
+  ...object('What the node proxy runs: admin endpoint, listeners with their routes, clusters, filters.', {
+    admin: object('The admin endpoint (/ready, /stats/prometheus, /config_dump, /filters).', {
+      address: string('bind-address', 'host:port to bind.', { default: CONFIG_DEFAULTS.adminAddress }),
+    }),
+    listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
+    clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },
+    filters: { type: 'array', default: [], items: { $ref: '#/$defs/filter' }, description: 'proxy-wasm plugins listeners run.' },
+  }, ['listeners']),
+  $defs: { listener, route, headerMatch, queryMatch, cluster, filter },
+});

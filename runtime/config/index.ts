@@ -1,0 +1,18 @@
+// Configuration: the snapshot the proxy runs (snapshot.ts) and the file format it is loaded from
+// (config-schema.ts, load-config.ts). This is the package's public surface.
+
+export { loadConfig, parseConfig, ConfigError } from './load-config.ts';
+export { configSchema, CONFIG_DEFAULTS, parseHostPort, type HostPort } from './config-schema.ts';
+export type {
+  Snapshot,
+  AdminConfig,
+  ListenerConfig,
+  RouteConfig,
+  RouteMatch,
+  ValueMatch,
+  RouteAction,
+  WeightedCluster,
+  ClusterConfig,
+  Endpoint,
+  FilterConfig,
+} from './snapshot.ts';

@@ -1,0 +1,96 @@
+// The snapshot: the one immutable, validated description of what the node proxy runs (listeners,
+// routes, clusters, filters, admin). In embedded mode it comes from a YAML/JSON file
+// (load-config.ts); in a cluster the node agent will receive it from the controller. The proxy
+// applies either the same way.
+
+import type { FailStrategy, PluginCapabilities, PluginLimits, QuarantinePolicy } from '../host/plugin-spec.ts';
+
+export interface Snapshot {
+  /** Where it came from (a file path, or the controller's version), for logs and /config_dump. */
+  readonly source: string;
+  readonly admin: AdminConfig;
+  readonly listeners: readonly ListenerConfig[];
+  readonly clusters: readonly ClusterConfig[];
+  readonly filters: readonly FilterConfig[];
+}
+
+export interface AdminConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly host: string;
+  readonly port: number;
+  readonly protocol: 'http';
+  /** Names of entries in `filters`, in request order. */
+  readonly filters: readonly string[];
+  readonly routes: readonly RouteConfig[];
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly action: RouteAction;
+  /** Request timeout for this route, in ms (0: none). */
+  readonly timeoutMs: number;
+}
+
+export interface RouteMatch {
+  /** Exactly one of path, prefix, regex (prefix "/" when none is given). */
+  readonly path?: string;
+  readonly prefix?: string;
+  readonly regex?: string;
+  readonly methods?: readonly string[];
+  readonly headers?: readonly ValueMatch[];
+  readonly query?: readonly ValueMatch[];
+}
+
+/** A header or query parameter matcher: `exact`, `regex`, or `present` (default: present). */
+export interface ValueMatch {
+  readonly name: string;
+  readonly exact?: string;
+  readonly regex?: string;
+  readonly present?: boolean;
+  readonly invert?: boolean;
+}
+
+export type RouteAction =
+  | { readonly kind: 'cluster'; readonly clusters: readonly WeightedCluster[]; readonly prefixRewrite?: string; readonly hostRewrite?: string }
+  | { readonly kind: 'redirect'; readonly status: number; readonly location: string }
+  | { readonly kind: 'direct'; readonly status: number; readonly body: string; readonly headers: Readonly<Record<string, string>> };
+
+export interface WeightedCluster {
+  readonly cluster: string;
+  readonly weight: number;
+}
+
+export interface ClusterConfig {
+  readonly name: string;
+  readonly endpoints: readonly Endpoint[];
+  readonly loadBalancing: 'round-robin' | 'least-request';
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+}
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface FilterConfig {
+  readonly name: string;
+  /** Absolute path of the .wasm (the file's `module`, resolved against the config file's folder). */
+  readonly module: string;
+  readonly rootId: string;
+  readonly vmId: string;
+  /** What proxy_on_configure reads: the file's string as-is, any other YAML value as JSON. */
+  readonly configuration: string;
+  readonly failStrategy: FailStrategy;
+  readonly limits: Readonly<PluginLimits>;
+  readonly capabilities: Readonly<PluginCapabilities>;
+  readonly quarantine: Readonly<QuarantinePolicy>;
+}

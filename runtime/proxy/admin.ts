@@ -1,0 +1,47 @@
+// The admin endpoint (loopback by default, port 15000): readiness, health, Prometheus metrics,
+// the active snapshot and each filter's state, and an index page a person can read.
+
+import { createServer, type Server } from 'node:http';
+import type { NodeProxy } from './node-proxy.ts';
+
+const INDEX = `sluice admin
+
+  /ready              200 once every listener is bound and every filter configured; 503 otherwise
+  /healthz            200 while the process is up
+  /stats/prometheus   metrics in the Prometheus text format
+  /config_dump        the active snapshot, as JSON
+  /filters            each filter: module digest, state, failures, quarantines
+  POST /reload        re-read the config file and apply it (sluice run)
+`;
+
+export function adminServer(proxy: NodeProxy): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
+    };
+    switch (path) {
+      case '/':
+        return send(200, 'text/plain; charset=utf-8', INDEX);
+      case '/ready':
+        return proxy.ready ? send(200, 'text/plain', 'ready\n') : send(503, 'text/plain', 'not ready\n');
+      case '/healthz':
+        return send(200, 'text/plain', 'ok\n');
+      case '/stats/prometheus':
+        return send(200, 'text/plain; version=0.0.4', proxy.telemetry.render());
+      case '/config_dump':
+        return send(200, 'application/json', JSON.stringify(proxy.snapshot, null, 2) + '\n');
+      case '/filters':
+        return send(200, 'application/json', JSON.stringify(proxy.filterStatus(), null, 2) + '\n');
+      case '/reload':
+        if (req.method !== 'POST') return send(405, 'text/plain', 'use POST /reload\n');
+        if (!proxy.reload) return send(404, 'text/plain', 'this proxy has no config file to reload\n');
+        return void proxy.reload().then(
+          () => send(200, 'text/plain', 'reloaded\n'),
+          (error: Error) => send(400, 'text/plain', `reload refused, the running config stays: ${error.message}\n`),
+        );
+      default:
+        return send(404, 'text/plain', `no admin page ${path}; see /\n`);
+    }
+  });
+}

@@ -1,0 +1,270 @@
+// One HTTP/1.1 request through a listener: request headers into the filter chain, the route
+// picked after the request-header filters ran (Envoy's clear-route-cache behaviour), the request
+// streamed to an upstream endpoint, the response streamed back through the chain.
+
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { ListenerConfig, RouteConfig } from '../config/snapshot.ts';
+import type { FilterChain } from '../host/filter-chain.ts';
+import { HeaderMap } from '../host/header-map.ts';
+import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
+import { EMPTY } from '../host/stream.ts';
+import { pickWeighted, type Router } from './router.ts';
+import type { Telemetry } from './telemetry.ts';
+import type { Cluster } from './upstreams.ts';
+
+/** What one listener runs with: immutable per snapshot, swapped whole on reload. */
+export interface ListenerState {
+  readonly config: ListenerConfig;
+  readonly chain: FilterChain;
+  readonly router: Router;
+  readonly clusters: ReadonlyMap<string, Cluster>;
+}
+
+/** Connection-level headers that never cross a proxy (RFC 9110 §7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+
+interface Exchange {
+  status: number;
+  requestBytes: number;
+  responseBytes: number;
+  cluster: string;
+  route: string;
+}
+
+export async function proxyRequest(state: ListenerState, telemetry: Telemetry, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = performance.now();
+  const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '' };
+  const stream = state.chain.stream({
+    source: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
+    destination: { address: req.socket.localAddress ?? '', port: req.socket.localPort ?? 0 },
+    connection: { id: connectionId(req), mtls: false },
+    protocol: `HTTP/${req.httpVersion}`,
+  });
+  try {
+    await exchangeThrough(state, stream, req, res, exchange);
+  } catch (error) {
+    // A bug here must cost one request, never the proxy.
+    process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'request failed', error: String((error as Error)?.stack ?? error) })}\n`);
+    if (!res.headersSent) writeReply(res, plainReply(500, 'sluice: internal error\n'), exchange);
+    else res.destroy();
+  } finally {
+    stream.end();
+    telemetry.request(state.config.name, req.httpVersion, exchange, performance.now() - started);
+  }
+}
+
+async function exchangeThrough(state: ListenerState, stream: HttpStream, req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
+  const headers = requestHeaders(req);
+  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  let out = await stream.requestHeaders(headers, !hasBody);
+  if (finish(out, res, exchange)) return;
+
+  const named = stream.state.property('sluice\u0000route');
+  const route = named !== undefined ? state.router.named(named) : state.router.route(headers);
+  if (!route) return respond(stream, res, exchange, plainReply(404, `sluice: no route matches ${headers.get(':method')} ${headers.get(':path')} on listener "${state.config.name}"\n`));
+  exchange.route = route.name;
+  const action = route.action;
+  if (action.kind === 'direct') {
+    return respond(stream, res, exchange, { status: action.status, headers: new HeaderMap([[':status', String(action.status)], ...Object.entries(action.headers)]), body: Buffer.from(action.body), details: 'direct_response', filter: '' });
+  }
+  if (action.kind === 'redirect') {
+    return respond(stream, res, exchange, { status: action.status, headers: new HeaderMap([[':status', String(action.status)], ['location', action.location]]), body: EMPTY, details: 'redirect', filter: '' });
+  }
+
+  // A filter may pick the cluster (sluice.cluster), overriding the route's.
+  const clusterName = stream.state.property('sluice\u0000cluster') ?? pickWeighted(action.clusters);
+  exchange.cluster = clusterName;
+  const cluster = state.clusters.get(clusterName);
+  if (!cluster) return respond(stream, res, exchange, plainReply(503, `sluice: no cluster named "${clusterName}"\n`));
+  const host = cluster.pick();
+  if (!host) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" has no endpoints\n`));
+  stream.state.info.upstream = { address: host.endpoint.host, port: host.endpoint.port };
+  stream.state.info.clusterName = clusterName;
+  stream.state.info.routeName = route.name;
+
+  const abort = new AbortController();
+  const timer = route.timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(route.timeoutMs)), route.timeoutMs) : undefined;
+  const body = hasBody ? new PassThrough() : undefined;
+  host.active++;
+  try {
+    const upstream = host.pool.request({
+      method: (headers.get(':method') ?? 'GET') as Dispatcher.HttpMethod,
+      path: rewritePath(headers.get(':path') ?? '/', route, action.prefixRewrite),
+      headers: upstreamHeaders(headers, action.hostRewrite),
+      body,
+      signal: abort.signal,
+    });
+    if (body) {
+      const replied = await pumpRequestBody(stream, req, body, exchange);
+      if (replied) {
+        abort.abort();
+        upstream.catch(() => {});
+        return void finish(replied, res, exchange);
+      }
+    }
+    let answer: Dispatcher.ResponseData;
+    try {
+      answer = await upstream;
+    } catch (error) {
+      return respond(stream, res, exchange, upstreamFailure(error, clusterName, host.address));
+    }
+    await relayResponse(stream, answer, res, exchange);
+  } finally {
+    host.active--;
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Streams the request body through the request-body filters into the upstream request; a local reply stops it. */
+async function pumpRequestBody(stream: HttpStream, req: IncomingMessage, body: PassThrough, exchange: Exchange): Promise<Outcome | undefined> {
+  for await (const chunk of req) {
+    exchange.requestBytes += (chunk as Buffer).byteLength;
+    const out = await stream.requestBody(chunk as Buffer, false);
+    if (out.kind !== 'continue') return out;
+    if (out.data && out.data.byteLength > 0) body.write(out.data);
+  }
+  const out = await stream.requestBody(EMPTY, true);
+  if (out.kind !== 'continue') return out;
+  body.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
+  return undefined;
+}
+
+async function relayResponse(stream: HttpStream, answer: Dispatcher.ResponseData, res: ServerResponse, exchange: Exchange): Promise<void> {
+  const headers = new HeaderMap([[':status', String(answer.statusCode)]]);
+  for (const [key, value] of Object.entries(answer.headers)) {
+    if (HOP_BY_HOP.has(key) || value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) headers.add(key, v);
+    else headers.add(key, value);
+  }
+  let out = await stream.responseHeaders(headers, false);
+  if (out.kind !== 'continue') {
+    answer.body.destroy();
+    return void finish(out, res, exchange);
+  }
+  exchange.status = Number(headers.get(':status') ?? answer.statusCode);
+  res.writeHead(exchange.status, downstreamHeaders(headers));
+  for await (const chunk of answer.body) {
+    out = await stream.responseBody(chunk as Buffer, false);
+    // The client already has the headers: a late local reply or reset can only end the stream.
+    if (out.kind !== 'continue') return void res.destroy();
+    if (out.data && out.data.byteLength > 0) {
+      exchange.responseBytes += out.data.byteLength;
+      res.write(out.data);
+    }
+  }
+  out = await stream.responseBody(EMPTY, true);
+  if (out.kind !== 'continue') return void res.destroy();
+  if (out.data) exchange.responseBytes += out.data.byteLength;
+  res.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
+}
+
+/** A response Sluice makes itself (no route, direct response, upstream failure): it too passes the response filters. */
+async function respond(stream: HttpStream, res: ServerResponse, exchange: Exchange, reply: LocalReply): Promise<void> {
+  stream.state.responseCodeDetails = reply.details;
+  let out = await stream.responseHeaders(reply.headers, reply.body.byteLength === 0);
+  if (finish(out, res, exchange)) return;
+  let body = reply.body;
+  if (body.byteLength > 0) {
+    out = await stream.responseBody(body, true);
+    if (finish(out, res, exchange)) return;
+    if (out.kind === 'continue' && out.data) body = out.data;
+  }
+  writeReply(res, { ...reply, status: Number(reply.headers.get(':status') ?? reply.status), body }, exchange);
+}
+
+/** Sends a local reply or resets; false when the outcome says go on. */
+function finish(out: Outcome, res: ServerResponse, exchange: Exchange): boolean {
+  if (out.kind === 'continue') return false;
+  if (out.kind === 'reset') {
+    res.destroy();
+    return true;
+  }
+  writeReply(res, out.reply, exchange);
+  return true;
+}
+
+function writeReply(res: ServerResponse, reply: LocalReply, exchange: Exchange): void {
+  if (res.headersSent) return void res.destroy();
+  exchange.status = reply.status;
+  exchange.responseBytes = reply.body.byteLength;
+  const headers = downstreamHeaders(reply.headers, 'content-length');
+  headers.push('content-length', String(reply.body.byteLength));
+  res.writeHead(reply.status, headers);
+  res.end(reply.body);
+}
+
+function plainReply(status: number, text: string): LocalReply {
+  return { status, headers: new HeaderMap([[':status', String(status)], ['content-type', 'text/plain']]), body: Buffer.from(text), details: 'sluice', filter: '' };
+}
+
+class TimeoutError extends Error {
+  constructor(readonly ms: number) {
+    super(`the upstream did not answer within the route's timeout of ${ms} ms`);
+  }
+}
+
+function upstreamFailure(error: unknown, cluster: string, address: string): LocalReply {
+  const e = error as { code?: string; message?: string; name?: string };
+  if (e instanceof TimeoutError || e?.name === 'HeadersTimeoutError') {
+    return plainReply(504, `sluice: upstream ${address} of cluster "${cluster}" timed out: ${e.message}\n`);
+  }
+  if (e?.code === 'ECONNREFUSED' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.code === 'ENOTFOUND' || e?.code === 'EHOSTUNREACH') {
+    return plainReply(503, `sluice: upstream connect error to ${address} of cluster "${cluster}" (${e.code}); is the service running and listening there?\n`);
+  }
+  return plainReply(502, `sluice: upstream ${address} of cluster "${cluster}" failed: ${e?.code ?? ''} ${e?.message ?? String(error)}\n`);
+}
+
+function requestHeaders(req: IncomingMessage): HeaderMap {
+  const headers = new HeaderMap([
+    [':method', req.method ?? 'GET'],
+    [':path', req.url ?? '/'],
+    [':authority', req.headers.host ?? ''],
+    [':scheme', 'http'],
+  ]);
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i].toLowerCase();
+    if (key !== 'host' && !HOP_BY_HOP.has(key)) headers.add(key, raw[i + 1]);
+  }
+  const peer = req.socket.remoteAddress ?? '';
+  const forwarded = headers.get('x-forwarded-for');
+  headers.set('x-forwarded-for', forwarded ? `${forwarded}, ${peer}` : peer);
+  headers.set('x-forwarded-proto', 'http');
+  if (!headers.has('x-request-id')) headers.set('x-request-id', randomUUID());
+  return headers;
+}
+
+function upstreamHeaders(headers: HeaderMap, hostRewrite: string | undefined): string[] {
+  const out: string[] = ['host', hostRewrite ?? headers.get(':authority') ?? ''];
+  const raw = headers.raw();
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) !== 58 /* ':' */ && !HOP_BY_HOP.has(raw[i])) out.push(raw[i], raw[i + 1]);
+  return out;
+}
+
+/** The headers to write to the client: no pseudo-headers, no hop-by-hop ones, nor `leaveOut`. */
+function downstreamHeaders(headers: HeaderMap, leaveOut?: string): string[] {
+  const out: string[] = [];
+  const raw = headers.raw();
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i];
+    if (key.charCodeAt(0) !== 58 && !HOP_BY_HOP.has(key) && key !== leaveOut) out.push(key, raw[i + 1]);
+  }
+  return out;
+}
+
+function rewritePath(path: string, route: RouteConfig, prefixRewrite: string | undefined): string {
+  const prefix = route.match.prefix;
+  if (prefixRewrite === undefined || prefix === undefined || !path.startsWith(prefix)) return path;
+  return prefixRewrite + path.slice(prefix.length);
+}
+
+const ids = new WeakMap<object, number>();
+let nextConnection = 1;
+function connectionId(req: IncomingMessage): number {
+  let id = ids.get(req.socket);
+  if (id === undefined) ids.set(req.socket, (id = nextConnection++));
+  return id;
+}

@@ -1,0 +1,217 @@
+// The node proxy's lifecycle: start from a snapshot (filters loaded and configured, listeners
+// bound, then ready), apply a new snapshot hot (streams in flight finish on what they started
+// with), and stop (not ready, stop accepting, drain within a deadline).
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
+import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
+import { FilterChain } from '../host/filter-chain.ts';
+import { Plugin } from '../host/plugin.ts';
+import { adminServer } from './admin.ts';
+import { proxyRequest, type ListenerState } from './http-proxy.ts';
+import { Router } from './router.ts';
+import { Telemetry } from './telemetry.ts';
+import { Cluster } from './upstreams.ts';
+
+interface LoadedFilter {
+  readonly key: string;
+  readonly plugin: Plugin;
+}
+
+interface Listener {
+  readonly server: Server;
+  state: ListenerState;
+}
+
+export class NodeProxy {
+  ready = false;
+  /** Set by `sluice run`: re-reads the config file and applies it (SIGHUP, file change, POST /reload). */
+  reload?: () => Promise<void>;
+  readonly telemetry: Telemetry;
+  readonly env: HostEnvironment;
+  private current!: Snapshot;
+  private filters = new Map<string, LoadedFilter>();
+  private clusters = new Map<string, Cluster>();
+  private readonly listeners = new Map<string, Listener>();
+  private admin?: Server;
+  private inFlight = 0;
+  private stopping?: Promise<void>;
+
+  private constructor(env?: Partial<HostEnvironment>) {
+    this.env = createEnvironment({
+      hasCluster: (name) => this.clusters.has(name),
+      httpCall: (_plugin, request, done) => void this.httpCall(request, done),
+      ...env,
+    });
+    this.telemetry = new Telemetry(this.env.metrics, () => [...this.filters.values()].map((f) => f.plugin));
+  }
+
+  static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>): Promise<NodeProxy> {
+    const proxy = new NodeProxy(env);
+    await proxy.apply(snapshot);
+    proxy.admin = adminServer(proxy);
+    await listen(proxy.admin, snapshot.admin.host, snapshot.admin.port);
+    proxy.ready = true;
+    return proxy;
+  }
+
+  get snapshot(): Snapshot {
+    return this.current;
+  }
+
+  /**
+   * Applies a snapshot: every filter is loaded and configured first; if one refuses, this throws
+   * and the running snapshot stays. Unchanged filters keep their VMs.
+   */
+  async apply(next: Snapshot): Promise<void> {
+    const filters = new Map<string, LoadedFilter>();
+    try {
+      for (const f of next.filters) filters.set(f.name, await this.loadFilter(f));
+    } catch (error) {
+      for (const [name, f] of filters) if (this.filters.get(name) !== f) f.plugin.close();
+      throw error;
+    }
+    const clusters = new Map(next.clusters.map((c) => [c.name, this.reuseCluster(c)]));
+    const states = next.listeners.map((l) => this.listenerState(l, filters, clusters));
+    for (const state of states) {
+      const existing = this.listeners.get(state.config.name);
+      if (existing && sameAddress(existing.state.config, state.config)) existing.state = state;
+      else {
+        if (existing) await close(existing.server);
+        this.listeners.set(state.config.name, await this.bind(state));
+      }
+    }
+    for (const [name, l] of this.listeners) {
+      if (!next.listeners.some((c) => c.name === name)) {
+        this.listeners.delete(name);
+        await close(l.server);
+      }
+    }
+    const oldFilters = this.filters;
+    const oldClusters = this.clusters;
+    this.filters = filters;
+    this.clusters = clusters;
+    this.current = next;
+    for (const [name, f] of oldFilters) if (filters.get(name) !== f) f.plugin.close();
+    for (const [name, c] of oldClusters) if (clusters.get(name) !== c) void c.close();
+  }
+
+  /** Stops: /ready turns false, listeners stop accepting, in-flight requests get `graceMs` to finish. */
+  stop(graceMs = 5000): Promise<void> {
+    this.stopping ??= this.drain(graceMs);
+    return this.stopping;
+  }
+
+  private async drain(graceMs: number): Promise<void> {
+    this.ready = false;
+    const servers = [...this.listeners.values()].map((l) => l.server);
+    const closing = Promise.all(servers.map(close));
+    for (const s of servers) s.closeIdleConnections();
+    const deadline = Date.now() + graceMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (this.inFlight > 0) process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `drain deadline of ${graceMs} ms passed with ${this.inFlight} requests in flight; closing them` })}\n`);
+    for (const s of servers) s.closeAllConnections();
+    await closing;
+    for (const f of this.filters.values()) f.plugin.close();
+    await Promise.all([...this.clusters.values()].map((c) => c.close()));
+    if (this.admin) await close(this.admin);
+  }
+
+  /** Where each listener is bound (port 0 in the config gives a free port). */
+  addresses(): Record<string, AddressInfo> {
+    const out: Record<string, AddressInfo> = {};
+    for (const [name, l] of this.listeners) out[name] = l.server.address() as AddressInfo;
+    if (this.admin) out.admin = this.admin.address() as AddressInfo;
+    return out;
+  }
+
+  filterStatus(): Array<Record<string, unknown>> {
+    return [...this.filters.values()].map(({ plugin }) => ({
+      name: plugin.name,
+      digest: plugin.digest,
+      state: plugin.state,
+      failStrategy: plugin.spec.failStrategy,
+      ...plugin.stats,
+    }));
+  }
+
+  private async loadFilter(f: FilterConfig): Promise<LoadedFilter> {
+    const bytes = new Uint8Array(await readFile(f.module));
+    const key = `${JSON.stringify(f)}\u0000${createHash('sha256').update(bytes).digest('hex')}`;
+    const existing = this.filters.get(f.name);
+    if (existing && existing.key === key && existing.plugin.state === 'active') return existing;
+    const plugin = await Plugin.load(bytes, { ...f, configuration: f.configuration }, this.env);
+    return { key, plugin };
+  }
+
+  private reuseCluster(c: ClusterConfig): Cluster {
+    const existing = this.clusters.get(c.name);
+    return existing && JSON.stringify(existing.config) === JSON.stringify(c) ? existing : new Cluster(c);
+  }
+
+  private listenerState(config: ListenerConfig, filters: Map<string, LoadedFilter>, clusters: Map<string, Cluster>): ListenerState {
+    const plugins = config.filters.map((name) => filters.get(name)!.plugin);
+    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters };
+  }
+
+  private async bind(state: ListenerState): Promise<Listener> {
+    const server = createServer({ requestTimeout: 300_000, headersTimeout: 10_000, maxHeaderSize: 60 * 1024 });
+    const listener: Listener = { server, state };
+    server.on('request', (req, res) => {
+      this.inFlight++;
+      res.once('close', () => this.inFlight--);
+      // Each request runs on the state of the snapshot current when it arrived.
+      void proxyRequest(listener.state, this.telemetry, req, res);
+    });
+    await listen(server, state.config.host, state.config.port);
+    return listener;
+  }
+
+  private async httpCall(
+    request: { cluster: string; headers: Array<[string, string]>; body: Uint8Array; timeoutMs: number },
+    done: (r: HttpCallResponse) => void,
+  ): Promise<void> {
+    const failed = { headers: [], body: new Uint8Array(0), trailers: [] };
+    const host = this.clusters.get(request.cluster)?.pick();
+    if (!host) return void setImmediate(() => done(failed));
+    const pseudo = (k: string) => request.headers.find(([name]) => name === k)?.[1];
+    const headers: string[] = ['host', pseudo(':authority') ?? ''];
+    for (const [k, v] of request.headers) if (!k.startsWith(':')) headers.push(k, v);
+    try {
+      const res = await host.pool.request({
+        method: (pseudo(':method') ?? 'GET') as 'GET',
+        path: pseudo(':path') ?? '/',
+        headers,
+        body: request.body.byteLength > 0 ? request.body : undefined,
+        headersTimeout: request.timeoutMs || undefined,
+        bodyTimeout: request.timeoutMs || undefined,
+      });
+      const body = new Uint8Array(await res.body.arrayBuffer());
+      const out: Array<[string, string]> = [[':status', String(res.statusCode)]];
+      for (const [k, v] of Object.entries(res.headers)) for (const one of [v].flat()) if (one !== undefined) out.push([k, one]);
+      done({ headers: out, body, trailers: [] });
+    } catch {
+      done(failed);
+    }
+  }
+}
+
+function sameAddress(a: ListenerConfig, b: ListenerConfig): boolean {
+  return a.host === b.host && a.port === b.port;
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'EADDRINUSE' ? new Error(`cannot listen on ${host}:${port}: the address is in use (another sluice, or another service on that port?)`, { cause: error }) : error),
+    );
+    server.listen(port, host, () => resolve());
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,127 @@
+// Request telemetry and the Prometheus text for /stats/prometheus: Istio's standard request
+// metrics (istio_requests_total and the duration and size histograms, with Istio's label names),
+// the metrics filters define through the ABI, and each filter's health.
+//
+// Hand-written rather than prom-client: filters define metrics at run time with Envoy's
+// semantics (a histogram arrives already bucketed), and the hot path is one Map lookup.
+
+import { HISTOGRAM_BUCKETS, type MetricStore } from '../host/metrics.ts';
+import type { Plugin } from '../host/plugin.ts';
+
+const DURATION_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
+
+class Histogram {
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Array(bounds.length + 1).fill(0);
+  }
+  observe(v: number): void {
+    let i = 0;
+    while (i < this.bounds.length && v > this.bounds[i]) i++;
+    this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+interface Series {
+  labels: string;
+  requests: number;
+  duration: Histogram;
+  requestBytes: Histogram;
+  responseBytes: Histogram;
+}
+
+export class Telemetry {
+  private readonly series = new Map<string, Series>();
+
+  constructor(
+    private readonly metrics: MetricStore,
+    private readonly plugins: () => readonly Plugin[],
+  ) {}
+
+  request(listener: string, httpVersion: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
+    const key = `${listener}\u0000${httpVersion}\u0000${e.status}\u0000${e.cluster}`;
+    let s = this.series.get(key);
+    if (!s) {
+      const labels = [
+        ['reporter', 'source'],
+        ['request_protocol', httpVersion === '2.0' ? 'http2' : 'http'],
+        ['response_code', String(e.status)],
+        ['destination_service', e.cluster || 'unknown'],
+        ['sluice_listener', listener],
+      ];
+      s = {
+        labels: labels.map(([k, v]) => `${k}="${escape(v)}"`).join(','),
+        requests: 0,
+        duration: new Histogram(DURATION_BUCKETS),
+        requestBytes: new Histogram(SIZE_BUCKETS),
+        responseBytes: new Histogram(SIZE_BUCKETS),
+      };
+      this.series.set(key, s);
+    }
+    s.requests++;
+    s.duration.observe(ms);
+    s.requestBytes.observe(e.requestBytes);
+    s.responseBytes.observe(e.responseBytes);
+  }
+
+  /** The Prometheus text exposition of everything. */
+  render(): string {
+    const out: string[] = [];
+    const all = [...this.series.values()];
+    out.push('# TYPE istio_requests_total counter');
+    for (const s of all) out.push(`istio_requests_total{${s.labels}} ${s.requests}`);
+    histogram(out, 'istio_request_duration_milliseconds', all.map((s) => [s.labels, s.duration]));
+    histogram(out, 'istio_request_bytes', all.map((s) => [s.labels, s.requestBytes]));
+    histogram(out, 'istio_response_bytes', all.map((s) => [s.labels, s.responseBytes]));
+
+    const plugins = this.plugins();
+    const stat = (name: string, type: string, help: string, value: (p: Plugin) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const p of plugins) out.push(`${name}{filter="${escape(p.name)}"} ${value(p)}`);
+    };
+    stat('sluice_filter_streams_total', 'counter', 'Streams the filter saw.', (p) => p.stats.streams);
+    stat('sluice_filter_failures_total', 'counter', 'VM failures (traps, budget overruns, aborts).', (p) => p.stats.failures);
+    stat('sluice_filter_quarantines_total', 'counter', 'Times the filter was quarantined.', (p) => p.stats.quarantines);
+    stat('sluice_filter_vms_started_total', 'counter', 'VMs started, including the first.', (p) => p.stats.vmsStarted);
+    stat('sluice_filter_quarantined', 'gauge', '1 while the filter is quarantined.', (p) => (p.state === 'quarantined' ? 1 : 0));
+    stat('sluice_filter_memory_bytes', 'gauge', 'Linear memory of the filter\'s current VM.', (p) => p.vm?.memoryBytes ?? 0);
+
+    // Metrics filters defined through proxy_define_metric, under their own names.
+    for (const m of this.metrics.all()) {
+      const name = m.name.replace(/[^a-zA-Z0-9_:]/g, '_');
+      if (m.buckets) {
+        const h = new Histogram(HISTOGRAM_BUCKETS);
+        h.counts.splice(0, h.counts.length, ...m.buckets);
+        h.sum = m.sum!;
+        h.count = m.count!;
+        histogram(out, name, [['', h]]);
+      } else {
+        out.push(`# TYPE ${name} ${m.type === 0 ? 'counter' : 'gauge'}`, `${name} ${m.value}`);
+      }
+    }
+    return out.join('\n') + '\n';
+  }
+}
+
+function histogram(out: string[], name: string, series: Array<[string, Histogram]>): void {
+  out.push(`# TYPE ${name} histogram`);
+  for (const [labels, h] of series) {
+    const sep = labels ? ',' : '';
+    let cumulative = 0;
+    h.bounds.forEach((b, i) => {
+      cumulative += h.counts[i];
+      out.push(`${name}_bucket{${labels}${sep}le="${b}"} ${cumulative}`);
+    });
+    out.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${h.count}`);
+    out.push(`${name}_sum${labels ? `{${labels}}` : ''} ${h.sum}`, `${name}_count${labels ? `{${labels}}` : ''} ${h.count}`);
+  }
+}
+
+function escape(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
