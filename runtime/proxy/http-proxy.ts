@@ -46,6 +46,11 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   try {
     await exchangeThrough(state, stream, req, res, exchange);
   } catch (error) {
+    if (req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
+      // The client is gone (or its request broke mid-body): nobody to answer.
+      exchange.status = 0;
+      return void res.destroy();
+    }
     // A bug here must cost one request, never the proxy.
     process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'request failed', error: String((error as Error)?.stack ?? error) })}\n`);
     if (!res.headersSent) writeReply(res, plainReply(500, 'sluice: internal error\n'), exchange);
@@ -98,7 +103,16 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
       signal: abort.signal,
     });
     if (body) {
-      const replied = await pumpRequestBody(stream, req, body, exchange);
+      let replied: Outcome | undefined;
+      try {
+        replied = await pumpRequestBody(stream, req, body, exchange);
+      } catch (error) {
+        // The client went away or sent a malformed body: the upstream must not get a partial request.
+        abort.abort(error);
+        body.destroy();
+        upstream.catch(() => {});
+        throw error;
+      }
       if (replied) {
         abort.abort();
         upstream.catch(() => {});
@@ -224,10 +238,12 @@ function requestHeaders(req: IncomingMessage): HeaderMap {
     [':authority', req.headers.host ?? ''],
     [':scheme', 'http'],
   ]);
+  // Headers the client names in Connection are hop-by-hop too.
+  const named = req.headers.connection?.toLowerCase().split(',').map((s) => s.trim());
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const key = raw[i].toLowerCase();
-    if (key !== 'host' && !HOP_BY_HOP.has(key)) headers.add(key, raw[i + 1]);
+    if (key !== 'host' && !HOP_BY_HOP.has(key) && !named?.includes(key)) headers.add(key, raw[i + 1]);
   }
   const peer = req.socket.remoteAddress ?? '';
   const forwarded = headers.get('x-forwarded-for');

@@ -21,6 +21,18 @@ interface LoadedFilter {
   readonly plugin: Plugin;
 }
 
+/** Downstream limits of every listener (Envoy's defaults). */
+export interface ListenerLimits {
+  /** A client that has not sent all its request headers by then gets 408 and is disconnected. */
+  headersTimeoutMs: number;
+  /** Request headers larger than this get 431. */
+  maxHeaderBytes: number;
+  /** The whole request must arrive within this. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_LISTENER_LIMITS: ListenerLimits = { headersTimeoutMs: 10_000, maxHeaderBytes: 60 * 1024, requestTimeoutMs: 300_000 };
+
 interface Listener {
   readonly server: Server;
   state: ListenerState;
@@ -40,7 +52,10 @@ export class NodeProxy {
   private inFlight = 0;
   private stopping?: Promise<void>;
 
-  private constructor(env?: Partial<HostEnvironment>) {
+  private readonly limits: ListenerLimits;
+
+  private constructor(env?: Partial<HostEnvironment>, limits?: Partial<ListenerLimits>) {
+    this.limits = { ...DEFAULT_LISTENER_LIMITS, ...limits };
     this.env = createEnvironment({
       hasCluster: (name) => this.clusters.has(name),
       httpCall: (_plugin, request, done) => void this.httpCall(request, done),
@@ -49,8 +64,8 @@ export class NodeProxy {
     this.telemetry = new Telemetry(this.env.metrics, () => [...this.filters.values()].map((f) => f.plugin));
   }
 
-  static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>): Promise<NodeProxy> {
-    const proxy = new NodeProxy(env);
+  static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>, limits?: Partial<ListenerLimits>): Promise<NodeProxy> {
+    const proxy = new NodeProxy(env, limits);
     await proxy.apply(snapshot);
     proxy.admin = adminServer(proxy);
     await listen(proxy.admin, snapshot.admin.host, snapshot.admin.port);
@@ -116,7 +131,7 @@ export class NodeProxy {
     for (const s of servers) s.closeAllConnections();
     await closing;
     for (const f of this.filters.values()) f.plugin.close();
-    await Promise.all([...this.clusters.values()].map((c) => c.close()));
+    await Promise.all([...this.clusters.values()].map((c) => c.destroy()));
     if (this.admin) await close(this.admin);
   }
 
@@ -158,7 +173,10 @@ export class NodeProxy {
   }
 
   private async bind(state: ListenerState): Promise<Listener> {
-    const server = createServer({ requestTimeout: 300_000, headersTimeout: 10_000, maxHeaderSize: 60 * 1024 });
+    const { headersTimeoutMs, maxHeaderBytes, requestTimeoutMs } = this.limits;
+    const server = createServer({ headersTimeout: headersTimeoutMs, requestTimeout: Math.max(requestTimeoutMs, headersTimeoutMs), maxHeaderSize: maxHeaderBytes });
+    // Node checks the header timeout on this interval; keep it well under the timeout itself.
+    (server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, headersTimeoutMs / 4));
     const listener: Listener = { server, state };
     server.on('request', (req, res) => {
       this.inFlight++;

@@ -51,7 +51,13 @@ export class Cluster {
     return host;
   }
 
+  /** Closes the pools once their requests are done. */
   async close(): Promise<void> {
     await Promise.all(this.hosts.map((h) => h.pool.close()));
+  }
+
+  /** Closes the pools now, aborting what is still in flight (the end of a drain). */
+  async destroy(): Promise<void> {
+    await Promise.all(this.hosts.map((h) => h.pool.destroy()));
   }
 }

@@ -112,7 +112,7 @@ function getHeader(mapType: MapType, name: usize): string | null {
   const status = <Status>proxy_get_header_map_value(mapType, key, keySize, RETURN_PTR, RETURN_SIZE);
   releaseEncoded();
   if (status == Status.Ok) return takeReturnedString();
-  if (status != Status.NotFound) reportFailure("proxy_get_header_map_value", status, mapType, changetype<string>(name));
+  if (status != Status.NotFound) reportHeaderFailure(GET, status, mapType, name);
   return null;
 }
 
@@ -125,7 +125,7 @@ function writeHeader(mapType: MapType, name: usize, value: usize, replace: bool)
     : <Status>proxy_add_header_map_value(mapType, key, keySize, key + keySize, valueSize);
   releaseEncoded();
   if (status != Status.Ok) {
-    reportFailure(replace ? "proxy_replace_header_map_value" : "proxy_add_header_map_value", status, mapType, changetype<string>(name));
+    reportHeaderFailure(replace ? REPLACE : ADD, status, mapType, name);
   }
 }
 
@@ -135,8 +135,22 @@ function removeHeader(mapType: MapType, name: usize): void {
   const status = <Status>proxy_remove_header_map_value(mapType, key, keySize);
   releaseEncoded();
   if (status != Status.Ok && status != Status.NotFound) {
-    reportFailure("proxy_remove_header_map_value", status, mapType, changetype<string>(name));
+    reportHeaderFailure(REMOVE, status, mapType, name);
   }
+}
+
+const GET = 0;
+const REPLACE = 1;
+const ADD = 2;
+const REMOVE = 3;
+
+// Takes the name's address and an operation number, so that calling it passes no managed value.
+function reportHeaderFailure(operation: i32, status: Status, mapType: MapType, name: usize): void {
+  const hostFunction = operation == GET
+    ? "proxy_get_header_map_value"
+    : operation == REPLACE ? "proxy_replace_header_map_value"
+    : operation == ADD ? "proxy_add_header_map_value" : "proxy_remove_header_map_value";
+  reportFailure(hostFunction, status, mapType, changetype<string>(name));
 }
 
 function reportFailure(hostFunction: string, status: Status, mapType: MapType, name: string): void {
