@@ -4,6 +4,7 @@
 // they come from runtime/host/plugin-spec.ts, the one place the host takes them from too.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -225,6 +226,14 @@ const listener = object(
     protocol: { enum: ['http'], default: CONFIG_DEFAULTS.protocol, description: 'Only http for now.' },
     filters: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Names from the top-level filters, in request order.' },
     routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'Tried in order; the first match wins.' },
+    accessLog: object(
+      'One JSON line per request.',
+      {
+        path: { type: 'string', minLength: 1, default: 'stdout', description: 'stdout, stderr, or a file (relative to the config file) that lines are appended to.' },
+        fields: { type: 'array', uniqueItems: true, minItems: 1, items: { enum: [...ACCESS_LOG_FIELDS] }, default: [...ACCESS_LOG_FIELDS], description: 'The fields of each line, in this order.' },
+      },
+      [],
+    ),
   },
   ['name', 'address', 'routes'],
 );

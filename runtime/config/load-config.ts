@@ -11,6 +11,7 @@ import YAML from 'yaml';
 import { SluiceError } from '../errors.ts';
 import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits, type PluginSpec, type QuarantinePolicy } from '../host/plugin-spec.ts';
 import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
+import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField } from './snapshot.ts';
 import type {
   AdminConfig,
   ClusterConfig,
@@ -312,6 +313,15 @@ class Resolver {
       protocol: 'http',
       filters: filters.filter((name): name is string => typeof name === 'string'),
       routes,
+      ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
+    };
+  }
+
+  private accessLog(log: Raw): AccessLogConfig {
+    const path = str(log.path) ?? 'stdout';
+    return {
+      path: path === 'stdout' || path === 'stderr' ? path : resolve(this.baseDir, path),
+      fields: (Array.isArray(log.fields) ? log.fields : [...ACCESS_LOG_FIELDS]) as AccessLogField[],
     };
   }
 

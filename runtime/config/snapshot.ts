@@ -27,6 +27,21 @@ export interface ListenerConfig {
   /** Names of entries in `filters`, in request order. */
   readonly filters: readonly string[];
   readonly routes: readonly RouteConfig[];
+  /** One JSON line per request, when configured. */
+  readonly accessLog?: AccessLogConfig;
+}
+
+export const ACCESS_LOG_FIELDS = [
+  'time', 'method', 'path', 'authority', 'protocol', 'status', 'response_code_details', 'duration_ms',
+  'request_bytes', 'response_bytes', 'route', 'upstream_cluster', 'upstream_host', 'request_id',
+  'trace_id', 'span_id', 'user_agent', 'downstream_remote_address', 'x_forwarded_for',
+] as const;
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];
+
+export interface AccessLogConfig {
+  /** `stdout`, `stderr`, or a file path (absolute, resolved against the config file's folder). */
+  readonly path: string;
+  readonly fields: readonly AccessLogField[];
 }
 
 export interface RouteConfig {

@@ -11,7 +11,9 @@ import type { FilterChain } from '../host/filter-chain.ts';
 import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
+import type { AccessLog } from './access-log.ts';
 import { pickWeighted, type Router } from './router.ts';
+import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Cluster } from './upstreams.ts';
 
@@ -21,12 +23,14 @@ export interface ListenerState {
   readonly chain: FilterChain;
   readonly router: Router;
   readonly clusters: ReadonlyMap<string, Cluster>;
+  readonly accessLog?: AccessLog;
 }
 
 /** Connection-level headers that never cross a proxy (RFC 9110 §7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
 interface Exchange {
+  span?: Span;
   status: number;
   requestBytes: number;
   responseBytes: number;
@@ -57,12 +61,42 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
     else res.destroy();
   } finally {
     stream.end();
-    telemetry.request(state.config.name, req.httpVersion, exchange, performance.now() - started);
+    const ms = performance.now() - started;
+    telemetry.request(state.config.name, req.httpVersion, exchange, ms);
+    state.accessLog?.write(accessLogEntry(stream, req, exchange, ms));
   }
+}
+
+function accessLogEntry(stream: HttpStream, req: IncomingMessage, e: Exchange, ms: number) {
+  const h = stream.state.requestHeaders;
+  const upstream = stream.state.info.upstream;
+  return {
+    time: new Date(stream.state.startTime).toISOString(),
+    method: req.method,
+    path: req.url,
+    authority: req.headers.host,
+    protocol: `HTTP/${req.httpVersion}`,
+    status: e.status,
+    response_code_details: stream.state.responseCodeDetails || undefined,
+    duration_ms: Math.round(ms * 1000) / 1000,
+    request_bytes: e.requestBytes,
+    response_bytes: e.responseBytes,
+    route: e.route || undefined,
+    upstream_cluster: e.cluster || undefined,
+    upstream_host: upstream ? `${upstream.address}:${upstream.port}` : undefined,
+    request_id: h?.get('x-request-id'),
+    trace_id: e.span?.traceId,
+    span_id: e.span?.spanId,
+    user_agent: req.headers['user-agent'],
+    downstream_remote_address: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+    x_forwarded_for: h?.get('x-forwarded-for'),
+  };
 }
 
 async function exchangeThrough(state: ListenerState, stream: HttpStream, req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
   const headers = requestHeaders(req);
+  exchange.span = spanFor(headers.get('traceparent'));
+  headers.set('traceparent', traceparentOf(exchange.span));
   const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
   let out = await stream.requestHeaders(headers, !hasBody);
   if (finish(out, res, exchange)) return;

@@ -10,6 +10,7 @@ import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../c
 import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { Plugin } from '../host/plugin.ts';
+import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
 import { proxyRequest, type ListenerState } from './http-proxy.ts';
 import { Router } from './router.ts';
@@ -93,8 +94,11 @@ export class NodeProxy {
     const states = next.listeners.map((l) => this.listenerState(l, filters, clusters));
     for (const state of states) {
       const existing = this.listeners.get(state.config.name);
-      if (existing && sameAddress(existing.state.config, state.config)) existing.state = state;
-      else {
+      if (existing && sameAddress(existing.state.config, state.config)) {
+        const oldLog = existing.state.accessLog;
+        existing.state = state;
+        if (oldLog && oldLog !== state.accessLog) oldLog.close();
+      } else {
         if (existing) await close(existing.server);
         this.listeners.set(state.config.name, await this.bind(state));
       }
@@ -131,6 +135,7 @@ export class NodeProxy {
     for (const s of servers) s.closeAllConnections();
     await closing;
     for (const f of this.filters.values()) f.plugin.close();
+    for (const l of this.listeners.values()) l.state.accessLog?.close();
     await Promise.all([...this.clusters.values()].map((c) => c.destroy()));
     if (this.admin) await close(this.admin);
   }
@@ -169,7 +174,10 @@ export class NodeProxy {
 
   private listenerState(config: ListenerConfig, filters: Map<string, LoadedFilter>, clusters: Map<string, Cluster>): ListenerState {
     const plugins = config.filters.map((name) => filters.get(name)!.plugin);
-    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters };
+    const previous = this.listeners.get(config.name)?.state.accessLog;
+    // Keep the open log when its config is unchanged; a changed one is reopened.
+    const accessLog = !config.accessLog ? undefined : previous && JSON.stringify(previous.config) === JSON.stringify(config.accessLog) ? previous : new AccessLog(config.accessLog);
+    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters, accessLog };
   }
 
   private async bind(state: ListenerState): Promise<Listener> {

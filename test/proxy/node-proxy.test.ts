@@ -2,6 +2,9 @@
 // traffic, upstream failures, admin pages and metric text after known traffic, hot apply, stop.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
 import { request } from 'undici';
 import type { FilterConfig, ListenerConfig, Snapshot } from '../../runtime/config/snapshot.ts';
@@ -42,13 +45,14 @@ function hello(config: object = { header: 'x-hello', value: 'world', denyPath: '
   };
 }
 
-function snapshot(upstreamPort: number, filter = hello()): Snapshot {
+function snapshot(upstreamPort: number, filter = hello(), accessLog?: string): Snapshot {
   const listener: ListenerConfig = {
     name: 'main',
     host: '127.0.0.1',
     port: 0,
     protocol: 'http',
     filters: ['hello'],
+    ...(accessLog ? { accessLog: { path: accessLog, fields: ['method', 'path', 'status', 'route', 'upstream_cluster', 'request_id', 'trace_id', 'span_id', 'response_bytes'] as const } } : {}),
     routes: [
       { name: 'health', match: { path: '/healthz' }, action: { kind: 'direct', status: 200, body: 'ok\n', headers: { 'content-type': 'text/plain' } }, timeoutMs: 0 },
       { name: 'old', match: { prefix: '/old' }, action: { kind: 'redirect', status: 301, location: 'http://example.test/new' }, timeoutMs: 0 },
@@ -68,9 +72,9 @@ function snapshot(upstreamPort: number, filter = hello()): Snapshot {
   };
 }
 
-async function setup(t: { teardown(fn: () => unknown): void }) {
+async function setup(t: { teardown(fn: () => unknown): void }, accessLog?: string) {
   const upstream = await echoUpstream();
-  const proxy = await NodeProxy.start(snapshot(upstream.port), { log: () => {} });
+  const proxy = await NodeProxy.start(snapshot(upstream.port, hello(), accessLog), { log: () => {} });
   t.teardown(async () => {
     await proxy.stop(100);
     upstream.server.closeAllConnections();
@@ -162,4 +166,26 @@ test('apply: a new filter config takes effect; a rejected one leaves the running
   t.is((error as { code?: string }).code, 'SLUICE_ERR_PLUGIN_CONFIGURE');
   t.regex(error!.message, /field 'header'/);
   t.is((await get('/anything')).headers['x-hello'], 'again');
+});
+
+test('trace context: the upstream sees the proxy\'s span as parent, and the access log line says so', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-log-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'access.log');
+  const { get, upstream, proxy } = await setup(t, file);
+  const incoming = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  await get('/anything', { headers: { traceparent: incoming, 'x-request-id': 'r-42' } });
+  await get('/forbidden', { headers: { 'x-request-id': 'r-43' } });
+  const forwarded = String(upstream.seen[0].headers.traceparent);
+  const m = /^00-4bf92f3577b34da6a3ce929d0e0e4736-([0-9a-f]{16})-01$/.exec(forwarded);
+  t.truthy(m, forwarded);
+  t.not(m![1], '00f067aa0ba902b7');
+  await proxy.stop(100);
+  const lines = (await readFile(file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  t.deepEqual(lines[0], {
+    method: 'GET', path: '/anything', status: 200, route: 'only-get', upstream_cluster: 'echo', request_id: 'r-42',
+    trace_id: '4bf92f3577b34da6a3ce929d0e0e4736', span_id: m![1], response_bytes: 'echo GET /anything '.length,
+  });
+  t.like(lines[1], { method: 'GET', path: '/forbidden', status: 403, route: null, upstream_cluster: null, request_id: 'r-43' });
+  t.regex(lines[1].trace_id, /^[0-9a-f]{32}$/);
 });

@@ -1,0 +1,29 @@
+// The access log: one JSON line per request with the fields the listener's config names, written
+// to stdout, stderr or appended to a file.
+
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { AccessLogConfig, AccessLogField } from '../config/snapshot.ts';
+
+export type AccessLogEntry = Partial<Record<AccessLogField, string | number>>;
+
+export class AccessLog {
+  private readonly out: NodeJS.WritableStream;
+  private readonly file?: WriteStream;
+
+  constructor(readonly config: AccessLogConfig) {
+    if (config.path === 'stdout') this.out = process.stdout;
+    else if (config.path === 'stderr') this.out = process.stderr;
+    else this.out = this.file = createWriteStream(config.path, { flags: 'a' });
+    this.file?.on('error', (error) => process.stderr.write(`${JSON.stringify({ level: 'error', msg: `access log ${config.path}: ${error.message}` })}\n`));
+  }
+
+  write(entry: AccessLogEntry): void {
+    const line: Record<string, string | number | null> = {};
+    for (const f of this.config.fields) line[f] = entry[f] ?? null;
+    this.out.write(JSON.stringify(line) + '\n');
+  }
+
+  close(): void {
+    this.file?.end();
+  }
+}
