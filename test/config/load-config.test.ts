@@ -49,6 +49,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       port: 15001,
       protocol: 'http',
       filters: ['hello'],
+      accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
       routes: [
         {
           name: 'healthz',
