@@ -5,6 +5,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
+import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -215,6 +216,21 @@ const route = object(
     prefixRewrite: string('path', 'Replace the matched prefix with this before forwarding (prefix matches, cluster and weightedClusters routes only).'),
     hostRewrite: string('authority', 'Replace the Host/:authority header with this before forwarding (cluster and weightedClusters routes only).'),
     timeoutMs: ms('Request timeout, from the request to the end of the response; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
+    retryPolicy: object('Retry failed tries (Envoy\'s model); cluster and weightedClusters routes only.', {
+      numRetries: integer(0, 10, 'Retries after the first try.', DEFAULT_RETRY_POLICY.numRetries),
+      retryOn: {
+        type: 'array',
+        minItems: 1,
+        uniqueItems: true,
+        items: { enum: ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'retriable-4xx'] },
+        default: [...DEFAULT_RETRY_POLICY.retryOn],
+        description: 'Which outcomes are retried.',
+      },
+      retriableStatusCodes: { type: 'array', uniqueItems: true, items: integer(100, 599, 'A status code.'), default: [], description: 'With retriable-status-codes: these statuses.' },
+      perTryTimeoutMs: ms('Time each try may take; 0: only the route timeout.', DEFAULT_RETRY_POLICY.perTryTimeoutMs),
+      baseIntervalMs: ms('Backoff base: the n-th retry waits a random time up to base × 2^(n-1).', DEFAULT_RETRY_POLICY.baseIntervalMs, 1),
+      maxIntervalMs: ms('Backoff ceiling.', DEFAULT_RETRY_POLICY.maxIntervalMs, 1),
+    }),
   },
 );
 

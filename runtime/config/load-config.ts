@@ -11,7 +11,8 @@ import YAML from 'yaml';
 import { SluiceError } from '../errors.ts';
 import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits, type PluginSpec, type QuarantinePolicy } from '../host/plugin-spec.ts';
 import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
-import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField } from './snapshot.ts';
+import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
+import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
 import type {
   AdminConfig,
   ClusterConfig,
@@ -331,6 +332,19 @@ class Resolver {
       match: this.match(raw(route.match), `${at}.match`),
       action: this.action(route, at),
       timeoutMs: whole(route.timeoutMs, CONFIG_DEFAULTS.routeTimeoutMs),
+      ...(route.retryPolicy === undefined ? {} : { retryPolicy: this.retryPolicy(raw(route.retryPolicy)) }),
+    };
+  }
+
+  private retryPolicy(p: Raw): RetryPolicy {
+    const d = DEFAULT_RETRY_POLICY;
+    return {
+      numRetries: whole(p.numRetries, d.numRetries),
+      retryOn: (Array.isArray(p.retryOn) ? p.retryOn : [...d.retryOn]) as RetryOn[],
+      retriableStatusCodes: (Array.isArray(p.retriableStatusCodes) ? p.retriableStatusCodes : []) as number[],
+      perTryTimeoutMs: whole(p.perTryTimeoutMs, d.perTryTimeoutMs),
+      baseIntervalMs: whole(p.baseIntervalMs, d.baseIntervalMs),
+      maxIntervalMs: whole(p.maxIntervalMs, d.maxIntervalMs),
     };
   }
 

@@ -50,6 +50,20 @@ export interface RouteConfig {
   readonly action: RouteAction;
   /** Request timeout for this route, in ms (0: none). */
   readonly timeoutMs: number;
+  /** Retries (Envoy's model, runtime/proxy/retry.ts); none when absent. A filter may override it per request. */
+  readonly retryPolicy?: RetryPolicy;
+}
+
+export type RetryOn = '5xx' | 'gateway-error' | 'reset' | 'connect-failure' | 'retriable-status-codes' | 'retriable-4xx';
+
+export interface RetryPolicy {
+  readonly numRetries: number;
+  readonly retryOn: readonly RetryOn[];
+  readonly retriableStatusCodes: readonly number[];
+  /** Time each try may take (0: only the route's timeout applies). */
+  readonly perTryTimeoutMs: number;
+  readonly baseIntervalMs: number;
+  readonly maxIntervalMs: number;
 }
 
 export interface RouteMatch {

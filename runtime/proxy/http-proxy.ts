@@ -12,10 +12,11 @@ import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
+import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
-import type { Cluster } from './upstreams.ts';
+import type { Cluster, UpstreamHost } from './upstreams.ts';
 
 /** What one listener runs with: immutable per snapshot, swapped whole on reload. */
 export interface ListenerState {
@@ -124,60 +125,141 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
   stream.state.info.clusterName = clusterName;
   stream.state.info.routeName = route.name;
 
+  const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
   const timer = route.timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(route.timeoutMs)), route.timeoutMs) : undefined;
-  const body = hasBody ? new PassThrough() : undefined;
-  host.active++;
+  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? REPLAY_LIMIT : 0) : undefined;
+  const budget = cluster.retryBudget;
+  const tried = new Set<UpstreamHost>();
+  budget.active++;
   try {
-    const upstream = host.pool.request({
-      method: (headers.get(':method') ?? 'GET') as Dispatcher.HttpMethod,
-      path: rewritePath(headers.get(':path') ?? '/', route, action.prefixRewrite),
-      headers: upstreamHeaders(headers, action.hostRewrite),
-      body,
-      signal: abort.signal,
-    });
-    if (body) {
-      let replied: Outcome | undefined;
+    for (let attempt = 1; ; attempt++) {
+      const current = attempt === 1 ? host : cluster.pick(tried)!;
+      tried.add(current);
+      stream.state.info.upstream = { address: current.endpoint.host, port: current.endpoint.port };
+      const sent = upstreamHeaders(headers, action.hostRewrite);
+      // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
+      sent.push('x-sluice-attempt-count', String(attempt));
+      const tryAbort = new AbortController();
+      const onAbort = () => tryAbort.abort(abort.signal.reason);
+      abort.signal.addEventListener('abort', onAbort);
+      const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(() => tryAbort.abort(new PerTryTimeout(policy.perTryTimeoutMs)), policy.perTryTimeoutMs) : undefined;
+      current.active++;
       try {
-        replied = await pumpRequestBody(stream, req, body, exchange);
-      } catch (error) {
-        // The client went away or sent a malformed body: the upstream must not get a partial request.
-        abort.abort(error);
-        body.destroy();
+        const upstream = current.pool.request({
+          method: (headers.get(':method') ?? 'GET') as Dispatcher.HttpMethod,
+          path: rewritePath(headers.get(':path') ?? '/', route, action.prefixRewrite),
+          headers: sent,
+          body: attempt === 1 ? pump?.stream : pump?.replay(),
+          signal: tryAbort.signal,
+        });
         upstream.catch(() => {});
-        throw error;
-      }
-      if (replied) {
-        abort.abort();
-        upstream.catch(() => {});
-        return void finish(replied, res, exchange);
+        if (pump && attempt === 1) {
+          const replied = await pump.done.catch((error: unknown) => {
+            // The client went away or sent a malformed body: the upstream must not get a partial request.
+            abort.abort(error);
+            throw error;
+          });
+          if (replied) {
+            abort.abort();
+            return void finish(replied, res, exchange);
+          }
+        }
+        let answer: Dispatcher.ResponseData | undefined;
+        let failure: unknown;
+        try {
+          answer = await upstream;
+        } catch (error) {
+          failure = error;
+        }
+        if (!abort.signal.aborted && attempt <= policy.numRetries && retriable(policy, answer?.statusCode, failure) && (!pump || pump.replay()) && budget.tryAcquire()) {
+          try {
+            const retryAfter = answer?.headers['retry-after'];
+            await answer?.body.dump().catch(() => {});
+            await sleep(backoffMs(policy, attempt, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter));
+          } finally {
+            budget.release();
+          }
+          continue;
+        }
+        if (!answer) return respond(stream, res, exchange, upstreamFailure(abort.signal.reason ?? failure, clusterName, current.address));
+        return await relayResponse(stream, answer, res, exchange);
+      } finally {
+        current.active--;
+        if (perTry) clearTimeout(perTry);
+        abort.signal.removeEventListener('abort', onAbort);
       }
     }
-    let answer: Dispatcher.ResponseData;
-    try {
-      answer = await upstream;
-    } catch (error) {
-      return respond(stream, res, exchange, upstreamFailure(error, clusterName, host.address));
-    }
-    await relayResponse(stream, answer, res, exchange);
   } finally {
-    host.active--;
+    budget.active--;
     if (timer) clearTimeout(timer);
   }
 }
 
-/** Streams the request body through the request-body filters into the upstream request; a local reply stops it. */
-async function pumpRequestBody(stream: HttpStream, req: IncomingMessage, body: PassThrough, exchange: Exchange): Promise<Outcome | undefined> {
-  for await (const chunk of req) {
-    exchange.requestBytes += (chunk as Buffer).byteLength;
-    const out = await stream.requestBody(chunk as Buffer, false);
-    if (out.kind !== 'continue') return out;
-    if (out.data && out.data.byteLength > 0) body.write(out.data);
+/** Bodies up to this size are kept so that a retry can send them again; larger ones are not retried. */
+const REPLAY_LIMIT = 64 * 1024;
+
+/**
+ * Streams the request body through the request-body filters into the first try's upstream
+ * request, and keeps a copy (up to a limit) for retries. `done` resolves with a local reply or
+ * reset when a filter answers, undefined when the body is through.
+ */
+class BodyPump {
+  readonly stream = new PassThrough();
+  readonly done: Promise<Outcome | undefined>;
+  private kept: Uint8Array[] | undefined = [];
+  private keptBytes = 0;
+  private complete = false;
+
+  constructor(private readonly http: HttpStream, req: IncomingMessage, exchange: Exchange, private readonly keepLimit: number) {
+    if (keepLimit === 0) this.kept = undefined;
+    this.done = this.run(req, exchange).catch((error) => {
+      this.stream.destroy();
+      throw error;
+    });
   }
-  const out = await stream.requestBody(EMPTY, true);
-  if (out.kind !== 'continue') return out;
-  body.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
-  return undefined;
+
+  /** The whole body for another try, or undefined when it was not kept (too large, or not through yet). */
+  replay(): Uint8Array | undefined {
+    return this.complete && this.kept ? Buffer.concat(this.kept) : undefined;
+  }
+
+  private async run(req: IncomingMessage, exchange: Exchange): Promise<Outcome | undefined> {
+    for await (const chunk of req) {
+      exchange.requestBytes += (chunk as Buffer).byteLength;
+      const out = await this.http.requestBody(chunk as Buffer, false);
+      if (out.kind !== 'continue') return out;
+      this.send(out.data);
+    }
+    const out = await this.http.requestBody(EMPTY, true);
+    if (out.kind !== 'continue') return out;
+    this.send(out.data);
+    this.stream.end();
+    this.complete = true;
+    return undefined;
+  }
+
+  private send(data: Uint8Array | undefined): void {
+    if (!data || data.byteLength === 0) return;
+    this.stream.write(data);
+    if (!this.kept) return;
+    this.keptBytes += data.byteLength;
+    if (this.keptBytes > this.keepLimit) this.kept = undefined;
+    else this.kept.push(data);
+  }
+}
+
+class PerTryTimeout extends Error {
+  override readonly name = 'PerTryTimeout';
+  constructor(readonly ms: number) {
+    super(`the upstream did not answer within the per-try timeout of ${ms} ms`);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function log(level: string, msg: string): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
 async function relayResponse(stream: HttpStream, answer: Dispatcher.ResponseData, res: ServerResponse, exchange: Exchange): Promise<void> {
@@ -256,7 +338,7 @@ class TimeoutError extends Error {
 
 function upstreamFailure(error: unknown, cluster: string, address: string): LocalReply {
   const e = error as { code?: string; message?: string; name?: string };
-  if (e instanceof TimeoutError || e?.name === 'HeadersTimeoutError') {
+  if (e instanceof TimeoutError || e instanceof PerTryTimeout || e?.name === 'HeadersTimeoutError') {
     return plainReply(504, `sluice: upstream ${address} of cluster "${cluster}" timed out: ${e.message}\n`);
   }
   if (e?.code === 'ECONNREFUSED' || e?.code === 'UND_ERR_CONNECT_TIMEOUT' || e?.code === 'ENOTFOUND' || e?.code === 'EHOSTUNREACH') {

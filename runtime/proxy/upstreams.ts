@@ -3,6 +3,7 @@
 
 import { Pool } from 'undici';
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
+import { RetryBudget } from './retry.ts';
 
 export interface UpstreamHost {
   readonly endpoint: Endpoint;
@@ -13,6 +14,7 @@ export interface UpstreamHost {
 
 export class Cluster {
   readonly hosts: UpstreamHost[];
+  readonly retryBudget = new RetryBudget();
   private next = 0;
 
   constructor(readonly config: ClusterConfig) {
@@ -37,8 +39,14 @@ export class Cluster {
     return this.config.name;
   }
 
-  /** The host for the next request, or undefined when the cluster has no endpoints. */
-  pick(): UpstreamHost | undefined {
+  /** The host for the next request, or undefined when the cluster has no endpoints. A retry prefers a host not `tried` yet. */
+  pick(tried?: ReadonlySet<UpstreamHost>): UpstreamHost | undefined {
+    if (tried && tried.size > 0 && tried.size < this.hosts.length) {
+      for (let i = 0; i < this.hosts.length; i++) {
+        const host = this.pick();
+        if (host && !tried.has(host)) return host;
+      }
+    }
     const hosts = this.hosts;
     if (hosts.length <= 1) return hosts[0];
     if (this.config.loadBalancing === 'least-request') {

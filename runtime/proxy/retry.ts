@@ -1,0 +1,91 @@
+// Envoy's retry model: which outcomes are retried (retryOn), how many times, how long each try may
+// take, exponential backoff with full jitter from a 25 ms base (or the upstream's Retry-After),
+// and a per-cluster retry budget (20% of active requests, at least 3 retries at once) so retries
+// cannot amplify an outage.
+
+import type { RetryOn, RetryPolicy } from '../config/snapshot.ts';
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
+  numRetries: 1,
+  retryOn: Object.freeze(['5xx', 'reset', 'connect-failure'] as RetryOn[]),
+  retriableStatusCodes: Object.freeze([]),
+  perTryTimeoutMs: 0,
+  baseIntervalMs: 25,
+  maxIntervalMs: 250,
+});
+
+const NO_RETRIES: RetryPolicy = Object.freeze({ ...DEFAULT_RETRY_POLICY, numRetries: 0 });
+const RETRY_ON: readonly RetryOn[] = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'retriable-4xx'];
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
+const RESET_ERRORS = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED']);
+
+/**
+ * The policy for one request: the route's, with what a filter set in `sluice.retry_policy` (JSON)
+ * on top. A malformed filter policy is reported through `warn` and ignored.
+ */
+export function effectivePolicy(route: RetryPolicy | undefined, fromFilter: string | undefined, warn: (message: string) => void): RetryPolicy {
+  const base = route ?? NO_RETRIES;
+  if (fromFilter === undefined) return base;
+  try {
+    const o = JSON.parse(fromFilter) as Record<string, unknown>;
+    const merged = { ...(route ?? DEFAULT_RETRY_POLICY), ...o } as RetryPolicy;
+    const ints = ['numRetries', 'perTryTimeoutMs', 'baseIntervalMs', 'maxIntervalMs'] as const;
+    for (const k of ints) if (!Number.isInteger(merged[k]) || merged[k] < 0) throw new Error(`${k} must be a whole number ≥ 0`);
+    if (!Array.isArray(merged.retryOn) || merged.retryOn.some((r) => !RETRY_ON.includes(r))) throw new Error(`retryOn must list some of ${RETRY_ON.join(', ')}`);
+    if (!Array.isArray(merged.retriableStatusCodes) || merged.retriableStatusCodes.some((c) => !Number.isInteger(c))) throw new Error('retriableStatusCodes must be a list of status codes');
+    return merged;
+  } catch (error) {
+    warn(`ignoring the retry policy a filter set in sluice.retry_policy (${(error as Error).message}): ${fromFilter}`);
+    return base;
+  }
+}
+
+/** Whether this outcome of a try is one the policy retries. */
+export function retriable(policy: RetryPolicy, status: number | undefined, error: unknown): boolean {
+  const on = policy.retryOn;
+  if (error !== undefined) {
+    const code = (error as { code?: string })?.code ?? '';
+    if (CONNECT_ERRORS.has(code)) return on.includes('connect-failure') || on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
+    if (RESET_ERRORS.has(code) || (error as Error)?.name === 'PerTryTimeout') return on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
+    return false;
+  }
+  if (status === undefined) return false;
+  if (status >= 500 && on.includes('5xx')) return true;
+  if ((status === 502 || status === 503 || status === 504) && on.includes('gateway-error')) return true;
+  if (status === 409 && on.includes('retriable-4xx')) return true;
+  return on.includes('retriable-status-codes') && policy.retriableStatusCodes.includes(status);
+}
+
+/**
+ * How long to wait before retry number `retry` (1 = the first): the upstream's Retry-After when it
+ * gave one (seconds, at most the max interval × 10), else full jitter over base × 2^(retry-1).
+ */
+export function backoffMs(policy: RetryPolicy, retry: number, retryAfter: string | undefined, random = Math.random()): number {
+  if (retryAfter !== undefined && /^\d+$/.test(retryAfter.trim())) return Math.min(Number(retryAfter) * 1000, policy.maxIntervalMs * 10);
+  const ceiling = Math.min(policy.maxIntervalMs, policy.baseIntervalMs * 2 ** (retry - 1));
+  return Math.floor(random * ceiling);
+}
+
+/** Envoy's default retry budget: retries in flight may be 20% of active requests, and at least 3. */
+export class RetryBudget {
+  active = 0;
+  retrying = 0;
+  /** Retries refused because the budget was spent. */
+  overflows = 0;
+  /** Retries made. */
+  retries = 0;
+
+  tryAcquire(): boolean {
+    if (this.retrying >= Math.max(3, 0.2 * this.active)) {
+      this.overflows++;
+      return false;
+    }
+    this.retrying++;
+    this.retries++;
+    return true;
+  }
+
+  release(): void {
+    this.retrying--;
+  }
+}
