@@ -20,6 +20,9 @@ export const CONFIG_DEFAULTS = Object.freeze({
   requestTimeoutMs: 15_000,
   idleTimeoutMs: 60_000,
   maxConnections: 1024,
+  // Envoy's defaults.
+  circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3 }),
+  outlierDetection: Object.freeze({ consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 }),
   vmId: '',
 } as const);
 
@@ -263,6 +266,16 @@ const cluster = object(
     connectTimeoutMs: ms('Time to establish a connection.', CONFIG_DEFAULTS.connectTimeoutMs, 1),
     requestTimeoutMs: ms('Time for one upstream request; 0: none.', CONFIG_DEFAULTS.requestTimeoutMs),
     idleTimeoutMs: ms('How long an idle pooled connection is kept.', CONFIG_DEFAULTS.idleTimeoutMs, 1),
+    circuitBreakers: object('Past these limits a request is answered 503 at once, naming the breaker.', {
+      maxRequests: integer(1, 1_000_000, 'Requests in flight to the cluster.', CONFIG_DEFAULTS.circuitBreakers.maxRequests),
+      maxRetries: integer(0, 1_000_000, 'Retries in flight to the cluster.', CONFIG_DEFAULTS.circuitBreakers.maxRetries),
+    }),
+    outlierDetection: object('Eject an endpoint that keeps failing, for a time that grows with each ejection.', {
+      consecutive5xx: integer(0, 1_000_000, 'Consecutive 5xx answers or connect failures that eject an endpoint; 0: off.', CONFIG_DEFAULTS.outlierDetection.consecutive5xx),
+      consecutiveGatewayFailure: integer(0, 1_000_000, 'Consecutive 502/503/504 or connect failures that eject an endpoint; 0: off.', CONFIG_DEFAULTS.outlierDetection.consecutiveGatewayFailure),
+      baseEjectionTimeMs: ms('Ejection time × the number of ejections so far.', CONFIG_DEFAULTS.outlierDetection.baseEjectionTimeMs, 1),
+      maxEjectionPercent: integer(0, 100, 'Most endpoints ejected at once, in percent (one always may be).', CONFIG_DEFAULTS.outlierDetection.maxEjectionPercent),
+    }),
     maxConnections: integer(1, 1_000_000, 'Most connections open to the cluster at once.', CONFIG_DEFAULTS.maxConnections),
   },
   ['name', 'endpoints'],

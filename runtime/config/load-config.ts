@@ -438,6 +438,8 @@ class Resolver {
       requestTimeoutMs: whole(cluster.requestTimeoutMs, CONFIG_DEFAULTS.requestTimeoutMs),
       idleTimeoutMs: whole(cluster.idleTimeoutMs, CONFIG_DEFAULTS.idleTimeoutMs),
       maxConnections: whole(cluster.maxConnections, CONFIG_DEFAULTS.maxConnections),
+      circuitBreakers: withDefaults(raw(cluster.circuitBreakers ?? {}), CONFIG_DEFAULTS.circuitBreakers),
+      outlierDetection: withDefaults(raw(cluster.outlierDetection ?? {}), CONFIG_DEFAULTS.outlierDetection),
     };
   }
 
@@ -531,4 +533,11 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** Whole-number fields of `given` over `defaults` (the schema already checked each value). */
+function withDefaults<T extends Record<string, number>>(given: Raw, defaults: T): T {
+  const out: Record<string, number> = {};
+  for (const [k, d] of Object.entries(defaults)) out[k] = whole(given[k], d);
+  return out as T;
 }

@@ -103,6 +103,28 @@ export interface ClusterConfig {
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
+  readonly circuitBreakers: CircuitBreakers;
+  readonly outlierDetection: OutlierDetection;
+}
+
+/** Envoy's circuit breakers: past them a request is answered 503 at once, naming the breaker. */
+export interface CircuitBreakers {
+  /** Requests in flight to the cluster. */
+  readonly maxRequests: number;
+  /** Retries in flight (on top of the retry budget). */
+  readonly maxRetries: number;
+}
+
+/** Passive outlier detection: an endpoint that keeps failing is ejected for a while. */
+export interface OutlierDetection {
+  /** Consecutive 5xx answers (and connect failures) that eject an endpoint; 0 turns it off. */
+  readonly consecutive5xx: number;
+  /** Consecutive 502/503/504 and connect failures that eject an endpoint; 0 turns it off. */
+  readonly consecutiveGatewayFailure: number;
+  /** Ejection time is this × the number of times the endpoint was ejected. */
+  readonly baseEjectionTimeMs: number;
+  /** At most this share of the endpoints is ejected at once (at least one always may be). */
+  readonly maxEjectionPercent: number;
 }
 
 export interface Endpoint {

@@ -125,6 +125,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
   stream.state.info.clusterName = clusterName;
   stream.state.info.routeName = route.name;
 
+  const open = cluster.circuitOpen();
+  if (open) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" circuit breaker open: ${open}\n`));
   const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
   const timer = route.timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(route.timeoutMs)), route.timeoutMs) : undefined;
@@ -172,7 +174,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
         } catch (error) {
           failure = error;
         }
-        if (!abort.signal.aborted && attempt <= policy.numRetries && retriable(policy, answer?.statusCode, failure) && (!pump || pump.replay()) && budget.tryAcquire()) {
+        if (!abort.signal.aborted) cluster.record(current, answer?.statusCode, failure);
+        if (!abort.signal.aborted && attempt <= policy.numRetries && retriable(policy, answer?.statusCode, failure) && (!pump || pump.replay()) && budget.tryAcquire(cluster.config.circuitBreakers.maxRetries)) {
           try {
             const retryAfter = answer?.headers['retry-after'];
             await answer?.body.dump().catch(() => {});

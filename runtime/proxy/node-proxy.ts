@@ -62,7 +62,11 @@ export class NodeProxy {
       httpCall: (_plugin, request, done) => void this.httpCall(request, done),
       ...env,
     });
-    this.telemetry = new Telemetry(this.env.metrics, () => [...this.filters.values()].map((f) => f.plugin));
+    this.telemetry = new Telemetry(
+      this.env.metrics,
+      () => [...this.filters.values()].map((f) => f.plugin),
+      () => [...this.clusters.values()],
+    );
   }
 
   static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>, limits?: Partial<ListenerLimits>): Promise<NodeProxy> {

@@ -75,8 +75,9 @@ export class RetryBudget {
   /** Retries made. */
   retries = 0;
 
-  tryAcquire(): boolean {
-    if (this.retrying >= Math.max(3, 0.2 * this.active)) {
+  /** Takes a retry slot; `maxRetries` is the cluster's circuit breaker on top of the budget. */
+  tryAcquire(maxRetries = Infinity): boolean {
+    if (this.retrying >= Math.min(maxRetries, Math.max(3, 0.2 * this.active))) {
       this.overflows++;
       return false;
     }

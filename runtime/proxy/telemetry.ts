@@ -7,6 +7,7 @@
 
 import { HISTOGRAM_BUCKETS, type MetricStore } from '../host/metrics.ts';
 import type { Plugin } from '../host/plugin.ts';
+import type { Cluster } from './upstreams.ts';
 
 const DURATION_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
@@ -41,6 +42,7 @@ export class Telemetry {
   constructor(
     private readonly metrics: MetricStore,
     private readonly plugins: () => readonly Plugin[],
+    private readonly clusters: () => readonly Cluster[] = () => [],
   ) {}
 
   request(listener: string, httpVersion: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
@@ -90,6 +92,18 @@ export class Telemetry {
     stat('sluice_filter_vms_started_total', 'counter', 'VMs started, including the first.', (p) => p.stats.vmsStarted);
     stat('sluice_filter_quarantined', 'gauge', '1 while the filter is quarantined.', (p) => (p.state === 'quarantined' ? 1 : 0));
     stat('sluice_filter_memory_bytes', 'gauge', 'Linear memory of the filter\'s current VM.', (p) => p.vm?.memoryBytes ?? 0);
+
+    const clusters = this.clusters();
+    const clusterStat = (name: string, type: string, help: string, value: (c: Cluster) => number) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const c of clusters) out.push(`${name}{cluster="${escape(c.name)}"} ${value(c)}`);
+    };
+    clusterStat('sluice_cluster_upstream_rq_active', 'gauge', 'Requests in flight to the cluster.', (c) => c.retryBudget.active);
+    clusterStat('sluice_cluster_upstream_rq_retry_total', 'counter', 'Retries made.', (c) => c.retryBudget.retries);
+    clusterStat('sluice_cluster_upstream_rq_retry_overflow_total', 'counter', 'Retries refused by the retry budget.', (c) => c.retryBudget.overflows);
+    clusterStat('sluice_cluster_outlier_ejections_total', 'counter', 'Endpoints ejected by outlier detection.', (c) => c.ejectionsTotal);
+    clusterStat('sluice_cluster_outlier_ejected', 'gauge', 'Endpoints ejected now.', (c) => c.ejected);
+    clusterStat('sluice_cluster_circuit_breaker_open_total', 'counter', 'Requests refused by a circuit breaker.', (c) => c.circuitBreakerTrips);
 
     // Metrics filters defined through proxy_define_metric, under their own names.
     for (const m of this.metrics.all()) {

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import type { Snapshot } from '../../runtime/config/snapshot.ts';
 import { NodeProxy } from '../../runtime/proxy/node-proxy.ts';
+import { cluster } from '../helpers/snapshot.ts';
 
 async function start(t: { teardown(fn: () => unknown): void }, headersTimeoutMs?: number) {
   const seen: Array<Record<string, unknown>> = [];
@@ -23,7 +24,7 @@ async function start(t: { teardown(fn: () => unknown): void }, headersTimeoutMs?
     source: 'test',
     admin: { host: '127.0.0.1', port: 0 },
     listeners: [{ name: 'web', host: '127.0.0.1', port: 0, protocol: 'http', filters: [], routes: [{ name: 'all', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'up', weight: 1 }] }, timeoutMs: 5000 }] }],
-    clusters: [{ name: 'up', endpoints: [{ host: '127.0.0.1', port: (upstream.address() as AddressInfo).port }], loadBalancing: 'round-robin', connectTimeoutMs: 1000, requestTimeoutMs: 5000, idleTimeoutMs: 10000, maxConnections: 8 }],
+    clusters: [cluster('up', [(upstream.address() as AddressInfo).port])],
     filters: [],
   };
   const proxy = await NodeProxy.start(snapshot, { log: () => {} }, headersTimeoutMs === undefined ? undefined : { headersTimeoutMs });

@@ -11,6 +11,7 @@ import type { FilterConfig, ListenerConfig, Snapshot } from '../../runtime/confi
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE } from '../../runtime/host/plugin-spec.ts';
 import { NodeProxy } from '../../runtime/proxy/node-proxy.ts';
 import { filterWasm } from '../helpers/fixtures.ts';
+import { cluster } from '../helpers/snapshot.ts';
 
 interface Seen {
   method: string;
@@ -62,12 +63,11 @@ function snapshot(upstreamPort: number, filter = hello(), accessLog?: string): S
       { name: 'only-get', match: { prefix: '/', methods: ['GET', 'POST'] }, action: { kind: 'cluster', clusters: [{ cluster: 'echo', weight: 1 }] }, timeoutMs: 5000 },
     ],
   };
-  const cluster = (name: string, port: number) => ({ name, endpoints: [{ host: '127.0.0.1', port }], loadBalancing: 'round-robin' as const, connectTimeoutMs: 1000, requestTimeoutMs: 5000, idleTimeoutMs: 10000, maxConnections: 16 });
   return {
     source: 'test',
     admin: { host: '127.0.0.1', port: 0 },
     listeners: [listener],
-    clusters: [cluster('echo', upstreamPort), cluster('nowhere', 1)],
+    clusters: [cluster('echo', [upstreamPort]), cluster('nowhere', [1])],
     filters: [filter],
   };
 }

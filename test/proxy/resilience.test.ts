@@ -1,11 +1,12 @@
-// Retries as Envoy does them: retryOn conditions, another endpoint preferred, the try number sent
-// upstream, the body replayed, per-try timeouts, backoff with Retry-After, the retry budget, and a
-// filter's per-request override.
+// Resilience as Envoy does it: retries (retryOn conditions, another endpoint preferred, the try
+// number sent upstream, the body replayed, per-try timeouts, backoff with Retry-After, the retry
+// budget, a filter's per-request override), outlier ejection and circuit breakers.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
-import type { RetryPolicy, Snapshot } from '../../runtime/config/snapshot.ts';
+import type { ClusterConfig, RetryPolicy, Snapshot } from '../../runtime/config/snapshot.ts';
+import { cluster } from '../helpers/snapshot.ts';
 import { NodeProxy } from '../../runtime/proxy/node-proxy.ts';
 import { DEFAULT_RETRY_POLICY, RetryBudget, backoffMs, effectivePolicy, retriable } from '../../runtime/proxy/retry.ts';
 
@@ -27,7 +28,7 @@ async function upstream(t: { teardown(fn: () => unknown): void }, handler: Handl
   return { port: (server.address() as AddressInfo).port, seen };
 }
 
-async function proxy(t: { teardown(fn: () => unknown): void }, ports: number[], retryPolicy?: Partial<RetryPolicy>) {
+async function proxy(t: { teardown(fn: () => unknown): void }, ports: number[], retryPolicy?: Partial<RetryPolicy>, clusterOverrides: Partial<ClusterConfig> = {}) {
   const snapshot: Snapshot = {
     source: 'test',
     admin: { host: '127.0.0.1', port: 0 },
@@ -41,13 +42,18 @@ async function proxy(t: { teardown(fn: () => unknown): void }, ports: number[], 
         routes: [{ name: 'all', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'up', weight: 1 }] }, timeoutMs: 10_000, ...(retryPolicy ? { retryPolicy: { ...DEFAULT_RETRY_POLICY, baseIntervalMs: 1, maxIntervalMs: 5, ...retryPolicy } } : {}) }],
       },
     ],
-    clusters: [{ name: 'up', endpoints: ports.map((port) => ({ host: '127.0.0.1', port })), loadBalancing: 'round-robin', connectTimeoutMs: 1000, requestTimeoutMs: 10_000, idleTimeoutMs: 10_000, maxConnections: 8 }],
+    clusters: [cluster('up', ports, clusterOverrides)],
     filters: [],
   };
   const p = await NodeProxy.start(snapshot, { log: () => {} });
   t.teardown(() => p.stop(100));
+  admins.set(`http://127.0.0.1:${p.addresses().web.port}`, `http://127.0.0.1:${p.addresses().admin.port}`);
   return `http://127.0.0.1:${p.addresses().web.port}`;
 }
+
+/** The admin URL of the proxy serving `base`. */
+const admins = new Map<string, string>();
+const metrics = async (base: string) => (await request(`${admins.get(base)}/stats/prometheus`)).body.text();
 
 const call = async (url: string, init: Parameters<typeof request>[1] = {}) => {
   const r = await request(url, init);
@@ -59,6 +65,9 @@ test('a 503 is retried on 5xx and the upstream sees the try number', async (t) =
   const base = await proxy(t, [up.port], { numRetries: 2, retryOn: ['5xx'] });
   t.deepEqual(await call(`${base}/x`), { status: 200, text: 'ok' });
   t.deepEqual(up.seen.map((s) => s.attempt), ['1', '2']);
+  const text = await metrics(base);
+  t.true(text.includes('\nsluice_cluster_upstream_rq_retry_total{cluster="up"} 1\n'), text);
+  t.true(text.includes('\nsluice_cluster_upstream_rq_retry_overflow_total{cluster="up"} 0\n'));
 });
 
 test('without a retry policy a 503 goes straight to the client', async (t) => {
@@ -149,4 +158,32 @@ test('a filter overrides the route policy with JSON in sluice.retry_policy; a ba
   t.is(effectivePolicy(route, '{"numRetries":-1}', (w) => warnings.push(w)), route);
   t.deepEqual(warnings, ['ignoring the retry policy a filter set in sluice.retry_policy (numRetries must be a whole number ≥ 0): {"numRetries":-1}']);
   t.is(effectivePolicy(undefined, undefined, () => {}).numRetries, 0);
+});
+
+test('outlier detection ejects an endpoint after consecutive 5xx and sends the rest elsewhere', async (t) => {
+  const bad = await upstream(t, (_req, res) => res.writeHead(500).end('bad'));
+  const good = await upstream(t, (_req, res) => res.end('good'));
+  const od = { consecutive5xx: 2, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 60_000, maxEjectionPercent: 50 };
+  const base = await proxy(t, [bad.port, good.port], undefined, { outlierDetection: od });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) statuses.push((await call(`${base}/x`)).status);
+  t.deepEqual(statuses, [500, 200, 500, 200, 200, 200]);
+  t.is(bad.seen.length, 2);
+  const text = await metrics(base);
+  t.true(text.includes('\nsluice_cluster_outlier_ejections_total{cluster="up"} 1\n'), text);
+  t.true(text.includes('\nsluice_cluster_outlier_ejected{cluster="up"} 1\n'));
+});
+
+test('the maxRequests circuit breaker answers 503 at once while the cluster is full', async (t) => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  const up = await upstream(t, (_req, res, _b, n) => (n === 1 ? void held.then(() => res.end('first')) : res.end('later')));
+  const base = await proxy(t, [up.port], undefined, { circuitBreakers: { maxRequests: 1, maxRetries: 3 } });
+  const first = call(`${base}/slow`);
+  while (up.seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(await call(`${base}/x`), { status: 503, text: 'sluice: cluster "up" circuit breaker open: 1 requests in flight (circuitBreakers.maxRequests 1)\n' });
+  release();
+  t.deepEqual(await first, { status: 200, text: 'first' });
+  t.deepEqual(await call(`${base}/x`), { status: 200, text: 'later' });
+  t.true((await metrics(base)).includes('\nsluice_cluster_circuit_breaker_open_total{cluster="up"} 1\n'));
 });
