@@ -71,6 +71,8 @@ test('the example file loads into the exact snapshot', async (t) => {
       requestTimeoutMs: 15000,
       idleTimeoutMs: 60000,
       maxConnections: 1024,
+      circuitBreakers: { maxRequests: 1024, maxRetries: 3 },
+      outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30000, maxEjectionPercent: 10 },
     },
   ]);
   t.deepEqual(snapshot.filters, [
@@ -130,6 +132,8 @@ filters: [{ name: f, module: hello.wasm }]
         requestTimeoutMs: 15000,
         idleTimeoutMs: 60000,
         maxConnections: 1024,
+        circuitBreakers: { maxRequests: 1024, maxRetries: 3 },
+        outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30000, maxEjectionPercent: 10 },
       },
     ],
     filters: [
