@@ -189,3 +189,44 @@ test('trace context: the upstream sees the proxy\'s span as parent, and the acce
   t.like(lines[1], { method: 'GET', path: '/forbidden', status: 403, route: null, upstream_cluster: null, request_id: 'r-43' });
   t.regex(lines[1].trace_id, /^[0-9a-f]{32}$/);
 });
+
+test('applying new snapshots under load fails no request', async (t) => {
+  const { proxy, get, upstream } = await setup(t);
+  let stop = false;
+  const results: number[] = [];
+  const load = Array.from({ length: 8 }, async () => {
+    while (!stop) results.push((await get('/anything')).status);
+  });
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 30));
+    await proxy.apply(snapshot(upstream.port, hello({ header: 'x-hello', value: `v${i}` })));
+  }
+  stop = true;
+  await Promise.all(load);
+  t.true(results.length > 50, `only ${results.length} requests ran`);
+  t.deepEqual([...new Set(results)], [200]);
+  t.is((await get('/anything')).headers['x-hello'], 'v4');
+});
+
+test('stop: /ready turns false at once, in-flight requests finish, then listeners close', async (t) => {
+  const upstream = await echoUpstream();
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  upstream.server.removeAllListeners('request');
+  upstream.server.on('request', (_req, res) => void held.then(() => res.end('late but whole')));
+  const proxy = await NodeProxy.start(snapshot(upstream.port), { log: () => {} });
+  t.teardown(() => {
+    upstream.server.closeAllConnections();
+    upstream.server.close();
+  });
+  const { main, admin } = proxy.addresses();
+  const inFlight = request(`http://127.0.0.1:${main.port}/slow`).then(async (r) => [r.statusCode, await r.body.text()]);
+  await new Promise((r) => setTimeout(r, 100));
+  const stopped = proxy.stop(5000);
+  t.false(proxy.ready);
+  t.is((await request(`http://127.0.0.1:${admin.port}/ready`)).statusCode, 503);
+  release();
+  t.deepEqual(await inFlight, [200, 'late but whole']);
+  await stopped;
+  await t.throwsAsync(request(`http://127.0.0.1:${main.port}/after`), { code: 'ECONNREFUSED' });
+});
