@@ -242,9 +242,10 @@ const listener = object(
   {
     name: string('name', 'Unique among listeners.'),
     address: string('bind-address', 'host:port to bind ([::1]:15001 for IPv6; port 0: any free port).'),
-    protocol: { enum: ['http'], default: CONFIG_DEFAULTS.protocol, description: 'Only http for now.' },
+    protocol: { enum: ['http', 'tcp'], default: CONFIG_DEFAULTS.protocol, description: 'http: requests through filters and routes; tcp: bytes passed through to `cluster`.' },
+    cluster: string('name', 'tcp listeners: the cluster every connection goes to.'),
     filters: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Names from the top-level filters, in request order.' },
-    routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'Tried in order; the first match wins.' },
+    routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'http listeners: tried in order; the first match wins.' },
     accessLog: object(
       'One JSON line per request.',
       {
@@ -254,7 +255,7 @@ const listener = object(
       [],
     ),
   },
-  ['name', 'address', 'routes'],
+  ['name', 'address'],
 );
 
 const cluster = object(

@@ -296,6 +296,9 @@ class Resolver {
   }
 
   private listener(listener: Raw, at: string): ListenerConfig {
+    if (listener.protocol === 'tcp') return this.tcpListener(listener, at);
+    if (listener.routes === undefined) this.problem(at, 'an http listener needs routes');
+    if (listener.cluster !== undefined) this.problem(`${at}.cluster`, 'only tcp listeners have a cluster; http listeners route with routes');
     const filters = list(listener.filters);
     filters.forEach((name, i) => this.reference(`${at}.filters[${i}]`, name, 'filter'));
     const routesRaw = list(listener.routes).map(raw);
@@ -315,6 +318,22 @@ class Resolver {
       filters: filters.filter((name): name is string => typeof name === 'string'),
       routes,
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
+    };
+  }
+
+  private tcpListener(listener: Raw, at: string): ListenerConfig {
+    for (const field of ['routes', 'filters', 'accessLog']) {
+      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters or access log');
+    }
+    if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
+    else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
+    return {
+      name: str(listener.name) ?? '',
+      ...hostPort(str(listener.address), 0),
+      protocol: 'tcp',
+      filters: [],
+      routes: [],
+      cluster: str(listener.cluster) ?? '',
     };
   }
 

@@ -23,10 +23,14 @@ export interface ListenerConfig {
   readonly name: string;
   readonly host: string;
   readonly port: number;
-  readonly protocol: 'http';
-  /** Names of entries in `filters`, in request order. */
+  /** `http`: requests through filters and routes; `tcp`: bytes passed through to `cluster`. */
+  readonly protocol: 'http' | 'tcp';
+  /** Names of entries in `filters`, in request order (http). */
   readonly filters: readonly string[];
+  /** http: tried in order. tcp: none. */
   readonly routes: readonly RouteConfig[];
+  /** tcp: the cluster connections go to. */
+  readonly cluster?: string;
   /** One JSON line per request, when configured. */
   readonly accessLog?: AccessLogConfig;
 }

@@ -2,8 +2,8 @@
 // bound, then ready), apply a new snapshot hot (streams in flight finish on what they started
 // with), and stop (not ready, stop accepting, drain within a deadline).
 
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, Server as HttpServer } from 'node:http';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
@@ -14,6 +14,7 @@ import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
 import { proxyRequest, type ListenerState } from './http-proxy.ts';
 import { Router } from './router.ts';
+import { tcpServer } from './tcp-proxy.ts';
 import { Telemetry } from './telemetry.ts';
 import { Cluster } from './upstreams.ts';
 
@@ -51,6 +52,8 @@ export class NodeProxy {
   private readonly listeners = new Map<string, Listener>();
   private admin?: Server;
   private inFlight = 0;
+  /** Open connections of tcp listeners (and their upstreams), closed at the end of a drain. */
+  private readonly tcpSockets = new Set<Socket>();
   private stopping?: Promise<void>;
 
   private readonly limits: ListenerLimits;
@@ -98,7 +101,7 @@ export class NodeProxy {
     const states = next.listeners.map((l) => this.listenerState(l, filters, clusters));
     for (const state of states) {
       const existing = this.listeners.get(state.config.name);
-      if (existing && sameAddress(existing.state.config, state.config)) {
+      if (existing && sameAddress(existing.state.config, state.config) && existing.state.config.protocol === state.config.protocol) {
         const oldLog = existing.state.accessLog;
         existing.state = state;
         if (oldLog && oldLog !== state.accessLog) oldLog.close();
@@ -131,12 +134,14 @@ export class NodeProxy {
   private async drain(graceMs: number): Promise<void> {
     this.ready = false;
     const servers = [...this.listeners.values()].map((l) => l.server);
+    const http = servers.filter((s): s is HttpServer => s instanceof HttpServer);
     const closing = Promise.all(servers.map(close));
-    for (const s of servers) s.closeIdleConnections();
+    for (const s of http) s.closeIdleConnections();
     const deadline = Date.now() + graceMs;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (this.inFlight > 0) process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `drain deadline of ${graceMs} ms passed with ${this.inFlight} requests in flight; closing them` })}\n`);
-    for (const s of servers) s.closeAllConnections();
+    for (const s of http) s.closeAllConnections();
+    for (const socket of this.tcpSockets) socket.destroy();
     await closing;
     for (const f of this.filters.values()) f.plugin.close();
     for (const l of this.listeners.values()) l.state.accessLog?.close();
@@ -185,8 +190,16 @@ export class NodeProxy {
   }
 
   private async bind(state: ListenerState): Promise<Listener> {
+    if (state.config.protocol === 'tcp') {
+      const listener: Listener = {
+        server: tcpServer(() => ({ name: listener.state.config.name, cluster: listener.state.clusters.get(listener.state.config.cluster!)! }), this.telemetry, this.tcpSockets),
+        state,
+      };
+      await listen(listener.server, state.config.host, state.config.port);
+      return listener;
+    }
     const { headersTimeoutMs, maxHeaderBytes, requestTimeoutMs } = this.limits;
-    const server = createServer({ headersTimeout: headersTimeoutMs, requestTimeout: Math.max(requestTimeoutMs, headersTimeoutMs), maxHeaderSize: maxHeaderBytes });
+    const server: HttpServer = createServer({ headersTimeout: headersTimeoutMs, requestTimeout: Math.max(requestTimeoutMs, headersTimeoutMs), maxHeaderSize: maxHeaderBytes });
     // Node checks the header timeout on this interval; keep it well under the timeout itself.
     (server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, headersTimeoutMs / 4));
     const listener: Listener = { server, state };

@@ -45,6 +45,30 @@ export class Telemetry {
     private readonly clusters: () => readonly Cluster[] = () => [],
   ) {}
 
+  private readonly tcp = new Map<string, { labels: string; opened: number; closed: number; received: number; sent: number }>();
+
+  tcpOpened(listener: string, cluster: string): void {
+    this.tcpSeries(listener, cluster).opened++;
+  }
+
+  /** `received`: bytes from the client; `sent`: bytes to it. */
+  tcpClosed(listener: string, cluster: string, received: number, sent: number): void {
+    const s = this.tcpSeries(listener, cluster);
+    s.closed++;
+    s.received += received;
+    s.sent += sent;
+  }
+
+  private tcpSeries(listener: string, cluster: string) {
+    const key = `${listener}\u0000${cluster}`;
+    let s = this.tcp.get(key);
+    if (!s) {
+      s = { labels: `reporter="source",destination_service="${escape(cluster)}",sluice_listener="${escape(listener)}"`, opened: 0, closed: 0, received: 0, sent: 0 };
+      this.tcp.set(key, s);
+    }
+    return s;
+  }
+
   request(listener: string, httpVersion: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
     const key = `${listener}\u0000${httpVersion}\u0000${e.status}\u0000${e.cluster}`;
     let s = this.series.get(key);
@@ -80,6 +104,16 @@ export class Telemetry {
     histogram(out, 'istio_request_duration_milliseconds', all.map((s) => [s.labels, s.duration]));
     histogram(out, 'istio_request_bytes', all.map((s) => [s.labels, s.requestBytes]));
     histogram(out, 'istio_response_bytes', all.map((s) => [s.labels, s.responseBytes]));
+
+    const tcp = [...this.tcp.values()];
+    const tcpStat = (name: string, value: (s: (typeof tcp)[number]) => number) => {
+      out.push(`# TYPE ${name} counter`);
+      for (const s of tcp) out.push(`${name}{${s.labels}} ${value(s)}`);
+    };
+    tcpStat('istio_tcp_connections_opened_total', (s) => s.opened);
+    tcpStat('istio_tcp_connections_closed_total', (s) => s.closed);
+    tcpStat('istio_tcp_received_bytes_total', (s) => s.received);
+    tcpStat('istio_tcp_sent_bytes_total', (s) => s.sent);
 
     const plugins = this.plugins();
     const stat = (name: string, type: string, help: string, value: (p: Plugin) => number) => {

@@ -1,0 +1,39 @@
+// Plain TCP passthrough on ports declared as tcp: each connection goes to an endpoint of the
+// listener's cluster, bytes copied both ways untouched, counted in Istio's TCP metrics.
+
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Telemetry } from './telemetry.ts';
+import type { Cluster } from './upstreams.ts';
+
+export interface TcpListenerState {
+  readonly name: string;
+  readonly cluster: Cluster;
+}
+
+/** A tcp listener's server; `state()` gives the current snapshot's state for each new connection. */
+export function tcpServer(state: () => TcpListenerState, telemetry: Telemetry, sockets: Set<Socket>): Server {
+  return createServer((client) => {
+    const { name, cluster } = state();
+    const host = cluster.pick();
+    if (!host) return void client.destroy();
+    sockets.add(client);
+    telemetry.tcpOpened(name, cluster.name);
+    const upstream = connect(host.endpoint.port, host.endpoint.host);
+    sockets.add(upstream);
+    let closed = false;
+    const close = () => {
+      if (closed) return;
+      closed = true;
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+      telemetry.tcpClosed(name, cluster.name, client.bytesRead, client.bytesWritten);
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    // Half-close is passed on: a client that ends its side lets the upstream answer, and back.
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+}
