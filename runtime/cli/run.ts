@@ -11,14 +11,9 @@ const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
 
 export async function runProxy(file: string, opts: { drainMs: number; onReady?: (proxy: NodeProxy) => void }): Promise<number> {
   const proxy = await NodeProxy.start(await loadConfig(file));
-  let reloading = Promise.resolve();
-  proxy.reload = () => {
-    const next = reloading.then(async () => {
-      await proxy.apply(await loadConfig(file));
-      log('info', `applied ${file}`);
-    });
-    reloading = next.catch(() => {});
-    return next;
+  proxy.reload = async () => {
+    await proxy.apply(await loadConfig(file));
+    log('info', `applied ${file}`);
   };
   const reload = (why: string) =>
     proxy.reload!().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));

@@ -55,6 +55,7 @@ export class NodeProxy {
   /** Open connections of tcp listeners (and their upstreams), closed at the end of a drain. */
   private readonly tcpSockets = new Set<Socket>();
   private stopping?: Promise<void>;
+  private applying: Promise<void> = Promise.resolve();
 
   private readonly limits: ListenerLimits;
 
@@ -89,7 +90,14 @@ export class NodeProxy {
    * Applies a snapshot: every filter is loaded and configured first; if one refuses, this throws
    * and the running snapshot stays. Unchanged filters keep their VMs.
    */
-  async apply(next: Snapshot): Promise<void> {
+  apply(next: Snapshot): Promise<void> {
+    // One apply at a time, in the order asked: each builds on the state the previous one left.
+    const applied = this.applying.then(() => this.swap(next));
+    this.applying = applied.catch(() => {});
+    return applied;
+  }
+
+  private async swap(next: Snapshot): Promise<void> {
     const filters = new Map<string, LoadedFilter>();
     try {
       for (const f of next.filters) filters.set(f.name, await this.loadFilter(f));

@@ -192,20 +192,23 @@ test('trace context: the upstream sees the proxy\'s span as parent, and the acce
 
 test('applying new snapshots under load fails no request', async (t) => {
   const { proxy, get, upstream } = await setup(t);
-  let stop = false;
+  const total = 200;
   const results: number[] = [];
-  const load = Array.from({ length: 8 }, async () => {
-    while (!stop) results.push((await get('/anything')).status);
-  });
-  for (let i = 0; i < 5; i++) {
-    await new Promise((r) => setTimeout(r, 30));
-    await proxy.apply(snapshot(upstream.port, hello({ header: 'x-hello', value: `v${i}` })));
-  }
-  stop = true;
-  await Promise.all(load);
-  t.true(results.length > 50, `only ${results.length} requests ran`);
+  let started = 0;
+  // 8 clients in a loop; a new snapshot is applied after every 40 requests started.
+  const applies: Array<Promise<void>> = [];
+  const client = async () => {
+    while (started < total) {
+      if (++started % 40 === 0) applies.push(proxy.apply(snapshot(upstream.port, hello({ header: 'x-hello', value: `v${started / 40}` }))));
+      results.push((await get('/anything')).status);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, client));
+  await Promise.all(applies);
+  t.is(applies.length, 5);
+  t.is(results.length, total);
   t.deepEqual([...new Set(results)], [200]);
-  t.is((await get('/anything')).headers['x-hello'], 'v4');
+  t.is((await get('/anything')).headers['x-hello'], 'v5');
 });
 
 test('stop: /ready turns false at once, in-flight requests finish, then listeners close', async (t) => {
