@@ -15,6 +15,7 @@ import { adminServer } from './admin.ts';
 import { proxyRequest, type ListenerState } from './http-proxy.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
+import { proxyUpgrade } from './upgrade.ts';
 import { Telemetry } from './telemetry.ts';
 import { Cluster } from './upstreams.ts';
 
@@ -217,6 +218,7 @@ export class NodeProxy {
       // Each request runs on the state of the snapshot current when it arrived.
       void proxyRequest(listener.state, this.telemetry, req, res);
     });
+    server.on('upgrade', (req, socket: Socket, head: Buffer) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets));
     await listen(server, state.config.host, state.config.port);
     return listener;
   }
