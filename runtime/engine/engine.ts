@@ -62,9 +62,10 @@ export type GuestFailureKind = 'trap' | 'budget' | 'memory' | 'stack' | 'host';
 export const DEFAULT_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_CALL_BUDGET_MS = 50;
 /**
- * Fuel checks (function entries and loop iterations) between two looks at the clock: about
- * 20 µs of a tight loop, so the clock (~60 ns) costs nothing measurable (1 000 costs ~8%), and a
- * loop that calls a 1 µs host function each turn still looks every ~10 ms.
+ * Fuel (one per loop turn and per entry into a function that calls others; fuel-rewrite.ts)
+ * between two looks at the clock: about 20 µs of a tight loop, so the clock (~60 ns) costs
+ * nothing measurable (1 000 costs ~8%), and a loop that calls a 1 µs host function each turn
+ * still looks every ~10 ms.
  */
 export const FUEL_PER_REFILL = 10_000;
 const CACHE_SIZE = 32;

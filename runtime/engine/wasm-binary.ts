@@ -1,6 +1,5 @@
 // Just enough of the Wasm binary format to read and cap memory limits, find where constant-offset
-// data segments end and drop whole sections (names, start); binaryen's API cannot set a memory
-// maximum without dropping the data segments, so the engine patches the emitted bytes instead.
+// data segments end and drop whole sections (names, start), plus the reader fuel-rewrite.ts uses.
 
 const SECTION_MEMORY = 5;
 const SECTION_START = 8;

@@ -111,9 +111,53 @@ function getHeader(mapType: MapType, name: usize): string | null {
   clearReturned();
   const status = <Status>proxy_get_header_map_value(mapType, key, keySize, RETURN_PTR, RETURN_SIZE);
   releaseEncoded();
-  if (status == Status.Ok) return takeReturnedString();
+  if (status == Status.Ok) return takeHeaderValue(name);
   if (status != Status.NotFound) reportHeaderFailure(GET, status, mapType, name);
   return null;
+}
+
+// Recent header values, by the address of the name they were read under. Values repeat a lot
+// (`:method`, `:authority`, `content-type`, a user id...), and a string is immutable, so when the
+// host returns the bytes of the value last read under that name, the same string is returned again:
+// no allocation, no garbage. Only short ASCII values are kept; the cache holds at most
+// VALUE_CACHE_SIZE × MAX_CACHED_VALUE units. A collision or a changed value just decodes anew.
+const VALUE_CACHE_SIZE = 64;
+const MAX_CACHED_VALUE: usize = 128;
+const valueCache = new StaticArray<string | null>(VALUE_CACHE_SIZE);
+
+/** The header value the last host call returned, decoded (or found again in the cache) and freed. */
+function takeHeaderValue(name: usize): string {
+  const ptr = <usize>load<u32>(RETURN_PTR);
+  const size = <usize>load<u32>(RETURN_SIZE);
+  if (size > MAX_CACHED_VALUE) return takeReturnedString();
+  const slot = <i32>((name >> 3) ^ (name >> 9)) & (VALUE_CACHE_SIZE - 1);
+  const cached = unchecked(valueCache[slot]);
+  if (cached !== null && sameAscii(changetype<usize>(cached), ptr, size)) {
+    freeReturned(ptr);
+    return cached;
+  }
+  const value = takeReturnedString();
+  unchecked(valueCache[slot] = value);
+  return value;
+}
+
+/** Whether the string at `text` is exactly the `size` ASCII bytes at `ptr`. */
+function sameAscii(text: usize, ptr: usize, size: usize): bool {
+  if (unitsOf(text) != size) return false;
+  let i: usize = 0;
+  while (i + 4 <= size) {
+    const b = <u64>load<u32>(ptr + i);
+    if (b & 0x8080_8080) return false;
+    const units = (b & 0xFF) | ((b & 0xFF00) << 8) | ((b & 0xFF_0000) << 16) | ((b & 0xFF00_0000) << 24);
+    if (load<u64>(text + (i << 1)) != units) return false;
+    i += 4;
+  }
+  while (i < size) {
+    const c = <u32>load<u8>(ptr + i);
+    if (c >= 0x80 || <u32>load<u16>(text + (i << 1)) != c) return false;
+    i++;
+  }
+  return true;
 }
 
 function writeHeader(mapType: MapType, name: usize, value: usize, replace: bool): void {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { BudgetExceededError, compileModule, EngineError, instantiate, type GuestInstance } from '../../runtime/engine/index.ts';
-import { addFuelChecks, FUEL_TABLE_EXPORT, RewriteError, START_EXPORT } from '../../runtime/engine/fuel-rewrite.ts';
+import { addFuelChecks, FUEL_TABLE_EXPORT, LOOP_CHUNK, RewriteError, START_EXPORT } from '../../runtime/engine/fuel-rewrite.ts';
 import { instrument } from '../../runtime/engine/instrument.ts';
 import { leb, sectionsOf } from '../../runtime/engine/wasm-binary.ts';
 
@@ -397,6 +397,36 @@ test('reserved export names are refused, so a module cannot be rewritten twice',
   const error = await t.throwsAsync(compileModule(once), { instanceOf: EngineError });
   t.is(error.code, 'SLUICE_ERR_MODULE_INVALID');
   t.regex(error.message, /the module cannot run in Sluice: it exports "sluice:fuel", a name reserved/);
+});
+
+test('leaf functions (no calls) get no entry check; functions that call do, and loops always count', (t) => {
+  // The fuel table is left empty: the first check that takes fuel traps on the null entry.
+  const exports = new WebAssembly.Instance(new WebAssembly.Module(addFuelChecks(wasm('control')) as BufferSource)).exports as Record<string, Function>;
+  t.is(exports.classify(5), 11, 'a leaf without loops runs without checks');
+  // machine(n) passes its loop header n + 1 times.
+  const raw = new WebAssembly.Instance(new WebAssembly.Module(wasm('control') as BufferSource)).exports as Record<string, Function>;
+  t.is(exports.machine(LOOP_CHUNK - 2), raw.machine(LOOP_CHUNK - 2), 'fewer loop turns than a chunk take no fuel');
+  t.throws(() => exports.machine(LOOP_CHUNK - 1), { instanceOf: WebAssembly.RuntimeError }, 'a chunk of loop turns takes fuel');
+  const fanout = new WebAssembly.Instance(new WebAssembly.Module(addFuelChecks(wasm('fanout')) as BufferSource)).exports as Record<string, Function>;
+  t.is(fanout.leaves(), 0);
+  t.throws(() => fanout.fan(0), { instanceOf: WebAssembly.RuntimeError }, 'a function with a call takes fuel at entry');
+});
+
+test('the appended type gets the right index after a rec group of several types (Wasm GC type section)', (t) => {
+  const section = (id: number, payload: number[]) => [id, ...leb(payload.length), ...payload];
+  // (rec (type (func)) (type (func (param i32)))) (func (type 0) (call 0)): two types in one entry.
+  const bytes = new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x4e, 2, 0x60, 0, 0, 0x60, 1, 0x7f, 0]),
+    ...section(3, [1, 0]),
+    ...section(10, [1, 4, 0, 0x10, 0, 0x0b]),
+  ]);
+  const rewritten = addFuelChecks(bytes);
+  // The refill call in the entry check: i32.const 0, call_indirect <type> <table 0>.
+  const at = rewritten.findIndex((b, i) => b === 0x11 && rewritten[i - 2] === 0x41 && rewritten[i - 1] === 0x00);
+  t.true(at > 0);
+  t.is(rewritten[at + 1], 2, 'the new type follows both types of the rec group');
+  if (WebAssembly.validate(bytes as BufferSource)) t.true(WebAssembly.validate(rewritten as BufferSource));
 });
 
 // ---- runaway guests without loops ----------------------------------------------------------
