@@ -3,7 +3,7 @@
 
 import { proxy_get_buffer_bytes, proxy_get_buffer_status, proxy_set_buffer_bytes } from "./abi";
 import { failHostCall, warnHostCall } from "./errors";
-import { clearReturned, RETURN_EXTRA, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, toBytes } from "./memory";
+import { clearReturned, RETURN_EXTRA, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, takeReturnedString, toBytes } from "./memory";
 import { BufferType, bufferTypeName, Status } from "./types";
 
 // The ABI's "to the end" / "everything" for sizes and offsets.
@@ -37,7 +37,12 @@ export class Body {
 
   /** The buffer decoded as UTF-8. */
   text(): string {
-    return String.UTF8.decode(this.get());
+    // Decoded straight from the host's copy: no intermediate ArrayBuffer of the whole body.
+    clearReturned();
+    const status = <Status>proxy_get_buffer_bytes(this.bufferType, 0, ALL, RETURN_PTR, RETURN_SIZE);
+    if (status == Status.Ok) return takeReturnedString();
+    if (status != Status.NotFound) this.report("proxy_get_buffer_bytes", status);
+    return "";
   }
 
   /** Replaces the whole buffer. `data`: string, ArrayBuffer, Uint8Array or Array<u8>. */

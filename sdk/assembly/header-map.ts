@@ -12,7 +12,7 @@ import {
 } from "./abi";
 import { failHostCall, warnHostCall } from "./errors";
 import { Headers, deserializeHeaders, serializeHeaders } from "./headers";
-import { clearReturned, encodeArea, encodeUtf8Units, freeReturned, releaseEncoded, RETURN_PTR, RETURN_SIZE, RETURN_U64, takeReturnedString } from "./memory";
+import { clearReturned, encodeArea, encodedSlot, freeReturned, NO_SLOT, utf8Of, utf8Size, releaseEncoded, RETURN_PTR, RETURN_SIZE, RETURN_U64, takeReturnedString } from "./memory";
 import { MapType, mapTypeName, Status } from "./types";
 
 /**
@@ -90,13 +90,13 @@ export class HeaderMap {
   private report(hostFunction: string, status: Status, name: string): void {
     reportFailure(hostFunction, status, this.mapType, name);
   }
-
 }
 
 // The single-header operations, on raw string addresses. AssemblyScript's incremental GC keeps a
 // shadow stack: every managed value passed to a call is stored there first, and a function with
-// such calls sets up a frame. The strings here are kept alive by the caller (whose call passed
-// them), and only the failure paths turn them back into strings, so the common path has no frame.
+// such calls sets up a frame for them. The strings here are kept alive by the caller (whose call
+// passed them), and only the failure paths turn them back into strings, so the common path passes
+// no managed value and these functions need no frame.
 
 /** The length in UTF-16 units of the string at `text` (its runtime header holds the byte size). */
 // @ts-ignore: decorator
@@ -106,8 +106,8 @@ function unitsOf(text: usize): usize {
 }
 
 function getHeader(mapType: MapType, name: usize): string | null {
-  const key = encodeArea(unitsOf(name) * 3);
-  const keySize = encodeUtf8Units(name, unitsOf(name), key);
+  const key = utf8Of(name, encodeArea(unitsOf(name) * 3), NO_SLOT);
+  const keySize = utf8Size;
   clearReturned();
   const status = <Status>proxy_get_header_map_value(mapType, key, keySize, RETURN_PTR, RETURN_SIZE);
   releaseEncoded();
@@ -119,8 +119,9 @@ function getHeader(mapType: MapType, name: usize): string | null {
 // Recent header values, by the address of the name they were read under. Values repeat a lot
 // (`:method`, `:authority`, `content-type`, a user id...), and a string is immutable, so when the
 // host returns the bytes of the value last read under that name, the same string is returned again:
-// no allocation, no garbage. Only short ASCII values are kept; the cache holds at most
-// VALUE_CACHE_SIZE × MAX_CACHED_VALUE units. A collision or a changed value just decodes anew.
+// no allocation, no garbage. Only short values are kept (at most VALUE_CACHE_SIZE ×
+// MAX_CACHED_VALUE bytes' worth), and only ASCII ones are matched. A collision or a changed value
+// just decodes anew.
 const VALUE_CACHE_SIZE = 64;
 const MAX_CACHED_VALUE: usize = 128;
 const valueCache = new StaticArray<string | null>(VALUE_CACHE_SIZE);
@@ -161,12 +162,14 @@ function sameAscii(text: usize, ptr: usize, size: usize): bool {
 }
 
 function writeHeader(mapType: MapType, name: usize, value: usize, replace: bool): void {
-  const key = encodeArea((unitsOf(name) + unitsOf(value)) * 3);
-  const keySize = encodeUtf8Units(name, unitsOf(name), key);
-  const valueSize = encodeUtf8Units(value, unitsOf(value), key + keySize);
+  const area = encodeArea((unitsOf(name) + unitsOf(value)) * 3);
+  const key = utf8Of(name, area, NO_SLOT);
+  const keySize = utf8Size;
+  const bytes = utf8Of(value, area + keySize, encodedSlot(name));
+  const valueSize = utf8Size;
   const status = replace
-    ? <Status>proxy_replace_header_map_value(mapType, key, keySize, key + keySize, valueSize)
-    : <Status>proxy_add_header_map_value(mapType, key, keySize, key + keySize, valueSize);
+    ? <Status>proxy_replace_header_map_value(mapType, key, keySize, bytes, valueSize)
+    : <Status>proxy_add_header_map_value(mapType, key, keySize, bytes, valueSize);
   releaseEncoded();
   if (status != Status.Ok) {
     reportHeaderFailure(replace ? REPLACE : ADD, status, mapType, name);
@@ -174,9 +177,8 @@ function writeHeader(mapType: MapType, name: usize, value: usize, replace: bool)
 }
 
 function removeHeader(mapType: MapType, name: usize): void {
-  const key = encodeArea(unitsOf(name) * 3);
-  const keySize = encodeUtf8Units(name, unitsOf(name), key);
-  const status = <Status>proxy_remove_header_map_value(mapType, key, keySize);
+  const key = utf8Of(name, encodeArea(unitsOf(name) * 3), NO_SLOT);
+  const status = <Status>proxy_remove_header_map_value(mapType, key, utf8Size);
   releaseEncoded();
   if (status != Status.Ok && status != Status.NotFound) {
     reportHeaderFailure(REMOVE, status, mapType, name);

@@ -2,13 +2,16 @@
 // below its level; check `log.enabled(...)` first when building the message is itself costly.
 
 import { proxy_get_log_level, proxy_log } from "./abi";
-import { RETURN_U64 } from "./memory";
+import { encodeArea, encodeUtf8Units, releaseEncoded, RETURN_U64 } from "./memory";
 import { LogLevel } from "./types";
 
 function write(level: LogLevel, message: string): void {
-  const bytes = String.UTF8.encode(message);
+  // Encoded into the SDK's scratch area: logging allocates nothing beyond the message itself.
+  const area = encodeArea(<usize>message.length * 3);
+  const size = encodeUtf8Units(changetype<usize>(message), <usize>message.length, area);
   // A failed proxy_log has nowhere better to be reported; it is ignored on purpose.
-  proxy_log(level, changetype<usize>(bytes), <usize>bytes.byteLength);
+  proxy_log(level, area, size);
+  releaseEncoded();
 }
 
 export namespace log {

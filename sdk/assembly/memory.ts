@@ -17,7 +17,7 @@ const MAX_ALLOCATION: usize = 1 << 30;
 // before the next host call. So small results are bump-allocated in a static area, which is reset
 // by `clearReturned()` before each host call that returns data: no TLSF allocation, no free.
 // Results that do not fit (bodies, big maps) come from the heap and are freed after use.
-const ARENA_SIZE: usize = 4096;
+const ARENA_SIZE: usize = 1024;
 const ARENA: usize = memory.data(<i32>ARENA_SIZE, 16);
 let arenaTop: usize = ARENA;
 
@@ -78,7 +78,7 @@ export function clearReturned(): void {
 
 // Encoding area. Strings passed to the host (header names and values, mostly) are encoded here
 // instead of into a fresh ArrayBuffer per call; longer ones get a heap block freed after the call.
-const ENCODE_SIZE: usize = 2048;
+const ENCODE_SIZE: usize = 1024;
 const ENCODE_AREA: usize = memory.data(<i32>ENCODE_SIZE, 16);
 let encodeBlock: usize = 0;
 
@@ -109,18 +109,65 @@ export function releaseEncoded(): void {
   }
 }
 
+// Recently encoded strings. Filters pass the same strings again and again (header names, constant
+// values, configured values), so the bytes of short ones are kept, by the string's address, and
+// handed to the host without encoding them anew. The cache holds a reference to each string it
+// keeps, so an address in it cannot be reused by another string: an address match is the same,
+// immutable string. 32 slots of 32 bytes: strings of up to 32 bytes of UTF-8.
+const ENCODED_SLOTS: usize = 32;
+const ENCODED_ROOM: usize = 32;
+const ENCODED_AREA: usize = memory.data(<i32>(ENCODED_SLOTS * ENCODED_ROOM), 16);
+const ENCODED_SIZES: usize = memory.data(<i32>(ENCODED_SLOTS * 4), 4);
+const encodedStrings = new StaticArray<string | null>(<i32>ENCODED_SLOTS);
+
+/** A slot number no string maps to, for `utf8Of`'s `busySlot`. */
+export const NO_SLOT: usize = ENCODED_SLOTS;
+
+/** Size of the bytes the last `utf8Of` returned. */
+export let utf8Size: usize = 0;
+
+// @ts-ignore: decorator
+@inline
+export function encodedSlot(text: usize): usize {
+  return ((text >> 4) ^ (text >> 10)) & (ENCODED_SLOTS - 1);
+}
+
 /**
- * Writes the UTF-8 of `text` at `dest` (room for 3 × text.length bytes) and returns its size.
- * Same bytes as String.UTF8.encode (lone surrogates as WTF-8).
+ * The address of the UTF-8 bytes of the string at `text` (their size in `utf8Size`), valid until
+ * the next `utf8Of` that could reuse its slot: from the cache, or encoded into it, or (a long
+ * string, or one whose slot is `busySlot`, still in use for another argument) encoded at `dest`,
+ * which must have room for 3 bytes per UTF-16 unit.
  */
 // @ts-ignore: decorator
 @inline
-export function encodeUtf8(text: string, dest: usize): usize {
-  return encodeUtf8Units(changetype<usize>(text), <usize>text.length, dest);
+export function utf8Of(text: usize, dest: usize, busySlot: usize): usize {
+  const slot = encodedSlot(text);
+  // A raw load: reading the entry as a string would cost a shadow-stack slot.
+  if (load<usize>(changetype<usize>(encodedStrings) + (slot << alignof<usize>())) == text) {
+    utf8Size = <usize>load<u32>(ENCODED_SIZES + (slot << 2));
+    return ENCODED_AREA + slot * ENCODED_ROOM;
+  }
+  return encodeIntoCache(text, slot, dest, busySlot);
 }
 
-// Takes raw addresses, not the string: a managed argument would cost a shadow-stack slot per call.
-// ASCII (nearly every header) is converted 4 units at a time.
+function encodeIntoCache(text: usize, slot: usize, dest: usize, busySlot: usize): usize {
+  const units = <usize>(load<u32>(text - 4) >> 1);
+  const size = encodeUtf8Units(text, units, dest);
+  utf8Size = size;
+  if (size > ENCODED_ROOM || slot == busySlot) return dest;
+  const at = ENCODED_AREA + slot * ENCODED_ROOM;
+  memory.copy(at, dest, size);
+  store<u32>(ENCODED_SIZES + (slot << 2), <u32>size);
+  unchecked(encodedStrings[<i32>slot] = changetype<string>(text));
+  return at;
+}
+
+/**
+ * Writes the UTF-8 of the `units` UTF-16 units at `src` (a string's address) to `dest` (room for
+ * 3 bytes per unit) and returns its size. Same bytes as String.UTF8.encode (lone surrogates as
+ * WTF-8). Takes addresses, not a string: a managed argument would cost a shadow-stack slot per
+ * call. ASCII (nearly every header) is converted 4 units at a time.
+ */
 export function encodeUtf8Units(src: usize, units: usize, dest: usize): usize {
   let i: usize = 0;
   while (i + 4 <= units) {

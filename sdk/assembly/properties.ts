@@ -4,7 +4,7 @@
 
 import { proxy_get_property, proxy_set_property } from "./abi";
 import { failHostCall, warnHostCall } from "./errors";
-import { clearReturned, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, toBytes } from "./memory";
+import { clearReturned, encodeArea, encodeUtf8Units, releaseEncoded, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, takeReturnedString, toBytes } from "./memory";
 import { Status } from "./types";
 
 /** `["request", "path"]` → `request\0path` in UTF-8. */
@@ -24,22 +24,36 @@ function pathText(path: string[]): string {
   return path.join(".");
 }
 
-/** The raw bytes of a property, or null when the host has no such property. */
-export function getProperty(path: string[]): ArrayBuffer | null {
-  const encoded = encodePropertyPath(path);
+/** Asks the host for a property; on Ok its value is in RETURN_PTR/RETURN_SIZE. Failures are reported. */
+function requestProperty(path: string[]): Status {
+  // The path is encoded into the SDK's scratch area: no allocation.
+  let units: usize = <usize>path.length;
+  for (let i = 0; i < path.length; i++) units += <usize>path[i].length;
+  const area = encodeArea(units * 3);
+  let at = area;
+  for (let i = 0; i < path.length; i++) {
+    if (i > 0) store<u8>(at++, 0);
+    const segment = path[i];
+    at += encodeUtf8Units(changetype<usize>(segment), <usize>segment.length, at);
+  }
   clearReturned();
-  const status = <Status>proxy_get_property(changetype<usize>(encoded), encoded.byteLength, RETURN_PTR, RETURN_SIZE);
-  if (status == Status.Ok) return takeReturnedBytes();
-  if (status == Status.NotFound) return null;
+  const status = <Status>proxy_get_property(area, at - area, RETURN_PTR, RETURN_SIZE);
+  releaseEncoded();
+  if (status == Status.Ok || status == Status.NotFound) return status;
   if (status == Status.InvalidMemoryAccess) failHostCall("proxy_get_property", status, pathText(path));
   else warnHostCall("proxy_get_property", status, pathText(path));
-  return null;
+  return status;
+}
+
+/** The raw bytes of a property, or null when the host has no such property. */
+export function getProperty(path: string[]): ArrayBuffer | null {
+  return requestProperty(path) == Status.Ok ? takeReturnedBytes() : null;
 }
 
 /** A string property (e.g. `["request", "path"]`, `["plugin_root_id"]`), or null when absent. */
 export function getPropertyString(path: string[]): string | null {
-  const bytes = getProperty(path);
-  return bytes !== null ? String.UTF8.decode(bytes) : null;
+  // Decoded straight from the host's copy, without an intermediate ArrayBuffer.
+  return requestProperty(path) == Status.Ok ? takeReturnedString() : null;
 }
 
 /** An integer property (8 bytes, little-endian), or `fallback` when absent or not 8 bytes long. */

@@ -214,9 +214,14 @@ test('applying new snapshots under load fails no request', async (t) => {
 test('stop: /ready turns false at once, in-flight requests finish, then listeners close', async (t) => {
   const upstream = await echoUpstream();
   let release!: () => void;
+  let arrived!: () => void;
   const held = new Promise<void>((r) => (release = r));
+  const atUpstream = new Promise<void>((r) => (arrived = r));
   upstream.server.removeAllListeners('request');
-  upstream.server.on('request', (_req, res) => void held.then(() => res.end('late but whole')));
+  upstream.server.on('request', (_req, res) => {
+    arrived();
+    void held.then(() => res.end('late but whole'));
+  });
   const proxy = await NodeProxy.start(snapshot(upstream.port), { log: () => {} });
   t.teardown(() => {
     upstream.server.closeAllConnections();
@@ -224,7 +229,7 @@ test('stop: /ready turns false at once, in-flight requests finish, then listener
   });
   const { main, admin } = proxy.addresses();
   const inFlight = request(`http://127.0.0.1:${main.port}/slow`).then(async (r) => [r.statusCode, await r.body.text()]);
-  await new Promise((r) => setTimeout(r, 100));
+  await atUpstream;
   const stopped = proxy.stop(5000);
   t.false(proxy.ready);
   t.is((await request(`http://127.0.0.1:${admin.port}/ready`)).statusCode, 503);

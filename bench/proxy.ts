@@ -1,0 +1,624 @@
+// The data-plane benchmark: sluice against the same upstream reached directly, through nginx and
+// through HAProxy, with one load generator setup for all of them.
+//
+// Standalone: node --import=tsx bench/proxy.ts (after `npm run build`). About 2.5 minutes.
+//
+// Setup (2-CPU machine assumed; with more CPUs the same two cores are used):
+// - the proxy under test is pinned to core 1 (`taskset -c 1`) and is the only thing there;
+// - the load generator AND the upstream share core 0. The upstream is nginx serving a 1 KiB static
+//   file from one process (bench/fixtures/nginx-upstream.conf); a Node http server if nginx cannot
+//   be installed. "direct" is wrk → upstream with the same placement, so it is the ceiling of
+//   this rig: a proxy that reaches it is limited by core 0, not by itself.
+// - Max throughput: wrk -t1 -c32, 2 s warm-up then 10 s, requests/s.
+// - At a fixed rate of 1000 req/s: Debian has no wrk2, so an open-loop generator in Node (this
+//   file, run as a separate process with --loadgen) sends on schedule with undici, whatever the
+//   responses do (a pool of up to 64 connections, so a slow response does not hold the next
+//   request back). Latency is from dispatch to the last byte of the body; the generator's own lag
+//   behind the schedule is reported in the notes. 2 s warm-up, then 10 s measured.
+//   CPU of the proxy process (utime+stime of every thread, /proc/<pid>/stat) over the measured
+//   10 s gives CPU seconds per 1000 requests and cores used (CPU seconds per second).
+// - Peak RSS is VmHWM (/proc/<pid>/status), read after the fixed-rate run (what the ≤ 60 MB
+//   target is about) and again after the max-throughput run. MB here is 10^6 bytes.
+// - Every request carries `x-user: alice` (what the touch-headers filter reads).
+// Tools missing are installed from Debian (apt-get, root only); what cannot be installed turns
+// into rows that say why instead of numbers. Every process started is stopped, also on error.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, readdirSync, mkdtempSync, openSync, readFileSync, rmSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer as createNetServer, connect } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchRow } from './table.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+const FIXTURES = join(ROOT, 'bench', 'fixtures');
+const SECONDS = Number(process.env.SLUICE_BENCH_PROXY_SECONDS ?? 10); // measured window; tests of the bench itself shorten it
+const WARMUP = Number(process.env.SLUICE_BENCH_PROXY_WARMUP ?? 2);
+const RATE = 1000;
+const CONNECTIONS = 32;
+const PATH = '/1k.html';
+const BODY_BYTES = 1024;
+const HEADERS = { 'x-user': 'alice' };
+const PROXY_CORE = '1';
+const CLIENT_CORE = '0';
+
+// ---------------------------------------------------------------------------------------------
+// Processes: every child goes through start(), and stopAll() ends them (SIGTERM, then SIGKILL).
+
+const children = new Set<ChildProcess>();
+
+function start(argv: string[], opts: { core?: string; log: string; cwd?: string }): ChildProcess {
+  const [cmd, ...args] = opts.core !== undefined && hasTaskset ? ['taskset', '-c', opts.core, ...argv] : argv;
+  const fd = openSync(opts.log, 'a');
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...children].map(stop));
+}
+
+// A last resort if the bench process itself goes away (an uncaught error, Ctrl-C).
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Tools.
+
+const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).status === 0;
+
+function which(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).status === 0;
+}
+
+/** Makes sure wrk, nginx and haproxy are there; for each one that is not, why. */
+function ensureTools(): Record<'wrk' | 'nginx' | 'haproxy', string | undefined> {
+  const wanted = { wrk: 'wrk', nginx: 'nginx-light', haproxy: 'haproxy' } as const;
+  const missing = (Object.keys(wanted) as Array<keyof typeof wanted>).filter((t) => !which(t));
+  const why: Record<'wrk' | 'nginx' | 'haproxy', string | undefined> = { wrk: undefined, nginx: undefined, haproxy: undefined };
+  if (missing.length === 0) return why;
+  const tail = (s: string) => s.trim().split('\n').slice(-1)[0]?.slice(0, 120) ?? '';
+  if (process.getuid?.() !== 0) {
+    for (const t of missing) why[t] = `${t} not installed and not root, so not installed (apt-get install ${wanted[t]})`;
+    return why;
+  }
+  process.stderr.write(`bench/proxy: installing ${missing.map((t) => wanted[t]).join(' ')} (apt-get)\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const update = spawnSync('apt-get', ['update'], { encoding: 'utf8', env, timeout: 120_000 });
+  if (update.status !== 0) {
+    for (const t of missing) why[t] = `${t} not installed; apt-get update failed: ${tail(update.stderr || update.error?.message || '')}`;
+    return why;
+  }
+  // One package at a time, so one that cannot be had does not keep the others out.
+  for (const t of missing) {
+    const r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', wanted[t]], { encoding: 'utf8', env, timeout: 180_000 });
+    if (!which(t)) why[t] = `${t} not installed; apt-get install ${wanted[t]} failed: ${tail(r.stderr || r.stdout || r.error?.message || '')}`;
+  }
+  return why;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports, readiness, /proc.
+
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const s = createNetServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => done(port));
+    });
+  });
+}
+
+interface Probe {
+  status: number;
+  bytes: number;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+async function probe(port: number): Promise<Probe> {
+  const { request } = await import('undici');
+  const res = await request(`http://127.0.0.1:${port}${PATH}`, { headers: HEADERS, reset: true });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, bytes: body.length, headers: res.headers };
+}
+
+/** Waits until the server on `port` answers a request (or the process dies, or 15 s pass). */
+async function ready(port: number, child: ChildProcess, log: string): Promise<Probe> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}): ${lastLines(log)}`);
+    const open = await new Promise<boolean>((done) => {
+      const s = connect(port, '127.0.0.1', () => (s.destroy(), done(true)));
+      s.once('error', () => done(false));
+    });
+    if (open) {
+      try {
+        return await probe(port);
+      } catch {
+        /* not quite up yet */
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`not answering on 127.0.0.1:${port} after 15 s: ${lastLines(log)}`);
+    await sleep(100);
+  }
+}
+
+function lastLines(file: string, n = 3): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-n).join(' | ').slice(0, 300);
+  } catch {
+    return '(no log)';
+  }
+}
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+
+/** utime + stime of the whole process (every thread), in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+  return (Number(fields[11]) + Number(fields[12])) / TICK; // fields 14 and 15
+}
+
+/** Time the process's threads were runnable but waiting for a CPU (other load on its core), in ms. */
+function waitedMs(pid: number): number {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+  } catch {
+    return NaN;
+  }
+  return ns / 1e6;
+}
+
+/** VmHWM and VmRSS in MB (10^6 bytes). */
+function memory(pid: number): { peak: number; now: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { peak: (kb('VmHWM') * 1024) / 1e6, now: (kb('VmRSS') * 1024) / 1e6 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: wrk for max throughput; the fixed-rate generator (this file with --loadgen).
+
+interface WrkResult {
+  rps: number;
+  problems: string[];
+}
+
+async function wrk(port: number, seconds: number, log: string): Promise<WrkResult> {
+  const out = join(log + '.out');
+  writeFileSync(out, '');
+  const args = ['wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '-H', 'x-user: alice', `http://127.0.0.1:${port}${PATH}`];
+  const child = start(args, { core: CLIENT_CORE, log: out });
+  const code = await new Promise<number | null>((done) => child.once('exit', (c) => done(c)));
+  const text = readFileSync(out, 'utf8');
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
+  const problems: string[] = [];
+  if (code !== 0 || Number.isNaN(rps)) problems.push(`wrk failed (${code}): ${text.trim().slice(-200)}`);
+  const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1];
+  if (non2xx) problems.push(`${non2xx} non-2xx responses`);
+  const socket = /Socket errors:(.*)/.exec(text)?.[1];
+  if (socket) problems.push(`socket errors:${socket.trim()}`);
+  return { rps, problems };
+}
+
+interface RateResult {
+  sent: number;
+  ok: number;
+  failed: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  maxLagMs: number;
+  firstError?: string;
+}
+
+/**
+ * Runs the fixed-rate generator for warm-up + measured seconds; calls `onMeasure('start' | 'end')`
+ * as the measured window opens and closes (the caller samples the proxy's CPU then).
+ */
+async function fixedRate(port: number, log: string, onMeasure: (phase: 'start' | 'end') => void): Promise<RateResult> {
+  const args = [process.execPath, '--import=tsx', SELF, '--loadgen', `http://127.0.0.1:${port}${PATH}`, String(RATE), String(WARMUP), String(SECONDS)];
+  const [cmd, ...rest] = hasTaskset ? ['taskset', '-c', CLIENT_CORE, ...args] : args;
+  const errFd = openSync(log, 'a');
+  const child = spawn(cmd, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', errFd] });
+  closeSync(errFd);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let buffered = '';
+  let result: RateResult | undefined;
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line === 'measure-start') onMeasure('start');
+      else if (line === 'measure-end') onMeasure('end');
+      else if (line.startsWith('{')) result = JSON.parse(line) as RateResult;
+    }
+  });
+  const code = await new Promise<number | null>((done) => child.once('exit', (c) => done(c)));
+  if (!result) throw new Error(`fixed-rate generator failed (${code}): ${lastLines(log)}`);
+  return result;
+}
+
+/** The generator itself (a separate process, pinned to the client core). */
+async function loadgen(url: string, rate: number, warmup: number, seconds: number): Promise<void> {
+  const { Pool } = await import('undici');
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: 64, pipelining: 1, keepAliveTimeout: 300_000 });
+  const interval = 1e9 / rate; // ns
+  const t0 = process.hrtime.bigint();
+  const now = () => Number(process.hrtime.bigint() - t0);
+  const warmEnd = warmup * 1e9;
+  const end = (warmup + seconds) * 1e9;
+  const latencies: number[] = [];
+  let sent = 0;
+  let ok = 0;
+  let failed = 0;
+  let maxLag = 0;
+  let inFlight = 0;
+  let firstError: string | undefined;
+  let measuring = false;
+  let next = 0;
+
+  const fire = (counted: boolean) => {
+    const started = process.hrtime.bigint();
+    inFlight++;
+    if (counted) sent++;
+    pool
+      .request({ path: u.pathname, method: 'GET', headers: HEADERS })
+      .then(async (res) => {
+        await res.body.dump({ limit: 1 << 20 });
+        if (counted) {
+          latencies.push(Number(process.hrtime.bigint() - started) / 1e6);
+          if (res.statusCode === 200) ok++;
+          else {
+            failed++;
+            firstError ??= `status ${res.statusCode}`;
+          }
+        }
+      })
+      .catch((e: Error) => {
+        if (counted) {
+          failed++;
+          firstError ??= e.message;
+        }
+      })
+      .finally(() => inFlight--);
+  };
+
+  await new Promise<void>((done) => {
+    const tick = () => {
+      const t = now();
+      if (!measuring && t >= warmEnd) {
+        measuring = true;
+        process.stdout.write('measure-start\n');
+      }
+      while (next <= t && next < end) {
+        if (next >= warmEnd) maxLag = Math.max(maxLag, (t - next) / 1e6);
+        fire(next >= warmEnd);
+        next += interval;
+      }
+      if (next >= end) return done();
+      setTimeout(tick, Math.max(0, (next - now()) / 1e6));
+    };
+    tick();
+  });
+  // Let the last requests finish (at most 5 s).
+  const waitUntil = Date.now() + 5000;
+  while (inFlight > 0 && Date.now() < waitUntil) await sleep(5);
+  process.stdout.write('measure-end\n');
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN);
+  const result: RateResult = { sent, ok, failed, seconds, p50: q(0.5), p99: q(0.99), p999: q(0.999), maxLagMs: maxLag, firstError };
+  process.stdout.write(JSON.stringify(result) + '\n');
+  await pool.destroy();
+}
+
+/** The fallback upstream when nginx is not available: 1 KiB, keep-alive. */
+function nodeUpstream(port: number): void {
+  const body = Buffer.alloc(BODY_BYTES, 'x');
+  const server = createHttpServer({ keepAliveTimeout: 300_000 }, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html', 'content-length': BODY_BYTES });
+    res.end(body);
+  });
+  server.listen(port, '127.0.0.1');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The targets.
+
+interface Target {
+  label: string;
+  /** Starts the proxy (pinned to the proxy core) on `port`; undefined for "direct". */
+  start?: (port: number) => { child: ChildProcess; log: string };
+  /** Why this target cannot run, if it cannot. */
+  skip?: string;
+  /** What a correct response carries, checked once before measuring. */
+  expectHeaders?: string[];
+}
+
+interface Measured {
+  rps?: number;
+  rpsNote?: string;
+  rate?: RateResult;
+  cpuPer1000?: number;
+  cores?: number;
+  /** ms the proxy waited for its CPU during the fixed-rate window, and during the max-throughput run. */
+  waitedAtRate?: number;
+  waitedAtMax?: number;
+  rssAtRate?: { peak: number; now: number };
+  rssPeak?: number;
+  error?: string;
+  /** Which process CPU and memory are of. */
+  of: string;
+}
+
+function fill(template: string, vars: Record<string, string | number>): string {
+  return readFileSync(join(FIXTURES, template), 'utf8').replace(/\{\{(\w+)\}\}/g, (_, k: string) => {
+    if (!(k in vars)) throw new Error(`${template}: no value for {{${k}}}`);
+    return String(vars[k]);
+  });
+}
+
+async function measure(target: Target, upstream: { port: number; child: ChildProcess }, dir: string, wrkMissing: string | undefined): Promise<Measured> {
+  let port = upstream.port;
+  let proc = upstream.child;
+  let of = 'the upstream';
+  let started: ChildProcess | undefined;
+  try {
+    if (target.start) {
+      port = await freePort();
+      const { child, log } = target.start(port);
+      started = proc = child;
+      of = 'the proxy';
+      const first = await ready(port, child, log);
+      const missing = (target.expectHeaders ?? []).filter((h) => first.headers[h] === undefined);
+      if (first.status !== 200 || first.bytes !== BODY_BYTES || missing.length > 0) {
+        throw new Error(`wrong response through the proxy: ${first.status}, ${first.bytes} bytes${missing.length ? `, missing ${missing.join(', ')}` : ''}`);
+      }
+    }
+    const pid = proc.pid!;
+    const m: Measured = { of };
+
+    // 1. Fixed rate: latency, CPU, memory.
+    let cpuStart = 0;
+    let wallStart = 0n;
+    let cpu: number | undefined;
+    let waitStart = 0;
+    const rlog = join(dir, `${slug(target.label)}-loadgen.log`);
+    m.rate = await fixedRate(port, rlog, (phase) => {
+      if (phase === 'start') {
+        cpuStart = cpuSeconds(pid);
+        waitStart = waitedMs(pid);
+        wallStart = process.hrtime.bigint();
+      } else {
+        cpu = cpuSeconds(pid) - cpuStart;
+        const wall = Number(process.hrtime.bigint() - wallStart) / 1e9;
+        m.cores = cpu / wall;
+        m.rssAtRate = memory(pid);
+        m.waitedAtRate = waitedMs(pid) - waitStart;
+      }
+    });
+    if (cpu !== undefined && m.rate.ok + m.rate.failed > 0) m.cpuPer1000 = (cpu / (m.rate.ok + m.rate.failed)) * 1000;
+
+    // 2. Max throughput.
+    if (wrkMissing) m.rpsNote = `skipped: ${wrkMissing}`;
+    else {
+      const wlog = join(dir, `${slug(target.label)}-wrk`);
+      await wrk(port, WARMUP, wlog + '-warmup');
+      const waitStart = waitedMs(pid);
+      const w = await wrk(port, SECONDS, wlog);
+      m.waitedAtMax = waitedMs(pid) - waitStart;
+      m.rps = w.rps;
+      if (w.problems.length) m.rpsNote = w.problems.join('; ');
+    }
+    m.rssPeak = memory(pid).peak;
+    return m;
+  } catch (error) {
+    return { of, error: (error as Error).message };
+  } finally {
+    if (started) await stop(started);
+  }
+}
+
+function slug(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+}
+
+export async function benchProxy(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-proxy-'));
+  chmodSync(dir, 0o755); // nginx may read as another user
+  let keep = false;
+  // Ctrl-C or a kill while this runs: take the children along (the 'exit' hook does not run then).
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const c of children) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  try {
+    const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    const tools = ensureTools();
+    if (!hasTaskset) rows.push({ name: 'setup', value: NaN, unit: '', note: 'taskset missing: nothing is pinned, numbers are noisier' });
+    const sluiceMain = join(ROOT, 'dist', 'runtime', 'cli', 'main.js');
+    const wasm = join(ROOT, 'build', 'fixtures', 'touch-headers.wasm');
+    const sluiceSkip = !existsSync(sluiceMain) ? 'dist/ missing: run npm run build' : undefined;
+
+    // The upstream, on the client core.
+    mkdirSync(join(dir, 'www'));
+    writeFileSync(join(dir, 'www', '1k.html'), Buffer.alloc(BODY_BYTES, 'x'));
+    chmodSync(join(dir, 'www'), 0o755);
+    const upstreamPort = await freePort();
+    const ulog = join(dir, 'upstream.log');
+    const startNodeUpstream = () => start([process.execPath, '--import=tsx', SELF, '--upstream', String(upstreamPort)], { core: CLIENT_CORE, log: ulog });
+    let upstreamKind: string;
+    let upstreamChild: ChildProcess;
+    try {
+      if (tools.nginx) throw new Error(tools.nginx);
+      upstreamKind = 'nginx (1 KiB static file, one process)';
+      const conf = join(dir, 'nginx-upstream.conf');
+      writeFileSync(conf, fill('nginx-upstream.conf', { DIR: dir, PORT: upstreamPort }));
+      upstreamChild = start(['nginx', '-p', dir, '-e', join(dir, 'nginx-upstream.err'), '-c', conf], { core: CLIENT_CORE, log: ulog });
+      await ready(upstreamPort, upstreamChild, ulog);
+    } catch (error) {
+      upstreamKind = `Node http server (1 KiB; nginx unavailable: ${(error as Error).message})`;
+      try {
+        upstreamChild = startNodeUpstream();
+        await ready(upstreamPort, upstreamChild, ulog);
+      } catch (error2) {
+        keep = true;
+        return [{ name: 'upstream', value: NaN, unit: '', note: `no upstream, nothing measured: ${(error2 as Error).message} (logs kept in ${dir})` }];
+      }
+    }
+    process.stderr.write(`bench/proxy: upstream ${upstreamKind} on 127.0.0.1:${upstreamPort}; ${SECONDS} s per measurement after ${WARMUP} s warm-up\n`);
+
+    const sluice = (config: string) => (port: number) => {
+      const file = join(dir, config);
+      writeFileSync(file, fill(config, { ROOT, PORT: port, UPSTREAM_PORT: upstreamPort }));
+      const log = join(dir, `${config}.log`);
+      return { child: start([process.execPath, join(ROOT, 'bin', 'sluice.js'), 'run', '-c', file, '--drain-ms', '500'], { core: PROXY_CORE, log }), log };
+    };
+    const targets: Target[] = [
+      { label: 'direct to the upstream' },
+      { label: 'sluice, no filters', start: sluice('sluice-no-filters.yaml'), skip: sluiceSkip },
+      {
+        label: 'sluice, 3 Wasm filters',
+        start: sluice('sluice-3-filters.yaml'),
+        skip: sluiceSkip ?? (existsSync(wasm) ? undefined : 'build/fixtures/touch-headers.wasm missing: run npm run build'),
+        expectHeaders: ['x-touched-a', 'x-touched-b', 'x-touched-c'],
+      },
+      {
+        label: 'nginx proxy',
+        skip: tools.nginx,
+        start: (port) => {
+          const conf = join(dir, 'nginx-proxy.conf');
+          writeFileSync(conf, fill('nginx-proxy.conf', { DIR: dir, PORT: port, UPSTREAM_PORT: upstreamPort }));
+          const log = join(dir, 'nginx-proxy.log');
+          return { child: start(['nginx', '-p', dir, '-e', join(dir, 'nginx-proxy.err'), '-c', conf], { core: PROXY_CORE, log }), log };
+        },
+      },
+      {
+        label: 'HAProxy',
+        skip: tools.haproxy,
+        start: (port) => {
+          const conf = join(dir, 'haproxy.cfg');
+          writeFileSync(conf, fill('haproxy.cfg', { PORT: port, UPSTREAM_PORT: upstreamPort }));
+          const log = join(dir, 'haproxy.log');
+          return { child: start(['haproxy', '-db', '-f', conf], { core: PROXY_CORE, log }), log };
+        },
+      },
+    ];
+
+    const results = new Map<string, Measured>();
+    for (const t of targets) {
+      if (t.skip) {
+        rows.push({ name: `${t.label}`, value: NaN, unit: '', note: `skipped: ${t.skip}` });
+        continue;
+      }
+      process.stderr.write(`bench/proxy: ${t.label}\n`);
+      const m = await measure(t, { port: upstreamPort, child: upstreamChild }, dir, tools.wrk);
+      results.set(t.label, m);
+      if (m.error) {
+        keep = true;
+        rows.push({ name: `${t.label}`, value: NaN, unit: '', note: `failed: ${m.error} (logs kept in ${dir})` });
+        continue;
+      }
+      const r = m.rate!;
+      const rateNote = `${r.ok}/${r.sent} ok${r.failed ? `, ${r.failed} failed (${r.firstError})` : ''}, p99.9 ${r.p999.toFixed(2)} ms, generator lag ≤ ${r.maxLagMs.toFixed(1)} ms`;
+      // The upstream shares its core with the load generator by design; a proxy waiting for its own core means other load.
+      const contended = m.of === 'the proxy' && (m.waitedAtMax ?? 0) > 0.02 * SECONDS * 1000 ? `the proxy waited ${m.waitedAtMax!.toFixed(0)} ms for its CPU (other load)` : undefined;
+      rows.push({ name: `${t.label}: max throughput (wrk -t1 -c${CONNECTIONS})`, value: m.rps ?? NaN, unit: 'req/s', note: [m.rpsNote, contended].filter(Boolean).join('; ') || undefined });
+      rows.push({ name: `${t.label}: latency p50 at ${RATE} req/s`, value: r.p50, unit: 'ms' });
+      rows.push({ name: `${t.label}: latency p99 at ${RATE} req/s`, value: r.p99, unit: 'ms', note: rateNote });
+      rows.push({ name: `${t.label}: CPU per 1000 requests at ${RATE} req/s`, value: m.cpuPer1000 ?? NaN, unit: 'CPU s', note: `of ${m.of}; it waited ${m.waitedAtRate?.toFixed(0)} ms for its CPU in the ${SECONDS} s` });
+      rows.push({
+        name: `${t.label}: peak RSS after max throughput`,
+        value: m.rssPeak ?? NaN,
+        unit: 'MB',
+        note: `of ${m.of}`,
+      });
+    }
+
+    // The summary the issue asks for.
+    const get = (label: string) => {
+      const m = results.get(label);
+      return m && !m.error ? m : undefined;
+    };
+    const none = get('sluice, no filters');
+    const three = get('sluice, 3 Wasm filters');
+    const nginx = get('nginx proxy');
+    const haproxy = get('HAProxy');
+    const direct = get('direct to the upstream');
+    const ratio = (name: string, a: number | undefined, b: number | undefined, target?: string) =>
+      rows.push({ name, value: a !== undefined && b !== undefined ? a / b : NaN, unit: '×', target, note: a === undefined || b === undefined ? 'not measured' : undefined });
+    ratio('throughput: sluice 3 filters / sluice no filters', three?.rps, none?.rps, '≥ 0.90');
+    ratio('throughput: sluice no filters / nginx proxy', none?.rps, nginx?.rps);
+    ratio('throughput: sluice 3 filters / nginx proxy', three?.rps, nginx?.rps);
+    ratio('throughput: sluice no filters / HAProxy', none?.rps, haproxy?.rps);
+    ratio('throughput: sluice no filters / direct', none?.rps, direct?.rps);
+    for (const [label, m] of [['sluice, no filters', none], ['sluice, 3 Wasm filters', three], ['nginx proxy', nginx], ['HAProxy', haproxy]] as const) {
+      const is3 = label === 'sluice, 3 Wasm filters';
+      rows.push({ name: `CPU used at ${RATE} req/s: ${label}`, value: m?.cores ?? NaN, unit: 'cores', target: is3 ? '≤ 0.20' : undefined, note: m ? undefined : 'not measured' });
+    }
+    for (const [label, m] of [['sluice, no filters', none], ['sluice, 3 Wasm filters', three], ['nginx proxy', nginx], ['HAProxy', haproxy]] as const) {
+      const is3 = label === 'sluice, 3 Wasm filters';
+      rows.push({
+        name: `peak RSS at ${RATE} req/s: ${label}`,
+        value: m?.rssAtRate?.peak ?? NaN,
+        unit: 'MB',
+        target: is3 ? '≤ 60' : undefined,
+        note: m?.rssAtRate ? `RSS then ${m.rssAtRate.now.toFixed(1)} MB` : 'not measured',
+      });
+    }
+    rows.push({ name: 'setup', value: NaN, unit: '', note: `upstream: ${upstreamKind}, sharing core ${CLIENT_CORE} with the load generators; proxy alone on core ${PROXY_CORE}; fixed rate: Node/undici open-loop generator (no wrk2 in Debian); load average before ${loadBefore}, after ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}` });
+    return rows;
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    await stopAll();
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standalone, and the child-process modes.
+
+if (process.argv[1] && resolve(process.argv[1]) === SELF) {
+  const [mode, ...args] = process.argv.slice(2);
+  if (mode === '--loadgen') {
+    await loadgen(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+  } else if (mode === '--upstream') {
+    nodeUpstream(Number(args[0]));
+  } else {
+    const { printTable } = await import('./table.ts');
+    const { cpus } = await import('node:os');
+    process.stdout.write(`sluice bench: node ${process.version}, ${cpus().length} cpus\n`);
+    printTable('data plane (proxy pinned to one core; wrk for max throughput, 1000 req/s open loop for latency, CPU, memory)', await benchProxy());
+  }
+}
