@@ -3,7 +3,7 @@
 // (load-config.ts); in a cluster the node agent will receive it from the controller. The proxy
 // applies either the same way.
 
-import type { FailStrategy, PluginCapabilities, PluginLimits, QuarantinePolicy } from '../host/plugin-spec.ts';
+import type { PluginSpec } from '../host/plugin-spec.ts';
 
 export interface Snapshot {
   /** Where it came from (a file path, or the controller's version), for logs and /config_dump. */
@@ -136,16 +136,10 @@ export interface Endpoint {
   readonly port: number;
 }
 
-export interface FilterConfig {
-  readonly name: string;
+/** A plugin's spec (host/plugin-spec.ts) as the file gives it: the module by path, the configuration as text. */
+export interface FilterConfig extends Omit<PluginSpec, 'configuration' | 'vmConfiguration'> {
   /** Absolute path of the .wasm (the file's `module`, resolved against the config file's folder). */
   readonly module: string;
-  readonly rootId: string;
-  readonly vmId: string;
   /** What proxy_on_configure reads: the file's string as-is, any other YAML value as JSON. */
   readonly configuration: string;
-  readonly failStrategy: FailStrategy;
-  readonly limits: Readonly<PluginLimits>;
-  readonly capabilities: Readonly<PluginCapabilities>;
-  readonly quarantine: Readonly<QuarantinePolicy>;
 }

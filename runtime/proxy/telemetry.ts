@@ -116,10 +116,8 @@ export class Telemetry {
     tcpStat('istio_tcp_sent_bytes_total', (s) => s.sent);
 
     const plugins = this.plugins();
-    const stat = (name: string, type: string, help: string, value: (p: Plugin) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const p of plugins) out.push(`${name}{filter="${escape(p.name)}"} ${value(p)}`);
-    };
+    const stat = (name: string, type: string, help: string, value: (p: Plugin) => number) =>
+      labelled(out, name, type, help, plugins.map((p) => [`filter="${escape(p.name)}"`, value(p)]));
     stat('sluice_filter_streams_total', 'counter', 'Streams the filter saw.', (p) => p.stats.streams);
     stat('sluice_filter_failures_total', 'counter', 'VM failures (traps, budget overruns, aborts).', (p) => p.stats.failures);
     stat('sluice_filter_quarantines_total', 'counter', 'Times the filter was quarantined.', (p) => p.stats.quarantines);
@@ -128,10 +126,8 @@ export class Telemetry {
     stat('sluice_filter_memory_bytes', 'gauge', 'Linear memory of the filter\'s current VM.', (p) => p.vm?.memoryBytes ?? 0);
 
     const clusters = this.clusters();
-    const clusterStat = (name: string, type: string, help: string, value: (c: Cluster) => number) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const c of clusters) out.push(`${name}{cluster="${escape(c.name)}"} ${value(c)}`);
-    };
+    const clusterStat = (name: string, type: string, help: string, value: (c: Cluster) => number) =>
+      labelled(out, name, type, help, clusters.map((c) => [`cluster="${escape(c.name)}"`, value(c)]));
     clusterStat('sluice_cluster_upstream_rq_active', 'gauge', 'Requests in flight to the cluster.', (c) => c.retryBudget.active);
     clusterStat('sluice_cluster_upstream_rq_retry_total', 'counter', 'Retries made.', (c) => c.retryBudget.retries);
     clusterStat('sluice_cluster_upstream_rq_retry_overflow_total', 'counter', 'Retries refused by the retry budget.', (c) => c.retryBudget.overflows);
@@ -154,6 +150,12 @@ export class Telemetry {
     }
     return out.join('\n') + '\n';
   }
+}
+
+/** One metric with a series per label set. */
+function labelled(out: string[], name: string, type: string, help: string, series: Array<[string, number]>): void {
+  out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  for (const [labels, value] of series) out.push(`${name}{${labels}} ${value}`);
 }
 
 function histogram(out: string[], name: string, series: Array<[string, Histogram]>): void {
