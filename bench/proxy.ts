@@ -1,7 +1,8 @@
 // The data-plane benchmark: sluice against the same upstream reached directly, through nginx and
 // through HAProxy, with one load generator setup for all of them.
 //
-// Standalone: node --import=tsx bench/proxy.ts (after `npm run build`). About 2.5 minutes.
+// Standalone: node --import=tsx bench/proxy.ts (after `npm run build`). About 2.5 minutes (plus the
+// apt-get install the first time). SLUICE_BENCH_PROXY_SECONDS / _WARMUP shorten it for a quick look.
 //
 // Setup (2-CPU machine assumed; with more CPUs the same two cores are used):
 // - the proxy under test is pinned to core 1 (`taskset -c 1`) and is the only thing there;
@@ -14,9 +15,13 @@
 //   file, run as a separate process with --loadgen) sends on schedule with undici, whatever the
 //   responses do (a pool of up to 64 connections, so a slow response does not hold the next
 //   request back). Latency is from dispatch to the last byte of the body; the generator's own lag
-//   behind the schedule is reported in the notes. 2 s warm-up, then 10 s measured.
+//   behind the schedule is reported in the notes. 5 s warm-up, then 10 s measured. This runs first,
+//   on a freshly started proxy; max throughput after it (so the proxy is warm by then).
 //   CPU of the proxy process (utime+stime of every thread, /proc/<pid>/stat) over the measured
 //   10 s gives CPU seconds per 1000 requests and cores used (CPU seconds per second).
+// - Noise check: how long the proxy's main thread was runnable but off its core
+//   (/proc/<pid>/schedstat) is in the notes; a large number means the core was shared (with the
+//   proxy's own V8 helper threads, or with other work on the machine) and the numbers suffer.
 // - Peak RSS is VmHWM (/proc/<pid>/status), read after the fixed-rate run (what the ≤ 60 MB
 //   target is about) and again after the max-throughput run. MB here is 10^6 bytes.
 // - Every request carries `x-user: alice` (what the touch-headers filter reads).
@@ -24,7 +29,7 @@
 // into rows that say why instead of numbers. Every process started is stopped, also on error.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, readdirSync, mkdtempSync, openSync, readFileSync, rmSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer, connect } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -36,7 +41,11 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const FIXTURES = join(ROOT, 'bench', 'fixtures');
 const SECONDS = Number(process.env.SLUICE_BENCH_PROXY_SECONDS ?? 10); // measured window; tests of the bench itself shorten it
-const WARMUP = Number(process.env.SLUICE_BENCH_PROXY_WARMUP ?? 2);
+// Warm-up before each measured window. The fixed-rate run comes first and gets longer: sluice
+// needs a few seconds of JIT (and Wasm tier-up) before it keeps up with 1000 req/s, and a queue
+// built while cold would otherwise spill into the measured window (p99 ~1 s after 2 s, ~40 ms after 5 s).
+const RATE_WARMUP = Number(process.env.SLUICE_BENCH_PROXY_WARMUP ?? 5);
+const WRK_WARMUP = Math.min(RATE_WARMUP, 2);
 const RATE = 1000;
 const CONNECTIONS = 32;
 const PATH = '/1k.html';
@@ -180,15 +189,17 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICK; // fields 14 and 15
 }
 
-/** Time the process's threads were runnable but waiting for a CPU (other load on its core), in ms. */
+/**
+ * Time the process's main thread was runnable but off its CPU, in ms (/proc/<pid>/schedstat): the
+ * core was busy with something else, other processes or the process's own helper threads (V8's GC
+ * and compiler threads share the pinned core).
+ */
 function waitedMs(pid: number): number {
-  let ns = 0;
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]) || 0;
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
   } catch {
     return NaN;
   }
-  return ns / 1e6;
 }
 
 /** VmHWM and VmRSS in MB (10^6 bytes). */
@@ -240,7 +251,7 @@ interface RateResult {
  * as the measured window opens and closes (the caller samples the proxy's CPU then).
  */
 async function fixedRate(port: number, log: string, onMeasure: (phase: 'start' | 'end') => void): Promise<RateResult> {
-  const args = [process.execPath, '--import=tsx', SELF, '--loadgen', `http://127.0.0.1:${port}${PATH}`, String(RATE), String(WARMUP), String(SECONDS)];
+  const args = [process.execPath, '--import=tsx', SELF, '--loadgen', `http://127.0.0.1:${port}${PATH}`, String(RATE), String(RATE_WARMUP), String(SECONDS)];
   const [cmd, ...rest] = hasTaskset ? ['taskset', '-c', CLIENT_CORE, ...args] : args;
   const errFd = openSync(log, 'a');
   const child = spawn(cmd, rest, { cwd: ROOT, stdio: ['ignore', 'pipe', errFd] });
@@ -261,7 +272,8 @@ async function fixedRate(port: number, log: string, onMeasure: (phase: 'start' |
       else if (line.startsWith('{')) result = JSON.parse(line) as RateResult;
     }
   });
-  const code = await new Promise<number | null>((done) => child.once('exit', (c) => done(c)));
+  // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
+  const code = await new Promise<number | null>((done) => child.once('close', (c) => done(c)));
   if (!result) throw new Error(`fixed-rate generator failed (${code}): ${lastLines(log)}`);
   return result;
 }
@@ -431,7 +443,7 @@ async function measure(target: Target, upstream: { port: number; child: ChildPro
     if (wrkMissing) m.rpsNote = `skipped: ${wrkMissing}`;
     else {
       const wlog = join(dir, `${slug(target.label)}-wrk`);
-      await wrk(port, WARMUP, wlog + '-warmup');
+      if (WRK_WARMUP > 0) await wrk(port, WRK_WARMUP, wlog + '-warmup');
       const waitStart = waitedMs(pid);
       const w = await wrk(port, SECONDS, wlog);
       m.waitedAtMax = waitedMs(pid) - waitStart;
@@ -497,7 +509,7 @@ export async function benchProxy(): Promise<BenchRow[]> {
         return [{ name: 'upstream', value: NaN, unit: '', note: `no upstream, nothing measured: ${(error2 as Error).message} (logs kept in ${dir})` }];
       }
     }
-    process.stderr.write(`bench/proxy: upstream ${upstreamKind} on 127.0.0.1:${upstreamPort}; ${SECONDS} s per measurement after ${WARMUP} s warm-up\n`);
+    process.stderr.write(`bench/proxy: upstream ${upstreamKind} on 127.0.0.1:${upstreamPort}; ${SECONDS} s per measurement after ${RATE_WARMUP} s (fixed rate) / ${WRK_WARMUP} s (wrk) warm-up\n`);
 
     const sluice = (config: string) => (port: number) => {
       const file = join(dir, config);
@@ -552,12 +564,12 @@ export async function benchProxy(): Promise<BenchRow[]> {
       }
       const r = m.rate!;
       const rateNote = `${r.ok}/${r.sent} ok${r.failed ? `, ${r.failed} failed (${r.firstError})` : ''}, p99.9 ${r.p999.toFixed(2)} ms, generator lag ≤ ${r.maxLagMs.toFixed(1)} ms`;
-      // The upstream shares its core with the load generator by design; a proxy waiting for its own core means other load.
-      const contended = m.of === 'the proxy' && (m.waitedAtMax ?? 0) > 0.02 * SECONDS * 1000 ? `the proxy waited ${m.waitedAtMax!.toFixed(0)} ms for its CPU (other load)` : undefined;
+      // The upstream shares its core with the load generator by design, so only the proxy's wait says something.
+      const contended = m.of === 'the proxy' && (m.waitedAtMax ?? 0) > 0.02 * SECONDS * 1000 ? `main thread runnable but off-CPU ${m.waitedAtMax!.toFixed(0)} ms of ${SECONDS} s` : undefined;
       rows.push({ name: `${t.label}: max throughput (wrk -t1 -c${CONNECTIONS})`, value: m.rps ?? NaN, unit: 'req/s', note: [m.rpsNote, contended].filter(Boolean).join('; ') || undefined });
       rows.push({ name: `${t.label}: latency p50 at ${RATE} req/s`, value: r.p50, unit: 'ms' });
       rows.push({ name: `${t.label}: latency p99 at ${RATE} req/s`, value: r.p99, unit: 'ms', note: rateNote });
-      rows.push({ name: `${t.label}: CPU per 1000 requests at ${RATE} req/s`, value: m.cpuPer1000 ?? NaN, unit: 'CPU s', note: `of ${m.of}; it waited ${m.waitedAtRate?.toFixed(0)} ms for its CPU in the ${SECONDS} s` });
+      rows.push({ name: `${t.label}: CPU per 1000 requests at ${RATE} req/s`, value: m.cpuPer1000 ?? NaN, unit: 'CPU s', note: `of ${m.of}; its main thread was runnable but off-CPU ${m.waitedAtRate?.toFixed(0)} ms of the ${SECONDS} s` });
       rows.push({
         name: `${t.label}: peak RSS after max throughput`,
         value: m.rssPeak ?? NaN,
