@@ -120,7 +120,8 @@ export class Plugin {
     const vm = this.current;
     if (!vm) return;
     vm.closed = true;
-    const shutdown = () => (vm.contexts.size === 0 ? vm.shutdown() : this.env.defer(() => setTimeout(shutdown, 50).unref()));
+    // Streams still open finish on this VM; poll until they are gone, then shut the root context down.
+    const shutdown = (): void => (vm.contexts.size === 0 ? vm.shutdown() : void setTimeout(shutdown, 50).unref());
     shutdown();
   }
 }

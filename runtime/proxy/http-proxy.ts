@@ -121,7 +121,6 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
   if (!cluster) return respond(stream, res, exchange, plainReply(503, `sluice: no cluster named "${clusterName}"\n`));
   const host = cluster.pick();
   if (!host) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" has no endpoints\n`));
-  stream.state.info.upstream = { address: host.endpoint.host, port: host.endpoint.port };
   stream.state.info.clusterName = clusterName;
   stream.state.info.routeName = route.name;
 

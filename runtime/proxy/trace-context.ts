@@ -15,10 +15,12 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 export function spanFor(traceparent: string | undefined): Span {
   const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
-  const spanId = randomBytes(8).toString('hex');
+  // One draw per request: 16 bytes of trace id (used when a new trace starts), 8 of span id.
+  const ids = randomBytes(24).toString('hex');
+  const spanId = ids.slice(32);
   // All-zero ids are invalid (W3C): treat them like no header.
   if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) return { traceId: m[1], spanId, parentId: m[2], flags: m[3] };
-  return { traceId: randomBytes(16).toString('hex'), spanId, flags: '01' };
+  return { traceId: ids.slice(0, 32), spanId, flags: '01' };
 }
 
 export function traceparentOf(span: Span): string {
