@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { FilterChain, HeaderMap, Plugin, createEnvironment } from '../runtime/index.ts';
 import type { BenchRow } from './table.ts';
 
-const REQUEST: Array<[string, string]> = [
+export const REQUEST: Array<[string, string]> = [
   [':method', 'GET'],
   [':path', '/api/v1/items?page=2'],
   [':authority', 'shop.example.svc.cluster.local'],
@@ -22,7 +22,7 @@ const REQUEST: Array<[string, string]> = [
   ['cookie', 'session=abc123; theme=dark'],
   ['content-type', 'application/json'],
 ];
-const RESPONSE: Array<[string, string]> = [
+export const RESPONSE: Array<[string, string]> = [
   [':status', '200'],
   ['content-type', 'application/json'],
   ['content-length', '1024'],
@@ -37,21 +37,23 @@ async function chainOf(n: number, bytes: Uint8Array): Promise<FilterChain> {
   return new FilterChain(plugins, env);
 }
 
-function run(chain: FilterChain, requests: number): number {
+type Pairs = Array<[string, string]>;
+
+function run(chain: FilterChain, requests: number, request: Pairs, response: Pairs): number {
   const started = process.hrtime.bigint();
   for (let i = 0; i < requests; i++) {
     const stream = chain.stream();
-    stream.requestHeaders(new HeaderMap(REQUEST), true);
-    stream.responseHeaders(new HeaderMap(RESPONSE), true);
+    stream.requestHeaders(new HeaderMap(request), true);
+    stream.responseHeaders(new HeaderMap(response), true);
     stream.end();
   }
   return Number(process.hrtime.bigint() - started) / 1e3 / requests; // µs per request
 }
 
 /** Median of `rounds` runs of `requests` requests each, in µs per request. */
-function measure(chain: FilterChain, requests: number, rounds: number): number {
-  run(chain, requests); // warm-up: JIT, inline caches, guest allocator
-  const samples = Array.from({ length: rounds }, () => run(chain, requests));
+export function measure(chain: FilterChain, requests: number, rounds: number, request: Pairs = REQUEST, response: Pairs = RESPONSE): number {
+  run(chain, requests, request, response); // warm-up: JIT, inline caches, guest allocator
+  const samples = Array.from({ length: rounds }, () => run(chain, requests, request, response));
   return samples.sort((a, b) => a - b)[Math.floor(rounds / 2)];
 }
 

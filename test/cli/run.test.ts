@@ -1,13 +1,12 @@
 // `sluice run -c FILE` as an operator runs it: a bad file is refused naming the path and the
 // problem; a good one serves; edits are applied hot, a broken edit is refused while the running
 // config keeps serving; SIGTERM drains and exits 0.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { request } from 'undici';
-import { repoRoot } from '../helpers/fixtures.ts';
+import { runSluice, spawnSluice, until } from '../helpers/sluice-run.ts';
 
 const config = (body: string, extra = '') => `
 admin: { address: 127.0.0.1:0 }
@@ -19,42 +18,21 @@ listeners:
         directResponse: { status: 200, body: "${body}" }
 `;
 
-function sluice(args: string[]): { child: ChildProcess; stderr: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [join(repoRoot, 'bin/sluice.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (c) => (stderr += c));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stderr: () => stderr, exited };
-}
-
-async function until<T>(what: string, fn: () => T | undefined, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('an invalid config is refused with the path and the problem, exit code 1', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-run-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'sluice.yaml');
   await writeFile(file, config('x').replace('prefix:', 'prefx:'));
-  const run = sluice(['run', '-c', file]);
+  const run = spawnSluice(['run', '-c', file]);
   t.is(await run.exited, 1);
   t.true(run.stderr().includes('listeners[0].routes[0].match: unknown property "prefx"'), run.stderr());
 });
 
 test('serves, applies an edit hot, refuses a broken edit, drains on SIGTERM', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-run-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const file = join(dir, 'sluice.yaml');
-  await writeFile(file, config('one'));
-  const run = sluice(['run', '-c', file, '--drain-ms', '500']);
-  t.teardown(() => run.child.kill('SIGKILL'));
-  const port = await until('the listener', () => /web listening on 127\.0\.0\.1:(\d+)/.exec(run.stderr())?.[1]);
+  const run = await runSluice(config('one'), ['--drain-ms', '500']);
+  t.teardown(() => run.stop());
+  const file = run.file;
+  const port = await run.port('web');
   const get = async () => (await request(`http://127.0.0.1:${port}/x`)).body.text();
   t.is(await get(), 'one');
 
