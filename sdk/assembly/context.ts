@@ -2,7 +2,7 @@
 // creating streams) and HttpContext (one per HTTP stream: the request/response callbacks).
 // Override the callbacks you need; the defaults let everything through.
 
-import { proxy_close_stream, proxy_continue_stream, proxy_done, proxy_send_local_response } from "./abi";
+import { proxy_close_stream, proxy_continue_stream, proxy_done, proxy_send_local_response, proxy_set_effective_context } from "./abi";
 import { warnHostCall } from "./errors";
 import { Headers, serializeHeaders } from "./headers";
 import { HttpCallback, HttpCallResponse, sendHttpCall } from "./http-call";
@@ -167,14 +167,24 @@ export class HttpContext extends Context {
     return status;
   }
 
-  /** Resumes a request paused by StopIteration. */
+  /**
+   * Resumes a request paused by StopIteration. Callable from anywhere, e.g. a root context's
+   * onTick or an HTTP call's callback: it makes this stream the effective context first.
+   */
   continueRequest(): Status {
+    this.makeEffective();
     return this.checked("proxy_continue_stream", <Status>proxy_continue_stream(StreamType.HttpRequest));
   }
 
-  /** Resumes a response paused by StopIteration. */
+  /** Resumes a response paused by StopIteration (callable from anywhere, like continueRequest). */
   continueResponse(): Status {
+    this.makeEffective();
     return this.checked("proxy_continue_stream", <Status>proxy_continue_stream(StreamType.HttpResponse));
+  }
+
+  /** Makes this stream the context later host calls act on (proxy_set_effective_context). */
+  makeEffective(): Status {
+    return this.checked("proxy_set_effective_context", <Status>proxy_set_effective_context(this.id));
   }
 
   /** Resets the stream (HttpRequest: the downstream request; HttpResponse: the response). */
