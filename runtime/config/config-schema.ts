@@ -21,7 +21,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   idleTimeoutMs: 60_000,
   maxConnections: 1024,
   // Envoy's defaults.
-  circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3 }),
+  circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 }),
+  upstreamProtocol: 'http1',
   outlierDetection: Object.freeze({ consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 }),
   vmId: '',
 } as const);
@@ -128,6 +129,7 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
         ? `HTTP methods are written in upper case: ${q(text.toUpperCase())}, not ${q(text)}`
         : `${q(text)} is not an HTTP method`,
   'header-name': (text) => headerName(text, false),
+  file: (text) => (text.length === 0 || text.includes('\u0000') ? `${q(text)} is not a file path` : undefined),
   'match-header-name': (text) => headerName(text, true),
   'header-value': (text) => (/[\r\n\u0000]/.test(text) ? `${q(text)} must not contain CR, LF or NUL` : undefined),
   location: (text) => {
@@ -254,6 +256,16 @@ const listener = object(
       },
       [],
     ),
+    tls: object(
+      'http listeners: serve HTTPS, HTTP/2 or HTTP/1.1 as the client picks by ALPN. With caFile, clients may present a certificate (mTLS); its SPIFFE ID becomes the peer identity filters read.',
+      {
+        certFile: string('file', 'PEM certificate chain, relative to the config file.'),
+        keyFile: string('file', 'PEM private key, relative to the config file.'),
+        caFile: string('file', 'PEM CA bundle client certificates must chain to.'),
+        requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a valid certificate (needs caFile).' },
+      },
+      ['certFile', 'keyFile'],
+    ),
   },
   ['name', 'address'],
 );
@@ -263,13 +275,16 @@ const cluster = object(
   {
     name: string('name', 'Unique among clusters.'),
     endpoints: { type: 'array', minItems: 1, uniqueItems: true, items: string('endpoint', 'host:port of an upstream.'), description: 'host:port strings.' },
-    loadBalancing: { enum: ['round-robin', 'least-request'], default: CONFIG_DEFAULTS.loadBalancing, description: 'How an endpoint is picked.' },
+    loadBalancing: { enum: ['round-robin', 'least-request', 'ring-hash'], default: CONFIG_DEFAULTS.loadBalancing, description: 'How an endpoint is picked: in turn, the less busy of two at random, or by a hash of the hashOn header (the same value, the same endpoint).' },
+    hashOn: object('ring-hash: what the hash is taken of.', { header: string('header-name', 'A request header name; requests without it go to a random endpoint.') }, ['header']),
+    protocol: { enum: ['http1', 'http2'], default: CONFIG_DEFAULTS.upstreamProtocol, description: 'http1: HTTP/1.1; http2: HTTP/2 with prior knowledge (h2c), as gRPC services speak it.' },
     connectTimeoutMs: ms('Time to establish a connection.', CONFIG_DEFAULTS.connectTimeoutMs, 1),
     requestTimeoutMs: ms('Time for one upstream request; 0: none.', CONFIG_DEFAULTS.requestTimeoutMs),
     idleTimeoutMs: ms('How long an idle pooled connection is kept.', CONFIG_DEFAULTS.idleTimeoutMs, 1),
     circuitBreakers: object('Past these limits a request is answered 503 at once, naming the breaker.', {
       maxRequests: integer(1, 1_000_000, 'Requests in flight to the cluster.', CONFIG_DEFAULTS.circuitBreakers.maxRequests),
       maxRetries: integer(0, 1_000_000, 'Retries in flight to the cluster.', CONFIG_DEFAULTS.circuitBreakers.maxRetries),
+      maxPendingRequests: integer(1, 1_000_000, 'Requests waiting for a connection to an endpoint.', CONFIG_DEFAULTS.circuitBreakers.maxPendingRequests),
     }),
     outlierDetection: object('Eject an endpoint that keeps failing, for a time that grows with each ejection.', {
       consecutive5xx: integer(0, 1_000_000, 'Consecutive 5xx answers or connect failures that eject an endpoint; 0: off.', CONFIG_DEFAULTS.outlierDetection.consecutive5xx),

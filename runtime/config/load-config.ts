@@ -19,6 +19,7 @@ import type {
   Endpoint,
   FilterConfig,
   ListenerConfig,
+  ListenerTls,
   RouteAction,
   RouteConfig,
   RouteMatch,
@@ -318,12 +319,24 @@ class Resolver {
       filters: filters.filter((name): name is string => typeof name === 'string'),
       routes,
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
+      ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
+    };
+  }
+
+  private tls(tls: Raw, at: string): ListenerTls {
+    const caFile = str(tls.caFile);
+    if (tls.requireClientCert === true && caFile === undefined) this.problem(`${at}.requireClientCert`, 'needs caFile, the CA client certificates must chain to');
+    return {
+      certFile: this.module(str(tls.certFile), `${at}.certFile`),
+      keyFile: this.module(str(tls.keyFile), `${at}.keyFile`),
+      ...(caFile === undefined ? {} : { caFile: this.module(caFile, `${at}.caFile`) }),
+      requireClientCert: tls.requireClientCert === true,
     };
   }
 
   private tcpListener(listener: Raw, at: string): ListenerConfig {
-    for (const field of ['routes', 'filters', 'accessLog']) {
-      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters or access log');
+    for (const field of ['routes', 'filters', 'accessLog', 'tls']) {
+      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log or TLS');
     }
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
@@ -445,7 +458,10 @@ class Resolver {
   }
 
   private cluster(cluster: Raw, at: string): ClusterConfig {
-    const loadBalancing = cluster.loadBalancing === 'least-request' ? 'least-request' : CONFIG_DEFAULTS.loadBalancing;
+    const loadBalancing = cluster.loadBalancing === 'least-request' || cluster.loadBalancing === 'ring-hash' ? cluster.loadBalancing : CONFIG_DEFAULTS.loadBalancing;
+    const hashOn = str(raw(cluster.hashOn).header);
+    if (loadBalancing === 'ring-hash' && hashOn === undefined) this.problem(at, 'a ring-hash cluster needs hashOn: { header: <name> }');
+    if (loadBalancing !== 'ring-hash' && cluster.hashOn !== undefined) this.problem(`${at}.hashOn`, 'only ring-hash clusters hash; set loadBalancing: ring-hash');
     return {
       name: str(cluster.name) ?? '',
       endpoints: list(cluster.endpoints).flatMap((endpoint): Endpoint[] => {
@@ -453,6 +469,8 @@ class Resolver {
         return parsed && !('error' in parsed) ? [{ host: parsed.host, port: parsed.port }] : [];
       }),
       loadBalancing,
+      ...(hashOn === undefined ? {} : { hashOn: { header: hashOn.toLowerCase() } }),
+      protocol: cluster.protocol === 'http2' ? 'http2' : 'http1',
       connectTimeoutMs: whole(cluster.connectTimeoutMs, CONFIG_DEFAULTS.connectTimeoutMs),
       requestTimeoutMs: whole(cluster.requestTimeoutMs, CONFIG_DEFAULTS.requestTimeoutMs),
       idleTimeoutMs: whole(cluster.idleTimeoutMs, CONFIG_DEFAULTS.idleTimeoutMs),

@@ -33,6 +33,18 @@ export interface ListenerConfig {
   readonly cluster?: string;
   /** One JSON line per request, when configured. */
   readonly accessLog?: AccessLogConfig;
+  /** http: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext (HTTP/1.1 and h2c). */
+  readonly tls?: ListenerTls;
+}
+
+/** A TLS listener's certificate and, for mTLS, the CA that client certificates must chain to. */
+export interface ListenerTls {
+  /** Absolute paths (resolved against the config file's folder). */
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly caFile?: string;
+  /** Refuse clients without a certificate signed by `caFile`. */
+  readonly requireClientCert: boolean;
 }
 
 export const ACCESS_LOG_FIELDS = [
@@ -102,7 +114,11 @@ export interface WeightedCluster {
 export interface ClusterConfig {
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
-  readonly loadBalancing: 'round-robin' | 'least-request';
+  readonly loadBalancing: 'round-robin' | 'least-request' | 'ring-hash';
+  /** ring-hash: the request header whose value picks the endpoint. */
+  readonly hashOn?: { readonly header: string };
+  /** How Sluice talks to the endpoints: HTTP/1.1, or HTTP/2 with prior knowledge (h2c, gRPC). */
+  readonly protocol: 'http1' | 'http2';
   readonly connectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -117,6 +133,8 @@ export interface CircuitBreakers {
   readonly maxRequests: number;
   /** Retries in flight (on top of the retry budget). */
   readonly maxRetries: number;
+  /** Requests waiting for a connection to an endpoint. */
+  readonly maxPendingRequests: number;
 }
 
 /** Passive outlier detection: an endpoint that keeps failing is ejected for a while. */

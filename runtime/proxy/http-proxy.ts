@@ -1,11 +1,12 @@
-// One HTTP/1.1 request through a listener: request headers into the filter chain, the route
-// picked after the request-header filters ran (Envoy's clear-route-cache behaviour), the request
-// streamed to an upstream endpoint, the response streamed back through the chain.
+// One HTTP request (HTTP/1.1 or HTTP/2, gRPC included) through a listener: request headers into
+// the filter chain, the route picked after the request-header filters ran (Envoy's clear-route-
+// cache behaviour), the request streamed to an upstream endpoint, the response (and its
+// trailers) streamed back through the chain.
 
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { ListenerConfig, RouteConfig } from '../config/snapshot.ts';
 import type { FilterChain } from '../host/filter-chain.ts';
 import { HeaderMap } from '../host/header-map.ts';
@@ -16,7 +17,10 @@ import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
+import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
+import { discard, type UpstreamResponse } from './upstream-pool.ts';
 import type { Cluster, UpstreamHost } from './upstreams.ts';
+import type { StreamInfo } from '../host/stream.ts';
 
 /** What one listener runs with: immutable per snapshot, swapped whole on reload. */
 export interface ListenerState {
@@ -27,8 +31,8 @@ export interface ListenerState {
   readonly accessLog?: AccessLog;
 }
 
-/** Connection-level headers that never cross a proxy (RFC 9110 §7.6.1). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+/** Connection-level headers that never cross a proxy (RFC 9110 §7.6.1); `te: trailers` is kept (gRPC needs it). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'trailer', 'upgrade', 'http2-settings']);
 
 interface Exchange {
   span?: Span;
@@ -37,19 +41,20 @@ interface Exchange {
   responseBytes: number;
   cluster: string;
   route: string;
+  /** The request is gRPC: Sluice's own replies take gRPC's form (status in grpc-status). */
+  grpc: boolean;
 }
 
-export async function proxyRequest(state: ListenerState, telemetry: Telemetry, req: IncomingMessage, res: ServerResponse): Promise<void> {
+type Req = DownstreamRequest;
+type Res = DownstreamResponse;
+
+export async function proxyRequest(state: ListenerState, telemetry: Telemetry, req: Req, res: Res): Promise<void> {
   const started = performance.now();
-  const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '' };
-  const stream = state.chain.stream({
-    source: { address: req.socket.remoteAddress ?? '', port: req.socket.remotePort ?? 0 },
-    destination: { address: req.socket.localAddress ?? '', port: req.socket.localPort ?? 0 },
-    connection: { id: connectionId(req), mtls: false },
-    protocol: `HTTP/${req.httpVersion}`,
-  });
+  const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '', grpc: false };
+  const connection = connectionFacts(req);
+  const stream = state.chain.stream({ ...connection, protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}` });
   try {
-    await exchangeThrough(state, stream, req, res, exchange);
+    await exchangeThrough(state, stream, req, res, exchange, connection.tls);
   } catch (error) {
     if (req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
       // The client is gone (or its request broke mid-body): nobody to answer.
@@ -63,20 +68,20 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   } finally {
     stream.end();
     const ms = performance.now() - started;
-    telemetry.request(state.config.name, req.httpVersion, exchange, ms);
-    state.accessLog?.write(accessLogEntry(stream, req, exchange, ms));
+    telemetry.request(state.config.name, exchange.grpc ? 'grpc' : req.httpVersion, exchange, ms);
+    state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source));
   }
 }
 
-function accessLogEntry(stream: HttpStream, req: IncomingMessage, e: Exchange, ms: number) {
+function accessLogEntry(stream: HttpStream, req: Req, e: Exchange, ms: number, peer: { address: string; port: number }) {
   const h = stream.state.requestHeaders;
   const upstream = stream.state.info.upstream;
   return {
     time: new Date(stream.state.startTime).toISOString(),
     method: req.method,
     path: req.url,
-    authority: req.headers.host,
-    protocol: `HTTP/${req.httpVersion}`,
+    authority: h?.get(':authority'),
+    protocol: stream.state.info.protocol,
     status: e.status,
     response_code_details: stream.state.responseCodeDetails || undefined,
     duration_ms: Math.round(ms * 1000) / 1000,
@@ -89,16 +94,22 @@ function accessLogEntry(stream: HttpStream, req: IncomingMessage, e: Exchange, m
     trace_id: e.span?.traceId,
     span_id: e.span?.spanId,
     user_agent: req.headers['user-agent'],
-    downstream_remote_address: `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+    downstream_remote_address: `${peer.address}:${peer.port}`,
     x_forwarded_for: h?.get('x-forwarded-for'),
   };
 }
 
-async function exchangeThrough(state: ListenerState, stream: HttpStream, req: IncomingMessage, res: ServerResponse, exchange: Exchange): Promise<void> {
-  const headers = requestHeaders(req);
+async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Req, res: Res, exchange: Exchange, tls: boolean): Promise<void> {
+  const headers = requestHeaders(req, tls);
+  exchange.grpc = headers.get('content-type')?.startsWith('application/grpc') ?? false;
   exchange.span = spanFor(headers.get('traceparent'));
   headers.set('traceparent', traceparentOf(exchange.span));
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+  const h2 = (req as Http2ServerRequest).stream;
+  const hasBody = h2
+    ? !h2.endAfterHeaders
+    : req.headers['content-length'] !== undefined
+      ? req.headers['content-length'] !== '0'
+      : req.headers['transfer-encoding'] !== undefined;
   let out = await stream.requestHeaders(headers, !hasBody);
   if (finish(out, res, exchange)) return;
 
@@ -119,7 +130,9 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
   exchange.cluster = clusterName;
   const cluster = state.clusters.get(clusterName);
   if (!cluster) return respond(stream, res, exchange, plainReply(503, `sluice: no cluster named "${clusterName}"\n`));
-  const host = cluster.pick();
+  const hashOn = cluster.config.hashOn;
+  const hashKey = hashOn ? headers.get(hashOn.header) : undefined;
+  const host = cluster.pick(undefined, hashKey);
   if (!host) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" has no endpoints\n`));
   stream.state.info.clusterName = clusterName;
   stream.state.info.routeName = route.name;
@@ -135,7 +148,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
   budget.active++;
   try {
     for (let attempt = 1; ; attempt++) {
-      const current = attempt === 1 ? host : cluster.pick(tried)!;
+      const current = attempt === 1 ? host : cluster.pick(tried, hashKey)!;
       tried.add(current);
       stream.state.info.upstream = { address: current.endpoint.host, port: current.endpoint.port };
       const sent = upstreamHeaders(headers, action.hostRewrite);
@@ -148,7 +161,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
       current.active++;
       try {
         const upstream = current.pool.request({
-          method: (headers.get(':method') ?? 'GET') as Dispatcher.HttpMethod,
+          method: headers.get(':method') ?? 'GET',
           path: rewritePath(headers.get(':path') ?? '/', route, action.prefixRewrite),
           headers: sent,
           body: attempt === 1 ? pump?.stream : pump?.replay(),
@@ -156,28 +169,32 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: In
         });
         upstream.catch(() => {});
         if (pump && attempt === 1) {
-          const replied = await pump.done.catch((error: unknown) => {
-            // The client went away or sent a malformed body: the upstream must not get a partial request.
-            abort.abort(error);
-            throw error;
-          });
-          if (replied) {
-            abort.abort();
-            return void finish(replied, res, exchange);
-          }
+          // The body streams while the response is awaited: bidirectional streams (gRPC) need
+          // both at once. A filter answering during the body, or a client that breaks off or
+          // sends a malformed body, ends the try: the upstream never gets a partial request.
+          pump.done.then(
+            (replied) => replied && abort.abort(new BodyInterrupted(replied)),
+            (error: unknown) => abort.abort(new BodyInterrupted(undefined, error)),
+          );
         }
-        let answer: Dispatcher.ResponseData | undefined;
+        let answer: UpstreamResponse | undefined;
         let failure: unknown;
         try {
           answer = await upstream;
         } catch (error) {
           failure = error;
         }
+        const interrupted = abort.signal.reason instanceof BodyInterrupted ? abort.signal.reason : undefined;
+        if (interrupted) {
+          if (answer) await discard(answer.body);
+          if (interrupted.reply) return void finish(interrupted.reply, res, exchange);
+          throw interrupted.error;
+        }
         if (!abort.signal.aborted) cluster.record(current, answer?.statusCode, failure);
         if (!abort.signal.aborted && attempt <= policy.numRetries && retriable(policy, answer?.statusCode, failure) && (!pump || pump.replay()) && budget.tryAcquire(cluster.config.circuitBreakers.maxRetries)) {
           try {
             const retryAfter = answer?.headers['retry-after'];
-            await answer?.body.dump().catch(() => {});
+            if (answer) await discard(answer.body);
             await sleep(backoffMs(policy, attempt, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter));
           } finally {
             budget.release();
@@ -213,7 +230,7 @@ class BodyPump {
   private keptBytes = 0;
   private complete = false;
 
-  constructor(private readonly http: HttpStream, req: IncomingMessage, exchange: Exchange, private readonly keepLimit: number) {
+  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number) {
     if (keepLimit === 0) this.kept = undefined;
     this.done = this.run(req, exchange).catch((error) => {
       this.stream.destroy();
@@ -226,7 +243,7 @@ class BodyPump {
     return this.complete && this.kept ? Buffer.concat(this.kept) : undefined;
   }
 
-  private async run(req: IncomingMessage, exchange: Exchange): Promise<Outcome | undefined> {
+  private async run(req: Req, exchange: Exchange): Promise<Outcome | undefined> {
     for await (const chunk of req) {
       exchange.requestBytes += (chunk as Buffer).byteLength;
       const out = await this.http.requestBody(chunk as Buffer, false);
@@ -251,6 +268,16 @@ class BodyPump {
   }
 }
 
+/** Why a try ended while its request body was still streaming: a filter's answer, or the body's error. */
+class BodyInterrupted extends Error {
+  constructor(
+    readonly reply: Outcome | undefined,
+    readonly error?: unknown,
+  ) {
+    super('the request body was interrupted');
+  }
+}
+
 class PerTryTimeout extends Error {
   override readonly name = 'PerTryTimeout';
   constructor(readonly ms: number) {
@@ -264,19 +291,20 @@ function log(level: string, msg: string): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
-async function relayResponse(stream: HttpStream, answer: Dispatcher.ResponseData, res: ServerResponse, exchange: Exchange): Promise<void> {
+async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange): Promise<void> {
   const headers = new HeaderMap([[':status', String(answer.statusCode)]]);
   for (const [key, value] of Object.entries(answer.headers)) {
     if (HOP_BY_HOP.has(key) || value === undefined) continue;
     if (Array.isArray(value)) for (const v of value) headers.add(key, v);
     else headers.add(key, value);
   }
-  let out = await stream.responseHeaders(headers, false);
+  let out = await stream.responseHeaders(headers, answer.endAfterHeaders === true);
   if (out.kind !== 'continue') {
     answer.body.destroy();
     return void finish(out, res, exchange);
   }
   exchange.status = Number(headers.get(':status') ?? answer.statusCode);
+  if (answer.endAfterHeaders) return endWithHeaders(res, exchange.status, downstreamHeaders(headers));
   res.writeHead(exchange.status, downstreamHeaders(headers));
   for await (const chunk of answer.body) {
     out = await stream.responseBody(chunk as Buffer, false);
@@ -287,14 +315,35 @@ async function relayResponse(stream: HttpStream, answer: Dispatcher.ResponseData
       res.write(out.data);
     }
   }
-  out = await stream.responseBody(EMPTY, true);
+  const trailers = trailerMap(answer.trailers);
+  out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
   if (out.kind !== 'continue') return void res.destroy();
   if (out.data) exchange.responseBytes += out.data.byteLength;
+  if (trailers) res.addTrailers(downstreamTrailers(trailers));
   res.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
 }
 
+/** The upstream's trailers as a map, or undefined when it sent none. */
+function trailerMap(trailers: UpstreamResponse['trailers']): HeaderMap | undefined {
+  let map: HeaderMap | undefined;
+  for (const key in trailers) {
+    const value = trailers[key];
+    if (value === undefined) continue;
+    map ??= new HeaderMap([]);
+    for (const v of [value].flat()) map.add(key, v);
+  }
+  return map;
+}
+
+function downstreamTrailers(trailers: HeaderMap): Record<string, string> {
+  const out: Record<string, string> = {};
+  const raw = trailers.raw();
+  for (let i = 0; i < raw.length; i += 2) out[raw[i]] = out[raw[i]] === undefined ? raw[i + 1] : `${out[raw[i]]}, ${raw[i + 1]}`;
+  return out;
+}
+
 /** A response Sluice makes itself (no route, direct response, upstream failure): it too passes the response filters. */
-async function respond(stream: HttpStream, res: ServerResponse, exchange: Exchange, reply: LocalReply): Promise<void> {
+async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: LocalReply): Promise<void> {
   stream.state.responseCodeDetails = reply.details;
   let out = await stream.responseHeaders(reply.headers, reply.body.byteLength === 0);
   if (finish(out, res, exchange)) return;
@@ -308,7 +357,7 @@ async function respond(stream: HttpStream, res: ServerResponse, exchange: Exchan
 }
 
 /** Sends a local reply or resets; false when the outcome says go on. */
-function finish(out: Outcome, res: ServerResponse, exchange: Exchange): boolean {
+function finish(out: Outcome, res: Res, exchange: Exchange): boolean {
   if (out.kind === 'continue') return false;
   if (out.kind === 'reset') {
     res.destroy();
@@ -318,14 +367,57 @@ function finish(out: Outcome, res: ServerResponse, exchange: Exchange): boolean 
   return true;
 }
 
-function writeReply(res: ServerResponse, reply: LocalReply, exchange: Exchange): void {
+function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
   if (res.headersSent) return void res.destroy();
+  if (exchange.grpc) return writeGrpcReply(res, reply, exchange);
   exchange.status = reply.status;
   exchange.responseBytes = reply.body.byteLength;
   const headers = downstreamHeaders(reply.headers, 'content-length');
   headers.push('content-length', String(reply.body.byteLength));
   res.writeHead(reply.status, headers);
   res.end(reply.body);
+}
+
+/**
+ * A reply to a gRPC request is a gRPC status, as gRPC clients expect: HTTP 200 with grpc-status
+ * (mapped from the HTTP status as gRPC specifies, unless the reply names one) and grpc-message,
+ * and no body ("trailers-only").
+ */
+function writeGrpcReply(res: Res, reply: LocalReply, exchange: Exchange): void {
+  exchange.status = 200;
+  exchange.responseBytes = 0;
+  const headers = downstreamHeaders(reply.headers, 'content-length').filter((_, i, all) => i % 2 === 0 && all[i] !== 'content-type' && all[i] !== 'grpc-status' && all[i] !== 'grpc-message').flatMap((k) => [k, reply.headers.get(k) ?? '']);
+  const message = Buffer.from(reply.body).toString('utf8').trim();
+  headers.push('content-type', 'application/grpc', 'grpc-status', reply.headers.get('grpc-status') ?? String(grpcStatusOf(reply.status)), 'grpc-message', grpcPercentEncode(message));
+  endWithHeaders(res, 200, headers);
+}
+
+/** grpc-message's encoding: bytes outside printable ASCII, and "%", as %XX of their UTF-8. */
+function grpcPercentEncode(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/** gRPC's mapping of HTTP statuses to gRPC status codes. */
+function grpcStatusOf(http: number): number {
+  switch (http) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
 }
 
 function plainReply(status: number, text: string): LocalReply {
@@ -349,24 +441,31 @@ function upstreamFailure(error: unknown, cluster: string, address: string): Loca
   return plainReply(502, `sluice: upstream ${address} of cluster "${cluster}" failed: ${e?.code ?? ''} ${e?.message ?? String(error)}\n`);
 }
 
-function requestHeaders(req: IncomingMessage): HeaderMap {
+function requestHeaders(req: Req, tls: boolean): HeaderMap {
+  const scheme = tls ? 'https' : 'http';
   const headers = new HeaderMap([
     [':method', req.method ?? 'GET'],
     [':path', req.url ?? '/'],
-    [':authority', req.headers.host ?? ''],
-    [':scheme', 'http'],
+    [':authority', (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? ''],
+    [':scheme', scheme],
   ]);
   // Headers the client names in Connection are hop-by-hop too.
   const named = req.headers.connection?.toLowerCase().split(',').map((s) => s.trim());
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const key = raw[i].toLowerCase();
-    if (key !== 'host' && !HOP_BY_HOP.has(key) && !named?.includes(key)) headers.add(key, raw[i + 1]);
+    if (key.charCodeAt(0) === 58 /* ':' */ || key === 'host' || HOP_BY_HOP.has(key) || named?.includes(key)) continue;
+    // TE is hop-by-hop, but "trailers" says the client takes trailers: gRPC needs it through.
+    if (key === 'te') {
+      if (/\btrailers\b/i.test(raw[i + 1])) headers.add('te', 'trailers');
+      continue;
+    }
+    headers.add(key, raw[i + 1]);
   }
-  const peer = req.socket.remoteAddress ?? '';
+  const peer = downstreamSocket(req).remoteAddress ?? '';
   const forwarded = headers.get('x-forwarded-for');
   headers.set('x-forwarded-for', forwarded ? `${forwarded}, ${peer}` : peer);
-  headers.set('x-forwarded-proto', 'http');
+  headers.set('x-forwarded-proto', scheme);
   if (!headers.has('x-request-id')) headers.set('x-request-id', randomUUID());
   return headers;
 }
@@ -395,10 +494,23 @@ function rewritePath(path: string, route: RouteConfig, prefixRewrite: string | u
   return prefixRewrite + path.slice(prefix.length);
 }
 
-const ids = new WeakMap<object, number>();
+type ConnectionFacts = Required<Pick<StreamInfo, 'source' | 'destination' | 'connection'>> & { tls: boolean };
+
+/** What filters see of the downstream connection, worked out once per connection. */
+const connections = new WeakMap<Socket, ConnectionFacts>();
 let nextConnection = 1;
-function connectionId(req: IncomingMessage): number {
-  let id = ids.get(req.socket);
-  if (id === undefined) ids.set(req.socket, (id = nextConnection++));
-  return id;
+function connectionFacts(req: Req): ConnectionFacts {
+  const socket = downstreamSocket(req);
+  let facts = connections.get(socket);
+  if (facts === undefined) {
+    const tls = tlsFacts(socket);
+    facts = {
+      source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      destination: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+      connection: { id: nextConnection++, ...tls },
+      tls: tls.tlsVersion !== undefined,
+    };
+    connections.set(socket, facts);
+  }
+  return facts;
 }

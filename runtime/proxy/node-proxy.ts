@@ -2,8 +2,8 @@
 // bound, then ready), apply a new snapshot hot (streams in flight finish on what they started
 // with), and stop (not ready, stop accepting, drain within a deadline).
 
-import { createServer, Server as HttpServer } from 'node:http';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { buffer } from 'node:stream/consumers';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
@@ -12,6 +12,7 @@ import { FilterChain } from '../host/filter-chain.ts';
 import { Plugin } from '../host/plugin.ts';
 import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
+import { downstreamServer, type Downstream } from './downstream.ts';
 import { proxyRequest, type ListenerState } from './http-proxy.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
@@ -38,6 +39,8 @@ export const DEFAULT_LISTENER_LIMITS: ListenerLimits = { headersTimeoutMs: 10_00
 
 interface Listener {
   readonly server: Server;
+  /** http listeners: their connections, for the drain. */
+  readonly downstream?: Downstream;
   state: ListenerState;
 }
 
@@ -110,7 +113,8 @@ export class NodeProxy {
     const states = next.listeners.map((l) => this.listenerState(l, filters, clusters));
     for (const state of states) {
       const existing = this.listeners.get(state.config.name);
-      if (existing && sameAddress(existing.state.config, state.config) && existing.state.config.protocol === state.config.protocol) {
+      if (existing && sameAddress(existing.state.config, state.config) && existing.state.config.protocol === state.config.protocol && !existing.state.config.tls === !state.config.tls) {
+        if (state.config.tls && JSON.stringify(state.config.tls) !== JSON.stringify(existing.state.config.tls)) existing.downstream?.setTls?.(state.config.tls);
         const oldLog = existing.state.accessLog;
         existing.state = state;
         if (oldLog && oldLog !== state.accessLog) oldLog.close();
@@ -143,13 +147,13 @@ export class NodeProxy {
   private async drain(graceMs: number): Promise<void> {
     this.ready = false;
     const servers = [...this.listeners.values()].map((l) => l.server);
-    const http = servers.filter((s): s is HttpServer => s instanceof HttpServer);
+    const http = [...this.listeners.values()].flatMap((l) => (l.downstream ? [l.downstream] : []));
     const closing = Promise.all(servers.map(close));
-    for (const s of http) s.closeIdleConnections();
+    for (const d of http) d.closeIdle();
     const deadline = Date.now() + graceMs;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     if (this.inFlight > 0) process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `drain deadline of ${graceMs} ms passed with ${this.inFlight} requests in flight; closing them` })}\n`);
-    for (const s of http) s.closeAllConnections();
+    for (const d of http) d.closeAll();
     for (const socket of this.tcpSockets) socket.destroy();
     await closing;
     for (const f of this.filters.values()) f.plugin.close();
@@ -207,19 +211,17 @@ export class NodeProxy {
       await listen(listener.server, state.config.host, state.config.port);
       return listener;
     }
-    const { headersTimeoutMs, maxHeaderBytes, requestTimeoutMs } = this.limits;
-    const server: HttpServer = createServer({ headersTimeout: headersTimeoutMs, requestTimeout: Math.max(requestTimeoutMs, headersTimeoutMs), maxHeaderSize: maxHeaderBytes });
-    // Node checks the header timeout on this interval; keep it well under the timeout itself.
-    (server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, headersTimeoutMs / 4));
-    const listener: Listener = { server, state };
-    server.on('request', (req, res) => {
-      this.inFlight++;
-      res.once('close', () => this.inFlight--);
-      // Each request runs on the state of the snapshot current when it arrived.
-      void proxyRequest(listener.state, this.telemetry, req, res);
+    const downstream = downstreamServer(this.limits, state.config.tls, {
+      request: (req, res) => {
+        this.inFlight++;
+        res.once('close', () => this.inFlight--);
+        // Each request runs on the state of the snapshot current when it arrived.
+        void proxyRequest(listener.state, this.telemetry, req, res);
+      },
+      upgrade: (req, socket, head) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets),
     });
-    server.on('upgrade', (req, socket: Socket, head: Buffer) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets));
-    await listen(server, state.config.host, state.config.port);
+    const listener: Listener = { server: downstream.server, downstream, state };
+    await listen(downstream.server, state.config.host, state.config.port);
     return listener;
   }
 
@@ -235,14 +237,14 @@ export class NodeProxy {
     for (const [k, v] of request.headers) if (!k.startsWith(':')) headers.push(k, v);
     try {
       const res = await host.pool.request({
-        method: (pseudo(':method') ?? 'GET') as 'GET',
+        method: pseudo(':method') ?? 'GET',
         path: pseudo(':path') ?? '/',
         headers,
         body: request.body.byteLength > 0 ? request.body : undefined,
         headersTimeout: request.timeoutMs || undefined,
         bodyTimeout: request.timeoutMs || undefined,
       });
-      const body = new Uint8Array(await res.body.arrayBuffer());
+      const body = new Uint8Array(await buffer(res.body));
       const out: Array<[string, string]> = [[':status', String(res.statusCode)]];
       for (const [k, v] of Object.entries(res.headers)) for (const one of [v].flat()) if (one !== undefined) out.push([k, one]);
       done({ headers: out, body, trailers: [] });

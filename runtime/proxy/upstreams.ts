@@ -1,14 +1,16 @@
-// Upstream clusters: a connection pool per endpoint (undici), and load balancing across them
-// (round robin, or least request by the power of two choices).
+// Upstream clusters: a connection pool per endpoint (HTTP/1.1 or HTTP/2), and load balancing
+// across them (round robin, least request by the power of two choices, or a consistent-hash ring
+// on a request header).
 
-import { Pool } from 'undici';
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
+import { Http2Pool } from './h2-pool.ts';
 import { RetryBudget } from './retry.ts';
+import { Http1Pool, type UpstreamPool } from './upstream-pool.ts';
 
 export interface UpstreamHost {
   readonly endpoint: Endpoint;
   readonly address: string;
-  readonly pool: Pool;
+  readonly pool: UpstreamPool;
   active: number;
   /** Outlier detection state. */
   consecutive5xx: number;
@@ -19,6 +21,9 @@ export interface UpstreamHost {
 
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** Points each endpoint gets on the hash ring (Envoy's default minimum ring is 1024 in all). */
+const RING_POINTS_PER_HOST = 128;
+
 export class Cluster {
   readonly hosts: UpstreamHost[];
   readonly retryBudget = new RetryBudget();
@@ -26,6 +31,8 @@ export class Cluster {
   ejectionsTotal = 0;
   circuitBreakerTrips = 0;
   private next = 0;
+  /** ring-hash: sorted point hashes and the host at each. */
+  private ring?: { points: Uint32Array; hosts: UpstreamHost[] };
 
   constructor(readonly config: ClusterConfig) {
     this.hosts = config.endpoints.map((endpoint) => {
@@ -38,23 +45,25 @@ export class Cluster {
         consecutiveGatewayFailures: 0,
         ejections: 0,
         ejectedUntil: 0,
-        pool: new Pool(`http://${authority}`, {
-          connections: config.maxConnections,
-          connectTimeout: config.connectTimeoutMs,
-          keepAliveTimeout: config.idleTimeoutMs,
-          headersTimeout: config.requestTimeoutMs,
-          bodyTimeout: config.requestTimeoutMs,
-        }),
+        pool:
+          config.protocol === 'http2'
+            ? new Http2Pool(authority, config)
+            : new Http1Pool(authority, config),
       };
     });
+    if (config.loadBalancing === 'ring-hash') this.ring = hashRing(this.hosts);
   }
 
   get name(): string {
     return this.config.name;
   }
 
-  /** The host for the next request, or undefined when the cluster has no endpoints. A retry prefers a host not `tried` yet. */
-  pick(tried?: ReadonlySet<UpstreamHost>): UpstreamHost | undefined {
+  /**
+   * The host for the next request, or undefined when the cluster has no endpoints. A retry
+   * prefers a host not `tried` yet. `hashKey`: ring-hash clusters, the value of the `hashOn`
+   * header (without one, the pick is random).
+   */
+  pick(tried?: ReadonlySet<UpstreamHost>, hashKey?: string): UpstreamHost | undefined {
     if (tried && tried.size > 0 && tried.size < this.hosts.length) {
       for (let i = 0; i < this.hosts.length; i++) {
         const host = this.pick();
@@ -63,6 +72,7 @@ export class Cluster {
     }
     if (this.hosts.length <= 1) return this.hosts[0];
     const now = Date.now();
+    if (this.ring) return onRing(this.ring, hashKey === undefined ? (Math.random() * 2 ** 32) >>> 0 : fnv1a(hashKey), now);
     const healthy = this.hosts.filter((h) => h.ejectedUntil <= now);
     // With every endpoint ejected, sending somewhere beats refusing everything.
     const hosts = healthy.length > 0 ? healthy : this.hosts;
@@ -78,10 +88,18 @@ export class Cluster {
 
   /** Why a new request must be refused now (a circuit breaker is open), or undefined. */
   circuitOpen(): string | undefined {
-    const max = this.config.circuitBreakers.maxRequests;
-    if (this.retryBudget.active < max) return undefined;
-    this.circuitBreakerTrips++;
-    return `${this.retryBudget.active} requests in flight (circuitBreakers.maxRequests ${max})`;
+    const { maxRequests, maxPendingRequests } = this.config.circuitBreakers;
+    if (this.retryBudget.active >= maxRequests) {
+      this.circuitBreakerTrips++;
+      return `${this.retryBudget.active} requests in flight (circuitBreakers.maxRequests ${maxRequests})`;
+    }
+    let pending = 0;
+    for (const h of this.hosts) pending += h.pool.pending;
+    if (pending >= maxPendingRequests) {
+      this.circuitBreakerTrips++;
+      return `${pending} requests waiting for a connection (circuitBreakers.maxPendingRequests ${maxPendingRequests})`;
+    }
+    return undefined;
   }
 
   /** Outlier detection: the outcome of one try on `host` (a status, or an error). */
@@ -122,4 +140,44 @@ export class Cluster {
   async destroy(): Promise<void> {
     await Promise.all(this.hosts.map((h) => h.pool.destroy()));
   }
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 code units: stable across processes and restarts. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // Finalize (murmur3's fmix32) so that near-identical keys spread over the ring.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function hashRing(hosts: UpstreamHost[]): { points: Uint32Array; hosts: UpstreamHost[] } {
+  const entries: Array<[number, UpstreamHost]> = [];
+  for (const host of hosts) for (let i = 0; i < RING_POINTS_PER_HOST; i++) entries.push([fnv1a(`${host.address}_${i}`), host]);
+  entries.sort((a, b) => a[0] - b[0]);
+  return { points: Uint32Array.from(entries, (e) => e[0]), hosts: entries.map((e) => e[1]) };
+}
+
+/** The first host clockwise from `hash` that is not ejected (any host when all are). */
+function onRing(ring: { points: Uint32Array; hosts: UpstreamHost[] }, hash: number, now: number): UpstreamHost {
+  const { points, hosts } = ring;
+  let lo = 0;
+  let hi = points.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (points[mid] < hash) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let i = 0; i < hosts.length; i++) {
+    const host = hosts[(lo + i) % hosts.length];
+    if (host.ejectedUntil <= now) return host;
+  }
+  return hosts[lo % hosts.length];
 }

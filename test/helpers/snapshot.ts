@@ -7,6 +7,7 @@ export function cluster(name: string, ports: number[], overrides: Partial<Cluste
     name,
     endpoints: ports.map((port) => ({ host: '127.0.0.1', port })),
     loadBalancing: 'round-robin',
+    protocol: 'http1',
     connectTimeoutMs: 1000,
     requestTimeoutMs: 10_000,
     idleTimeoutMs: 10_000,

@@ -112,7 +112,7 @@ test('a try that passes its per-try timeout is retried', async (t) => {
     if (n > 1) res.end('second');
     // the first try never answers
   });
-  const base = await proxy(t, [up.port], { numRetries: 1, retryOn: ['reset'], perTryTimeoutMs: 200 });
+  const base = await proxy(t, [up.port], { numRetries: 1, retryOn: ['reset'], perTryTimeoutMs: 1000 });
   t.deepEqual(await call(`${base}/x`), { status: 200, text: 'second' });
 });
 

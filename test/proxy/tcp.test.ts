@@ -62,8 +62,8 @@ clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
     { instanceOf: ConfigError },
   );
   t.deepEqual((error as ConfigError).problems, [
-    'listeners[0].routes: a tcp listener passes bytes through: it has no routes, filters or access log',
-    'listeners[0].filters: a tcp listener passes bytes through: it has no routes, filters or access log',
+    'listeners[0].routes: a tcp listener passes bytes through: it has no routes, filters, access log or TLS',
+    'listeners[0].filters: a tcp listener passes bytes through: it has no routes, filters, access log or TLS',
     'listeners[0]: a tcp listener needs a cluster to send connections to',
     'listeners[1].cluster: no cluster named "nope" (clusters are: c)',
     'listeners[2]: an http listener needs routes',
