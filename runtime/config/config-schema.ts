@@ -25,6 +25,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   upstreamProtocol: 'http1',
   outlierDetection: Object.freeze({ consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 }),
   vmId: '',
+  tracing: Object.freeze({ serviceName: 'sluice', flushIntervalMs: 1000, maxBatch: 512 }),
 } as const);
 
 /** The fail strategy a filter gets when it names none, as the host fills it in. */
@@ -129,6 +130,15 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
         ? `HTTP methods are written in upper case: ${q(text.toUpperCase())}, not ${q(text)}`
         : `${q(text)} is not an HTTP method`,
   'header-name': (text) => headerName(text, false),
+  'http-url': (text) => {
+    try {
+      const url = new URL(text);
+      if (url.protocol === 'http:' || url.protocol === 'https:') return undefined;
+    } catch {
+      // said below
+    }
+    return `${q(text)} is not an http(s) URL`;
+  },
   file: (text) => (text.length === 0 || text.includes('\u0000') ? `${q(text)} is not a file path` : undefined),
   'match-header-name': (text) => headerName(text, true),
   'header-value': (text) => (/[\r\n\u0000]/.test(text) ? `${q(text)} must not contain CR, LF or NUL` : undefined),
@@ -355,6 +365,14 @@ export const configSchema: Readonly<Schema> = deepFreeze({
     listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
     clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },
     filters: { type: 'array', default: [], items: { $ref: '#/$defs/filter' }, description: 'proxy-wasm plugins listeners run.' },
+    tracing: object('Span export: the proxy\'s span of every request, to an OpenTelemetry collector.', {
+      otlp: object('OTLP/HTTP, JSON encoding.', {
+        endpoint: string('http-url', 'The collector\'s traces endpoint, e.g. http://127.0.0.1:4318/v1/traces.'),
+        serviceName: { type: 'string', minLength: 1, default: CONFIG_DEFAULTS.tracing.serviceName, description: 'The service.name resource attribute.' },
+        flushIntervalMs: ms('Spans are sent at least this often.', CONFIG_DEFAULTS.tracing.flushIntervalMs, 10),
+        maxBatch: integer(1, 100_000, 'Most spans per request to the collector; a full batch is sent at once.', CONFIG_DEFAULTS.tracing.maxBatch),
+      }, ['endpoint']),
+    }, ['otlp']),
   }, ['listeners']),
   $defs: { listener, route, headerMatch, queryMatch, cluster, filter },
 });

@@ -24,6 +24,7 @@ import type {
   RouteConfig,
   RouteMatch,
   Snapshot,
+  TracingConfig,
   ValueMatch,
   WeightedCluster,
 } from './snapshot.ts';
@@ -244,6 +245,19 @@ class Resolver {
       listeners: listenersRaw.map((listener, i) => this.listener(listener, `listeners[${i}]`)),
       clusters: clustersRaw.map((cluster, i) => this.cluster(cluster, `clusters[${i}]`)),
       filters: filtersRaw.map((filter, i) => this.filter(filter, `filters[${i}]`)),
+      ...(root.tracing === undefined ? {} : { tracing: this.tracing(raw(raw(root.tracing).otlp)) }),
+    };
+  }
+
+  private tracing(otlp: Raw): TracingConfig {
+    const d = CONFIG_DEFAULTS.tracing;
+    return {
+      otlp: {
+        endpoint: str(otlp.endpoint) ?? '',
+        serviceName: str(otlp.serviceName) ?? d.serviceName,
+        flushIntervalMs: whole(otlp.flushIntervalMs, d.flushIntervalMs),
+        maxBatch: whole(otlp.maxBatch, d.maxBatch),
+      },
     };
   }
 

@@ -12,6 +12,19 @@ export interface Snapshot {
   readonly listeners: readonly ListenerConfig[];
   readonly clusters: readonly ClusterConfig[];
   readonly filters: readonly FilterConfig[];
+  /** Span export; none when absent (trace context is still propagated). */
+  readonly tracing?: TracingConfig;
+}
+
+export interface TracingConfig {
+  /** OTLP/HTTP with JSON encoding, to a collector's traces endpoint. */
+  readonly otlp: {
+    /** e.g. http://127.0.0.1:4318/v1/traces */
+    readonly endpoint: string;
+    readonly serviceName: string;
+    readonly flushIntervalMs: number;
+    readonly maxBatch: number;
+  };
 }
 
 export interface AdminConfig {

@@ -6,7 +6,9 @@
 import { compileModule, type CompiledModule } from '../engine/index.ts';
 import type { HostEnvironment } from './environment.ts';
 import { pluginSpec, type PluginOptions, type PluginSpec } from './plugin-spec.ts';
-import { Vm, type VmFailure } from './vm.ts';
+import { Vm, type CallbackTiming, type VmFailure } from './vm.ts';
+
+export { TIMING_SAMPLE_EVERY } from './vm.ts';
 
 export type PluginState = 'active' | 'quarantined';
 
@@ -21,6 +23,8 @@ export interface PluginStats {
 
 export class Plugin {
   readonly stats: PluginStats = { vmsStarted: 0, failures: 0, quarantines: 0, streams: 0 };
+  /** Calls and sampled time per exported callback, across the plugin's VMs. */
+  readonly timings = new Map<string, CallbackTiming>();
   private current?: Vm;
   private quarantinedUntil = 0;
   private lastQuarantineEnd = -Infinity;
@@ -56,6 +60,11 @@ export class Plugin {
   }
 
   /** The VM of the plugin's current instance, when there is a healthy one. */
+  /** The callbacks the filter was called in, with their counts and sampled time. */
+  get callbackTimings(): Array<[string, CallbackTiming]> {
+    return [...this.timings].filter(([, t]) => t.calls > 0);
+  }
+
   get vm(): Vm | undefined {
     return this.current && !this.current.failed ? this.current : undefined;
   }
@@ -81,7 +90,7 @@ export class Plugin {
   }
 
   private startVm(): Vm {
-    const vm = new Vm(this.spec, this.compiled, this.env, { failed: (failedVm, failure) => this.vmFailed(failedVm, failure) });
+    const vm = new Vm(this.spec, this.compiled, this.env, { failed: (failedVm, failure) => this.vmFailed(failedVm, failure), timings: this.timings });
     this.stats.vmsStarted++;
     vm.start();
     return vm;

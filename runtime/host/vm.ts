@@ -14,7 +14,18 @@ import { resolveProperty } from './properties.ts';
 import type { FilterContext } from './filter-context.ts';
 import type { PluginSpec } from './plugin-spec.ts';
 
-type GuestFn = ((...args: number[]) => number) & { arity: number };
+type GuestFn = ((...args: number[]) => number) & { arity: number; timing: CallbackTiming };
+
+/** Calls into one exported function, and the time of the sampled ones. */
+export interface CallbackTiming {
+  calls: number;
+  timed: number;
+  timedMs: number;
+}
+
+/** One call in this many is timed: reading the clock around every call would cost more than many filters do. */
+export const TIMING_SAMPLE_EVERY = 16;
+
 
 /** Returned by a callback whose guest call failed (trap, budget, abort). */
 export const FAILED = -1;
@@ -28,6 +39,8 @@ export interface VmFailure {
 export interface VmEvents {
   /** The VM failed in a guest call; it is dead from now on. */
   failed(vm: Vm, failure: VmFailure): void;
+  /** Where calls per export are counted and timed; shared by a plugin's successive VMs. */
+  timings?: Map<string, CallbackTiming>;
 }
 
 interface RootContextState {
@@ -109,7 +122,9 @@ export class Vm implements AbiHost {
     for (const [name, value] of Object.entries(guest.exports)) {
       if (typeof value !== 'function') continue;
       // Read once: `length` of an exported Wasm function is a slow property on every call.
-      fns[name] = Object.assign(value, { arity: value.length }) as GuestFn;
+      let timing = events.timings?.get(name);
+      if (!timing) events.timings?.set(name, (timing = { calls: 0, timed: 0, timedMs: 0 }));
+      fns[name] = Object.assign(value, { arity: value.length, timing }) as GuestFn;
     }
     this.fns = fns;
     this.root = { id: this.nextContextId++ };
@@ -182,6 +197,9 @@ export class Vm implements AbiHost {
     this.depth++;
     // Re-entrant calls (a foreign function calling back in) run under the outer call's budget.
     if (outer) this.guest.beginCall();
+    const timing = fn.timing;
+    const timed = outer && ++timing.calls % TIMING_SAMPLE_EVERY === 0;
+    const started = timed ? performance.now() : 0;
     try {
       // Exactly as many arguments as the export takes: V8 calls Wasm through a slow generic
       // wrapper when the count differs.
@@ -205,6 +223,10 @@ export class Vm implements AbiHost {
     } finally {
       this.depth--;
       this.effective = saved;
+      if (timed) {
+        timing.timed++;
+        timing.timedMs += performance.now() - started;
+      }
       if (outer) this.afterCall();
     }
   }

@@ -15,6 +15,7 @@ import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
+import type { SpanExporter } from './span-export.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
@@ -29,6 +30,7 @@ export interface ListenerState {
   readonly router: Router;
   readonly clusters: ReadonlyMap<string, Cluster>;
   readonly accessLog?: AccessLog;
+  readonly spans?: SpanExporter;
 }
 
 /** Connection-level headers that never cross a proxy (RFC 9110 §7.6.1); `te: trailers` is kept (gRPC needs it). */
@@ -70,7 +72,25 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
     const ms = performance.now() - started;
     telemetry.request(state.config.name, exchange.grpc ? 'grpc' : req.httpVersion, exchange, ms);
     state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source));
+    if (state.spans && exchange.span) state.spans.add(finishedSpan(state, stream, req, exchange, ms));
   }
+}
+
+function finishedSpan(state: ListenerState, stream: HttpStream, req: Req, e: Exchange, ms: number) {
+  const info = stream.state.info;
+  const attributes: Record<string, string | number> = {
+    'http.request.method': req.method ?? '',
+    'url.path': (req.url ?? '').split('?')[0]!,
+    'http.response.status_code': e.status,
+    'network.protocol.version': req.httpVersion,
+    'sluice.listener': state.config.name,
+    'client.address': info.source?.address ?? '',
+  };
+  if (e.route) attributes['sluice.route'] = e.route;
+  if (e.cluster) attributes['sluice.upstream_cluster'] = e.cluster;
+  if (info.upstream) attributes['server.address'] = `${info.upstream.address}:${info.upstream.port}`;
+  if (stream.state.responseCodeDetails) attributes['sluice.response_code_details'] = stream.state.responseCodeDetails;
+  return { span: e.span!, name: `${req.method} ${e.route || 'no_route'}`, startMs: stream.state.startTime, durationMs: ms, attributes, error: e.status === 0 || e.status >= 500 };
 }
 
 function accessLogEntry(stream: HttpStream, req: Req, e: Exchange, ms: number, peer: { address: string; port: number }) {

@@ -14,6 +14,7 @@ import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
 import { downstreamServer, type Downstream } from './downstream.ts';
 import { proxyRequest, type ListenerState } from './http-proxy.ts';
+import { SpanExporter } from './span-export.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
 import { proxyUpgrade } from './upgrade.ts';
@@ -53,6 +54,8 @@ export class NodeProxy {
   private current!: Snapshot;
   private filters = new Map<string, LoadedFilter>();
   private clusters = new Map<string, Cluster>();
+  /** Span export, when the snapshot configures it. */
+  private spans?: SpanExporter;
   private readonly listeners = new Map<string, Listener>();
   private admin?: Server;
   private inFlight = 0;
@@ -74,6 +77,7 @@ export class NodeProxy {
       this.env.metrics,
       () => [...this.filters.values()].map((f) => f.plugin),
       () => [...this.clusters.values()],
+      () => this.spans,
     );
   }
 
@@ -110,6 +114,11 @@ export class NodeProxy {
       throw error;
     }
     const clusters = new Map(next.clusters.map((c) => [c.name, this.reuseCluster(c)]));
+    const oldSpans = this.spans;
+    if (JSON.stringify(next.tracing?.otlp) !== JSON.stringify(oldSpans?.config)) {
+      this.spans = next.tracing ? new SpanExporter(next.tracing.otlp, log) : undefined;
+      void oldSpans?.close();
+    }
     const states = next.listeners.map((l) => this.listenerState(l, filters, clusters));
     for (const state of states) {
       const existing = this.listeners.get(state.config.name);
@@ -159,6 +168,7 @@ export class NodeProxy {
     for (const f of this.filters.values()) f.plugin.close();
     for (const l of this.listeners.values()) l.state.accessLog?.close();
     await Promise.all([...this.clusters.values()].map((c) => c.destroy()));
+    await this.spans?.close();
     if (this.admin) await close(this.admin);
   }
 
@@ -199,7 +209,7 @@ export class NodeProxy {
     const previous = this.listeners.get(config.name)?.state.accessLog;
     // Keep the open log when its config is unchanged; a changed one is reopened.
     const accessLog = !config.accessLog ? undefined : previous && JSON.stringify(previous.config) === JSON.stringify(config.accessLog) ? previous : new AccessLog(config.accessLog);
-    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters, accessLog };
+    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters, accessLog, spans: this.spans };
   }
 
   private async bind(state: ListenerState): Promise<Listener> {
@@ -252,6 +262,10 @@ export class NodeProxy {
       done(failed);
     }
   }
+}
+
+function log(level: string, msg: string): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
 function sameAddress(a: ListenerConfig, b: ListenerConfig): boolean {

@@ -6,7 +6,8 @@
 // semantics (a histogram arrives already bucketed), and the hot path is one Map lookup.
 
 import { HISTOGRAM_BUCKETS, type MetricStore } from '../host/metrics.ts';
-import type { Plugin } from '../host/plugin.ts';
+import { TIMING_SAMPLE_EVERY, type Plugin } from '../host/plugin.ts';
+import type { SpanExporter } from './span-export.ts';
 import type { Cluster } from './upstreams.ts';
 
 const DURATION_BUCKETS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
@@ -43,6 +44,7 @@ export class Telemetry {
     private readonly metrics: MetricStore,
     private readonly plugins: () => readonly Plugin[],
     private readonly clusters: () => readonly Cluster[] = () => [],
+    private readonly spans: () => SpanExporter | undefined = () => undefined,
   ) {}
 
   private readonly tcp = new Map<string, { labels: string; opened: number; closed: number; received: number; sent: number }>();
@@ -135,17 +137,31 @@ export class Telemetry {
     clusterStat('sluice_cluster_outlier_ejected', 'gauge', 'Endpoints ejected now.', (c) => c.ejected);
     clusterStat('sluice_cluster_circuit_breaker_open_total', 'counter', 'Requests refused by a circuit breaker.', (c) => c.circuitBreakerTrips);
 
-    // Metrics filters defined through proxy_define_metric, under their own names.
+    const spans = this.spans();
+    if (spans) {
+      labelled(out, 'sluice_tracing_spans_exported_total', 'counter', 'Spans the OTLP collector accepted.', [['', spans.exported]]);
+      labelled(out, 'sluice_tracing_spans_dropped_total', 'counter', 'Spans dropped: the queue was full or the collector failed.', [['', spans.dropped]]);
+    }
+
+    const timings = plugins.flatMap((p) => p.callbackTimings.map(([callback, t]) => [`filter="${escape(p.name)}",callback="${callback}"`, t] as const));
+    labelled(out, 'sluice_filter_callback_calls_total', 'counter', 'Calls into the filter, by callback.', timings.map(([labels, t]) => [labels, t.calls]));
+    labelled(out, 'sluice_filter_callback_seconds_total', 'counter', `Time spent in the filter, by callback (measured on 1 call in ${TIMING_SAMPLE_EVERY}, scaled to all calls).`, timings.map(([labels, t]) => [labels, t.timed === 0 ? 0 : (t.timedMs / t.timed) * t.calls / 1000]));
+
+    // Metrics filters defined through proxy_define_metric, under their own names. A name may
+    // carry Prometheus labels (`requests_total{method="GET"}`): series of one name share a TYPE line.
+    const typed = new Set<string>();
     for (const m of this.metrics.all()) {
-      const name = m.name.replace(/[^a-zA-Z0-9_:]/g, '_');
+      const { base, labels } = splitMetricName(m.name);
       if (m.buckets) {
         const h = new Histogram(HISTOGRAM_BUCKETS);
         h.counts.splice(0, h.counts.length, ...m.buckets);
         h.sum = m.sum!;
         h.count = m.count!;
-        histogram(out, name, [['', h]]);
+        histogram(out, base, [[labels, h]], typed);
       } else {
-        out.push(`# TYPE ${name} ${m.type === 0 ? 'counter' : 'gauge'}`, `${name} ${m.value}`);
+        if (!typed.has(base)) out.push(`# TYPE ${base} ${m.type === 0 ? 'counter' : 'gauge'}`);
+        typed.add(base);
+        out.push(labels ? `${base}{${labels}} ${m.value}` : `${base} ${m.value}`);
       }
     }
     return out.join('\n') + '\n';
@@ -155,11 +171,12 @@ export class Telemetry {
 /** One metric with a series per label set. */
 function labelled(out: string[], name: string, type: string, help: string, series: Array<[string, number]>): void {
   out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-  for (const [labels, value] of series) out.push(`${name}{${labels}} ${value}`);
+  for (const [labels, value] of series) out.push(labels ? `${name}{${labels}} ${value}` : `${name} ${value}`);
 }
 
-function histogram(out: string[], name: string, series: Array<[string, Histogram]>): void {
-  out.push(`# TYPE ${name} histogram`);
+function histogram(out: string[], name: string, series: Array<[string, Histogram]>, typed?: Set<string>): void {
+  if (!typed?.has(name)) out.push(`# TYPE ${name} histogram`);
+  typed?.add(name);
   for (const [labels, h] of series) {
     const sep = labels ? ',' : '';
     let cumulative = 0;
@@ -170,6 +187,15 @@ function histogram(out: string[], name: string, series: Array<[string, Histogram
     out.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${h.count}`);
     out.push(`${name}_sum${labels ? `{${labels}}` : ''} ${h.sum}`, `${name}_count${labels ? `{${labels}}` : ''} ${h.count}`);
   }
+}
+
+const LABELLED = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\}$/;
+
+/** A filter's metric name as a Prometheus name and labels: `a{b="c"}` as is, anything else with `_` for characters Prometheus does not allow. */
+function splitMetricName(name: string): { base: string; labels: string } {
+  const m = LABELLED.exec(name);
+  if (m) return { base: m[1]!, labels: m[2]!.replace(/,$/, '') };
+  return { base: name.replace(/[^a-zA-Z0-9_:]/g, '_'), labels: '' };
 }
 
 function escape(v: string): string {

@@ -149,6 +149,21 @@ test('admin: ready, metrics after known traffic, filters, config dump', async (t
   t.true(metrics.includes('\nhello_requests_total 4\n'));
   t.true(metrics.includes('\nsluice_filter_streams_total{filter="hello"} 4\n'));
   t.true(metrics.includes('\nsluice_filter_failures_total{filter="hello"} 0\n'));
+  // Every callback's calls are counted; the time is measured on a sample and scaled.
+  t.true(metrics.includes('\nsluice_filter_callback_calls_total{filter="hello",callback="proxy_on_request_headers"} 4\n'), metrics);
+  t.true(metrics.includes('\nsluice_filter_callback_calls_total{filter="hello",callback="proxy_on_response_headers"} 4\n'));
+  t.true(metrics.includes('\nsluice_filter_callback_calls_total{filter="hello",callback="proxy_on_configure"} 1\n'));
+  t.regex(metrics, /\nsluice_filter_callback_seconds_total\{filter="hello",callback="proxy_on_request_headers"\} \d+(\.\d+)?(e-\d+)?\n/);
+
+  // A filter's metric name may carry Prometheus labels; series of one name share one TYPE line.
+  const a = proxy.env.metrics.define(0, 'demo_total{code="200"}').id;
+  const b = proxy.env.metrics.define(0, 'demo_total{code="503"}').id;
+  proxy.env.metrics.increment(a, 2);
+  proxy.env.metrics.increment(b, 1);
+  proxy.env.metrics.define(0, 'odd.name-with.dots');
+  const labelled = await (await request(`${admin}/stats/prometheus`)).body.text();
+  t.true(labelled.includes('# TYPE demo_total counter\ndemo_total{code="200"} 2\ndemo_total{code="503"} 1\n'), labelled);
+  t.true(labelled.includes('# TYPE odd_name_with_dots counter\nodd_name_with_dots 0\n'));
   const filters = (await (await request(`${admin}/filters`)).body.json()) as Array<Record<string, unknown>>;
   t.is(filters.length, 1);
   t.like(filters[0], { name: 'hello', state: 'active', failStrategy: 'FAIL_CLOSE', failures: 0, streams: 4 });
