@@ -4,11 +4,14 @@ import { parseArgs } from 'node:util';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runProxy } from './run.ts';
+import { workerCount } from './workers.ts';
 
 const USAGE = `usage: sluice <command> [options]
 
 commands:
-  run -c FILE [--drain-ms N]  run the node proxy from a YAML or JSON config (docs/configuration.md)
+  run -c FILE [--drain-ms N] [--workers N|auto]
+                           run the node proxy from a YAML or JSON config (docs/configuration.md);
+                           --workers: that many worker processes (auto: one per core; default 1)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
   help                     show this text
@@ -19,7 +22,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' } } });
         if (!values.config) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
           return 2;
@@ -29,7 +32,12 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write(`sluice run: --drain-ms must be a whole number of milliseconds, got "${values['drain-ms']}"\n`);
           return 2;
         }
-        return await runProxy(values.config, { drainMs });
+        const workers = workerCount(values.workers!);
+        if (workers === undefined) {
+          process.stderr.write(`sluice run: --workers must be a whole number from 1 to 256, or auto (one per core), got "${values.workers}"\n`);
+          return 2;
+        }
+        return await runProxy(values.config, { drainMs, workers });
       }
       case 'demo':
         parseArgs({ args: rest, options: {} });

@@ -1,25 +1,23 @@
-// `sluice run -c sluice.yaml`: the node proxy from a config file. Reloads on SIGHUP, on a change
-// of the file and on POST /reload (an invalid file is refused and the running config stays);
-// drains on SIGTERM/SIGINT.
+// `sluice run -c sluice.yaml [--workers N]`: the node proxy from a config file, in this process or
+// in N worker processes (workers.ts). Reloads on SIGHUP, on a change of the file and on POST
+// /reload (an invalid file is refused and the running config stays); drains on SIGTERM/SIGINT.
 
 import { watch } from 'node:fs';
 import { loadConfig } from '../config/index.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
+import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
 const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
 
-export async function runProxy(file: string, opts: { drainMs: number; onReady?: (proxy: NodeProxy) => void }): Promise<number> {
-  const proxy = await NodeProxy.start(await loadConfig(file));
-  proxy.reload = async () => {
-    await proxy.apply(await loadConfig(file));
-    log('info', `applied ${file}`);
-  };
+export async function runProxy(file: string, opts: { drainMs: number; workers?: number; onReady?: () => void }): Promise<number> {
+  if (isWorker()) return runWorker();
+  const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file);
   const reload = (why: string) =>
-    proxy.reload!().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));
+    served.reload().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));
 
-  for (const [name, a] of Object.entries(proxy.addresses())) log('info', `${name} listening on ${a.address}:${a.port}`);
-  opts.onReady?.(proxy);
+  for (const [name, a] of Object.entries(served.addresses)) log('info', `${name} listening on ${a.address}:${a.port}`);
+  opts.onReady?.();
   process.on('SIGHUP', () => void reload('SIGHUP'));
   let debounce: NodeJS.Timeout | undefined;
   const watcher = watch(file, () => {
@@ -35,7 +33,16 @@ export async function runProxy(file: string, opts: { drainMs: number; onReady?: 
     process.once('SIGINT', () => stop('SIGINT'));
   });
   watcher.close();
-  await proxy.stop(opts.drainMs);
+  await served.stop(opts.drainMs);
   log('info', 'stopped');
   return 0;
+}
+
+async function startOne(file: string): Promise<Served> {
+  const proxy = await NodeProxy.start(await loadConfig(file));
+  proxy.reload = async () => {
+    await proxy.apply(await loadConfig(file));
+    log('info', `applied ${file}`);
+  };
+  return { addresses: proxy.addresses(), reload: () => proxy.reload!(), stop: (ms) => proxy.stop(ms) };
 }

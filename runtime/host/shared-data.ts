@@ -11,6 +11,8 @@ interface Entry {
 export class SharedData {
   private readonly scopes = new Map<string, Map<string, Entry>>();
   private nextCas = 1;
+  /** Told of every write a filter makes (worker processes pass it on to the others). */
+  onWrite?: (vmId: string, key: string, value: Uint8Array) => void;
 
   get(vmId: string, key: string): { status: Status; value?: Uint8Array; cas: number } {
     const entry = this.scopes.get(vmId)?.get(key);
@@ -28,8 +30,17 @@ export class SharedData {
     if (!scope) this.scopes.set(vmId, (scope = new Map()));
     const entry = scope.get(key);
     if (cas !== 0 && entry && entry.cas !== cas) return Status.CasMismatch;
-    scope.set(key, { value: value.slice(), cas: this.nextCas++ });
+    const copy = value.slice();
+    scope.set(key, { value: copy, cas: this.nextCas++ });
+    this.onWrite?.(vmId, key, copy);
     return Status.Ok;
+  }
+
+  /** A write another process made: applied as is (its CAS was checked there), not passed on. */
+  replicate(vmId: string, key: string, value: Uint8Array): void {
+    let scope = this.scopes.get(vmId);
+    if (!scope) this.scopes.set(vmId, (scope = new Map()));
+    scope.set(key, { value, cas: this.nextCas++ });
   }
 
   keys(vmId: string): string[] {

@@ -2,7 +2,18 @@
 // the active snapshot and each filter's state, and an index page a person can read.
 
 import { createServer, type Server } from 'node:http';
-import type { NodeProxy } from './node-proxy.ts';
+import type { Snapshot } from '../config/snapshot.ts';
+
+/** What the admin pages show: one proxy's, or (with worker processes) the sum of theirs. */
+export interface AdminView {
+  readonly ready: boolean;
+  readonly snapshot: Snapshot;
+  metrics(): string | Promise<string>;
+  filterStatus(): unknown;
+  /** Worker processes, when there are several. */
+  workers?(): unknown;
+  reload?: () => Promise<void>;
+}
 
 const INDEX = `sluice admin
 
@@ -11,11 +22,12 @@ const INDEX = `sluice admin
   /stats/prometheus   metrics in the Prometheus text format
   /config_dump        the active snapshot, as JSON
   /filters            each filter: module digest, state, failures, quarantines
+  /workers            with --workers: each worker process, its pid and requests served
   POST /reload        re-read the config file and apply it (sluice run)
 `;
 
-export function adminServer(proxy: NodeProxy): Server {
-  return createServer((req, res) => {
+export function adminServer(proxy: AdminView): Server {
+  return createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
@@ -28,11 +40,14 @@ export function adminServer(proxy: NodeProxy): Server {
       case '/healthz':
         return send(200, 'text/plain', 'ok\n');
       case '/stats/prometheus':
-        return send(200, 'text/plain; version=0.0.4', proxy.telemetry.render());
+        return send(200, 'text/plain; version=0.0.4', await proxy.metrics());
       case '/config_dump':
         return send(200, 'application/json', JSON.stringify(proxy.snapshot, null, 2) + '\n');
       case '/filters':
-        return send(200, 'application/json', JSON.stringify(proxy.filterStatus(), null, 2) + '\n');
+        return send(200, 'application/json', JSON.stringify(await proxy.filterStatus(), null, 2) + '\n');
+      case '/workers':
+        if (!proxy.workers) return send(404, 'text/plain', 'one process, no workers (sluice run --workers N starts several)\n');
+        return send(200, 'application/json', JSON.stringify(await proxy.workers(), null, 2) + '\n');
       case '/reload':
         if (req.method !== 'POST') return send(405, 'text/plain', 'use POST /reload\n');
         if (!proxy.reload) return send(404, 'text/plain', 'this proxy has no config file to reload\n');

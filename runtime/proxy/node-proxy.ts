@@ -81,11 +81,14 @@ export class NodeProxy {
     );
   }
 
-  static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>, limits?: Partial<ListenerLimits>): Promise<NodeProxy> {
+  /** `options.admin: false`: no admin endpoint (worker processes; the primary serves it). */
+  static async start(snapshot: Snapshot, env?: Partial<HostEnvironment>, limits?: Partial<ListenerLimits>, options: { admin?: boolean } = {}): Promise<NodeProxy> {
     const proxy = new NodeProxy(env, limits);
     await proxy.apply(snapshot);
-    proxy.admin = adminServer(proxy);
-    await listen(proxy.admin, snapshot.admin.host, snapshot.admin.port);
+    if (options.admin !== false) {
+      proxy.admin = adminServer(proxy);
+      await listen(proxy.admin, snapshot.admin.host, snapshot.admin.port);
+    }
     proxy.ready = true;
     return proxy;
   }
@@ -178,6 +181,11 @@ export class NodeProxy {
     for (const [name, l] of this.listeners) out[name] = l.server.address() as AddressInfo;
     if (this.admin) out.admin = this.admin.address() as AddressInfo;
     return out;
+  }
+
+  /** The Prometheus text of /stats/prometheus. */
+  metrics(): string {
+    return this.telemetry.render();
   }
 
   filterStatus(): Array<Record<string, unknown>> {

@@ -97,6 +97,13 @@ export class Telemetry {
     s.responseBytes.observe(e.responseBytes);
   }
 
+  /** Requests served so far, over every listener. */
+  get requestsTotal(): number {
+    let n = 0;
+    for (const s of this.series.values()) n += s.requests;
+    return n;
+  }
+
   /** The Prometheus text exposition of everything. */
   render(): string {
     const out: string[] = [];
