@@ -13,7 +13,8 @@ export interface PropertyScope {
   rootId: string;
   vmId: string;
   node: NodeInfo;
-  now: number;
+  /** The clock, read only by the properties that need it (request.duration). */
+  now: () => number;
   /** Set for stream contexts; root contexts see no request, response, source or connection. */
   stream?: StreamState;
   /** Values a root context set with proxy_set_property. */
@@ -40,7 +41,8 @@ export const SLUICE_WRITABLE = ['sluice.cluster', 'sluice.route', 'sluice.retry_
 export function resolveProperty(path: string[], scope: PropertyScope): Value {
   const key = path.join('.');
   const s = scope.stream;
-  const set = s?.properties.get(path.join('\u0000')) ?? scope.rootProperties.get(path.join('\u0000'));
+  const raw = path.join('\u0000');
+  const set = s?.properties.get(raw) ?? scope.rootProperties.get(raw);
   if (set !== undefined) return set;
   switch (key) {
     case 'plugin_name':
@@ -59,7 +61,7 @@ export function resolveProperty(path: string[], scope: PropertyScope): Value {
   return streamProperty(path, key, s, scope.now);
 }
 
-function streamProperty(path: string[], key: string, s: StreamState, now: number): Value {
+function streamProperty(path: string[], key: string, s: StreamState, now: () => number): Value {
   const req = s.requestHeaders;
   const res = s.responseHeaders;
   const conn = s.info.connection;
@@ -93,7 +95,7 @@ function streamProperty(path: string[], key: string, s: StreamState, now: number
     case 'request.time':
       return nanos(s.startTime);
     case 'request.duration':
-      return nanos((s.endTime ?? now) - s.startTime);
+      return nanos((s.endTime ?? now()) - s.startTime);
     case 'request.size':
       return int64(s.requestBytes);
     case 'request.total_size':

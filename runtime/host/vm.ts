@@ -363,7 +363,10 @@ export class Vm implements AbiHost {
   }
 
   nowNanoseconds(): bigint {
-    return BigInt(Math.round(this.env.now() * 1e6));
+    // Whole milliseconds and the fraction apart: epoch ms × 1e6 as one double loses the sub-µs digits.
+    const ms = this.env.now();
+    const whole = Math.floor(ms);
+    return BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6));
   }
 
   setTickPeriod(ms: number): Status {
@@ -429,7 +432,7 @@ export class Vm implements AbiHost {
       rootId: this.spec.rootId,
       vmId: this.spec.vmId,
       node: this.env.node,
-      now: this.env.now(),
+      now: this.env.now,
       stream: this.stream?.stream,
       rootProperties: this.rootProperties,
     });

@@ -17,9 +17,11 @@ export class AccessLog {
     this.file?.on('error', (error) => process.stderr.write(`${JSON.stringify({ level: 'error', msg: `access log ${config.path}: ${error.message}` })}\n`));
   }
 
-  write(entry: AccessLogEntry): void {
+  /** `filterFields`: fields filters added (`sluice.access_log.<name>`), after the listener's, which win a clash. */
+  write(entry: AccessLogEntry, filterFields?: Iterable<[string, string]>): void {
     const line: Record<string, string | number | null> = {};
     for (const f of this.config.fields) line[f] = entry[f] ?? null;
+    if (filterFields) for (const [name, value] of filterFields) if (!(name in line)) line[name] = value;
     this.out.write(JSON.stringify(line) + '\n');
   }
 

@@ -71,7 +71,7 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
     stream.end();
     const ms = performance.now() - started;
     telemetry.request(state.config.name, exchange.grpc ? 'grpc' : req.httpVersion, exchange, ms);
-    state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source));
+    state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source), filterFields(stream));
     if (state.spans && exchange.span) state.spans.add(finishedSpan(state, stream, req, exchange, ms));
   }
 }
@@ -91,6 +91,14 @@ function finishedSpan(state: ListenerState, stream: HttpStream, req: Req, e: Exc
   if (info.upstream) attributes['server.address'] = `${info.upstream.address}:${info.upstream.port}`;
   if (stream.state.responseCodeDetails) attributes['sluice.response_code_details'] = stream.state.responseCodeDetails;
   return { span: e.span!, name: `${req.method} ${e.route || 'no_route'}`, startMs: stream.state.startTime, durationMs: ms, attributes, error: e.status === 0 || e.status >= 500 };
+}
+
+/** Properties filters set under `sluice.access_log.<name>` (docs/properties.md), as access-log fields. */
+const FILTER_FIELD = 'sluice\u0000access_log\u0000';
+function* filterFields(stream: HttpStream): Generator<[string, string]> {
+  for (const [key, value] of stream.state.properties) {
+    if (key.startsWith(FILTER_FIELD)) yield [key.slice(FILTER_FIELD.length), Buffer.from(value).toString('utf8')];
+  }
 }
 
 function accessLogEntry(stream: HttpStream, req: Req, e: Exchange, ms: number, peer: { address: string; port: number }) {
@@ -137,6 +145,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   const route = named !== undefined ? state.router.named(named) : state.router.route(headers);
   if (!route) return respond(stream, res, exchange, plainReply(404, `sluice: no route matches ${headers.get(':method')} ${headers.get(':path')} on listener "${state.config.name}"\n`));
   exchange.route = route.name;
+  // Known from here on, for the response filters of direct responses and redirects too.
+  stream.state.info.routeName = route.name;
   const action = route.action;
   if (action.kind === 'direct') {
     return respond(stream, res, exchange, { status: action.status, headers: new HeaderMap([[':status', String(action.status)], ...Object.entries(action.headers)]), body: Buffer.from(action.body), details: 'direct_response', filter: '' });
@@ -152,23 +162,28 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   if (!cluster) return respond(stream, res, exchange, plainReply(503, `sluice: no cluster named "${clusterName}"\n`));
   const hashOn = cluster.config.hashOn;
   const hashKey = hashOn ? headers.get(hashOn.header) : undefined;
-  const host = cluster.pick(undefined, hashKey);
+  // A filter may pin the endpoint (sluice.upstream_host); otherwise load balancing picks it.
+  const pinned = stream.state.property('sluice\u0000upstream_host');
+  const host = pinned !== undefined ? cluster.hosts.find((h) => h.address === pinned) : cluster.pick(undefined, hashKey);
+  if (!host && pinned !== undefined) return respond(stream, res, exchange, plainReply(503, `sluice: a filter pinned the upstream host "${pinned}" (sluice.upstream_host), which is not an endpoint of cluster "${clusterName}"\n`));
   if (!host) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" has no endpoints\n`));
   stream.state.info.clusterName = clusterName;
-  stream.state.info.routeName = route.name;
 
   const open = cluster.circuitOpen();
   if (open) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" circuit breaker open: ${open}\n`));
   const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
-  const timer = route.timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(route.timeoutMs)), route.timeoutMs) : undefined;
+  // A filter may set this request's timeout (sluice.timeout_ms, decimal milliseconds; 0: none).
+  const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
+  const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
+  const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
   const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? REPLAY_LIMIT : 0) : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
   budget.active++;
   try {
     for (let attempt = 1; ; attempt++) {
-      const current = attempt === 1 ? host : cluster.pick(tried, hashKey)!;
+      const current = attempt === 1 || pinned !== undefined ? host : cluster.pick(tried, hashKey)!;
       tried.add(current);
       stream.state.info.upstream = { address: current.endpoint.host, port: current.endpoint.port };
       const sent = upstreamHeaders(headers, action.hostRewrite);
