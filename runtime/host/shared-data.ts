@@ -30,7 +30,8 @@ export class SharedData {
     if (!scope) this.scopes.set(vmId, (scope = new Map()));
     const entry = scope.get(key);
     if (cas !== 0 && entry && entry.cas !== cas) return Status.CasMismatch;
-    const copy = value.slice();
+    // Its own memory: `value` may be a view into a pooled buffer, which would keep the pool alive.
+    const copy = new Uint8Array(value);
     scope.set(key, { value: copy, cas: this.nextCas++ });
     this.onWrite?.(vmId, key, copy);
     return Status.Ok;

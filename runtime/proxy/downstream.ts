@@ -18,6 +18,8 @@ export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
 /** What the request path uses of a response: the same calls for HTTP/1.1 and HTTP/2. */
 export interface DownstreamResponse {
   readonly headersSent: boolean;
+  /** The whole response was handed to the connection. */
+  readonly writableFinished: boolean;
   /** `headers`: a flat name/value list. */
   writeHead(status: number, headers: string[]): unknown;
   write(chunk: Uint8Array): boolean;

@@ -45,6 +45,8 @@ interface Exchange {
   route: string;
   /** The request is gRPC: Sluice's own replies take gRPC's form (status in grpc-status). */
   grpc: boolean;
+  /** Stops the upstream side of the exchange (the client went away). */
+  cancel?: () => void;
 }
 
 type Req = DownstreamRequest;
@@ -55,6 +57,13 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '', grpc: false };
   const connection = connectionFacts(req);
   const stream = state.chain.stream({ ...connection, protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}` });
+  // A client that leaves before its answer ends the stream at once (a filter holding it, e.g. a
+  // fault delay, lets go) and the upstream request is aborted.
+  res.once('close', () => {
+    if (res.writableFinished) return;
+    stream.end();
+    exchange.cancel?.();
+  });
   try {
     await exchangeThrough(state, stream, req, res, exchange, connection.tls);
   } catch (error) {
@@ -173,6 +182,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   if (open) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" circuit breaker open: ${open}\n`));
   const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
+  exchange.cancel = () => abort.abort(new Error('the client went away'));
   // A filter may set this request's timeout (sluice.timeout_ms, decimal milliseconds; 0: none).
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
