@@ -157,6 +157,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       if (pairs === undefined) return mem.inBounds(ptr >>> 0, len >>> 0) ? Status.BadArgument : Status.InvalidMemoryAccess;
       const map = host.headerMap(type);
       if (!map) return Status.BadArgument;
+      for (const [key, value] of pairs) if (!validHeader(key, value)) return Status.BadArgument;
       map.replaceAll(pairs);
       return Status.Ok;
     },
@@ -369,7 +370,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     const value = mem.string(valuePtr >>> 0, valueLen >>> 0);
     if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
     const map = host.headerMap(type);
-    if (!map) return Status.BadArgument;
+    if (!map || !validHeader(key, value)) return Status.BadArgument;
     if (replace) map.set(key, value);
     else map.add(key, value);
     return Status.Ok;
@@ -384,9 +385,27 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
   return table;
 }
 
+/** A field name is an HTTP token (pseudo-headers: after the colon); a value has no CR, LF or NUL. */
+const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\u0000]/;
+
+/** Whether a filter's header may be written: anything else could not be sent, or would split a message. */
+function validHeader(key: string, value: string): boolean {
+  return HEADER_NAME.test(key) && !BAD_VALUE.test(value);
+}
+
+/** Decoded property paths by their text: filters ask for the same few paths over and over. */
+const paths = new Map<string, string[]>();
+
 /** Property paths are segments joined by NUL (`request\0path`). */
 function splitPath(path: string): string[] {
-  return path.split('\u0000').filter((s) => s !== '');
+  let segments = paths.get(path);
+  if (segments === undefined) {
+    segments = path.split('\u0000').filter((s) => s !== '');
+    if (paths.size >= 1024) paths.clear();
+    paths.set(path, segments);
+  }
+  return segments;
 }
 
 function guard(name: string, fn: HostFunction, host: AbiHost): HostFunction {

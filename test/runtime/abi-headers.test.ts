@@ -85,6 +85,19 @@ test('proxy_add_header_map_value appends a value (lower-casing the key), keeping
   t.deepEqual(s.request.headers!.entries().slice(-2), [['x-dup', 'c'], ['x-new', '']]);
 });
 
+test('a header that could not be sent is refused with BAD_ARGUMENT and nothing is written', async (t) => {
+  const { s, value } = await inRequestHeaders((p) => [
+    p.call('proxy_add_header_map_value', 0, ...p.put('x-split'), ...p.put('a\r\nx-injected: 1')),
+    p.call('proxy_replace_header_map_value', 0, ...p.put('x-nul'), ...p.put('a\u0000b')),
+    p.call('proxy_add_header_map_value', 0, ...p.put('x bad name'), ...p.put('v')),
+    p.call('proxy_replace_header_map_value', 0, ...p.put(''), ...p.put('v')),
+    p.call('proxy_set_header_map_pairs', 0, ...p.put(pairsBytes([['x-ok', '1'], ['x-lf', 'a\nb']]))),
+    p.call('proxy_add_header_map_value', 0, ...p.put('x-fine'), ...p.put('tab\tand "quotes" ok')),
+  ]);
+  t.deepEqual(value, [Status.BAD_ARGUMENT, Status.BAD_ARGUMENT, Status.BAD_ARGUMENT, Status.BAD_ARGUMENT, Status.BAD_ARGUMENT, Status.OK]);
+  t.deepEqual(s.request.headers!.entries(), [...REQUEST, ['x-fine', 'tab\tand "quotes" ok']]);
+});
+
 test('proxy_replace_header_map_value replaces every value of a key with one, or adds it', async (t) => {
   const { s, value } = await inRequestHeaders((p) => [
     p.call('proxy_replace_header_map_value', 0, ...p.put('x-dup'), ...p.put('z')),
