@@ -98,11 +98,12 @@ test('a real AssemblyScript-SDK module (@solo-io/proxy-runtime, ABI 0.2.0, mallo
 test('the AssemblyScript-SDK module starts with an empty configuration: an empty buffer read leaves its return slots alone, as in Envoy', async (t) => {
   // This SDK passes the configuration size as the size pointer and keeps the data pointer in a
   // global; writing a null pointer there made its proxy_on_configure trap. (What it then reads is
-  // stale data, under Envoy too, so the header value is not asserted.)
+  // stale data, under Envoy too, so the header is not asserted: stale bytes may well be ones a
+  // header cannot carry, which the host refuses with BAD_ARGUMENT.)
   const h = await FilterHarness.load(fixture('compat/solo-add-header'), { name: 'solo', rootId: 'add_header' });
   const s = h.stream();
   t.deepEqual(await s.requestHeaders(GET, { endOfStream: true }), { kind: 'continue' });
   t.deepEqual(await s.responseHeaders({ ':status': '200' }, { endOfStream: true }), { kind: 'continue' });
   t.is(h.plugins[0].stats.failures, 0);
-  t.is(typeof s.response.header('hello'), 'string');
+  await s.end();
 });
