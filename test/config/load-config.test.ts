@@ -48,7 +48,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       host: '127.0.0.1',
       port: 15001,
       protocol: 'http',
-      filters: ['hello'],
+      filters: ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'],
       accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
       routes: [
         {
@@ -75,8 +75,26 @@ test('the example file loads into the exact snapshot', async (t) => {
       circuitBreakers: { maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 },
       outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30000, maxEjectionPercent: 10 },
     },
+    {
+      name: 'echo-canary',
+      endpoints: [{ host: '127.0.0.1', port: 18081 }],
+      loadBalancing: 'round-robin',
+      protocol: 'http1',
+      connectTimeoutMs: 1000,
+      requestTimeoutMs: 15000,
+      idleTimeoutMs: 60000,
+      maxConnections: 1024,
+      circuitBreakers: { maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 },
+      outlierDetection: { consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30000, maxEjectionPercent: 10 },
+    },
   ]);
-  t.deepEqual(snapshot.filters, [
+  // The built-in filters, each with its config as JSON and the defaults; then hello in full.
+  t.deepEqual(
+    snapshot.filters.map((f) => [f.name, f.module, f.rootId, f.failStrategy]),
+    ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'].map((n) => [n, `${repoRoot}build/filters/${n}.wasm`, n, 'FAIL_CLOSE']),
+  );
+  t.is(snapshot.filters[1]!.configuration, '{"defaultAction":"ALLOW","rules":[{"name":"no-admin","action":"DENY","to":{"paths":["/admin","/admin/*"]}}]}');
+  t.deepEqual(snapshot.filters.slice(-1), [
     {
       name: 'hello',
       module: `${repoRoot}build/filters/hello.wasm`,
