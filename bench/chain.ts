@@ -39,7 +39,7 @@ async function chainOf(n: number, bytes: Uint8Array): Promise<FilterChain> {
 
 type Pairs = Array<[string, string]>;
 
-function run(chain: FilterChain, requests: number, request: Pairs, response: Pairs): number {
+export function run(chain: FilterChain, requests: number, request: Pairs = REQUEST, response: Pairs = RESPONSE): number {
   const started = process.hrtime.bigint();
   for (let i = 0; i < requests; i++) {
     const stream = chain.stream();

@@ -55,7 +55,9 @@ export class GuestMemory {
   string(ptr: number, len: number): string | undefined {
     const b = this.bytes;
     if (ptr + len > b.byteLength) return undefined;
-    return len <= 32 ? shortString(b, ptr, ptr + len) : b.toString('utf8', ptr, ptr + len);
+    // Buffer's decoder gives a flat string: one built by += in JS is a rope, which costs far more
+    // when it is then used as a Map key (header names, shared-data keys, property paths).
+    return b.toString('utf8', ptr, ptr + len);
   }
 
   /**
@@ -150,20 +152,6 @@ export class GuestMemory {
     const encoded = encodePairs(pairs);
     return this.copyOut(encoded, ptrPtr, sizePtr);
   }
-}
-
-/**
- * Decodes a short UTF-8 string. Header names and most values are short ASCII: building them in JS
- * is several times cheaper than a call into Buffer's decoder, which is kept for everything else.
- */
-function shortString(b: Buffer, start: number, end: number): string {
-  let s = '';
-  for (let i = start; i < end; i++) {
-    const c = b[i];
-    if (c > 0x7f) return b.toString('utf8', start, end);
-    s += String.fromCharCode(c);
-  }
-  return s;
 }
 
 /** The proxy-wasm header-pairs serialization of `pairs`. */

@@ -97,8 +97,8 @@ test('metrics on /stats/prometheus, ids seen upstream and returned, access-log f
   };
   const get200 = { method: 'GET', response_code: '200', cluster: 'echo', route: 'default' };
   const post200 = { method: 'POST', response_code: '200', cluster: 'echo', route: 'default' };
-  // Direct responses pick no cluster, and the proxy names the route only when it picks a cluster.
-  const missing = { method: 'GET', response_code: '404', cluster: 'unknown', route: 'unknown' };
+  // Direct responses pick no cluster; the route is named from the match on.
+  const missing = { method: 'GET', response_code: '404', cluster: 'unknown', route: 'missing' };
   expectSample('telemetry_requests_total', '', get200, '', 3);
   expectSample('telemetry_requests_total', '', post200, '', 1);
   expectSample('telemetry_requests_total', '', missing, '', 2);
