@@ -6,6 +6,7 @@ export { Context, HttpContext, RootContext } from "./context";
 export { registerRootContext, RootFactory } from "./registry";
 export { HttpMessage } from "./http-message";
 export { HeaderMap } from "./header-map";
+export { HeaderMatch, allHeadersMatch, hasLineBreakOrNul, isHeaderName, readHeaderMatches } from "./header-match";
 export { Header, Headers } from "./headers";
 export { Body } from "./body";
 export { HttpCallback, HttpCallResponse } from "./http-call";

@@ -2,7 +2,7 @@
 // deny rules, allow rules, the default action, dry-run and path strictness. Every error names its
 // field (`field 'rules[1].from.principals[0]': ...`); config.schema.json says the same in JSON Schema.
 
-import { ConfigReader, JsonArray } from "../../../sdk/assembly";
+import { ConfigReader, JsonArray, hasLineBreakOrNul, isHeaderName } from "../../../sdk/assembly";
 import { Pattern, PatternKind } from "./match";
 
 /** `when` entry: the header's first value must match one of the patterns. */
@@ -58,21 +58,7 @@ function isMethod(method: string): bool {
   return true;
 }
 
-/** A lower-case header name (RFC 9110 token), or a pseudo-header such as ":authority". */
-function isHeaderName(name: string): bool {
-  const start = name.startsWith(":") ? 1 : 0;
-  if (name.length <= start) return false;
-  for (let i = start; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c));
-    if (!ok) return false;
-  }
-  return true;
-}
 
-function hasLineBreakOrNul(value: string): bool {
-  return value.includes("\r") || value.includes("\n") || value.includes("\0");
-}
 
 const PRINCIPALS = 0;
 const NAMESPACES = 1;

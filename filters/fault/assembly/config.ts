@@ -1,8 +1,7 @@
 // The fault filter's configuration: delay, abort, match, headerControlled and maxActiveFaults,
 // read and checked once in onConfigure; percentages kept as whole millionths.
 
-import { ConfigReader, log } from "../../../sdk/assembly";
-import { HeaderMatch, readHeaderMatches } from "./header-match";
+import { ConfigReader, HeaderMatch, log, readHeaderMatches } from "../../../sdk/assembly";
 
 /** An integer setting that is not given (or a header that does not hold one). */
 export const NONE: i64 = -1;

@@ -3,8 +3,7 @@
 // which runs only while a delay is pending. The share is picked by a counter, not at random, so
 // that a percentage is exact: 25 selects 25 of every 100 matching requests.
 
-import { Counter, Gauge, Headers, HeadersAction, HeaderMap, HttpContext, RootContext, currentTimeNanoseconds, log, registerRootContext } from "../../../sdk/assembly";
-import { allHeadersMatch } from "./header-match";
+import { Counter, Gauge, Headers, HeadersAction, HeaderMap, HttpContext, RootContext, allHeadersMatch, currentTimeNanoseconds, log, registerRootContext } from "../../../sdk/assembly";
 import { FaultConfig, MAX_MS, NONE, percentText, readConfig } from "./config";
 import { ABORT_GRPC_HEADER, ABORT_HEADER, ABORT_PERCENTAGE_HEADER, DELAY_HEADER, DELAY_PERCENTAGE_HEADER, Spread, headerInteger, shareFor } from "./selection";
 

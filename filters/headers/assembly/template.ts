@@ -2,7 +2,9 @@
 // onConfigure into segments. A template with no variable — or only variables fixed for the VM's
 // life (%HOSTNAME%, node and plugin properties) — is folded into one constant string.
 
-import { getProperty, getPropertyI64, getPropertyString, HeaderMap } from "../../../sdk/assembly";
+import { getProperty, getPropertyI64, getPropertyString, HeaderMap, hasLineBreakOrNul, isHeaderName } from "../../../sdk/assembly";
+
+export { hasLineBreakOrNul, isHeaderName };
 
 // Variable kinds.
 export const V_LITERAL: i32 = 0;
@@ -294,22 +296,4 @@ function isCommandChar(c: i32): bool {
   return (c >= 0x41 && c <= 0x5a) || c == 0x5f || (c >= 0x30 && c <= 0x39);
 }
 
-export function hasLineBreakOrNul(value: string): bool {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c == 0x0d || c == 0x0a || c == 0) return true;
-  }
-  return false;
-}
 
-/** A lower-case HTTP token, or a pseudo-header `:name`. */
-export function isHeaderName(name: string): bool {
-  const body = name.startsWith(":") ? name.substring(1) : name;
-  if (body.length == 0) return false;
-  for (let i = 0; i < body.length; i++) {
-    const c = body.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || (c < 0x80 && "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)));
-    if (!ok) return false;
-  }
-  return true;
-}

@@ -8,6 +8,8 @@ import {
   Headers,
   HttpContext,
   RootContext,
+  hasLineBreakOrNul,
+  isHeaderName,
   log,
   registerRootContext,
 } from "../../../sdk/assembly";
@@ -22,20 +24,7 @@ class HelloConfig {
   denyPath: string = "";
 }
 
-/** Lower-case HTTP token characters (RFC 9110), the only ones a header name may have here. */
-function isHeaderName(name: string): bool {
-  if (name.length == 0) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c));
-    if (!ok) return false;
-  }
-  return true;
-}
 
-function hasLineBreakOrNul(value: string): bool {
-  return value.includes("\r") || value.includes("\n") || value.includes("\0");
-}
 
 class HelloRoot extends RootContext {
   config: HelloConfig = new HelloConfig();
@@ -47,7 +36,7 @@ class HelloRoot extends RootContext {
     config.value = reader.string("value", config.value);
     config.denyPath = reader.string("denyPath", config.denyPath);
     reader.rejectUnknownFields();
-    if (!isHeaderName(config.header)) reader.fail("header", "must be a lower-case header name like 'x-hello', got '" + config.header + "'");
+    if (!isHeaderName(config.header) || config.header.startsWith(":")) reader.fail("header", "must be a lower-case header name like 'x-hello', got '" + config.header + "'");
     if (hasLineBreakOrNul(config.value)) reader.fail("value", "must not contain CR, LF or NUL");
     if (config.denyPath.length > 0 && !config.denyPath.startsWith("/")) reader.fail("denyPath", "must start with '/', got '" + config.denyPath + "'");
     if (!reader.ok) {

@@ -2,7 +2,7 @@
 // by what, which bucket), the default bucket, and whether responses carry x-ratelimit-* headers.
 // Every error names its field; config.schema.json says the same in JSON Schema.
 
-import { ConfigReader, JsonArray } from "../../../sdk/assembly";
+import { ConfigReader, JsonArray, isHeaderName } from "../../../sdk/assembly";
 import { BucketSpec, Draw } from "./bucket";
 
 export enum KeyKind {
@@ -54,16 +54,6 @@ function isRuleName(name: string): bool {
   return true;
 }
 
-function isHeaderName(name: string): bool {
-  const start = name.startsWith(":") ? 1 : 0;
-  if (name.length <= start) return false;
-  for (let i = start; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c));
-    if (!ok) return false;
-  }
-  return true;
-}
 
 /** maxTokens, tokensPerFill, fillIntervalMs of a rule or of the default bucket. */
 function readBucket(reader: ConfigReader, maxKeys: u32, keyPrefix: string): BucketSpec {

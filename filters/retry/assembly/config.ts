@@ -1,8 +1,7 @@
 // The retry filter's configuration: rules (match + policy) read and checked in onConfigure, each
 // policy turned into the JSON Sluice reads from `sluice.retry_policy`, built once.
 
-import { ConfigReader, Counter, JsonArray, log, quoteJson } from "../../../sdk/assembly";
-import { HeaderMatch, readHeaderMatches } from "./header-match";
+import { ConfigReader, Counter, HeaderMatch, JsonArray, log, quoteJson, readHeaderMatches } from "../../../sdk/assembly";
 
 /** The conditions Sluice's retry layer knows (runtime/proxy/retry.ts). */
 const RETRY_ON = ["5xx", "gateway-error", "reset", "connect-failure", "retriable-status-codes", "retriable-4xx"];

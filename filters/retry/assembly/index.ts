@@ -3,8 +3,7 @@
 // Each policy's JSON is built once in onConfigure (config.ts); a request costs its matching plus
 // one setProperty.
 
-import { HeadersAction, HttpContext, RootContext, Status, log, registerRootContext, setProperty } from "../../../sdk/assembly";
-import { allHeadersMatch } from "./header-match";
+import { HeadersAction, HttpContext, RootContext, Status, allHeadersMatch, log, registerRootContext, setProperty } from "../../../sdk/assembly";
 import { Policy, RetryConfig, readConfig, samePath } from "./config";
 
 const POLICY_PROPERTY = ["sluice", "retry_policy"];

@@ -1,8 +1,10 @@
-// Request header conditions as Sluice routes write them ({ name, exact | prefix | suffix |
-// contains | present, invert }), read from a filter configuration and tested against a value.
-// The fault filter has a copy of this file: an SDK home for it would serve both.
+// Request header conditions as filter configurations write them ({ name, exact | prefix | suffix |
+// contains | present, invert }): read from a ConfigReader with errors that name the field, and
+// tested against a request's headers. Also the checks for header names and values in configs.
 
-import { ConfigReader, HeaderMap, JsonArray } from "../../../sdk/assembly";
+import { ConfigReader } from "./config";
+import { HeaderMap } from "./header-map";
+import { JsonArray } from "./json-value";
 
 const PRESENT: i32 = 0;
 const EXACT: i32 = 1;
@@ -43,20 +45,28 @@ export function allHeadersMatch(conditions: HeaderMatch[], headers: HeaderMap): 
   return true;
 }
 
-/** Lower-case token (RFC 9110), or a pseudo-header such as `:authority`. */
+/**
+ * A header name as filters write them in configurations: a lower-case HTTP token (RFC 9110), or a
+ * pseudo-header such as `:authority`. (The host refuses anything else with BAD_ARGUMENT.)
+ */
 export function isHeaderName(name: string): bool {
   const start = name.startsWith(":") ? 1 : 0;
   if (name.length <= start) return false;
   for (let i = start; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c));
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || (c < 0x80 && "!#$%&'*+-.^_`|~".includes(String.fromCharCode(c)));
     if (!ok) return false;
   }
   return true;
 }
 
+/** True when a header value could not be sent: it holds CR, LF or NUL. */
 export function hasLineBreakOrNul(value: string): bool {
-  return value.includes("\r") || value.includes("\n") || value.includes("\0");
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c == 0x0d || c == 0x0a || c == 0) return true;
+  }
+  return false;
 }
 
 /**
