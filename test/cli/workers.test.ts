@@ -89,6 +89,30 @@ test('two workers share the port, and admin, shared data and reload stay coheren
   t.true(run.stderr().includes('"msg":"stopped"'));
 });
 
+test('a worker that dies is replaced, and the port keeps serving', async (t) => {
+  const upstream = await echoUpstream();
+  t.teardown(() => upstream.close());
+  const run = await runSluice(config(upstream.port), ['--workers', '2']);
+  t.teardown(() => run.stop());
+  await run.waitFor('2 worker processes serving');
+  const port = await run.port('web');
+  const admin = `http://127.0.0.1:${await run.adminPort()}`;
+  const workers = async () => (await (await request(`${admin}/workers`)).body.json()) as Array<{ pid: number; ready: boolean }>;
+  const before = await workers();
+  process.kill(before[0]!.pid, 'SIGKILL');
+  await run.waitFor(/worker \d+ \(pid \d+\) exited \(SIGKILL\); starting another/);
+  let after = await workers();
+  for (let i = 0; i < 100 && !(after.length === 2 && after.every((w) => w.ready)); i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    after = await workers();
+  }
+  t.is(after.length, 2);
+  t.true(after.every((w) => w.ready));
+  t.false(after.some((w) => w.pid === before[0]!.pid));
+  for (let i = 0; i < 4; i++) t.is((await fresh(port, `/after/${i}`)).status, 200);
+  t.is((await request(`${admin}/ready`)).statusCode, 200);
+});
+
 test('--workers must be a number or auto', async (t) => {
   const run = await runSluice(config(1), ['--workers', 'many']);
   t.teardown(() => run.stop());

@@ -235,3 +235,22 @@ test('the pending-requests circuit breaker answers 503 naming it', async (t) => 
   t.is(await (await first).body.text(), 'one');
   t.is(await (await second).body.text(), 'two');
 });
+
+test('a drain lets an HTTP/2 stream in flight finish, and the session gets a GOAWAY', async (t) => {
+  const held: ServerResponse[] = [];
+  const upstream = await h1Upstream(t, 'slow', (_req, res) => void held.push(res));
+  const { proxy, port } = await start(t, [cluster('slow', [upstream])]);
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+  const inFlight = h2Request(session, { ':method': 'GET', ':path': '/slow', ':authority': 'x' });
+  while (held.length < 1) await new Promise((r) => setTimeout(r, 10));
+  const stopped = proxy.stop(5000);
+  await goaway;
+  t.false(proxy.ready);
+  held[0]!.end('finished during the drain');
+  const answer = await inFlight;
+  t.is(answer.status, 200);
+  t.is(answer.body, 'finished during the drain');
+  await stopped;
+});
