@@ -51,6 +51,8 @@ class Primary {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private stopping = false;
+  /** When recent replacement workers were started: a worker that keeps dying is restarted ever more slowly. */
+  private restarts: number[] = [];
 
   constructor(
     snapshot: Snapshot,
@@ -59,11 +61,29 @@ class Primary {
     this.snapshot = snapshot;
   }
 
-  /** Forks the workers; resolves with their listeners' addresses once all are serving. */
+  /** Forks the workers; resolves with their listeners' addresses once all are serving. A worker that cannot start stops them all. */
   async start(): Promise<Record<string, AddressInfo>> {
-    const started = await Promise.all(Array.from({ length: this.count }, () => this.fork()));
-    this.ready = true;
-    return started[0]!;
+    try {
+      const started = await Promise.all(Array.from({ length: this.count }, () => this.fork()));
+      this.ready = true;
+      return started[0]!;
+    } catch (error) {
+      this.stopping = true;
+      for (const w of this.workers.keys()) w.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  /** Starts a worker in place of one that died, after a pause that grows while they keep dying. */
+  private replace(): void {
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < 60_000);
+    const delay = Math.min(30_000, this.restarts.length === 0 ? 0 : 500 * 2 ** (this.restarts.length - 1));
+    this.restarts.push(now);
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.fork().catch((error: Error) => log('error', `a replacement worker failed to start: ${error.message}`));
+    }, delay).unref();
   }
 
   private fork(): Promise<Record<string, AddressInfo>> {
@@ -92,7 +112,7 @@ class Primary {
         reject(new Error(`worker ${worker.id} exited during start-up (${signal ?? code})`));
         if (this.stopping) return;
         log('warn', `worker ${worker.id} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); starting another`);
-        this.fork().catch((error: Error) => log('error', `a replacement worker failed to start: ${error.message}`));
+        this.replace();
       });
     });
   }
@@ -238,8 +258,9 @@ export async function runWorker(): Promise<number> {
   try {
     proxy = await NodeProxy.start(first.snapshot, undefined, undefined, { admin: false });
   } catch (error) {
-    send({ type: 'failed', error: (error as Error).message });
-    return 1;
+    const e = error as Error & { code?: string };
+    process.send!({ type: 'failed', error: `${e.code ? `${e.code}: ` : ''}${e.message}` } satisfies FromWorker, () => process.exit(1));
+    return await new Promise<number>(() => {});
   }
   proxy.env.sharedData.onWrite = (vmId, key, value) => send({ type: 'shared', vmId, key, value: Buffer.from(value).toString('base64') });
   let stopped: Promise<void> | undefined;

@@ -113,6 +113,30 @@ test('a worker that dies is replaced, and the port keeps serving', async (t) => 
   t.is((await request(`${admin}/ready`)).statusCode, 200);
 });
 
+test('a filter that refuses its config in the workers stops the start: exit 1, the reason printed', async (t) => {
+  const upstream = await echoUpstream();
+  t.teardown(() => upstream.close());
+  const yaml = `
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    filters: [hello]
+    routes: [{ cluster: up }]
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:${upstream.port}]
+filters:
+  - name: hello
+    module: \${repo}/build/filters/hello.wasm
+    config: { header: 42 }
+`;
+  const run = await runSluice(yaml, ['--workers', '2']);
+  t.teardown(() => run.stop());
+  t.is(await run.exited, 1);
+  t.regex(run.stderr(), /sluice run: .*SLUICE_ERR_PLUGIN_CONFIGURE.*field 'header': expected a string, got number/);
+});
+
 test('--workers must be a number or auto', async (t) => {
   const run = await runSluice(config(1), ['--workers', 'many']);
   t.teardown(() => run.stop());
