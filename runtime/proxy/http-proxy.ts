@@ -431,7 +431,11 @@ function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
 function writeGrpcReply(res: Res, reply: LocalReply, exchange: Exchange): void {
   exchange.status = 200;
   exchange.responseBytes = 0;
-  const headers = downstreamHeaders(reply.headers, 'content-length').filter((_, i, all) => i % 2 === 0 && all[i] !== 'content-type' && all[i] !== 'grpc-status' && all[i] !== 'grpc-message').flatMap((k) => [k, reply.headers.get(k) ?? '']);
+  const headers: string[] = [];
+  const given = downstreamHeaders(reply.headers, 'content-length');
+  for (let i = 0; i < given.length; i += 2) {
+    if (given[i] !== 'content-type' && given[i] !== 'grpc-status' && given[i] !== 'grpc-message') headers.push(given[i]!, given[i + 1]!);
+  }
   const message = Buffer.from(reply.body).toString('utf8').trim();
   headers.push('content-type', 'application/grpc', 'grpc-status', reply.headers.get('grpc-status') ?? String(grpcStatusOf(reply.status)), 'grpc-message', grpcPercentEncode(message));
   endWithHeaders(res, 200, headers);
