@@ -57,7 +57,8 @@ export class GuestMemory {
     if (ptr + len > b.byteLength) return undefined;
     // Buffer's decoder gives a flat string: one built by += in JS is a rope, which costs far more
     // when it is then used as a Map key (header names, shared-data keys, property paths).
-    return b.toString('utf8', ptr, ptr + len);
+    // utf8Slice is what toString('utf8') calls, without its argument handling (about 15% of it).
+    return (b as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(ptr, ptr + len);
   }
 
   /**
