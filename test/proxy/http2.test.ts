@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { Agent, request } from 'undici';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../../runtime/config/snapshot.ts';
@@ -253,4 +254,31 @@ test('a drain lets an HTTP/2 stream in flight finish, and the session gets a GOA
   t.is(answer.status, 200);
   t.is(answer.body, 'finished during the drain');
   await stopped;
+});
+
+tlsTest('a reload with new certificate files serves them to new connections; open ones keep theirs', async (t) => {
+  const upstream = await h1Upstream(t);
+  const first = certs();
+  const second = makePki();
+  const { proxy, port } = await start(t, [cluster('h1', [upstream])], { tls: { certFile: first.serverCert, keyFile: first.serverKey, requireClientCert: false } });
+  const fingerprint = (ca: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => {
+        resolve(socket.getPeerCertificate().fingerprint256);
+        socket.end();
+      });
+      socket.on('error', reject);
+    });
+  const before = await fingerprint(first.ca);
+  const open = http2.connect(`https://localhost:${port}`, { ca: first.ca });
+  t.teardown(() => open.close());
+  t.is((await h2Request(open, { ':method': 'GET', ':path': '/a', ':authority': 'localhost' })).status, 200);
+
+  const snapshot = proxy.snapshot;
+  const listener = { ...snapshot.listeners[0]!, tls: { certFile: second.serverCert, keyFile: second.serverKey, requireClientCert: false } };
+  await proxy.apply({ ...snapshot, listeners: [listener] });
+  const after = await fingerprint(second.ca);
+  t.not(after, before);
+  // The connection opened before the reload still works, on the old certificate.
+  t.is((await h2Request(open, { ':method': 'GET', ':path': '/b', ':authority': 'localhost' })).status, 200);
 });
