@@ -102,7 +102,10 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
   h2.on('session', (session) => trackSession(session, arriving!));
 
   const server = createNetServer({ noDelay: true }, (socket) => {
+    // A client that connects and sends nothing is cut off like one that sends its headers slowly.
+    socket.setTimeout(limits.headersTimeoutMs, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0);
       socket.pause();
       if (startsLikePreface(first)) {
         arriving = socket;

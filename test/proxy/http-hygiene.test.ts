@@ -88,6 +88,21 @@ test('a client that sends its headers too slowly is cut off with 408', async (t)
   t.is(seen.length, 0);
 });
 
+test('a client that connects and sends nothing is disconnected after the header timeout', async (t) => {
+  const { port, seen } = await start(t, 500);
+  const closed = await new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('close', () => resolve(true));
+    socket.on('error', () => {});
+    setTimeout(() => {
+      resolve(false);
+      socket.destroy();
+    }, 5000);
+  });
+  t.true(closed);
+  t.is(seen.length, 0);
+});
+
 test('hop-by-hop headers are removed; x-forwarded-* and x-request-id are set', async (t) => {
   const { port, seen } = await start(t);
   const r = await raw(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x-secret\r\nKeep-Alive: timeout=5\r\nTE: trailers, deflate\r\nUpgrade: foo\r\nX-Forwarded-For: 10.1.2.3\r\n\r\n');
