@@ -7,17 +7,15 @@ import { failHostCall, warnHostCall } from "./errors";
 import { clearReturned, encodeArea, encodeUtf8Units, releaseEncoded, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, takeReturnedString, toBytes } from "./memory";
 import { Status } from "./types";
 
-/** `["request", "path"]` → `request\0path` in UTF-8. */
-export function encodePropertyPath(path: string[]): ArrayBuffer {
-  let size = path.length > 0 ? path.length - 1 : 0;
-  for (let i = 0; i < path.length; i++) size += String.UTF8.byteLength(path[i]);
-  const out = new ArrayBuffer(size);
-  let at = changetype<usize>(out);
+/** Writes `path` NUL-joined in UTF-8 at `dest` (room: 3 bytes per UTF-16 unit, plus the NULs); returns the size. */
+function encodePathAt(path: string[], dest: usize): usize {
+  let at = dest;
   for (let i = 0; i < path.length; i++) {
     if (i > 0) store<u8>(at++, 0);
-    at += String.UTF8.encodeUnsafe(changetype<usize>(path[i]), path[i].length, at);
+    const segment = path[i];
+    at += encodeUtf8Units(changetype<usize>(segment), <usize>segment.length, at);
   }
-  return out;
+  return at - dest;
 }
 
 function pathText(path: string[]): string {
@@ -30,14 +28,9 @@ function requestProperty(path: string[]): Status {
   let units: usize = <usize>path.length;
   for (let i = 0; i < path.length; i++) units += <usize>path[i].length;
   const area = encodeArea(units * 3);
-  let at = area;
-  for (let i = 0; i < path.length; i++) {
-    if (i > 0) store<u8>(at++, 0);
-    const segment = path[i];
-    at += encodeUtf8Units(changetype<usize>(segment), <usize>segment.length, at);
-  }
+  const size = encodePathAt(path, area);
   clearReturned();
-  const status = <Status>proxy_get_property(area, at - area, RETURN_PTR, RETURN_SIZE);
+  const status = <Status>proxy_get_property(area, size, RETURN_PTR, RETURN_SIZE);
   releaseEncoded();
   if (status == Status.Ok || status == Status.NotFound) return status;
   if (status == Status.InvalidMemoryAccess) failHostCall("proxy_get_property", status, pathText(path));
@@ -83,18 +76,32 @@ export function getPropertyBool(path: string[], fallback: bool = false): bool {
  * filters set (logged as a warning).
  */
 export function setProperty<T>(path: string[], value: T): Status {
-  let bytes: ArrayBuffer;
+  // Path and value are encoded into the SDK's scratch area, one after the other: a string or
+  // number value allocates nothing.
+  let units: usize = <usize>path.length;
+  for (let i = 0; i < path.length; i++) units += <usize>path[i].length;
+  let valueUnits: usize = 8;
+  if (isString<T>()) valueUnits = <usize>changetype<string>(value).length * 3;
+  const area = encodeArea(units * 3 + valueUnits);
+  const pathSize = encodePathAt(path, area);
+  const valuePtr = area + pathSize;
+  let valueSize: usize;
+  let bytes: ArrayBuffer | null = null;
   if (isBoolean<T>()) {
-    bytes = new ArrayBuffer(1);
-    store<u8>(changetype<usize>(bytes), value ? 1 : 0);
+    store<u8>(valuePtr, value ? 1 : 0);
+    valueSize = 1;
   } else if (isInteger<T>()) {
-    bytes = new ArrayBuffer(8);
-    store<i64>(changetype<usize>(bytes), <i64>value);
+    store<i64>(valuePtr, <i64>value);
+    valueSize = 8;
+  } else if (isString<T>()) {
+    const text = changetype<string>(value);
+    valueSize = encodeUtf8Units(changetype<usize>(text), <usize>text.length, valuePtr);
   } else {
     bytes = toBytes<T>(value);
+    valueSize = bytes.byteLength;
   }
-  const encoded = encodePropertyPath(path);
-  const status = <Status>proxy_set_property(changetype<usize>(encoded), encoded.byteLength, changetype<usize>(bytes), bytes.byteLength);
+  const status = <Status>proxy_set_property(area, pathSize, bytes !== null ? changetype<usize>(bytes) : valuePtr, valueSize);
+  releaseEncoded();
   if (status == Status.InvalidMemoryAccess) failHostCall("proxy_set_property", status, pathText(path));
   else if (status != Status.Ok) warnHostCall("proxy_set_property", status, pathText(path));
   return status;

@@ -4,7 +4,7 @@
 
 import { proxy_get_shared_data, proxy_set_shared_data } from "./abi";
 import { failHostCall, warnHostCall } from "./errors";
-import { clearReturned, RETURN_EXTRA, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, toBytes } from "./memory";
+import { clearReturned, encodeArea, encodeUtf8Units, releaseEncoded, RETURN_EXTRA, RETURN_PTR, RETURN_SIZE, takeReturnedBytes, toBytes } from "./memory";
 import { Status } from "./types";
 
 /** A value read from shared data, with the cas to write it back conditionally. */
@@ -23,9 +23,12 @@ export type SharedDataUpdate = (current: SharedValue | null) => ArrayBuffer;
 export namespace sharedData {
   /** The value of `key` and its cas, or null when absent. */
   export function get(key: string): SharedValue | null {
-    const name = String.UTF8.encode(key);
+    // The key is encoded into the SDK's scratch area: no allocation.
+    const area = encodeArea(<usize>key.length * 3);
+    const size = encodeUtf8Units(changetype<usize>(key), <usize>key.length, area);
     clearReturned();
-    const status = <Status>proxy_get_shared_data(changetype<usize>(name), name.byteLength, RETURN_PTR, RETURN_SIZE, RETURN_EXTRA);
+    const status = <Status>proxy_get_shared_data(area, size, RETURN_PTR, RETURN_SIZE, RETURN_EXTRA);
+    releaseEncoded();
     if (status == Status.Ok) {
       const cas = load<u32>(RETURN_EXTRA);
       return new SharedValue(takeReturnedBytes(), cas);
@@ -42,9 +45,11 @@ export namespace sharedData {
    * status (logged). `value`: string, ArrayBuffer, Uint8Array or Array<u8>.
    */
   export function set<T>(key: string, value: T, cas: u32 = 0): Status {
-    const name = String.UTF8.encode(key);
     const bytes = toBytes<T>(value);
-    const status = <Status>proxy_set_shared_data(changetype<usize>(name), name.byteLength, changetype<usize>(bytes), bytes.byteLength, cas);
+    const area = encodeArea(<usize>key.length * 3);
+    const size = encodeUtf8Units(changetype<usize>(key), <usize>key.length, area);
+    const status = <Status>proxy_set_shared_data(area, size, changetype<usize>(bytes), bytes.byteLength, cas);
+    releaseEncoded();
     if (status == Status.InvalidMemoryAccess) failHostCall("proxy_set_shared_data", status, "key '" + key + "'");
     else if (status != Status.Ok && status != Status.CasMismatch) warnHostCall("proxy_set_shared_data", status, "key '" + key + "'");
     return status;
