@@ -3,6 +3,7 @@
 
 import { createServer, type Server } from 'node:http';
 import type { Snapshot } from '../config/snapshot.ts';
+import { redactedSnapshot } from './config-dump.ts';
 
 /** What the admin pages show: one proxy's, or (with worker processes) the sum of theirs. */
 export interface AdminView {
@@ -20,7 +21,7 @@ const INDEX = `sluice admin
   /ready              200 once every listener is bound and every filter configured; 503 otherwise
   /healthz            200 while the process is up
   /stats/prometheus   metrics in the Prometheus text format
-  /config_dump        the active snapshot, as JSON
+  /config_dump        the active snapshot, as JSON (secrets in filter configs redacted)
   /filters            each filter: module digest, state, failures, quarantines
   /workers            with --workers: each worker process, its pid and requests served
   POST /reload        re-read the config file and apply it (sluice run)
@@ -42,7 +43,7 @@ export function adminServer(proxy: AdminView): Server {
       case '/stats/prometheus':
         return send(200, 'text/plain; version=0.0.4', await proxy.metrics());
       case '/config_dump':
-        return send(200, 'application/json', JSON.stringify(proxy.snapshot, null, 2) + '\n');
+        return send(200, 'application/json', JSON.stringify(redactedSnapshot(proxy.snapshot), null, 2) + '\n');
       case '/filters':
         return send(200, 'application/json', JSON.stringify(await proxy.filterStatus(), null, 2) + '\n');
       case '/workers':
