@@ -1,10 +1,10 @@
 // authz in the node proxy, through `sluice run` on loopback: path, method and header rules,
-// deny-over-allow and default deny, the 403 a caller sees, and the counters on the admin page.
-// Listeners are plain HTTP here, so no request has a peer identity; rules on SPIFFE IDs are
-// covered by the harness tests (authz.test.ts), which set the mTLS peer on the stream.
+// deny-over-allow and default deny, the 403 a caller sees, and the counters on the admin page;
+// then on an mTLS listener, rules on the SPIFFE ID of the client's certificate.
 
 import test from 'ava';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
+import { hasOpenssl, makePki } from '../../../test/helpers/certs.ts';
 import { buildFilters } from '../../../scripts/build-filters.js';
 import { echoUpstream, runSluice } from '../../../test/helpers/sluice-run.ts';
 
@@ -63,4 +63,55 @@ filters:
   const metrics = await (await request(`http://127.0.0.1:${admin}/stats/prometheus`)).body.text();
   t.true(metrics.includes('\nauthz_allowed_total 2\n'), metrics);
   t.true(metrics.includes('\nauthz_denied_total 4\n'), metrics);
+});
+
+(hasOpenssl() ? test : test.skip)('on an mTLS listener, rules see the SPIFFE ID of the client certificate', async (t) => {
+  await buildFilters({ only: ['authz'] });
+  const upstream = await echoUpstream();
+  t.teardown(() => upstream.close());
+  const pki = makePki();
+  const run = await runSluice(`
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    filters: [authz]
+    tls: { certFile: ${pki.serverCert}, keyFile: ${pki.serverKey}, caFile: ${pki.caFile} }
+    routes:
+      - cluster: echo
+clusters:
+  - name: echo
+    endpoints: [127.0.0.1:${upstream.port}]
+filters:
+  - name: authz
+    module: \${repo}/build/filters/authz.wasm
+    config:
+      rules:
+        - name: shop-web
+          from: { principals: [spiffe://cluster.local/ns/shop/sa/web] }
+          to: { paths: [/api/*] }
+        - name: ops-namespace
+          from: { namespaces: [ops] }
+`);
+  t.teardown(() => run.stop());
+  const port = await run.port('web');
+  const as = (spiffe?: string) => {
+    const cert = spiffe ? pki.client(spiffe) : undefined;
+    const agent = new Agent({ connect: { ca: pki.ca, ...(cert ? { cert: cert.cert, key: cert.key } : {}) } });
+    t.teardown(() => agent.close());
+    return async (path: string) => {
+      const r = await request(`https://localhost:${port}${path}`, { dispatcher: agent });
+      return { status: r.statusCode, text: await r.body.text() };
+    };
+  };
+  const web = as('spiffe://cluster.local/ns/shop/sa/web');
+  t.is((await web('/api/items')).status, 200);
+  t.deepEqual(await web('/admin'), { status: 403, text: 'authz: denied: no rule allows spiffe://cluster.local/ns/shop/sa/web GET /admin\n' });
+  const cart = as('spiffe://cluster.local/ns/shop/sa/cart');
+  t.deepEqual(await cart('/api/items'), { status: 403, text: 'authz: denied: no rule allows spiffe://cluster.local/ns/shop/sa/cart GET /api/items\n' });
+  t.is((await as('spiffe://cluster.local/ns/ops/sa/debug')('/anything')).status, 200);
+  const anonymous = await as()('/api/items');
+  t.is(anonymous.status, 403);
+  t.regex(anonymous.text, /no peer identity/);
+  t.is(upstream.requests.length, 2);
 });
