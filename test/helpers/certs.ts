@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import test, { type Implementation } from 'ava';
 
 export interface TestPki {
   dir: string;
@@ -22,6 +23,12 @@ export function hasOpenssl(): boolean {
   } catch {
     return false;
   }
+}
+
+/** A test that needs certificates: without the openssl CLI it is skipped, its title saying why. */
+export function tlsTest(title: string, fn: Implementation<[]>): void {
+  if (hasOpenssl()) test(title, fn);
+  else test.skip(`${title} (skipped: the openssl CLI makes the certificates; apt-get install openssl)`, fn);
 }
 
 export function makePki(): TestPki {

@@ -10,7 +10,7 @@ import { Agent, request } from 'undici';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../../runtime/config/snapshot.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE } from '../../runtime/host/plugin-spec.ts';
 import { NodeProxy } from '../../runtime/proxy/node-proxy.ts';
-import { hasOpenssl, makePki, type TestPki } from '../helpers/certs.ts';
+import { makePki, tlsTest, type TestPki } from '../helpers/certs.ts';
 import { fixture } from '../helpers/fixtures.ts';
 import { cluster } from '../helpers/snapshot.ts';
 
@@ -161,8 +161,6 @@ test('a cleartext HTTP/2 upstream that is down answers 503 naming it', async (t)
   t.is(await r.body.text(), 'sluice: upstream connect error to 127.0.0.1:1 of cluster "gone" (ECONNREFUSED); is the service running and listening there?\n');
 });
 
-const tlsTest = hasOpenssl() ? test : test.skip;
-if (!hasOpenssl()) test('TLS tests need the openssl CLI to make certificates (apt-get install openssl)', (t) => t.pass());
 
 let pki: TestPki | undefined;
 const certs = () => (pki ??= makePki());

@@ -6,7 +6,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import test from 'ava';
 import { parseConfig } from '../../runtime/config/index.ts';
 import { NodeProxy } from '../../runtime/proxy/node-proxy.ts';
-import { hasOpenssl, makePki } from '../helpers/certs.ts';
+import { makePki, tlsTest } from '../helpers/certs.ts';
 import { filterWasm } from '../helpers/fixtures.ts';
 
 async function start(t: { teardown(fn: () => unknown): void }, tls?: { cert: string; key: string }) {
@@ -72,7 +72,7 @@ test('a filter can refuse an upgrade', async (t) => {
   t.is(r.body, "hello: access to '/forbidden/chat' is denied (path starts with '/forbidden')\n");
 });
 
-(hasOpenssl() ? test : test.skip)('an upgrade over TLS (http/1.1 by ALPN) is passed through too', async (t) => {
+tlsTest('an upgrade over TLS (http/1.1 by ALPN) is passed through too', async (t) => {
   const pki = makePki();
   const port = await start(t, { cert: pki.serverCert, key: pki.serverKey });
   const r = await upgrade(port, '/secure-chat', pki.ca);

@@ -4,7 +4,7 @@
 
 import test from 'ava';
 import { Agent, request } from 'undici';
-import { hasOpenssl, makePki } from '../../../test/helpers/certs.ts';
+import { makePki, tlsTest } from '../../../test/helpers/certs.ts';
 import { buildFilters } from '../../../scripts/build-filters.js';
 import { echoUpstream, runSluice } from '../../../test/helpers/sluice-run.ts';
 
@@ -65,7 +65,7 @@ filters:
   t.true(metrics.includes('\nauthz_denied_total 4\n'), metrics);
 });
 
-(hasOpenssl() ? test : test.skip)('on an mTLS listener, rules see the SPIFFE ID of the client certificate', async (t) => {
+tlsTest('on an mTLS listener, rules see the SPIFFE ID of the client certificate', async (t) => {
   await buildFilters({ only: ['authz'] });
   const upstream = await echoUpstream();
   t.teardown(() => upstream.close());

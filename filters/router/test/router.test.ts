@@ -311,16 +311,20 @@ test('regex paths agree with JavaScript on random paths, the DFA cache overflowi
   const h = await load({ rules });
   let seed = 42;
   const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const disagreements: string[] = [];
+  let checked = 0;
   for (const [i, regex] of randomPatterns.entries()) {
     const js = new RegExp(regex);
     for (let n = 0; n < 150; n++) {
       const path = '/' + Array.from({ length: Math.floor(random() * 24) }, () => 'abc/'[Math.floor(random() * (random() < 0.9 ? 2 : 4))]).join('');
       const want = js.test(path) ? `case-${i}` : 'none';
       const got = (await route(h, request(path, { 'x-case': String(i) }))).cluster;
-      if (got !== want) t.fail(`${regex} on ${path}: got ${got}, want ${want}`);
+      checked++;
+      if (got !== want) disagreements.push(`${regex} on ${path}: got ${got}, want ${want}`);
     }
   }
-  t.pass();
+  t.is(checked, randomPatterns.length * 150);
+  t.deepEqual(disagreements, []);
 });
 
 const invalid: Array<[string, unknown, RegExp]> = [
