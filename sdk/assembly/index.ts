@@ -14,7 +14,7 @@ export { log } from "./log";
 export { Counter, Gauge, Histogram, Metric } from "./metrics";
 export { sharedData, SharedDataUpdate, SharedValue } from "./shared-data";
 export { SharedQueue } from "./shared-queue";
-export { getProperty, getPropertyBool, getPropertyI64, getPropertyString, getPropertyU64, setProperty } from "./properties";
+export { getProperty, getPropertyBool, getPropertyI64, getPropertyString, getPropertyU64, peerIdentity, setProperty } from "./properties";
 export { currentTimeMilliseconds, currentTimeNanoseconds, setTickPeriod } from "./time";
 export { callForeignFunction, ForeignResult } from "./foreign";
 export { JsonArray, JsonBool, JsonKind, JsonNull, JsonNumber, JsonObject, JsonString, JsonValue, quoteJson } from "./json-value";

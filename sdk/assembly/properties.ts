@@ -106,3 +106,16 @@ export function setProperty<T>(path: string[], value: T): Status {
   else if (status != Status.Ok) warnHostCall("proxy_set_property", status, pathText(path));
   return status;
 }
+
+const PEER_IDENTITY: string[] = ["sluice", "peer_identity"];
+const PEER_URI_SAN: string[] = ["connection", "uri_san_peer_certificate"];
+
+/**
+ * The peer's identity on an mTLS connection (its certificate's SPIFFE ID): Sluice's
+ * `sluice.peer_identity`, or in hosts without it (Envoy) the certificate's first URI SAN. Null
+ * when the connection has no verified client certificate.
+ */
+export function peerIdentity(): string | null {
+  const identity = getPropertyString(PEER_IDENTITY);
+  return identity !== null ? identity : getPropertyString(PEER_URI_SAN);
+}

@@ -10,7 +10,7 @@ import {
   HttpContext,
   LogLevel,
   RootContext,
-  getPropertyString,
+  peerIdentity,
   log,
   registerRootContext,
 } from "../../../sdk/assembly";
@@ -21,9 +21,6 @@ const allowed = new Counter("authz_allowed_total");
 const denied = new Counter("authz_denied_total");
 const dryRunDenied = new Counter("authz_dry_run_denied_total");
 
-/** Sluice's name for the peer's SPIFFE ID, then the one Envoy (and Sluice) give the certificate's URI SAN. */
-const PEER_IDENTITY: string[] = ["sluice", "peer_identity"];
-const PEER_URI_SAN: string[] = ["connection", "uri_san_peer_certificate"];
 
 const DENIED_HEADERS = new Headers().add("content-type", "text/plain; charset=utf-8");
 
@@ -70,8 +67,7 @@ class AuthzStream extends HttpContext {
   principal(): string {
     if (!this.identityRead) {
       this.identityRead = true;
-      let identity = getPropertyString(PEER_IDENTITY);
-      if (identity === null) identity = getPropertyString(PEER_URI_SAN);
+      const identity = peerIdentity();
       if (identity !== null) this.identity = identity;
     }
     return this.identity;

@@ -14,6 +14,7 @@ import {
   Status,
   currentTimeMilliseconds,
   getPropertyString,
+  peerIdentity,
   log,
   registerRootContext,
   sharedData,
@@ -26,8 +27,6 @@ const allowedCounter = new Counter("ratelimit_allowed_total");
 const limitedCounter = new Counter("ratelimit_limited_total");
 const failOpenCounter = new Counter("ratelimit_fail_open_total");
 
-const PEER_IDENTITY: string[] = ["sluice", "peer_identity"];
-const PEER_URI_SAN: string[] = ["connection", "uri_san_peer_certificate"];
 const PLUGIN_NAME: string[] = ["plugin_name"];
 
 /** Tries of a bucket's read-modify-write when other VMs keep writing it in between. */
@@ -103,8 +102,7 @@ class RateLimitStream extends HttpContext {
         return value !== null && value.length > 0 ? hashKey(value, value.length) : 0;
       }
       case KeyKind.PeerIdentity: {
-        let identity = getPropertyString(PEER_IDENTITY);
-        if (identity === null) identity = getPropertyString(PEER_URI_SAN);
+        const identity = peerIdentity();
         return identity !== null && identity.length > 0 ? hashKey(identity, identity.length) : 0;
       }
       default: {
