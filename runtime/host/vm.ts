@@ -160,14 +160,17 @@ export class Vm implements AbiHost {
   private checkStart(seen: { rootId: boolean; configuration: boolean }): void {
     const size = this.spec.configuration.byteLength;
     if (size === 0 || seen.configuration) return;
-    const name = this.spec.name;
-    this.warnings.push(
-      seen.rootId
-        ? `filter "${name}": the module never read its configuration (${size} bytes) while starting, and it read its root id ` +
-            `("${this.spec.rootId}"): its SDK may have no root context registered under that id and then does nothing. ` +
-            'Check rootId: C++ SDK modules register under "" (the default), AssemblyScript ones under the id they pass to their registration'
-        : `filter "${name}": the module never read its configuration (${size} bytes) while starting; it may ignore it`,
-    );
+    const unread = `filter "${this.spec.name}": the module never read its configuration (${size} bytes) while starting`;
+    const rootId = this.spec.rootId;
+    let advice = '; it may ignore it';
+    if (seen.rootId && rootId === '') {
+      advice = ', and it read its root id (""): its SDK may have no root context registered under the empty id and then does nothing. ' +
+        'Set rootId to the id the module registers its root context under';
+    } else if (seen.rootId) {
+      advice = `, and it read its root id ("${rootId}"): its SDK may have no root context registered under that id and then does nothing. ` +
+        'Check rootId: C++ SDK modules usually register under "" (leave rootId out), AssemblyScript ones under the id they pass to their registration';
+    }
+    this.warnings.push(unread + advice);
   }
 
   private startUp(): void {

@@ -59,7 +59,7 @@ test('other SDKs under sluice run: missing callbacks, the default root id "", a 
   const warning =
     'filter "cpp-misnamed": the module never read its configuration (10 bytes) while starting, and it read its root id ("cpp-misnamed"): ' +
     'its SDK may have no root context registered under that id and then does nothing. ' +
-    'Check rootId: C++ SDK modules register under "" (the default), AssemblyScript ones under the id they pass to their registration';
+    'Check rootId: C++ SDK modules usually register under "" (leave rootId out), AssemblyScript ones under the id they pass to their registration';
   t.true(run.stderr().includes(JSON.stringify(warning).slice(1, -1)), run.stderr());
   const filters = (await (await request(`${admin}/filters`)).body.json()) as Array<{ name: string; warnings: string[] }>;
   t.deepEqual(

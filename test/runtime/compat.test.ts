@@ -150,7 +150,7 @@ test('a C++-SDK-like module given another root id starts but does nothing: a war
   const warning =
     'filter "cpp": the module never read its configuration (3 bytes) while starting, and it read its root id ("cpp"): ' +
     'its SDK may have no root context registered under that id and then does nothing. ' +
-    'Check rootId: C++ SDK modules register under "" (the default), AssemblyScript ones under the id they pass to their registration';
+    'Check rootId: C++ SDK modules usually register under "" (leave rootId out), AssemblyScript ones under the id they pass to their registration';
   t.deepEqual(h.plugins[0].warnings, [warning]);
   t.deepEqual(h.logLines(), [`warn: ${warning}`]);
   const s = h.stream();
@@ -159,6 +159,15 @@ test('a C++-SDK-like module given another root id starts but does nothing: a war
   // Without a configuration nothing shows the mismatch from outside: no warning then.
   const bare = await FilterHarness.load(fixture('compat/cpp-root-id'), { name: 'cpp', rootId: 'cpp' });
   t.deepEqual(bare.plugins[0].warnings, []);
+});
+
+test('a module that reads the empty root id and never reads its configuration: the warning says to set rootId', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/reads-root-id'), { name: 'named', configuration: 'abc' });
+  t.deepEqual(h.plugins[0].warnings, [
+    'filter "named": the module never read its configuration (3 bytes) while starting, and it read its root id (""): ' +
+      'its SDK may have no root context registered under the empty id and then does nothing. ' +
+      'Set rootId to the id the module registers its root context under',
+  ]);
 });
 
 test('a module that ignores the root id and never reads a configuration it was given gets a warning without the root-id advice', async (t) => {
