@@ -74,6 +74,7 @@ export interface AbiHost {
 type HostFunction = (...args: never[]) => number;
 
 const ALL = 0xffffffff;
+const EMPTY = new Uint8Array(0);
 // Unknown map and buffer types are BAD_ARGUMENT before anything else is looked at (spec, cpp-host
 // exports.cc); known types that are not available in the current context are decided by the host.
 const MAX_MAP_TYPE = 7;
@@ -107,7 +108,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       const path = mem.string(pathPtr >>> 0, pathLen >>> 0);
       if (path === undefined) return Status.InvalidMemoryAccess;
       const value = host.getProperty(splitPath(path));
-      if (value === undefined) return Status.NotFound;
+      if (value === undefined) return notFound(retPtr, retLen);
       return mem.copyOut(value, retPtr >>> 0, retLen >>> 0);
     },
     proxy_set_property(pathPtr: number, pathLen: number, valuePtr: number, valueLen: number) {
@@ -126,7 +127,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       const value = map.get(key.toLowerCase());
       if (value === undefined) {
         // ABI 0.1.0 reports a missing header as an empty value: its Rust SDK panics on NOT_FOUND.
-        return v01 ? mem.copyOut('', retPtr >>> 0, retLen >>> 0) : Status.NotFound;
+        return v01 ? mem.copyOut('', retPtr >>> 0, retLen >>> 0) : notFound(retPtr, retLen);
       }
       return mem.copyOut(value, retPtr >>> 0, retLen >>> 0);
     },
@@ -173,16 +174,14 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     proxy_get_buffer_bytes(type: number, start: number, maxSize: number, retPtr: number, retLen: number) {
       if (type >>> 0 > MAX_BUFFER_TYPE) return Status.BadArgument;
       const buffer = host.buffer(type);
-      if (!buffer) return Status.NotFound;
+      if (!buffer) return notFound(retPtr, retLen);
       const bytes = buffer.bytes();
       start >>>= 0;
       maxSize >>>= 0;
-      if (start > bytes.byteLength) return Status.BadArgument;
+      // Nothing to copy (an empty buffer, a start at or past the end): OK with address 0 and
+      // size 0 written, as cpp-host does since 2022 (#303); SDKs read the slots after the call.
       const end = maxSize === ALL ? bytes.byteLength : Math.min(bytes.byteLength, start + maxSize);
-      // Nothing to copy: OK without touching the return slots, as cpp-host does. SDKs that keep
-      // the slots in globals (the AssemblyScript SDK) read stale values instead of trapping on a
-      // written null pointer; SDKs that zero them first see 0/0 either way.
-      if (end <= start) return Status.Ok;
+      if (start >= bytes.byteLength || end <= start) return mem.copyOut(EMPTY, retPtr >>> 0, retLen >>> 0);
       return mem.copyOut(bytes.subarray(start, end), retPtr >>> 0, retLen >>> 0);
     },
     proxy_set_buffer_bytes(type: number, start: number, size: number, dataPtr: number, dataLen: number) {
@@ -203,7 +202,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     },
     proxy_get_configuration(retPtr: number, retLen: number) {
       const buffer = host.buffer(7);
-      return mem.copyOut(buffer ? buffer.bytes() : new Uint8Array(0), retPtr >>> 0, retLen >>> 0);
+      return mem.copyOut(buffer ? buffer.bytes() : EMPTY, retPtr >>> 0, retLen >>> 0);
     },
 
     proxy_send_local_response(
@@ -293,7 +292,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
       if (key === undefined || !mem.inBounds(casPtr >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, value, cas } = host.getSharedData(key);
-      if (status !== Status.Ok) return status;
+      if (status !== Status.Ok) return noData(status, retPtr, retLen);
       const copied = mem.copyOut(value!, retPtr >>> 0, retLen >>> 0);
       if (copied === Status.Ok) mem.putU32(casPtr >>> 0, cas);
       return copied;
@@ -333,7 +332,7 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       if (!host.allowed('shared_queue')) return refuse('proxy_dequeue_shared_queue');
       if (!mem.inBounds(retPtr >>> 0, 4) || !mem.inBounds(retLen >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, value } = host.dequeue(id >>> 0);
-      return status === Status.Ok ? mem.copyOut(value!, retPtr >>> 0, retLen >>> 0) : status;
+      return status === Status.Ok ? mem.copyOut(value!, retPtr >>> 0, retLen >>> 0) : noData(status, retPtr, retLen);
     },
 
     proxy_set_effective_context(id: number) {
@@ -349,12 +348,12 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       if (name === undefined || args === undefined) return Status.InvalidMemoryAccess;
       if (!mem.inBounds(retPtr >>> 0, 4) || !mem.inBounds(retLen >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, result } = host.callForeignFunction(name, args);
-      return status === Status.Ok ? mem.copyOut(result ?? new Uint8Array(0), retPtr >>> 0, retLen >>> 0) : status;
+      return status === Status.Ok ? mem.copyOut(result ?? EMPTY, retPtr >>> 0, retLen >>> 0) : noData(status, retPtr, retLen);
     },
     proxy_get_status(codePtr: number, msgPtr: number, msgLen: number) {
       // gRPC call status; Sluice has no gRPC calls from filters yet, so there is never a status to report.
-      void codePtr, msgPtr, msgLen;
-      return Status.NotFound;
+      void codePtr;
+      return notFound(msgPtr, msgLen);
     },
   };
 
@@ -374,6 +373,16 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     if (replace) map.set(key, value);
     else map.add(key, value);
     return Status.Ok;
+  }
+
+  /** A call that answers with no data: zeroes the guest's (pointer, size) slots, keeps the status. */
+  function noData(status: Status, retPtr: number, retLen: number): Status {
+    mem.clearOut(retPtr >>> 0, retLen >>> 0);
+    return status;
+  }
+
+  function notFound(retPtr: number, retLen: number): Status {
+    return noData(Status.NotFound, retPtr, retLen);
   }
 
   function refuse(name: string): Status {

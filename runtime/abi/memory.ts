@@ -113,6 +113,18 @@ export class GuestMemory {
     return Status.Ok;
   }
 
+  /**
+   * Writes address 0 and size 0 at `ptrPtr`/`sizePtr` when both are inside memory: a call that
+   * answers with no data (NOT_FOUND, EMPTY) leaves no stale pointer for an SDK that reads the
+   * slots whatever the status.
+   */
+  clearOut(ptrPtr: number, sizePtr: number): void {
+    if (ptrPtr + 4 > this.bytes.byteLength || sizePtr + 4 > this.bytes.byteLength) return;
+    const dv = this.dv;
+    dv.setUint32(ptrPtr, 0, true);
+    dv.setUint32(sizePtr, 0, true);
+  }
+
   /** Allocates `size` bytes in the guest; 0 when there is no allocator or the result is out of range. */
   allocate(size: number): number {
     if (!this.allocator) return 0;
@@ -148,12 +160,17 @@ export class GuestMemory {
     return out;
   }
 
-  /** Serializes pairs into a fresh guest allocation (see `pairs`) and reports it like copyOut. */
+  /**
+   * Serializes pairs into a fresh guest allocation (see `pairs`) and reports it like copyOut. No
+   * pairs is address 0, size 0, as Envoy answers for an empty map (not a 4-byte zero count).
+   */
   copyPairsOut(pairs: Iterable<readonly [string, string]>, ptrPtr: number, sizePtr: number): Status {
     const encoded = encodePairs(pairs);
-    return this.copyOut(encoded, ptrPtr, sizePtr);
+    return this.copyOut(encoded.byteLength === 4 ? EMPTY : encoded, ptrPtr, sizePtr);
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** The proxy-wasm header-pairs serialization of `pairs`. */
 export function encodePairs(pairs: Iterable<readonly [string, string]>): Uint8Array {

@@ -314,7 +314,7 @@ const filter = object(
   {
     name: string('name', 'Unique among filters; listeners refer to it.'),
     module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file.' },
-    rootId: { type: 'string', description: 'Root id handed to the module. Default: the name.' },
+    rootId: { type: 'string', default: '', description: 'Root id handed to the module (plugin_root_id). Default: "", as in Envoy and Istio.' },
     vmId: { type: 'string', default: CONFIG_DEFAULTS.vmId, description: 'VM id handed to the module.' },
     config: { description: 'What proxy_on_configure reads: a string as-is, any other value as JSON. Default: empty.' },
     failStrategy: { enum: [...FAIL_STRATEGIES], default: DEFAULT_FAIL_STRATEGY, description: 'What a failing filter does to the request.' },

@@ -534,7 +534,8 @@ class Resolver {
     return {
       name,
       module,
-      rootId: str(filter.rootId) ?? name,
+      // Envoy's and Istio's default: C++ SDK modules register their root under "" only.
+      rootId: str(filter.rootId) ?? '',
       vmId: str(filter.vmId) ?? CONFIG_DEFAULTS.vmId,
       configuration: filter.config === undefined || filter.config === null ? '' : typeof filter.config === 'string' ? filter.config : JSON.stringify(filter.config),
       failStrategy: spec.failStrategy,

@@ -358,7 +358,9 @@ export class HttpStream implements ContextOwner {
     slot.ctx!.localReply = undefined;
     const headers = new HeaderMap([[':status', String(req.status)]]);
     for (const [k, v] of req.headers) headers.add(k, v);
-    if (req.grpcStatus !== undefined) headers.set('grpc-status', String(req.grpcStatus));
+    // The filter's gRPC status is for gRPC requests only, as in Envoy: a plain HTTP reply never
+    // carries grpc-status because a filter passed one.
+    if (req.grpcStatus !== undefined && this.isGrpc()) headers.set('grpc-status', String(req.grpcStatus));
     return { status: req.status, headers, body: req.body, details: req.details, filter: slot.plugin.name };
   }
 
@@ -389,6 +391,11 @@ export class HttpStream implements ContextOwner {
     }
     const status = Number(reply.headers.get(':status') ?? reply.status);
     return { kind: 'local-reply', reply: { ...reply, status, body } };
+  }
+
+  /** Whether the request is gRPC (content-type application/grpc, +proto, ...), as the proxy decides it. */
+  private isGrpc(): boolean {
+    return this.state.requestHeaders?.get('content-type')?.startsWith('application/grpc') ?? false;
   }
 
   private now(): number {

@@ -25,6 +25,8 @@ export class Plugin {
   readonly stats: PluginStats = { vmsStarted: 0, failures: 0, quarantines: 0, streams: 0 };
   /** Calls and sampled time per exported callback, across the plugin's VMs. */
   readonly timings = new Map<string, CallbackTiming>();
+  /** What its first VM's start-up suggests is wrong although the filter started (shown in /filters). */
+  warnings: readonly string[] = [];
   private current?: Vm;
   private quarantinedUntil = 0;
   private lastQuarantineEnd = -Infinity;
@@ -44,6 +46,9 @@ export class Plugin {
     const compiled = module instanceof Uint8Array ? await compileModule(module, { memoryLimitBytes: spec.limits.memoryBytes }) : module;
     const plugin = new Plugin(spec, compiled, env);
     plugin.current = plugin.startVm();
+    // Said once per plugin: every VM of it would say the same.
+    plugin.warnings = plugin.current.warnings;
+    for (const message of plugin.warnings) env.log({ plugin: plugin.name, level: 3, message });
     return plugin;
   }
 

@@ -74,6 +74,10 @@ export class Vm implements AbiHost {
   private awaitingDone = false;
   /** Warnings and errors the filter logs during start(), collected for the error message. */
   private startLog?: string[];
+  /** Whether the module read its root id and its plugin configuration during start(). */
+  private startSeen?: { rootId: boolean; configuration: boolean };
+  /** What start-up suggests is wrong although the module started (see `checkStart`). */
+  readonly warnings: string[] = [];
   private readonly configBuffer: AbiBuffer;
   private readonly vmConfigBuffer: AbiBuffer;
 
@@ -137,11 +141,36 @@ export class Vm implements AbiHost {
   /** Runs start-up, creates the root context, then proxy_on_vm_start and proxy_on_configure. */
   start(): void {
     this.startLog = [];
+    this.startSeen = { rootId: false, configuration: false };
     try {
       this.startUp();
+      this.checkStart(this.startSeen);
     } finally {
       this.startLog = undefined;
+      this.startSeen = undefined;
     }
+  }
+
+  /**
+   * A module whose SDK picks its root context by root id may find none for the configured id and
+   * then do nothing at all, without refusing to start: the C++ SDK builds a default root context
+   * that accepts any configuration and passes every stream. What the host can see is a module
+   * that was given a configuration and never read it.
+   */
+  private checkStart(seen: { rootId: boolean; configuration: boolean }): void {
+    const size = this.spec.configuration.byteLength;
+    if (size === 0 || seen.configuration) return;
+    const unread = `filter "${this.spec.name}": the module never read its configuration (${size} bytes) while starting`;
+    const rootId = this.spec.rootId;
+    let advice = '; it may ignore it';
+    if (seen.rootId && rootId === '') {
+      advice = ', and it read its root id (""): its SDK may have no root context registered under the empty id and then does nothing. ' +
+        'Set rootId to the id the module registers its root context under';
+    } else if (seen.rootId) {
+      advice = `, and it read its root id ("${rootId}"): its SDK may have no root context registered under that id and then does nothing. ` +
+        'Check rootId: C++ SDK modules usually register under "" (leave rootId out), AssemblyScript ones under the id they pass to their registration';
+    }
+    this.warnings.push(unread + advice);
   }
 
   private startUp(): void {
@@ -153,13 +182,19 @@ export class Vm implements AbiHost {
       throw new SluiceError('SLUICE_ERR_ABI_MISSING_EXPORT', `filter "${name}": the module exports neither proxy_on_memory_allocate nor malloc, so the host cannot hand it data`);
     }
     this.must(this.call(this.root, 'proxy_on_context_create', this.root.id, 0), 'proxy_on_context_create');
-    const vmStart = this.call(this.root, 'proxy_on_vm_start', this.root.id, this.spec.vmConfiguration.byteLength);
-    this.must(vmStart, 'proxy_on_vm_start');
-    if (vmStart === 0) throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${name}": proxy_on_vm_start returned false${this.startLogText()}`);
-    const configured = this.call(this.root, 'proxy_on_configure', this.root.id, this.spec.configuration.byteLength);
-    this.must(configured, 'proxy_on_configure');
-    if (configured === 0) {
-      throw new SluiceError('SLUICE_ERR_PLUGIN_CONFIGURE', `filter "${name}": proxy_on_configure rejected the configuration${this.startLogText()}`);
+    // A callback the module does not export counts as success, as in Envoy: no proxy_on_vm_start
+    // means the VM started, no proxy_on_configure means the configuration is accepted.
+    if (this.has('proxy_on_vm_start')) {
+      const vmStart = this.call(this.root, 'proxy_on_vm_start', this.root.id, this.spec.vmConfiguration.byteLength);
+      this.must(vmStart, 'proxy_on_vm_start');
+      if (vmStart === 0) throw new SluiceError('SLUICE_ERR_PLUGIN_START', `filter "${name}": proxy_on_vm_start returned false${this.startLogText()}`);
+    }
+    if (this.has('proxy_on_configure')) {
+      const configured = this.call(this.root, 'proxy_on_configure', this.root.id, this.spec.configuration.byteLength);
+      this.must(configured, 'proxy_on_configure');
+      if (configured === 0) {
+        throw new SluiceError('SLUICE_ERR_PLUGIN_CONFIGURE', `filter "${name}": proxy_on_configure rejected the configuration${this.startLogText()}`);
+      }
     }
   }
 
@@ -312,7 +347,8 @@ export class Vm implements AbiHost {
   shutdown(): void {
     this.cancelTick?.();
     if (this.failed) return;
-    const done = this.call(this.root, 'proxy_on_done', this.root.id);
+    // A root without proxy_on_done is done at once: there is nobody to call proxy_done later.
+    const done = this.has('proxy_on_done') ? this.call(this.root, 'proxy_on_done', this.root.id) : 1;
     if (done === 0 && !this.failed) {
       this.awaitingDone = true;
       return;
@@ -404,6 +440,7 @@ export class Vm implements AbiHost {
   }
 
   buffer(type: number): AbiBuffer | undefined {
+    if (this.startSeen && type === BufferType.PluginConfiguration) this.startSeen.configuration = true;
     switch (type) {
       case BufferType.HttpRequestBody: {
         const b = this.stream?.stream.requestBody;
@@ -427,6 +464,7 @@ export class Vm implements AbiHost {
   }
 
   getProperty(path: string[]): Uint8Array | string | undefined {
+    if (this.startSeen && path.length === 1 && path[0] === 'plugin_root_id') this.startSeen.rootId = true;
     return resolveProperty(path, {
       pluginName: this.spec.name,
       rootId: this.spec.rootId,

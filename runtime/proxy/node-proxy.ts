@@ -194,6 +194,7 @@ export class NodeProxy {
       digest: plugin.digest,
       state: plugin.state,
       failStrategy: plugin.spec.failStrategy,
+      warnings: plugin.warnings,
       ...plugin.stats,
     }));
   }

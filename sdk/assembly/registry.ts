@@ -1,6 +1,7 @@
 // Which root contexts the filter offers (`registerRootContext`) and which contexts are alive. The
 // root context for a plugin is chosen by the host property `plugin_root_id`; with one registered
-// root, that one is used whatever the id.
+// root, that one is used whatever the id (the empty id of Envoy's and Sluice's default included),
+// as the Rust and Go SDKs do.
 
 import { Context, HttpContext, RootContext } from "./context";
 import { panic } from "./errors";
@@ -190,7 +191,7 @@ function createRoot(contextId: u32): RootContext {
   if (chosen === null) {
     const reason = registrations.length == 0
       ? "no root context registered: call registerRootContext(...) at the top level of the filter's assembly/index.ts"
-      : "no root context registered for plugin_root_id '" + rootId + "' (registered: " + registeredNames() + ")";
+      : "no root context registered for plugin_root_id '" + rootId + "' (registered: " + registeredNames() + "): set the plugin's rootId to one of them";
     const root = new UnmatchedRoot(contextId, reason);
     root.rootId = rootId;
     return root;

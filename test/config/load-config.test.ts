@@ -91,14 +91,14 @@ test('the example file loads into the exact snapshot', async (t) => {
   // The built-in filters, each with its config as JSON and the defaults; then hello in full.
   t.deepEqual(
     snapshot.filters.map((f) => [f.name, f.module, f.rootId, f.failStrategy]),
-    ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'].map((n) => [n, `${repoRoot}build/filters/${n}.wasm`, n, 'FAIL_CLOSE']),
+    ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'].map((n) => [n, `${repoRoot}build/filters/${n}.wasm`, '', 'FAIL_CLOSE']),
   );
   t.is(snapshot.filters[1]!.configuration, '{"defaultAction":"ALLOW","rules":[{"name":"no-admin","action":"DENY","to":{"paths":["/admin","/admin/*"]}}]}');
   t.deepEqual(snapshot.filters.slice(-1), [
     {
       name: 'hello',
       module: `${repoRoot}build/filters/hello.wasm`,
-      rootId: 'hello',
+      rootId: '',
       vmId: '',
       configuration: '{"header":"x-hello","value":"world","denyPath":"/forbidden"}',
       failStrategy: 'FAIL_CLOSE',
@@ -160,7 +160,8 @@ filters: [{ name: f, module: hello.wasm }]
       {
         name: 'f',
         module: join(dir, 'hello.wasm'),
-        rootId: 'f',
+        // Envoy's and Istio's default, not the filter's name.
+        rootId: '',
         vmId: '',
         configuration: '',
         failStrategy: 'FAIL_CLOSE',

@@ -90,6 +90,8 @@ export interface ProbeOptions extends HarnessOptions {
   foreignFunctions?: HarnessOptions['foreignFunctions'];
   /** Runs before the plugin loads: set start-up return values here (`returning`). */
   before?: (probe: Probe) => void;
+  /** The probe's bytes, changed (another ABI marker, say); default: the built probe. */
+  module?: Uint8Array;
 }
 
 /** The function id `inRoot` passes to proxy_on_foreign_function. */
@@ -107,13 +109,13 @@ export class Probe {
   /** Loads the probe once (name "probe") or as a chain of probes with the given names. */
   static async load(options: ProbeOptions = {}, names: string[] = [options.name ?? 'probe']): Promise<Probe> {
     const probe = new Probe();
-    const { before, ...rest } = options;
+    const { before, module = fixture('abi/probe'), ...rest } = options;
     options = rest;
     before?.(probe);
     const foreignFunctions = { ...options.foreignFunctions, hook: (args: Uint8Array, plugin?: string) => probe.hook(args, plugin ?? '') };
     // A generous budget: hooked tests do a lot of host-side work inside one guest call.
     const limits = { callBudgetMs: 10_000, ...options.limits };
-    const filters: FilterSource[] = names.map((name) => ({ ...options, name, limits, foreignFunctions, module: fixture('abi/probe') }));
+    const filters: FilterSource[] = names.map((name) => ({ ...options, name, limits, foreignFunctions, module }));
     probe.harness = await FilterHarness.chain(filters, { ...options, foreignFunctions: foreignFunctions as HarnessOptions['foreignFunctions'] });
     return probe;
   }

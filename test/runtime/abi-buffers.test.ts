@@ -49,26 +49,37 @@ test('proxy_get_buffer_bytes reads whole (-1), a window, past the end (clamped),
   t.like(value[4], { status: Status.OK, ptr: 0, size: 0 });
 });
 
-test('an empty read is OK and leaves the return slots alone (as cpp-host), even wild ones', async (t) => {
+test('an empty read is OK and writes address 0, size 0 over whatever the slots held, without allocating (cpp-host #303)', async (t) => {
   const { value } = await inRequestBody('abc', (p) => {
-    const slots = p.slots();
-    p.vm().mem.putU32(slots[0], 0xdeadbeef);
-    p.vm().mem.putU32(slots[1], 0xfeedface);
-    const before = p.allocCount;
-    return {
-      atEnd: p.call('proxy_get_buffer_bytes', 0, 3, ALL, ...slots),
-      none: p.call('proxy_get_buffer_bytes', 0, 0, 0, ...slots),
-      wild: p.call('proxy_get_buffer_bytes', 0, 3, 10, WILD, WILD),
-      slots: [p.u32(slots[0]), p.u32(slots[1])],
-      allocations: p.allocCount - before,
+    let allocations = 0;
+    const read = (start: number, max: number) => {
+      const slots = p.slots();
+      p.vm().mem.putU32(slots[0], 0xdeadbeef);
+      p.vm().mem.putU32(slots[1], 0xfeedface);
+      const before = p.allocCount;
+      const status = p.call('proxy_get_buffer_bytes', 0, start, max, ...slots);
+      allocations += p.allocCount - before;
+      return [status, p.u32(slots[0]), p.u32(slots[1])];
     };
+    return { atEnd: read(3, ALL), none: read(0, 0), pastEnd: read(4, 1), allocations };
   });
-  t.deepEqual(value, { atEnd: Status.OK, none: Status.OK, wild: Status.OK, slots: [0xdeadbeef, 0xfeedface], allocations: 0 });
+  t.deepEqual(value, { atEnd: [Status.OK, 0, 0], none: [Status.OK, 0, 0], pastEnd: [Status.OK, 0, 0], allocations: 0 });
 });
 
-test('proxy_get_buffer_bytes starting past the end is BAD_ARGUMENT', async (t) => {
-  const { value } = await inRequestBody('abc', (p) => [getBytes(p, 0, 4, 1).status, getBytes(p, 0, ALL, ALL).status]);
-  t.deepEqual(value, [Status.BAD_ARGUMENT, Status.BAD_ARGUMENT]);
+test('an empty read into slots outside memory is INVALID_MEMORY_ACCESS, as cpp-host', async (t) => {
+  const { value } = await inRequestBody('abc', (p) => {
+    const [ptrSlot] = p.slots();
+    return [p.call('proxy_get_buffer_bytes', 0, 3, 10, WILD, WILD), p.call('proxy_get_buffer_bytes', 0, 0, 0, ptrSlot, WILD)];
+  });
+  t.deepEqual(value, [Status.INVALID_MEMORY_ACCESS, Status.INVALID_MEMORY_ACCESS]);
+});
+
+test('proxy_get_buffer_bytes starting past the end is OK and empty, as Envoy', async (t) => {
+  const { value } = await inRequestBody('abc', (p) => [getBytes(p, 0, 4, 1), getBytes(p, 0, ALL, ALL)].map((r) => [r.status, r.ptr, r.size]));
+  t.deepEqual(value, [
+    [Status.OK, 0, 0],
+    [Status.OK, 0, 0],
+  ]);
 });
 
 test('proxy_set_buffer_bytes at (0, 0) prepends', async (t) => {
@@ -187,14 +198,15 @@ test('the plugin configuration (7) and VM configuration (6) are readable, read-o
   t.deepEqual(value, ['{"greeting":"hi"}', 'vm-config', '"greetin', { status: Status.OK, length: 17, flags: 0 }, Status.BAD_ARGUMENT, Status.BAD_ARGUMENT]);
 });
 
-test('an empty configuration reads as OK with nothing written back', async (t) => {
+test('an empty configuration reads as OK with address 0 and size 0 written back', async (t) => {
   const p = await Probe.load();
   const value = p.inRoot(() => {
     const slots = p.slots();
+    p.vm().mem.putU32(slots[0], 77);
     p.vm().mem.putU32(slots[1], 99);
     return [p.call('proxy_get_buffer_bytes', 7, 0, ALL, ...slots), p.u32(slots[0]), p.u32(slots[1]), bufferStatus(p, 7)];
   });
-  t.deepEqual(value, [Status.OK, 0, 99, { status: Status.OK, length: 0, flags: 0 }]);
+  t.deepEqual(value, [Status.OK, 0, 0, { status: Status.OK, length: 0, flags: 0 }]);
 });
 
 test('proxy_get_configuration returns the plugin configuration', async (t) => {

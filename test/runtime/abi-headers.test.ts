@@ -44,7 +44,7 @@ test('proxy_get_header_map_value returns the first value of a key, case-insensit
   t.true(value[0].ptr >= 65536, 'the value was copied into memory the probe allocated');
 });
 
-test('proxy_get_header_map_value of a missing key is NOT_FOUND and leaves the return slots alone', async (t) => {
+test('proxy_get_header_map_value of a missing key is NOT_FOUND with address 0 and size 0 written', async (t) => {
   const { value } = await inRequestHeaders((p) => getValue(p, 0, 'x-missing'));
   t.deepEqual({ status: value.status, ptr: value.ptr, size: value.size }, { status: Status.NOT_FOUND, ptr: 0, size: 0 });
 });

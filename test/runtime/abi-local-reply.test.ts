@@ -26,11 +26,23 @@ test('a local reply from request headers answers with its status, details, body 
   });
 });
 
-test('a gRPC status 0..16 becomes a grpc-status header; -1 adds none', async (t) => {
+const GRPC = { ':method': 'POST', ':path': '/pkg.Svc/Call', ':authority': 'example.test', ':scheme': 'http', 'content-type': 'application/grpc+proto', te: 'trailers' };
+
+test('on a gRPC request, a gRPC status 0..16 becomes a grpc-status header; -1 adds none', async (t) => {
   const p = await Probe.load();
   p.once('proxy_on_request_headers', () => localReply(p, 200, '', '', [['content-type', 'application/grpc']], 7));
-  const r = await p.h.stream().requestHeaders(GET);
+  const r = await p.h.stream().requestHeaders(GRPC);
   t.deepEqual(r.headers, { ':status': '200', 'content-type': 'application/grpc', 'grpc-status': '7' });
+  const q = await Probe.load();
+  q.once('proxy_on_request_headers', () => localReply(q, 403, '', '', [], -1));
+  t.deepEqual((await q.h.stream().requestHeaders(GRPC)).headers, { ':status': '403' });
+});
+
+test('on a plain HTTP request, a gRPC status passed to proxy_send_local_response adds no grpc-status (Envoy: gRPC requests only)', async (t) => {
+  const p = await Probe.load();
+  p.once('proxy_on_request_headers', () => localReply(p, 403, 'denied', 'no', [['content-type', 'text/plain']], 7));
+  const r = await p.h.stream().requestHeaders({ ...GET, 'content-type': 'application/json' });
+  t.deepEqual(r.headers, { ':status': '403', 'content-type': 'text/plain' });
 });
 
 test('a local reply from the request body replaces the upstream answer', async (t) => {

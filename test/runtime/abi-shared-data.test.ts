@@ -14,7 +14,7 @@ function set(p: Probe, key: string, value: string, cas: number): number {
   return p.call('proxy_set_shared_data', ...p.put(key), ...p.put(value), cas);
 }
 
-test('a missing key is NOT_FOUND and leaves the return slots alone', async (t) => {
+test('a missing key is NOT_FOUND with address 0 and size 0 written', async (t) => {
   const p = await Probe.load();
   t.like(
     p.inRoot(() => get(p, 'nothing')),

@@ -3,7 +3,7 @@
 // start section, and modules Sluice must refuse (no ABI marker, no allocator).
 import test from 'ava';
 import { FilterHarness } from '../../sdk/harness/index.ts';
-import { fixture } from '../helpers/fixtures.ts';
+import { filterWasm, fixture } from '../helpers/fixtures.ts';
 
 const GET = { ':method': 'GET', ':path': '/', ':authority': 'compat.test' };
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -95,15 +95,93 @@ test('a real AssemblyScript-SDK module (@solo-io/proxy-runtime, ABI 0.2.0, mallo
   t.true(h.logLines().includes('debug: context id: 1: Updating this.configuration=from-config'));
 });
 
-test('the AssemblyScript-SDK module starts with an empty configuration: an empty buffer read leaves its return slots alone, as in Envoy', async (t) => {
-  // This SDK passes the configuration size as the size pointer and keeps the data pointer in a
-  // global; writing a null pointer there made its proxy_on_configure trap. (What it then reads is
-  // stale data, under Envoy too, so the header is not asserted: stale bytes may well be ones a
-  // header cannot carry, which the host refuses with BAD_ARGUMENT.)
-  const h = await FilterHarness.load(fixture('compat/solo-add-header'), { name: 'solo', rootId: 'add_header' });
+test('the AssemblyScript-SDK module with an empty configuration fails in proxy_on_configure, as it does in Envoy since cpp-host #303', async (t) => {
+  // This SDK build passes the configuration size where the address of the size slot belongs and
+  // keeps the pointer slot in a global. An empty read now writes address 0 there (Envoy has done
+  // so since 2022), and the SDK then reads its configuration through that null pointer. The
+  // failure names the callback; with a configuration (the test above) the module runs.
+  const error = await t.throwsAsync(FilterHarness.load(fixture('compat/solo-add-header'), { name: 'solo', rootId: 'add_header' }));
+  t.is((error as Error & { code: string }).code, 'SLUICE_ERR_PLUGIN_START');
+  t.regex(error!.message, /^filter "solo": proxy_on_configure failed: the filter read or wrote memory out of bounds/);
+});
+
+// ---- Callbacks a module does not export, and root ids ------------------------------------------
+
+test('a module without proxy_on_vm_start starts (Envoy counts a missing callback as success) and serves', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/no-vm-start'), { name: 'novm' });
+  t.deepEqual(h.logLines(), ['info: configured']);
   const s = h.stream();
   t.deepEqual(await s.requestHeaders(GET, { endOfStream: true }), { kind: 'continue' });
-  t.deepEqual(await s.responseHeaders({ ':status': '200' }, { endOfStream: true }), { kind: 'continue' });
-  t.is(h.plugins[0].stats.failures, 0);
+  t.is(s.request.header('x-ran'), 'no-vm-start');
   await s.end();
+});
+
+test('a module without proxy_on_configure starts with its configuration accepted, and serves', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/no-configure'), { name: 'nocfg' });
+  t.deepEqual(h.logLines(), ['info: vm started']);
+  const s = h.stream();
+  t.deepEqual(await s.requestHeaders(GET, { endOfStream: true }), { kind: 'continue' });
+  t.is(s.request.header('x-ran'), 'no-configure');
+  await s.end();
+});
+
+test('a root context without proxy_on_done is done at once when the plugin closes: proxy_on_delete runs without proxy_done', async (t) => {
+  for (const name of ['no-vm-start', 'no-configure']) {
+    const h = await FilterHarness.load(fixture(`compat/${name}`), { name });
+    const s = h.stream();
+    await s.requestHeaders(GET, { endOfStream: true });
+    await s.end();
+    h.close();
+    await settle();
+    t.is(h.logLines().at(-1), 'info: root deleted', name);
+  }
+});
+
+test('a C++-SDK-like module builds its root for the default root id "" and reads its configuration; no warning', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/cpp-root-id'), { name: 'cpp', configuration: 'cfg' });
+  t.deepEqual(h.plugins[0].warnings, []);
+  const s = h.stream();
+  await s.requestHeaders(GET, { endOfStream: true });
+  t.is(s.request.header('x-cpp-root'), 'cfg');
+});
+
+test('a C++-SDK-like module given another root id starts but does nothing: a warning says why, in the log and on the plugin', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/cpp-root-id'), { name: 'cpp', rootId: 'cpp', configuration: 'cfg' });
+  const warning =
+    'filter "cpp": the module never read its configuration (3 bytes) while starting, and it read its root id ("cpp"): ' +
+    'its SDK may have no root context registered under that id and then does nothing. ' +
+    'Check rootId: C++ SDK modules usually register under "" (leave rootId out), AssemblyScript ones under the id they pass to their registration';
+  t.deepEqual(h.plugins[0].warnings, [warning]);
+  t.deepEqual(h.logLines(), [`warn: ${warning}`]);
+  const s = h.stream();
+  await s.requestHeaders(GET, { endOfStream: true });
+  t.is(s.request.header('x-cpp-root'), undefined);
+  // Without a configuration nothing shows the mismatch from outside: no warning then.
+  const bare = await FilterHarness.load(fixture('compat/cpp-root-id'), { name: 'cpp', rootId: 'cpp' });
+  t.deepEqual(bare.plugins[0].warnings, []);
+});
+
+test('a module that reads the empty root id and never reads its configuration: the warning says to set rootId', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/reads-root-id'), { name: 'named', configuration: 'abc' });
+  t.deepEqual(h.plugins[0].warnings, [
+    'filter "named": the module never read its configuration (3 bytes) while starting, and it read its root id (""): ' +
+      'its SDK may have no root context registered under the empty id and then does nothing. ' +
+      'Set rootId to the id the module registers its root context under',
+  ]);
+});
+
+test('a module that ignores the root id and never reads a configuration it was given gets a warning without the root-id advice', async (t) => {
+  const h = await FilterHarness.load(fixture('compat/no-configure'), { name: 'nocfg', configuration: { a: 1 } });
+  t.deepEqual(h.plugins[0].warnings, ['filter "nocfg": the module never read its configuration (7 bytes) while starting; it may ignore it']);
+});
+
+test('the built-in filters and the SDK select their single root for the default root id "" (and any other)', async (t) => {
+  for (const rootId of [undefined, 'something-else']) {
+    const h = await FilterHarness.load(filterWasm('hello'), { name: 'hello', rootId, configuration: JSON.stringify({ header: 'x-hello', value: 'v' }) });
+    t.deepEqual(h.plugins[0].warnings, []);
+    const s = h.stream();
+    await s.requestHeaders(GET, { endOfStream: true });
+    await s.responseHeaders({ ':status': '200' }, { endOfStream: true });
+    t.is(s.response.header('x-hello'), 'v', String(rootId));
+  }
 });

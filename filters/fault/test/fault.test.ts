@@ -79,9 +79,13 @@ test("abort: Envoy's body by default; a gRPC status with or without an HTTP stat
   t.is(r2.headers?.['grpc-status'], '14');
 
   const both = await load({ abort: { httpStatus: 503, grpcStatus: 8, percentage: 100 } });
-  const r3 = await both.stream().requestHeaders(req(), { endOfStream: true });
+  const r3 = await both.stream().requestHeaders(req({ 'content-type': 'application/grpc' }), { endOfStream: true });
   t.is(r3.status, 503);
   t.is(r3.headers?.['grpc-status'], '8');
+  // As in Envoy, the gRPC status is for gRPC requests only.
+  const r4 = await both.stream().requestHeaders(req(), { endOfStream: true });
+  t.is(r4.status, 503);
+  t.is(r4.headers?.['grpc-status'], undefined);
 });
 
 test('percentages are exact: 25 % aborts the 4th, 8th, ... request, 25 of every 100', async (t) => {
@@ -211,7 +215,7 @@ test('header-controlled: the request names the abort status, gRPC status and del
   const h = await load({ delay: { percentage: 100 }, abort: { percentage: 100 }, headerControlled: true });
   t.is(await outcome(h), 'continue'); // neither configured nor asked
   t.is(await outcome(h, req({ 'x-envoy-fault-abort-request': '429' })), 'abort 429');
-  const grpc = await h.stream().requestHeaders(req({ 'x-envoy-fault-abort-grpc-request': '5' }), { endOfStream: true });
+  const grpc = await h.stream().requestHeaders(req({ 'x-envoy-fault-abort-grpc-request': '5', 'content-type': 'application/grpc' }), { endOfStream: true });
   t.like(grpc, { status: 200, headers: { 'grpc-status': '5', 'content-type': 'text/plain' } });
   const s = h.stream();
   const r = start(s, req({ 'x-envoy-fault-delay-request': '40' }));
