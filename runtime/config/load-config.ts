@@ -234,7 +234,12 @@ class Resolver {
     this.filterNames = this.uniqueNames(filtersRaw, 'filters');
 
     const adminAddress = str(raw(root.admin).address) ?? CONFIG_DEFAULTS.adminAddress;
-    const admin: AdminConfig = { ...hostPort(adminAddress, 0) };
+    const adminRaw = raw(root.admin);
+    const admin: AdminConfig = {
+      ...hostPort(adminAddress, 0),
+      ...(Array.isArray(adminRaw.allowedHosts) ? { allowedHosts: adminRaw.allowedHosts.filter((h): h is string => typeof h === 'string').map((h) => h.replace(/^\[(.*)\]$/, '$1').toLowerCase()) } : {}),
+      ...(isRaw(adminRaw.configDump) ? { configDump: { show: list(adminRaw.configDump.show).filter((p): p is string => typeof p === 'string') } } : {}),
+    };
     const listenersRaw = list(root.listeners).map(raw);
     this.uniqueNames(listenersRaw, 'listeners');
     this.checkAddresses(adminAddress, listenersRaw);
