@@ -1,8 +1,10 @@
 // The admin endpoint (loopback by default, port 15000): readiness, health, Prometheus metrics,
-// the active snapshot and each filter's state, and an index page a person can read.
+// the active snapshot and each filter's state, and an index page a person can read. It answers
+// only to its own host names and refuses what a browser page elsewhere could send (admin-guard.ts).
 
 import { createServer, type Server } from 'node:http';
 import type { Snapshot } from '../config/snapshot.ts';
+import { refusal } from './admin-guard.ts';
 import { redactedSnapshot } from './config-dump.ts';
 
 /** What the admin pages show: one proxy's, or (with worker processes) the sum of theirs. */
@@ -33,6 +35,8 @@ export function adminServer(proxy: AdminView): Server {
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
     };
+    const refused = refusal(req, proxy.snapshot.admin);
+    if (refused !== undefined) return send(403, 'text/plain; charset=utf-8', refused);
     switch (path) {
       case '/':
         return send(200, 'text/plain; charset=utf-8', INDEX);
