@@ -3,12 +3,10 @@
 // /reload (an invalid file is refused and the running config stays); drains on SIGTERM/SIGINT.
 
 import { loadConfig } from '../config/index.ts';
+import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
 import { watchConfig } from './config-watcher.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
-
-const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
 
 export async function runProxy(file: string, opts: { drainMs: number; workers?: number; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();

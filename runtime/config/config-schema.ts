@@ -4,6 +4,7 @@
 // they come from runtime/host/plugin-spec.ts, the one place the host takes them from too.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
 import { showPathProblem } from '../proxy/config-dump.ts';
@@ -347,6 +348,7 @@ const filter = object(
       backoffMs: positive('First quarantine period; doubles on each quarantine that follows closely.', DEFAULT_QUARANTINE.backoffMs, 1, MAX_MS),
       maxBackoffMs: positive('Longest quarantine period (at least backoffMs).', DEFAULT_QUARANTINE.maxBackoffMs, 1, MAX_MS),
     }),
+    logLevel: { enum: [...LOG_LEVEL_NAMES], description: 'The filter\'s own log level: what proxy_get_log_level returns to it and below which its proxy_log lines are dropped. Default: sluice run --log-level.' },
   },
   ['name', 'module'],
 );

@@ -13,6 +13,7 @@ import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits
 import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
 import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { logLevelNumber } from '../log.ts';
 import type {
   AdminConfig,
   ClusterConfig,
@@ -546,6 +547,7 @@ class Resolver {
       limits: { ...spec.limits },
       capabilities: { ...spec.capabilities, httpCalls: Array.isArray(spec.capabilities.httpCalls) ? [...spec.capabilities.httpCalls] : spec.capabilities.httpCalls },
       quarantine: { ...spec.quarantine },
+      ...(typeof filter.logLevel === 'string' && logLevelNumber(filter.logLevel) !== undefined ? { logLevel: logLevelNumber(filter.logLevel) } : {}),
     };
   }
 
