@@ -23,7 +23,7 @@ const INDEX = `sluice admin
   /ready              200 once every listener is bound and every filter configured; 503 otherwise
   /healthz            200 while the process is up
   /stats/prometheus   metrics in the Prometheus text format
-  /config_dump        the active snapshot, as JSON (secrets in filter configs redacted)
+  /config_dump        the active snapshot, as JSON (what may carry a secret redacted; see admin.configDump.show)
   /filters            each filter: module digest, state, failures, quarantines
   /workers            with --workers: each worker process, its pid and requests served
   POST /reload        re-read the config file and apply it (sluice run)

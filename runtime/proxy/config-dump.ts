@@ -87,13 +87,13 @@ class Redactor {
     }
     const object = value as Record<string, unknown>;
     const namesHeader = typeof object.name === 'string' || typeof object.header === 'string';
-    // A route's directResponse headers: every value is a header value.
-    const headerMap = where === 'snapshot' && place.length >= 2 && place[place.length - 1]![0] === 'headers' && place[place.length - 2]![0] === 'action';
+    // A map of headers (a route's directResponse headers; a `headers` mapping in a filter configuration): each text value is a header value.
+    const headerMap = place.length >= 2 && place[place.length - 1]![0] === 'headers' && (where === 'filter' || place[place.length - 2]![0] === 'action');
     const out: Record<string, unknown> = {};
     for (const [key, member] of Object.entries(object)) {
       const here = [...place, [key]];
       if (this.shown(here)) out[key] = member;
-      else if (SECRET_NAME.test(key) || headerMap || holds?.has(key) || (where === 'filter' && namesHeader && HEADER_VALUE_MEMBERS.has(key))) out[key] = REDACTED;
+      else if (SECRET_NAME.test(key) || (headerMap && typeof member === 'string') || holds?.has(key) || (where === 'filter' && namesHeader && HEADER_VALUE_MEMBERS.has(key))) out[key] = REDACTED;
       else out[key] = this.walk(member, here, where);
     }
     return out;

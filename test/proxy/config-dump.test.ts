@@ -85,6 +85,7 @@ filters:
       note: "fallback is redis://:s3cr3t-redis@cache:6379 then nothing"
       default: "Basic czNjcjN0LWJhc2lj"
       plain: { rps: 10, url: "https://auth.example/v1" }
+      headers: { x-tenant-key: s3cr3t-map, retries: 2 }
 `;
 
 async function dumpOf(yaml: string): Promise<{ text: string; dump: Snapshot }> {
@@ -111,6 +112,7 @@ test('sluice run: header values, secret-named objects, URL credentials, route he
     note: 'fallback is redis://[redacted]@cache:6379 then nothing',
     default: '[redacted]',
     plain: { rps: 10, url: 'https://auth.example/v1' },
+    headers: { 'x-tenant-key': '[redacted]', retries: 2 },
   });
   const [internal, old] = dump.listeners[0]!.routes;
   t.deepEqual(internal!.match, {
