@@ -1,6 +1,8 @@
 // `sluice <command>`: the command-line entry point. Each command lives in its own module.
 
 import { parseArgs } from 'node:util';
+import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
+import { DEFAULT_LOG_LEVEL, setLogLevel, type LogLevelName } from '../log.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runProxy } from './run.ts';
@@ -9,9 +11,11 @@ import { workerCount } from './workers.ts';
 const USAGE = `usage: sluice <command> [options]
 
 commands:
-  run -c FILE [--drain-ms N] [--workers N|auto]
+  run -c FILE [--drain-ms N] [--workers N|auto] [--log-level LEVEL]
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
-                           --workers: that many worker processes (auto: one per core; default 1)
+                           --workers: that many worker processes (auto: one per core; default 1);
+                           --log-level: trace, debug, info (default), warn, error or critical, for
+                           the proxy's lines and filters' (a filter's logLevel in the config wins)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
   help                     show this text
@@ -22,7 +26,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL } } });
         if (!values.config) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
           return 2;
@@ -32,6 +36,13 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write(`sluice run: --drain-ms must be a whole number of milliseconds, got "${values['drain-ms']}"\n`);
           return 2;
         }
+        const level = values['log-level']!;
+        if (!(LOG_LEVEL_NAMES as readonly string[]).includes(level)) {
+          process.stderr.write(`sluice run: --log-level must be one of ${LOG_LEVEL_NAMES.join(', ')}, got "${level}"\n`);
+          return 2;
+        }
+        // Worker processes run this same command line (node:cluster), so they set the same level.
+        setLogLevel(level as LogLevelName);
         const workers = workerCount(values.workers!);
         if (workers === undefined) {
           process.stderr.write(`sluice run: --workers must be a whole number from 1 to 256, or auto (one per core), got "${values.workers}"\n`);

@@ -2,13 +2,11 @@
 // in N worker processes (workers.ts). Reloads on SIGHUP, on a change of the file and on POST
 // /reload (an invalid file is refused and the running config stays); drains on SIGTERM/SIGINT.
 
-import { watch } from 'node:fs';
 import { loadConfig } from '../config/index.ts';
+import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
+import { watchConfig } from './config-watcher.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
-
-const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
 
 export async function runProxy(file: string, opts: { drainMs: number; workers?: number; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
@@ -19,11 +17,7 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
   for (const [name, a] of Object.entries(served.addresses)) log('info', `${name} listening on ${a.address}:${a.port}`);
   opts.onReady?.();
   process.on('SIGHUP', () => void reload('SIGHUP'));
-  let debounce: NodeJS.Timeout | undefined;
-  const watcher = watch(file, () => {
-    clearTimeout(debounce);
-    debounce = setTimeout(() => void reload(`${file} changed`), 200);
-  });
+  const watcher = watchConfig(file, () => void reload(`${file} changed`));
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log('info', `${signal}: draining for up to ${opts.drainMs} ms`);

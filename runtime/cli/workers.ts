@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { Server } from 'node:http';
 import { loadConfig } from '../config/index.ts';
+import { log } from '../log.ts';
 import type { Snapshot } from '../config/snapshot.ts';
 import { adminServer, type AdminView } from '../proxy/admin.ts';
 import { mergePrometheus } from '../proxy/metrics-merge.ts';
@@ -31,9 +32,6 @@ type FromWorker =
   | { type: 'answer'; id: number; value?: unknown; error?: string }
   | { type: 'shared'; vmId: string; key: string; value: string }
   | { type: 'failed'; error: string };
-
-const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
 
 /** `--workers` as given: a count, or `auto` for one per core. */
 export function workerCount(text: string): number | undefined {

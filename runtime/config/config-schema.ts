@@ -4,8 +4,10 @@
 // they come from runtime/host/plugin-spec.ts, the one place the host takes them from too.
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { showPathProblem } from '../proxy/config-dump.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -139,6 +141,11 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
     }
     return `${q(text)} is not an http(s) URL`;
   },
+  'admin-host': (text) => {
+    const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
+    return HOSTNAME.test(bare) || isIPv4(bare) || isIPv6(bare) ? undefined : `${q(text)} is not a host name or IP address (give no port: the admin answers to its host on any port)`;
+  },
+  'dump-path': (text) => showPathProblem(text),
   file: (text) => (text.length === 0 || text.includes('\u0000') ? `${q(text)} is not a file path` : undefined),
   'match-header-name': (text) => headerName(text, true),
   'header-value': (text) => (/[\r\n\u0000]/.test(text) ? `${q(text)} must not contain CR, LF or NUL` : undefined),
@@ -341,6 +348,7 @@ const filter = object(
       backoffMs: positive('First quarantine period; doubles on each quarantine that follows closely.', DEFAULT_QUARANTINE.backoffMs, 1, MAX_MS),
       maxBackoffMs: positive('Longest quarantine period (at least backoffMs).', DEFAULT_QUARANTINE.maxBackoffMs, 1, MAX_MS),
     }),
+    logLevel: { enum: [...LOG_LEVEL_NAMES], description: 'The filter\'s own log level: what proxy_get_log_level returns to it and below which its proxy_log lines are dropped. Default: sluice run --log-level.' },
   },
   ['name', 'module'],
 );
@@ -361,6 +369,20 @@ export const configSchema: Readonly<Schema> = deepFreeze({
   ...object('What the node proxy runs: admin endpoint, listeners with their routes, clusters, filters.', {
     admin: object('The admin endpoint (/ready, /stats/prometheus, /config_dump, /filters).', {
       address: string('bind-address', 'host:port to bind.', { default: CONFIG_DEFAULTS.adminAddress }),
+      allowedHosts: {
+        type: 'array',
+        uniqueItems: true,
+        items: string('admin-host', 'A host name or IP address, without port.'),
+        description: 'Host header values the admin answers to besides localhost, 127.0.0.1, [::1], its bind address and the address a request reached it at (e.g. a Service name when it binds 0.0.0.0). Others get 403 (DNS rebinding).',
+      },
+      configDump: object('What /config_dump shows.', {
+        show: {
+          type: 'array',
+          uniqueItems: true,
+          items: string('dump-path', 'A place in the dump: steps separated by dots; a list entry by index or name; * for any.'),
+          description: 'Places shown as configured although they may hold secrets, e.g. filters.headers.configuration.response or listeners.*.routes.*.match.headers.',
+        },
+      }),
     }),
     listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
     clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },

@@ -13,6 +13,7 @@ import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits
 import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
 import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { logLevelNumber } from '../log.ts';
 import type {
   AdminConfig,
   ClusterConfig,
@@ -234,7 +235,12 @@ class Resolver {
     this.filterNames = this.uniqueNames(filtersRaw, 'filters');
 
     const adminAddress = str(raw(root.admin).address) ?? CONFIG_DEFAULTS.adminAddress;
-    const admin: AdminConfig = { ...hostPort(adminAddress, 0) };
+    const adminRaw = raw(root.admin);
+    const admin: AdminConfig = {
+      ...hostPort(adminAddress, 0),
+      ...(Array.isArray(adminRaw.allowedHosts) ? { allowedHosts: adminRaw.allowedHosts.filter((h): h is string => typeof h === 'string').map((h) => h.replace(/^\[(.*)\]$/, '$1').toLowerCase()) } : {}),
+      ...(isRaw(adminRaw.configDump) ? { configDump: { show: list(adminRaw.configDump.show).filter((p): p is string => typeof p === 'string') } } : {}),
+    };
     const listenersRaw = list(root.listeners).map(raw);
     this.uniqueNames(listenersRaw, 'listeners');
     this.checkAddresses(adminAddress, listenersRaw);
@@ -542,6 +548,7 @@ class Resolver {
       limits: { ...spec.limits },
       capabilities: { ...spec.capabilities, httpCalls: Array.isArray(spec.capabilities.httpCalls) ? [...spec.capabilities.httpCalls] : spec.capabilities.httpCalls },
       quarantine: { ...spec.quarantine },
+      ...(typeof filter.logLevel === 'string' && logLevelNumber(filter.logLevel) !== undefined ? { logLevel: logLevelNumber(filter.logLevel) } : {}),
     };
   }
 

@@ -30,6 +30,10 @@ export interface TracingConfig {
 export interface AdminConfig {
   readonly host: string;
   readonly port: number;
+  /** Host names the admin answers to besides localhost, loopback and the address it was reached at (admin.ts). */
+  readonly allowedHosts?: readonly string[];
+  /** /config_dump: places shown as configured although they may carry secrets (config-dump.ts). */
+  readonly configDump?: { readonly show: readonly string[] };
 }
 
 export interface ListenerConfig {

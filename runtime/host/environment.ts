@@ -3,7 +3,7 @@
 // test harness each supply one; `createEnvironment` fills in real-time defaults.
 
 import type { HttpCallRequest } from '../abi/host-functions.ts';
-import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
+import { filterLog, logLevel } from '../log.ts';
 import { MetricStore } from './metrics.ts';
 import { SharedData } from './shared-data.ts';
 import { SharedQueues } from './shared-queues.ts';
@@ -31,7 +31,7 @@ export interface NodeInfo {
 
 export interface HostEnvironment {
   log(entry: LogEntry): void;
-  /** Minimum level a filter's proxy_log is emitted at (0 trace ... 5 critical). */
+  /** Minimum level a filter's proxy_log is emitted at (0 trace ... 5 critical), unless its plugin sets its own. Default: the process's (runtime/log.ts). */
   logLevel: number;
   /** Wall clock, milliseconds since the epoch (fractional allowed). */
   now(): number;
@@ -53,12 +53,8 @@ export interface HostEnvironment {
 export function createEnvironment(overrides: Partial<HostEnvironment> = {}): HostEnvironment {
   const defer = overrides.defer ?? ((fn: () => void) => void setImmediate(fn));
   return {
-    log: (e) => {
-      const line = JSON.stringify({ level: LOG_LEVEL_NAMES[e.level] ?? e.level, plugin: e.plugin, msg: e.message });
-      if (e.level >= 3) process.stderr.write(line + '\n');
-      else process.stdout.write(line + '\n');
-    },
-    logLevel: 2,
+    log: (e) => filterLog(e.level, e.plugin, e.message),
+    logLevel: logLevel(),
     now: () => performance.timeOrigin + performance.now(),
     every: (ms, fn) => {
       const t = setInterval(fn, ms);

@@ -42,6 +42,8 @@ export interface PluginSpec {
   readonly limits: Readonly<PluginLimits>;
   readonly capabilities: Readonly<PluginCapabilities>;
   readonly quarantine: Readonly<QuarantinePolicy>;
+  /** The plugin's own log level (0 trace … 5 critical): what proxy_get_log_level returns to it and below which its lines are dropped. Absent: the host's. */
+  readonly logLevel?: number;
 }
 
 export interface PluginOptions {
@@ -55,6 +57,7 @@ export interface PluginOptions {
   limits?: Partial<PluginLimits>;
   capabilities?: Partial<PluginCapabilities>;
   quarantine?: Partial<QuarantinePolicy>;
+  logLevel?: number;
 }
 
 export const DEFAULT_LIMITS: PluginLimits = { callBudgetMs: 50, memoryBytes: 64 * 1024 * 1024, bodyBytes: 1024 * 1024 };
@@ -72,6 +75,8 @@ export function pluginSpec(options: PluginOptions): PluginSpec {
   for (const [k, v] of Object.entries(limits)) if (!Number.isFinite(v) || v <= 0) bad(`limits.${k} must be a positive number, got ${v}`);
   const quarantine = { ...DEFAULT_QUARANTINE, ...options.quarantine };
   for (const [k, v] of Object.entries(quarantine)) if (!Number.isFinite(v) || v <= 0) bad(`quarantine.${k} must be a positive number, got ${v}`);
+  const logLevel = options.logLevel;
+  if (logLevel !== undefined && !(Number.isInteger(logLevel) && logLevel >= 0 && logLevel <= 5)) bad(`logLevel must be 0 (trace) to 5 (critical), got ${logLevel}`);
   return Object.freeze({
     name: options.name,
     rootId: options.rootId ?? '',
@@ -82,6 +87,7 @@ export function pluginSpec(options: PluginOptions): PluginSpec {
     limits: Object.freeze(limits),
     capabilities: Object.freeze({ ...DEFAULT_CAPABILITIES, ...options.capabilities }),
     quarantine: Object.freeze(quarantine),
+    ...(logLevel === undefined ? {} : { logLevel }),
   });
 }
 

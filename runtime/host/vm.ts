@@ -391,11 +391,11 @@ export class Vm implements AbiHost {
 
   log(level: number, message: string): void {
     if (this.startLog && level >= 3) this.startLog.push(message);
-    if (level >= this.env.logLevel) this.env.log({ plugin: this.spec.name, level, message });
+    if (level >= this.logLevel()) this.env.log({ plugin: this.spec.name, level, message });
   }
 
   logLevel(): number {
-    return this.env.logLevel;
+    return this.spec.logLevel ?? this.env.logLevel;
   }
 
   nowNanoseconds(): bigint {

@@ -3,6 +3,7 @@
 
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { AccessLogConfig, AccessLogField } from '../config/snapshot.ts';
+import { log } from '../log.ts';
 
 export type AccessLogEntry = Partial<Record<AccessLogField, string | number>>;
 
@@ -14,7 +15,7 @@ export class AccessLog {
     if (config.path === 'stdout') this.out = process.stdout;
     else if (config.path === 'stderr') this.out = process.stderr;
     else this.out = this.file = createWriteStream(config.path, { flags: 'a' });
-    this.file?.on('error', (error) => process.stderr.write(`${JSON.stringify({ level: 'error', msg: `access log ${config.path}: ${error.message}` })}\n`));
+    this.file?.on('error', (error) => log('error', `access log ${config.path}: ${error.message}`));
   }
 
   /** `filterFields`: fields filters added (`sluice.access_log.<name>`), after the listener's, which win a clash. */

@@ -1,8 +1,10 @@
 // The admin endpoint (loopback by default, port 15000): readiness, health, Prometheus metrics,
-// the active snapshot and each filter's state, and an index page a person can read.
+// the active snapshot and each filter's state, and an index page a person can read. It answers
+// only to its own host names and refuses what a browser page elsewhere could send (admin-guard.ts).
 
 import { createServer, type Server } from 'node:http';
 import type { Snapshot } from '../config/snapshot.ts';
+import { refusal } from './admin-guard.ts';
 import { redactedSnapshot } from './config-dump.ts';
 
 /** What the admin pages show: one proxy's, or (with worker processes) the sum of theirs. */
@@ -21,7 +23,7 @@ const INDEX = `sluice admin
   /ready              200 once every listener is bound and every filter configured; 503 otherwise
   /healthz            200 while the process is up
   /stats/prometheus   metrics in the Prometheus text format
-  /config_dump        the active snapshot, as JSON (secrets in filter configs redacted)
+  /config_dump        the active snapshot, as JSON (what may carry a secret redacted; see admin.configDump.show)
   /filters            each filter: module digest, state, failures, quarantines
   /workers            with --workers: each worker process, its pid and requests served
   POST /reload        re-read the config file and apply it (sluice run)
@@ -33,6 +35,8 @@ export function adminServer(proxy: AdminView): Server {
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body);
     };
+    const refused = refusal(req, proxy.snapshot.admin);
+    if (refused !== undefined) return send(403, 'text/plain; charset=utf-8', refused);
     switch (path) {
       case '/':
         return send(200, 'text/plain; charset=utf-8', INDEX);

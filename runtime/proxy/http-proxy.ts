@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Http2ServerRequest } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
+import { log as logLine, type LogLevelName } from '../log.ts';
 import type { ListenerConfig, RouteConfig } from '../config/snapshot.ts';
 import type { FilterChain } from '../host/filter-chain.ts';
 import { HeaderMap } from '../host/header-map.ts';
@@ -333,7 +334,7 @@ class PerTryTimeout extends Error {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function log(level: string, msg: string): void {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
+  logLine(level as LogLevelName, msg);
 }
 
 async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange): Promise<void> {

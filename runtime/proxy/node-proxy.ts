@@ -10,6 +10,7 @@ import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../c
 import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { Plugin } from '../host/plugin.ts';
+import { log } from '../log.ts';
 import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
 import { downstreamServer, type Downstream } from './downstream.ts';
@@ -164,7 +165,7 @@ export class NodeProxy {
     for (const d of http) d.closeIdle();
     const deadline = Date.now() + graceMs;
     while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    if (this.inFlight > 0) process.stderr.write(`${JSON.stringify({ level: 'warn', msg: `drain deadline of ${graceMs} ms passed with ${this.inFlight} requests in flight; closing them` })}\n`);
+    if (this.inFlight > 0) log('warn', `drain deadline of ${graceMs} ms passed with ${this.inFlight} requests in flight; closing them`);
     for (const d of http) d.closeAll();
     for (const socket of this.tcpSockets) socket.destroy();
     await closing;
@@ -271,10 +272,6 @@ export class NodeProxy {
       done(failed);
     }
   }
-}
-
-function log(level: string, msg: string): void {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
 function sameAddress(a: ListenerConfig, b: ListenerConfig): boolean {

@@ -5,6 +5,7 @@
 
 import { request } from 'undici';
 import type { TracingConfig } from '../config/snapshot.ts';
+import type { LogLevelName } from '../log.ts';
 import type { Span } from './trace-context.ts';
 
 export interface FinishedSpan {
@@ -33,7 +34,7 @@ export class SpanExporter {
 
   constructor(
     readonly config: TracingConfig['otlp'],
-    private readonly log: (level: string, msg: string) => void,
+    private readonly log: (level: LogLevelName, msg: string) => void,
   ) {
     this.timer = setInterval(() => void this.flush(), config.flushIntervalMs).unref();
   }

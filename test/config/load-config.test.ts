@@ -593,3 +593,14 @@ test('the complete example in docs/configuration.md is valid', (t) => {
   ]);
   t.deepEqual(snapshot.clusters[1]!.endpoints, [{ host: 'fd00::7', port: 8080 }]);
 });
+
+test('admin.allowedHosts and admin.configDump.show: given, kept (hosts lower case, IPv6 unbracketed); bad ones named', (t) => {
+  const snapshot = parse(`${listener()}admin: { address: "0.0.0.0:15000", allowedHosts: [Sluice-Admin.svc, "[fd00::1]", 10.0.0.7], configDump: { show: [filters.*.configuration, listeners.outbound.routes] } }\n`);
+  t.deepEqual(snapshot.admin, { host: '0.0.0.0', port: 15000, allowedHosts: ['sluice-admin.svc', 'fd00::1', '10.0.0.7'], configDump: { show: ['filters.*.configuration', 'listeners.outbound.routes'] } });
+  t.deepEqual(problemsOf(t, `${listener()}admin: { allowedHosts: ["evil example", "localhost:15000"], configDump: { show: [secrets, "filters..x"] } }\n`), [
+    'admin.allowedHosts[0]: "evil example" is not a host name or IP address (give no port: the admin answers to its host on any port)',
+    'admin.allowedHosts[1]: "localhost:15000" is not a host name or IP address (give no port: the admin answers to its host on any port)',
+    'admin.configDump.show[0]: "secrets" must start with one of admin, listeners, clusters, filters, tracing (or *)',
+    'admin.configDump.show[1]: "filters..x" has an empty step; write steps separated by single dots, as in filters.headers.configuration.request',
+  ]);
+});

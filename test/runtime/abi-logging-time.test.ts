@@ -1,6 +1,12 @@
 // proxy_log, proxy_get_log_level, proxy_get_current_time_nanoseconds and
-// proxy_set_tick_period_milliseconds, with valid and invalid arguments.
+// proxy_set_tick_period_milliseconds, with valid and invalid arguments; a plugin's own log level.
+import { readFile } from 'node:fs/promises';
 import test from 'ava';
+import { LOG_LEVEL_NAMES } from '../../runtime/abi/constants.ts';
+import { createEnvironment } from '../../runtime/host/environment.ts';
+import { Plugin } from '../../runtime/host/plugin.ts';
+import { pluginSpec } from '../../runtime/host/plugin-spec.ts';
+import { fixture } from '../helpers/fixtures.ts';
 import { ALL, Probe, Status, WILD } from '../helpers/probe.ts';
 
 const START = Date.UTC(2026, 0, 1);
@@ -100,4 +106,26 @@ test('the tick period set from a stream context still ticks the root context', a
   await p.h.stream().requestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'a' });
   await p.h.advanceTime(10);
   t.deepEqual(p.log({ only: ['proxy_on_tick'] }), ['proxy_on_tick(1)']);
+});
+
+test('a plugin\'s own logLevel is what proxy_get_log_level returns to it and decides which of its lines are kept; without one, the host\'s', async (t) => {
+  const bytes = new Uint8Array(await readFile(fixture('log-levels')));
+  const lines: string[] = [];
+  const env = createEnvironment({ logLevel: 2, log: (e) => lines.push(`${e.plugin} ${LOG_LEVEL_NAMES[e.level]}: ${e.message}`) });
+  const plugins = [
+    await Plugin.load(bytes, { name: 'host-level', rootId: 'log-levels' }, env),
+    await Plugin.load(bytes, { name: 'trace', rootId: 'log-levels', logLevel: 0 }, env),
+    await Plugin.load(bytes, { name: 'error', rootId: 'log-levels', logLevel: 4 }, env),
+  ];
+  t.teardown(() => plugins.forEach((p) => p.close()));
+  t.deepEqual(lines, [
+    'host-level critical: level 2',
+    'host-level info: configure info',
+    'trace critical: level 0',
+    'trace trace: configure trace',
+    'trace debug: configure debug',
+    'trace info: configure info',
+    'error critical: level 4',
+  ]);
+  t.throws(() => pluginSpec({ name: 'x', logLevel: 6 }), { message: 'filter "x": logLevel must be 0 (trace) to 5 (critical), got 6' });
 });
