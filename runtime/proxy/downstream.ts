@@ -4,6 +4,7 @@
 // ask for a client certificate whose SPIFFE ID becomes the peer identity. Either way the request
 // path sees one request/response API (node's HTTP/2 compatibility API mirrors HTTP/1.1's).
 
+import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttp1Server, type IncomingMessage, type Server as Http1Server, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
@@ -37,7 +38,11 @@ export interface DownstreamLimits {
 
 export interface DownstreamHandlers {
   request(req: DownstreamRequest, res: DownstreamResponse): void;
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  /**
+   * An HTTP/1.1 request with `Connection: upgrade`: node's parser has let go of the socket.
+   * `resume(bytes)` hands it back, `bytes` parsed first, and the connection speaks HTTP/1.1 again.
+   */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, resume: (bytes: Buffer) => void): void;
 }
 
 export interface Downstream {
@@ -75,7 +80,7 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
     });
     server.on('session', (session) => trackSession(session, session.socket as Socket));
     server.on('request', (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse) => handlers.request(req, res as unknown as DownstreamResponse));
-    server.on('upgrade', handlers.upgrade);
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(server, 'secureConnection', socket, bytes)));
     const h1 = server as unknown as Http1Server;
     return {
       server,
@@ -95,7 +100,7 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
   // Node checks the header timeout on this interval; keep it well under the timeout itself.
   (h1 as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, limits.headersTimeoutMs / 4));
   h1.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
-  h1.on('upgrade', handlers.upgrade);
+  h1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(h1, 'connection', socket, bytes)));
   const h2 = http2.createServer({ settings: h2Settings });
   h2.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
   let arriving: Socket | undefined;
@@ -133,6 +138,17 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
       h1.closeAllConnections();
     },
   };
+}
+
+/**
+ * Gives a connection an upgrade took back to the HTTP/1.1 server, `bytes` (read past the upgrade
+ * request) first. A TLS server takes HTTP/1.1 connections by `secureConnection` (ALPN http/1.1).
+ */
+function resumeHttp1(server: EventEmitter, event: 'connection' | 'secureConnection', socket: Socket, bytes: Buffer): void {
+  if (socket.destroyed) return;
+  if (bytes.byteLength > 0) socket.unshift(bytes);
+  server.emit(event, socket);
+  socket.resume();
 }
 
 function secureOptions(tls: ListenerTls) {

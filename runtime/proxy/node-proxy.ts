@@ -236,7 +236,7 @@ export class NodeProxy {
         // Each request runs on the state of the snapshot current when it arrived.
         void proxyRequest(listener.state, this.telemetry, req, res);
       },
-      upgrade: (req, socket, head) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets),
+      upgrade: (req, socket, head, resume) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume),
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);
