@@ -136,6 +136,7 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
         ? `HTTP methods are written in upper case: ${q(text.toUpperCase())}, not ${q(text)}`
         : `${q(text)} is not an HTTP method`,
   'header-name': (text) => headerName(text, false),
+  'upgrade-name': (text) => (TOKEN.test(text) ? undefined : `${q(text)} is not an Upgrade protocol name (letters, digits and !#$%&'*+.^_\`|~-, as in websocket)`),
   'http-url': (text) => {
     try {
       const url = new URL(text);
@@ -275,7 +276,7 @@ const listener = object(
     upgrades: {
       type: 'array',
       uniqueItems: true,
-      items: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', description: 'An Upgrade protocol name (a token), matched case-insensitively.' },
+      items: string('upgrade-name', 'An Upgrade protocol name, matched case-insensitively.'),
       default: [...CONFIG_DEFAULTS.upgrades],
       description: 'http listeners: the HTTP/1.1 upgrades spliced to the upstream once it answers 101. Any other Upgrade header is removed and the request proxied as a plain one. h2c is never honoured. []: none.',
     },
