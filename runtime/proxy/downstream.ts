@@ -11,6 +11,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Ses
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { MAX_REQUEST_HEADERS_CEILING } from '../config/index.ts';
 import type { ListenerTls } from '../config/snapshot.ts';
 import type { ConnectionInfo } from '../host/stream.ts';
 
@@ -64,6 +65,10 @@ const sessionSockets = new WeakMap<Http2Session, Socket>();
 export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | undefined, handlers: DownstreamHandlers): Downstream {
   const sessions = new Set<Http2Session>();
   const h2Settings = { maxHeaderListSize: limits.maxHeaderBytes };
+  // The parsers keep up to the ceiling any listener may allow (node's defaults cut HTTP/1.1 headers
+  // silently and reset HTTP/2 streams past 128); request-head.ts answers 431 past a listener's own
+  // maxRequestHeaders. maxHeaderBytes bounds the memory either way.
+  const maxHeaderListPairs = MAX_REQUEST_HEADERS_CEILING + 8;
   const trackSession = (session: Http2Session, socket: Socket) => {
     sessionSockets.set(session, socket);
     sessions.add(session);
@@ -76,8 +81,10 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
       allowHTTP1: true,
       ...secureOptions(tls),
       settings: h2Settings,
+      maxHeaderListPairs,
       maxSendHeaderBlockLength: limits.maxHeaderBytes,
     });
+    (server as unknown as Http1Server).maxHeadersCount = MAX_REQUEST_HEADERS_CEILING + 1;
     server.on('session', (session) => trackSession(session, session.socket as Socket));
     server.on('request', (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse) => handlers.request(req, res as unknown as DownstreamResponse));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(server, 'secureConnection', socket, bytes)));
@@ -97,11 +104,12 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
   }
 
   const h1 = createHttp1Server({ headersTimeout: limits.headersTimeoutMs, requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs), maxHeaderSize: limits.maxHeaderBytes });
+  h1.maxHeadersCount = MAX_REQUEST_HEADERS_CEILING + 1;
   // Node checks the header timeout on this interval; keep it well under the timeout itself.
   (h1 as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, limits.headersTimeoutMs / 4));
   h1.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
   h1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(h1, 'connection', socket, bytes)));
-  const h2 = http2.createServer({ settings: h2Settings });
+  const h2 = http2.createServer({ settings: h2Settings, maxHeaderListPairs });
   h2.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
   let arriving: Socket | undefined;
   h2.on('session', (session) => trackSession(session, arriving!));

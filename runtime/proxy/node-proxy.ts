@@ -7,6 +7,7 @@ import { buffer } from 'node:stream/consumers';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
+import { CONFIG_DEFAULTS } from '../config/index.ts';
 import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { Plugin } from '../host/plugin.ts';
@@ -18,6 +19,7 @@ import { SpanExporter } from './span-export.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
 import { proxyUpgrade } from './upgrade.ts';
+import { checkRequestHead, refuse, refuseOnSocket } from './request-head.ts';
 import { Telemetry } from './telemetry.ts';
 import { Cluster } from './upstreams.ts';
 
@@ -233,10 +235,16 @@ export class NodeProxy {
       request: (req, res) => {
         this.inFlight++;
         res.once('close', () => this.inFlight--);
+        const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
+        if (refusal) return refuse(req, res, refusal);
         // Each request runs on the state of the snapshot current when it arrived.
         void proxyRequest(listener.state, this.telemetry, req, res);
       },
-      upgrade: (req, socket, head, resume) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume),
+      upgrade: (req, socket, head, resume) => {
+        const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
+        if (refusal) return refuseOnSocket(socket, refusal);
+        void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume);
+      },
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);

@@ -81,13 +81,17 @@ export function upgradeAllowed(req: IncomingMessage, allowed: readonly string[])
   return !value.includes(',') && name !== 'h2c' && allowed.includes(name);
 }
 
-/** The request's head as it came, less Upgrade and HTTP2-Settings and their Connection tokens. */
+/**
+ * The request's head as it came (in origin form, request-head.ts having normalised it), less
+ * Upgrade and HTTP2-Settings and their Connection tokens.
+ */
 export function plainRequestHead(req: IncomingMessage): Buffer {
   let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  if (req.headers.host !== undefined) text += `host: ${req.headers.host}\r\n`;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i].toLowerCase();
-    if (name === 'upgrade' || name === 'http2-settings') continue;
+    if (name === 'upgrade' || name === 'http2-settings' || name === 'host') continue;
     if (name === 'connection') {
       const kept = raw[i + 1].split(',').map((s) => s.trim()).filter((s) => s !== '' && !/^(upgrade|http2-settings)$/i.test(s));
       if (kept.length > 0) text += `${raw[i]}: ${kept.join(', ')}\r\n`;
