@@ -5,7 +5,9 @@
 // through the filters, so the next request on it (GET /admin/users) gets authz's 403.
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
+import { makePki, tlsTest, type TestPki } from '../helpers/certs.ts';
 import { runSluice } from '../helpers/sluice-run.ts';
 
 interface Seen {
@@ -46,13 +48,13 @@ async function upstream(t: ExecutionContext, switches: string[] = []) {
   return { port: (server.address() as AddressInfo).port, seen };
 }
 
-async function sluice(t: ExecutionContext, upstreamPort: number, upgrades?: string) {
+async function sluice(t: ExecutionContext, upstreamPort: number, upgrades?: string, tls?: TestPki) {
   const run = await runSluice(`
 admin: { address: 127.0.0.1:0 }
 listeners:
   - name: web
     address: 127.0.0.1:0
-    filters: [authz]${upgrades === undefined ? '' : `\n    upgrades: ${upgrades}`}
+    filters: [authz]${upgrades === undefined ? '' : `\n    upgrades: ${upgrades}`}${tls ? `\n    tls: { certFile: ${tls.serverCert}, keyFile: ${tls.serverKey} }` : ''}
     routes: [{ cluster: up }]
 clusters:
   - { name: up, endpoints: [127.0.0.1:${upstreamPort}] }
@@ -68,8 +70,8 @@ filters:
 }
 
 /** A client connection that sends raw bytes and reads one whole response (by Content-Length) at a time. */
-function client(port: number) {
-  const socket = connect(port, '127.0.0.1');
+function client(port: number, ca?: string) {
+  const socket = ca ? tlsConnect({ port, host: '127.0.0.1', ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] }) : connect(port, '127.0.0.1');
   let buffered = '';
   let closed = false;
   let wake = () => {};
@@ -183,4 +185,31 @@ test('upgrades: [foo] on a listener lets foo switch (and WebSocket no longer)', 
   t.is(plain.body, 'upstream saw /ws');
   t.is(up.seen[1]!.headers.upgrade, undefined);
   ws.socket.destroy();
+});
+
+tlsTest('over TLS (http/1.1 by ALPN) too: a refused upgrade leaves the connection to the filters', async (t) => {
+  const pki = makePki();
+  const up = await upstream(t, ['foo']);
+  const c = client(await sluice(t, up.port, undefined, pki), pki.ca);
+  const first = await c.send('GET /anything HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n');
+  t.is(status(first), 'HTTP/1.1 200 OK');
+  t.is(up.seen[0]!.headers.upgrade, undefined);
+  const second = await c.send('GET /admin/users HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.is(status(second), 'HTTP/1.1 403 Forbidden');
+  t.is(second.body, DENIED);
+  t.is(up.seen.length, 1);
+  c.socket.destroy();
+});
+
+test('an upgrade request with a body is proxied as a plain request, its body framed as HTTP', async (t) => {
+  const up = await upstream(t, ['websocket']);
+  const c = client(await sluice(t, up.port));
+  const first = await c.send('POST /submit HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nhello');
+  t.is(status(first), 'HTTP/1.1 200 OK');
+  t.is(first.body, 'upstream saw /submit');
+  t.is(up.seen[0]!.headers.upgrade, undefined);
+  t.is(up.seen[0]!.headers['content-length'], '5');
+  const second = await c.send('GET /admin/users HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.is(status(second), 'HTTP/1.1 403 Forbidden');
+  c.socket.destroy();
 });
