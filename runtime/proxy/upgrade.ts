@@ -1,8 +1,8 @@
 // HTTP/1.1 upgrades. One the listener allows (`upgrades`, WebSocket by default) passes the
 // request-header filters and the route table like any request (a filter may refuse it) and goes to
 // an endpoint of the route's cluster; only the upstream's 101 splices the two connections, bytes
-// then flowing both ways untouched. Any other answer is relayed as a plain response and the client
-// connection goes on speaking HTTP/1.1. Any other Upgrade (h2c always) is removed and the request
+// then flowing both ways untouched. Any other answer passes the response filters and is relayed as
+// a plain response, and the client connection goes on speaking HTTP/1.1. Any other Upgrade (h2c always) is removed and the request
 // handed back to the HTTP/1.1 server as a plain one: no Upgrade header takes a connection past the
 // filters (Envoy's upgrade_configs).
 
@@ -10,7 +10,8 @@ import { STATUS_CODES, ServerResponse, request as httpRequest, type IncomingMess
 import type { Socket } from 'node:net';
 import { CONFIG_DEFAULTS } from '../config/index.ts';
 import { HeaderMap } from '../host/header-map.ts';
-import type { Outcome } from '../host/http-stream.ts';
+import type { HttpStream, Outcome } from '../host/http-stream.ts';
+import { EMPTY } from '../host/stream.ts';
 import type { ListenerState } from './http-proxy.ts';
 import { pickWeighted } from './router.ts';
 
@@ -50,7 +51,7 @@ export async function proxyUpgrade(state: ListenerState, req: IncomingMessage, c
     // The request as the filters left it; Connection and Upgrade stay: they are the point.
     const sent: string[] = ['host', route.action.hostRewrite ?? headers.get(':authority') ?? ''];
     for (const [k, v] of headers) if (!k.startsWith(':')) sent.push(k, v);
-    await exchange(client, req, head, sockets, resume, {
+    await exchange(stream, client, req, head, sockets, resume, {
       host: host.endpoint.host,
       port: host.endpoint.port,
       address: host.address,
@@ -114,7 +115,7 @@ interface UpstreamTarget {
 }
 
 /** Sends the upgrade request upstream; splices on 101, relays any other answer as a response. */
-function exchange(client: Socket, req: IncomingMessage, head: Buffer, sockets: Set<Socket>, resume: (bytes: Buffer) => void, target: UpstreamTarget): Promise<void> {
+function exchange(stream: HttpStream, client: Socket, req: IncomingMessage, head: Buffer, sockets: Set<Socket>, resume: (bytes: Buffer) => void, target: UpstreamTarget): Promise<void> {
   return new Promise<void>((done) => {
     const upstream = httpRequest({ host: target.host, port: target.port, method: target.method, path: target.path, headers: target.headers, agent: false, setHost: false });
     const clientGone = () => upstream.destroy();
@@ -134,7 +135,7 @@ function exchange(client: Socket, req: IncomingMessage, head: Buffer, sockets: S
     });
     upstream.on('response', (res: IncomingMessage) => {
       answered = true;
-      void relay(client, req, res, head, resume).finally(settle);
+      relay(stream, client, req, res, head, resume).catch(() => client.destroy()).finally(settle);
     });
     upstream.on('error', (error: Error & { code?: string }) => {
       if (!answered && !client.destroyed) {
@@ -171,33 +172,72 @@ function splice(client: Socket, upstream: Socket, res: IncomingMessage, upstream
 }
 
 /**
- * The upstream answered the upgrade with something else than 101: that answer goes to the client
- * as an ordinary response, and the client connection goes back to HTTP/1.1 parsing (its next
- * request passes the filters), or closes when the client asked for that.
+ * The upstream answered the upgrade with something else than 101: that answer passes the response
+ * filters and goes to the client as an ordinary response, and the client connection goes back to
+ * HTTP/1.1 parsing (its next request passes the filters), or closes when the client asked for that.
  */
-function relay(client: Socket, req: IncomingMessage, res: IncomingMessage, head: Buffer, resume: (bytes: Buffer) => void): Promise<void> {
-  return new Promise<void>((finished) => {
-    const out = new ServerResponse(req);
-    out.on('error', () => client.destroy());
-    out.assignSocket(client);
-    out.shouldKeepAlive = !/(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
-    const named = new Set(String(res.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
-    const headers: string[] = [];
-    for (let i = 0; i < res.rawHeaders.length; i += 2) {
-      const name = res.rawHeaders[i].toLowerCase();
-      if (!HOP_BY_HOP.has(name) && !named.has(name)) headers.push(res.rawHeaders[i], res.rawHeaders[i + 1]);
+async function relay(stream: HttpStream, client: Socket, req: IncomingMessage, res: IncomingMessage, head: Buffer, resume: (bytes: Buffer) => void): Promise<void> {
+  const named = new Set(String(res.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
+  const headers = new HeaderMap([[':status', String(res.statusCode ?? 502)]]);
+  for (let i = 0; i < res.rawHeaders.length; i += 2) {
+    const name = res.rawHeaders[i].toLowerCase();
+    if (!HOP_BY_HOP.has(name) && !named.has(name)) headers.add(name, res.rawHeaders[i + 1]);
+  }
+  const out = new ServerResponse(req);
+  out.on('error', () => client.destroy());
+  out.assignSocket(client);
+  out.shouldKeepAlive = !/(^|,)\s*close\s*(,|$)/i.test(String(req.headers.connection ?? ''));
+  res.on('error', () => client.destroy());
+  const sent = new Promise<boolean>((resolve) => {
+    out.once('finish', () => resolve(true));
+    out.once('close', () => resolve(false));
+  });
+
+  let outcome = await stream.responseHeaders(headers, false);
+  if (outcome.kind === 'reset') {
+    res.destroy();
+    return void client.destroy();
+  }
+  if (outcome.kind === 'local-reply') {
+    res.destroy();
+    const reply = outcome.reply;
+    out.writeHead(reply.status, [...withoutPseudo(reply.headers, 'content-length'), 'content-length', String(reply.body.byteLength)]);
+    out.end(reply.body);
+  } else {
+    out.writeHead(Number(headers.get(':status')), withoutPseudo(headers));
+    for await (const chunk of res) {
+      outcome = await stream.responseBody(chunk as Buffer, false);
+      // The client already has the headers: a late local reply or reset can only end the connection.
+      if (outcome.kind !== 'continue') return void client.destroy();
+      if (outcome.data && outcome.data.byteLength > 0 && !out.write(outcome.data)) await drained(client);
     }
-    out.writeHead(res.statusCode ?? 502, headers);
-    res.on('error', () => client.destroy());
-    res.on('aborted', () => client.destroy());
-    out.on('close', () => finished());
-    out.on('finish', () => {
-      out.detachSocket(client);
-      if (out.shouldKeepAlive) resume(head);
-      else client.end();
-      finished();
-    });
-    res.pipe(out);
+    outcome = await stream.responseBody(EMPTY, true);
+    if (outcome.kind !== 'continue') return void client.destroy();
+    out.end(outcome.data && outcome.data.byteLength > 0 ? outcome.data : undefined);
+  }
+  if (!(await sent)) return;
+  out.detachSocket(client);
+  if (out.shouldKeepAlive) resume(head);
+  else client.end();
+}
+
+/** The headers to write: no pseudo-headers, nor `leaveOut`. */
+function withoutPseudo(headers: HeaderMap, leaveOut?: string): string[] {
+  const out: string[] = [];
+  for (const [k, v] of headers) if (!k.startsWith(':') && k !== leaveOut) out.push(k, v);
+  return out;
+}
+
+/** Resolves once the socket's write buffer drained, or it closed. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.removeListener('drain', done);
+      socket.removeListener('close', done);
+      resolve();
+    };
+    socket.once('drain', done);
+    socket.once('close', done);
   });
 }
 

@@ -54,7 +54,7 @@ admin: { address: 127.0.0.1:0 }
 listeners:
   - name: web
     address: 127.0.0.1:0
-    filters: [authz]${upgrades === undefined ? '' : `\n    upgrades: ${upgrades}`}${tls ? `\n    tls: { certFile: ${tls.serverCert}, keyFile: ${tls.serverKey} }` : ''}
+    filters: [authz, hello]${upgrades === undefined ? '' : `\n    upgrades: ${upgrades}`}${tls ? `\n    tls: { certFile: ${tls.serverCert}, keyFile: ${tls.serverKey} }` : ''}
     routes: [{ cluster: up }]
 clusters:
   - { name: up, endpoints: [127.0.0.1:${upstreamPort}] }
@@ -64,6 +64,7 @@ filters:
     config:
       defaultAction: ALLOW
       rules: [{ name: no-admin, action: DENY, to: { paths: [/admin, /admin/*] } }]
+  - { name: hello, module: \${repo}/build/filters/hello.wasm }
 `);
   t.teardown(() => run.stop());
   return run.port('web');
@@ -150,6 +151,8 @@ test('an allowed upgrade (WebSocket) answered 200 instead of 101 is relayed as a
   const first = await c.send('GET /anything HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
   t.is(status(first), 'HTTP/1.1 200 OK');
   t.is(first.body, 'upstream saw /anything');
+  // A plain response: it passed the response filters (hello adds x-hello).
+  t.true(first.head.split('\r\n').includes('x-hello: world'), first.head);
   t.is(up.seen[0]!.headers.upgrade, 'websocket');
   const second = await c.send('GET /admin/users HTTP/1.1\r\nHost: a\r\n\r\n');
   t.is(status(second), 'HTTP/1.1 403 Forbidden');
