@@ -2,9 +2,9 @@
 // request-header filters and the route table like any request (a filter may refuse it) and goes to
 // an endpoint of the route's cluster; only the upstream's 101 splices the two connections, bytes
 // then flowing both ways untouched. Any other answer passes the response filters and is relayed as
-// a plain response, and the client connection goes on speaking HTTP/1.1. Any other Upgrade (h2c always) is removed and the request
-// handed back to the HTTP/1.1 server as a plain one: no Upgrade header takes a connection past the
-// filters (Envoy's upgrade_configs).
+// a plain response, and the client connection goes on speaking HTTP/1.1. Any other Upgrade (h2c
+// always) is removed and the request handed back to the HTTP/1.1 server as a plain one: no Upgrade
+// header takes a connection past the filters (Envoy's upgrade_configs).
 
 import { STATUS_CODES, ServerResponse, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
