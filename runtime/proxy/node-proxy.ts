@@ -236,7 +236,12 @@ export class NodeProxy {
         this.inFlight++;
         res.once('close', () => this.inFlight--);
         const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
-        if (refusal) return refuse(req, res, refusal);
+        if (refusal) {
+          refuse(req, res, refusal);
+          // Counted like any answer, so that refusals show on the dashboards.
+          const protocol = 'stream' in req ? '2.0' : '1.1';
+          return this.telemetry.request(listener.state.config.name, protocol, { status: refusal.status, requestBytes: 0, responseBytes: Buffer.byteLength(refusal.text), cluster: '' }, 0);
+        }
         // Each request runs on the state of the snapshot current when it arrived.
         void proxyRequest(listener.state, this.telemetry, req, res);
       },

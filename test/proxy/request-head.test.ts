@@ -48,7 +48,7 @@ async function start(t: { teardown(fn: () => unknown): void }, listener: Partial
     upstream.closeAllConnections();
     upstream.close();
   });
-  return { port: proxy.addresses().web.port, seen };
+  return { port: proxy.addresses().web.port, seen, proxy };
 }
 
 /** Sends raw bytes; resolves with everything answered until the proxy closes (or 2 s pass). */
@@ -71,7 +71,7 @@ const headerLines = (n: number) => ['Host: example.com', ...Array.from({ length:
 const xHeaders = (rawHeaders: string[]) => rawHeaders.filter((_, i) => i % 2 === 0 && /^x-h-/i.test(rawHeaders[i]!)).length;
 
 test('100 request headers pass whole; 101 get 431 (maxRequestHeaders, Envoy\'s default 100)', async (t) => {
-  const { port, seen } = await start(t);
+  const { port, seen, proxy } = await start(t);
   const ok = await raw(port, `GET /a HTTP/1.1\r\n${headerLines(99)}\r\nConnection: close\r\n\r\n`);
   t.is(statusOf(ok), 'HTTP/1.1 200 OK');
   t.is(xHeaders(seen[0]!.rawHeaders), 98);
@@ -79,6 +79,8 @@ test('100 request headers pass whole; 101 get 431 (maxRequestHeaders, Envoy\'s d
   t.is(statusOf(over), 'HTTP/1.1 431 Request Header Fields Too Large');
   t.is(bodyOf(over), 'sluice: the request has 101 headers, more than this listener allows (maxRequestHeaders 100)\n');
   t.is(seen.length, 1);
+  // Refusals are counted like any answer.
+  t.true(proxy.metrics().includes('istio_requests_total{reporter="source",request_protocol="http",response_code="431",destination_service="unknown",sluice_listener="web"} 1\n'));
 });
 
 test('a listener with maxRequestHeaders 2000 passes 1500 headers whole, none cut', async (t) => {
