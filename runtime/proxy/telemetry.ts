@@ -179,7 +179,7 @@ export class Telemetry {
 }
 
 /** The request_protocol label (docs/proxy.md, as the telemetry filter's): `grpc`, `http2` or `http`. */
-export function requestProtocolLabel(protocol: string): 'grpc' | 'http2' | 'http' {
+function requestProtocolLabel(protocol: string): 'grpc' | 'http2' | 'http' {
   return protocol === 'grpc' ? 'grpc' : protocol === '2.0' ? 'http2' : 'http';
 }
 
