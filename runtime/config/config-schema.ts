@@ -28,7 +28,13 @@ export const CONFIG_DEFAULTS = Object.freeze({
   outlierDetection: Object.freeze({ consecutive5xx: 5, consecutiveGatewayFailure: 0, baseEjectionTimeMs: 30_000, maxEjectionPercent: 10 }),
   vmId: '',
   tracing: Object.freeze({ serviceName: 'sluice', flushIntervalMs: 1000, maxBatch: 512 }),
+  // Envoy's defaults: WebSocket is the one upgrade honoured; 100 request headers.
+  upgrades: Object.freeze(['websocket']),
+  maxRequestHeaders: 100,
 } as const);
+
+/** The most request headers a listener may allow (`maxRequestHeaders`). */
+export const MAX_REQUEST_HEADERS_CEILING = 8192;
 
 /** The fail strategy a filter gets when it names none, as the host fills it in. */
 const DEFAULT_FAIL_STRATEGY = pluginSpec({ name: 'defaults' }).failStrategy;
@@ -132,6 +138,7 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
         ? `HTTP methods are written in upper case: ${q(text.toUpperCase())}, not ${q(text)}`
         : `${q(text)} is not an HTTP method`,
   'header-name': (text) => headerName(text, false),
+  'upgrade-name': (text) => (TOKEN.test(text) ? undefined : `${q(text)} is not an Upgrade protocol name (letters, digits and !#$%&'*+.^_\`|~-, as in websocket)`),
   'http-url': (text) => {
     try {
       const url = new URL(text);
@@ -273,6 +280,14 @@ const listener = object(
       },
       [],
     ),
+    upgrades: {
+      type: 'array',
+      uniqueItems: true,
+      items: string('upgrade-name', 'An Upgrade protocol name, matched case-insensitively.'),
+      default: [...CONFIG_DEFAULTS.upgrades],
+      description: 'http listeners: the HTTP/1.1 upgrades spliced to the upstream once it answers 101. Any other Upgrade header is removed and the request proxied as a plain one. h2c is never honoured. []: none.',
+    },
+    maxRequestHeaders: integer(1, MAX_REQUEST_HEADERS_CEILING, 'http listeners: a request with more headers than this gets 431.', CONFIG_DEFAULTS.maxRequestHeaders),
     tls: object(
       'http listeners: serve HTTPS, HTTP/2 or HTTP/1.1 as the client picks by ALPN. With caFile, clients may present a certificate (mTLS); its SPIFFE ID becomes the peer identity filters read.',
       {

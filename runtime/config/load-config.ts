@@ -340,7 +340,19 @@ class Resolver {
       routes,
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
       ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
+      upgrades: this.upgrades(listener.upgrades, `${at}.upgrades`),
+      maxRequestHeaders: whole(listener.maxRequestHeaders, CONFIG_DEFAULTS.maxRequestHeaders),
     };
+  }
+
+  private upgrades(value: unknown, at: string): string[] {
+    if (value === undefined) return [...CONFIG_DEFAULTS.upgrades];
+    const names = list(value).filter((name): name is string => typeof name === 'string').map((name) => name.toLowerCase());
+    names.forEach((name, i) => {
+      // An h2c upgrade would hand the connection to HTTP/2 past the HTTP/1.1 request's filters.
+      if (name === 'h2c') this.problem(`${at}[${i}]`, 'h2c is never honoured as an upgrade: HTTP/2 clients speak it with prior knowledge on the same port (or h2 over TLS); remove it');
+    });
+    return names;
   }
 
   private tls(tls: Raw, at: string): ListenerTls {
@@ -357,6 +369,9 @@ class Resolver {
   private tcpListener(listener: Raw, at: string): ListenerConfig {
     for (const field of ['routes', 'filters', 'accessLog', 'tls']) {
       if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log or TLS');
+    }
+    for (const field of ['upgrades', 'maxRequestHeaders']) {
+      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it parses no HTTP, so this applies only to http listeners');
     }
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');

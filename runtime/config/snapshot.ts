@@ -52,6 +52,10 @@ export interface ListenerConfig {
   readonly accessLog?: AccessLogConfig;
   /** http: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext (HTTP/1.1 and h2c). */
   readonly tls?: ListenerTls;
+  /** http: Upgrade protocol names (lower case) spliced after a 101; absent: CONFIG_DEFAULTS.upgrades. */
+  readonly upgrades?: readonly string[];
+  /** http: requests with more headers get 431; absent: CONFIG_DEFAULTS.maxRequestHeaders. */
+  readonly maxRequestHeaders?: number;
 }
 
 /** A TLS listener's certificate and, for mTLS, the CA that client certificates must chain to. */

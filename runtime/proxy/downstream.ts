@@ -4,12 +4,14 @@
 // ask for a client certificate whose SPIFFE ID becomes the peer identity. Either way the request
 // path sees one request/response API (node's HTTP/2 compatibility API mirrors HTTP/1.1's).
 
+import type { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createHttp1Server, type IncomingMessage, type Server as Http1Server, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { MAX_REQUEST_HEADERS_CEILING } from '../config/index.ts';
 import type { ListenerTls } from '../config/snapshot.ts';
 import type { ConnectionInfo } from '../host/stream.ts';
 
@@ -37,7 +39,11 @@ export interface DownstreamLimits {
 
 export interface DownstreamHandlers {
   request(req: DownstreamRequest, res: DownstreamResponse): void;
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  /**
+   * An HTTP/1.1 request with `Connection: upgrade`: node's parser has let go of the socket.
+   * `resume(bytes)` hands it back, `bytes` parsed first, and the connection speaks HTTP/1.1 again.
+   */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, resume: (bytes: Buffer) => void): void;
 }
 
 export interface Downstream {
@@ -59,6 +65,10 @@ const sessionSockets = new WeakMap<Http2Session, Socket>();
 export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | undefined, handlers: DownstreamHandlers): Downstream {
   const sessions = new Set<Http2Session>();
   const h2Settings = { maxHeaderListSize: limits.maxHeaderBytes };
+  // The parsers keep up to the ceiling any listener may allow (node's defaults cut HTTP/1.1 headers
+  // silently and reset HTTP/2 streams past 128); request-head.ts answers 431 past a listener's own
+  // maxRequestHeaders. maxHeaderBytes bounds the memory either way.
+  const maxHeaderListPairs = MAX_REQUEST_HEADERS_CEILING + 8;
   const trackSession = (session: Http2Session, socket: Socket) => {
     sessionSockets.set(session, socket);
     sessions.add(session);
@@ -71,11 +81,13 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
       allowHTTP1: true,
       ...secureOptions(tls),
       settings: h2Settings,
+      maxHeaderListPairs,
       maxSendHeaderBlockLength: limits.maxHeaderBytes,
     });
+    (server as unknown as Http1Server).maxHeadersCount = MAX_REQUEST_HEADERS_CEILING + 1;
     server.on('session', (session) => trackSession(session, session.socket as Socket));
     server.on('request', (req: DownstreamRequest, res: ServerResponse | Http2ServerResponse) => handlers.request(req, res as unknown as DownstreamResponse));
-    server.on('upgrade', handlers.upgrade);
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(server, 'secureConnection', socket, bytes)));
     const h1 = server as unknown as Http1Server;
     return {
       server,
@@ -92,11 +104,12 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
   }
 
   const h1 = createHttp1Server({ headersTimeout: limits.headersTimeoutMs, requestTimeout: Math.max(limits.requestTimeoutMs, limits.headersTimeoutMs), maxHeaderSize: limits.maxHeaderBytes });
+  h1.maxHeadersCount = MAX_REQUEST_HEADERS_CEILING + 1;
   // Node checks the header timeout on this interval; keep it well under the timeout itself.
   (h1 as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(30_000, Math.max(100, limits.headersTimeoutMs / 4));
   h1.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
-  h1.on('upgrade', handlers.upgrade);
-  const h2 = http2.createServer({ settings: h2Settings });
+  h1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => handlers.upgrade(req, socket, head, (bytes) => resumeHttp1(h1, 'connection', socket, bytes)));
+  const h2 = http2.createServer({ settings: h2Settings, maxHeaderListPairs });
   h2.on('request', (req, res) => handlers.request(req, res as unknown as DownstreamResponse));
   let arriving: Socket | undefined;
   h2.on('session', (session) => trackSession(session, arriving!));
@@ -133,6 +146,17 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
       h1.closeAllConnections();
     },
   };
+}
+
+/**
+ * Gives a connection an upgrade took back to the HTTP/1.1 server, `bytes` (read past the upgrade
+ * request) first. A TLS server takes HTTP/1.1 connections by `secureConnection` (ALPN http/1.1).
+ */
+function resumeHttp1(server: EventEmitter, event: 'connection' | 'secureConnection', socket: Socket, bytes: Buffer): void {
+  if (socket.destroyed) return;
+  if (bytes.byteLength > 0) socket.unshift(bytes);
+  server.emit(event, socket);
+  socket.resume();
 }
 
 function secureOptions(tls: ListenerTls) {

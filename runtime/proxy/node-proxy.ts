@@ -7,6 +7,7 @@ import { buffer } from 'node:stream/consumers';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
+import { CONFIG_DEFAULTS } from '../config/index.ts';
 import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { Plugin } from '../host/plugin.ts';
@@ -19,6 +20,7 @@ import { SpanExporter } from './span-export.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
 import { proxyUpgrade } from './upgrade.ts';
+import { checkRequestHead, refuse, refuseOnSocket } from './request-head.ts';
 import { Telemetry } from './telemetry.ts';
 import { Cluster } from './upstreams.ts';
 
@@ -235,10 +237,21 @@ export class NodeProxy {
       request: (req, res) => {
         this.inFlight++;
         res.once('close', () => this.inFlight--);
+        const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
+        if (refusal) {
+          refuse(req, res, refusal);
+          // Counted like any answer, so that refusals show on the dashboards.
+          const protocol = 'stream' in req ? '2.0' : '1.1';
+          return this.telemetry.request(listener.state.config.name, protocol, { status: refusal.status, requestBytes: 0, responseBytes: Buffer.byteLength(refusal.text), cluster: '' }, 0);
+        }
         // Each request runs on the state of the snapshot current when it arrived.
         void proxyRequest(listener.state, this.telemetry, req, res);
       },
-      upgrade: (req, socket, head) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets),
+      upgrade: (req, socket, head, resume) => {
+        const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
+        if (refusal) return refuseOnSocket(socket, refusal);
+        void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume);
+      },
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);

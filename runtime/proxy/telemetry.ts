@@ -71,13 +71,16 @@ export class Telemetry {
     return s;
   }
 
-  request(listener: string, httpVersion: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
-    const key = `${listener}\u0000${httpVersion}\u0000${e.status}\u0000${e.cluster}`;
+  /** `protocol`: `grpc`, or the request's HTTP version (`1.0`, `1.1`, `2.0`). */
+  request(listener: string, protocol: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
+    // The series is keyed by the label, not the version: HTTP/1.0 and HTTP/1.1 are one series.
+    const label = requestProtocolLabel(protocol);
+    const key = `${listener}\u0000${label}\u0000${e.status}\u0000${e.cluster}`;
     let s = this.series.get(key);
     if (!s) {
       const labels = [
         ['reporter', 'source'],
-        ['request_protocol', httpVersion === '2.0' ? 'http2' : 'http'],
+        ['request_protocol', label],
         ['response_code', String(e.status)],
         ['destination_service', e.cluster || 'unknown'],
         ['sluice_listener', listener],
@@ -173,6 +176,11 @@ export class Telemetry {
     }
     return out.join('\n') + '\n';
   }
+}
+
+/** The request_protocol label (docs/proxy.md, as the telemetry filter's): `grpc`, `http2` or `http`. */
+function requestProtocolLabel(protocol: string): 'grpc' | 'http2' | 'http' {
+  return protocol === 'grpc' ? 'grpc' : protocol === '2.0' ? 'http2' : 'http';
 }
 
 /** One metric with a series per label set. */

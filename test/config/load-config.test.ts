@@ -60,6 +60,8 @@ test('the example file loads into the exact snapshot', async (t) => {
         { name: 'old', match: { prefix: '/old' }, action: { kind: 'redirect', status: 302, location: '/anything' }, timeoutMs: 15000 },
         { name: 'default', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'echo', weight: 1 }] }, timeoutMs: 15000 },
       ],
+      upgrades: ['websocket'],
+      maxRequestHeaders: 100,
     },
   ]);
   t.deepEqual(snapshot.clusters, [
@@ -140,6 +142,8 @@ filters: [{ name: f, module: hello.wasm }]
         protocol: 'http',
         filters: [],
         routes: [{ name: 'route-0', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'c', weight: 1 }] }, timeoutMs: 15000 }],
+        upgrades: ['websocket'],
+        maxRequestHeaders: 100,
       },
     ],
     clusters: [
@@ -603,4 +607,20 @@ test('admin.allowedHosts and admin.configDump.show: given, kept (hosts lower cas
     'admin.configDump.show[0]: "secrets" must start with one of admin, listeners, clusters, filters, tracing (or *)',
     'admin.configDump.show[1]: "filters..x" has an empty step; write steps separated by single dots, as in filters.headers.configuration.request',
   ]);
+});
+test('upgrades: names in any case, kept lower case; h2c and non-tokens refused', (t) => {
+  t.deepEqual(parse(listener('[{ cluster: echo }]', '\n    upgrades: [WebSocket, Foo]')).listeners[0]!.upgrades, ['websocket', 'foo']);
+  t.deepEqual(parse(listener('[{ cluster: echo }]', '\n    upgrades: []')).listeners[0]!.upgrades, []);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    upgrades: [websocket, H2C]')), [
+    'listeners[0].upgrades[1]: h2c is never honoured as an upgrade: HTTP/2 clients speak it with prior knowledge on the same port (or h2 over TLS); remove it',
+  ]);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    upgrades: ["web socket"]')), [
+    'listeners[0].upgrades[0]: "web socket" is not an Upgrade protocol name (letters, digits and !#$%&\'*+.^_`|~-, as in websocket)',
+  ]);
+});
+
+test('maxRequestHeaders: 1 to 8192', (t) => {
+  t.is(parse(listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 200')).listeners[0]!.maxRequestHeaders, 200);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 0')), ['listeners[0].maxRequestHeaders: must be at least 1, got 0']);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 8193')), ['listeners[0].maxRequestHeaders: must be at most 8192, got 8193']);
 });
