@@ -6,6 +6,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { DEFAULT_BUFFER_LIMIT_BYTES } from '../proxy/backpressure.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -20,6 +21,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   requestTimeoutMs: 15_000,
   idleTimeoutMs: 60_000,
   maxConnections: 1024,
+  bufferLimitBytes: DEFAULT_BUFFER_LIMIT_BYTES,
   // Envoy's defaults.
   circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 }),
   upstreamProtocol: 'http1',
@@ -265,6 +267,12 @@ const listener = object(
         fields: { type: 'array', uniqueItems: true, minItems: 1, items: { enum: [...ACCESS_LOG_FIELDS] }, default: [...ACCESS_LOG_FIELDS], description: 'The fields of each line, in this order.' },
       },
       [],
+    ),
+    bufferLimitBytes: integer(
+      1024,
+      1024 ** 3,
+      'http listeners: bytes one stream may hold waiting for a slow reader, per direction, before Sluice stops reading the other side (Envoy\'s per_connection_buffer_limit_bytes).',
+      CONFIG_DEFAULTS.bufferLimitBytes,
     ),
     tls: object(
       'http listeners: serve HTTPS, HTTP/2 or HTTP/1.1 as the client picks by ALPN. With caFile, clients may present a certificate (mTLS); its SPIFFE ID becomes the peer identity filters read.',

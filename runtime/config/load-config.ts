@@ -334,6 +334,7 @@ class Resolver {
       routes,
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
       ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
+      bufferLimitBytes: whole(listener.bufferLimitBytes, CONFIG_DEFAULTS.bufferLimitBytes),
     };
   }
 
@@ -349,8 +350,8 @@ class Resolver {
   }
 
   private tcpListener(listener: Raw, at: string): ListenerConfig {
-    for (const field of ['routes', 'filters', 'accessLog', 'tls']) {
-      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log or TLS');
+    for (const field of ['routes', 'filters', 'accessLog', 'tls', 'bufferLimitBytes']) {
+      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log, TLS or buffer limit');
     }
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');

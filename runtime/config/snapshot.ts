@@ -48,6 +48,11 @@ export interface ListenerConfig {
   readonly accessLog?: AccessLogConfig;
   /** http: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext (HTTP/1.1 and h2c). */
   readonly tls?: ListenerTls;
+  /**
+   * http: bytes a stream may hold waiting for a slow reader, per direction, before Sluice stops
+   * reading the other side (Envoy's per_connection_buffer_limit_bytes). Unset: 1 MiB.
+   */
+  readonly bufferLimitBytes?: number;
 }
 
 /** A TLS listener's certificate and, for mTLS, the CA that client certificates must chain to. */

@@ -13,6 +13,7 @@ import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
+import { DEFAULT_BUFFER_LIMIT_BYTES, writeBounded } from './backpressure.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import type { SpanExporter } from './span-export.ts';
@@ -187,7 +188,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
   const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
-  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? REPLAY_LIMIT : 0) : undefined;
+  const bufferLimit = state.config.bufferLimitBytes ?? DEFAULT_BUFFER_LIMIT_BYTES;
+  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit) : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
   budget.active++;
@@ -247,7 +249,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
           continue;
         }
         if (!answer) return respond(stream, res, exchange, upstreamFailure(abort.signal.reason ?? failure, clusterName, current.address));
-        return await relayResponse(stream, answer, res, exchange);
+        return await relayResponse(stream, answer, res, exchange, bufferLimit);
       } finally {
         current.active--;
         if (perTry) clearTimeout(perTry);
@@ -266,7 +268,9 @@ const REPLAY_LIMIT = 64 * 1024;
 /**
  * Streams the request body through the request-body filters into the first try's upstream
  * request, and keeps a copy (up to a limit) for retries. `done` resolves with a local reply or
- * reset when a filter answers, undefined when the body is through.
+ * reset when a filter answers, undefined when the body is through (or the upstream request went
+ * away and nobody reads the rest). Past `bufferLimit` bytes waiting for the upstream, it stops
+ * reading the client until they drain.
  */
 class BodyPump {
   readonly stream = new PassThrough();
@@ -275,7 +279,7 @@ class BodyPump {
   private keptBytes = 0;
   private complete = false;
 
-  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number) {
+  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number, private readonly bufferLimit: number) {
     if (keepLimit === 0) this.kept = undefined;
     this.done = this.run(req, exchange).catch((error) => {
       this.stream.destroy();
@@ -293,7 +297,7 @@ class BodyPump {
       exchange.requestBytes += (chunk as Buffer).byteLength;
       const out = await this.http.requestBody(chunk as Buffer, false);
       if (out.kind !== 'continue') return out;
-      this.send(out.data);
+      if (!(await this.send(out.data))) return undefined;
     }
     const out = await this.http.requestBody(EMPTY, true);
     if (out.kind !== 'continue') return out;
@@ -303,13 +307,16 @@ class BodyPump {
     return undefined;
   }
 
-  private send(data: Uint8Array | undefined): void {
-    if (!data || data.byteLength === 0) return;
-    this.stream.write(data);
-    if (!this.kept) return;
-    this.keptBytes += data.byteLength;
-    if (this.keptBytes > this.keepLimit) this.kept = undefined;
-    else this.kept.push(data);
+  /** Passes data on; false when the upstream request is gone. */
+  private async send(data: Uint8Array | undefined): Promise<boolean> {
+    if (!data || data.byteLength === 0) return true;
+    const full = writeBounded(this.stream, data, this.bufferLimit);
+    if (this.kept) {
+      this.keptBytes += data.byteLength;
+      if (this.keptBytes > this.keepLimit) this.kept = undefined;
+      else this.kept.push(data);
+    }
+    return full ? await full : true;
   }
 }
 
@@ -336,7 +343,7 @@ function log(level: string, msg: string): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
-async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange): Promise<void> {
+async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange, bufferLimit: number): Promise<void> {
   const headers = new HeaderMap([[':status', String(answer.statusCode)]]);
   for (const [key, value] of Object.entries(answer.headers)) {
     if (HOP_BY_HOP.has(key) || value === undefined) continue;
@@ -357,7 +364,10 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
     if (out.kind !== 'continue') return void res.destroy();
     if (out.data && out.data.byteLength > 0) {
       exchange.responseBytes += out.data.byteLength;
-      res.write(out.data);
+      // Past the buffer limit, the upstream body is not read until the client has taken it.
+      const full = writeBounded(res, out.data, bufferLimit);
+      // The client is gone: leaving the loop stops the upstream body.
+      if (full && !(await full)) return;
     }
   }
   const trailers = trailerMap(answer.trailers);
