@@ -50,6 +50,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       protocol: 'http',
       filters: ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'],
       accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
+      bufferLimitBytes: 1048576,
       routes: [
         {
           name: 'healthz',
@@ -140,6 +141,7 @@ filters: [{ name: f, module: hello.wasm }]
         protocol: 'http',
         filters: [],
         routes: [{ name: 'route-0', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'c', weight: 1 }] }, timeoutMs: 15000 }],
+        bufferLimitBytes: 1048576,
       },
     ],
     clusters: [
