@@ -514,6 +514,9 @@ function requestHeaders(req: Req, tls: boolean): HeaderMap {
   for (let i = 0; i < raw.length; i += 2) {
     const key = raw[i].toLowerCase();
     if (key.charCodeAt(0) === 58 /* ':' */ || key === 'host' || HOP_BY_HOP.has(key) || named?.includes(key)) continue;
+    // node's server has already answered 100 Continue (as Envoy does by default); undici refuses
+    // the header, and the upstream must not answer it again.
+    if (key === 'expect' && /^100-continue$/i.test(raw[i + 1].trim())) continue;
     // TE is hop-by-hop, but "trailers" says the client takes trailers: gRPC needs it through.
     if (key === 'te') {
       if (/\btrailers\b/i.test(raw[i + 1])) headers.add('te', 'trailers');
