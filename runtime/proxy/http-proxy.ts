@@ -400,9 +400,10 @@ function downstreamTrailers(trailers: HeaderMap): Record<string, string> {
 /** A response Sluice makes itself (no route, direct response, upstream failure): it too passes the response filters. */
 async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: LocalReply): Promise<void> {
   stream.state.responseCodeDetails = reply.details;
-  let out = await stream.responseHeaders(reply.headers, reply.body.byteLength === 0);
+  // The response filters see what the client will: no body on a 204 or 304.
+  let body = bodiless(reply.status) ? EMPTY : reply.body;
+  let out = await stream.responseHeaders(reply.headers, body.byteLength === 0);
   if (finish(out, res, exchange)) return;
-  let body = reply.body;
   if (body.byteLength > 0) {
     out = await stream.responseBody(body, true);
     if (finish(out, res, exchange)) return;
@@ -426,11 +427,25 @@ function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
   if (res.headersSent) return void res.destroy();
   if (exchange.grpc) return writeGrpcReply(res, reply, exchange);
   exchange.status = reply.status;
-  exchange.responseBytes = reply.body.byteLength;
   const headers = downstreamHeaders(reply.headers, 'content-length');
+  if (bodiless(reply.status)) {
+    // RFC 9110: 1xx, 204 and 304 have no body, and 1xx and 204 no content-length either; a body a
+    // direct response or filter gave one is dropped (content-length of a 304 would describe a
+    // representation Sluice does not have).
+    exchange.responseBytes = 0;
+    res.writeHead(reply.status, headers);
+    res.end();
+    return;
+  }
+  exchange.responseBytes = reply.body.byteLength;
   headers.push('content-length', String(reply.body.byteLength));
   res.writeHead(reply.status, headers);
   res.end(reply.body);
+}
+
+/** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
+function bodiless(status: number): boolean {
+  return status < 200 || status === 204 || status === 304;
 }
 
 /**
