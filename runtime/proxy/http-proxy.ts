@@ -14,6 +14,7 @@ import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
 import { DEFAULT_BUFFER_LIMIT_BYTES, writeBounded } from './backpressure.ts';
+import { bodyChunks } from './body-chunks.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import type { SpanExporter } from './span-export.ts';
@@ -293,15 +294,20 @@ class BodyPump {
   }
 
   private async run(req: Req, exchange: Exchange): Promise<Outcome | undefined> {
-    for await (const chunk of req) {
-      exchange.requestBytes += (chunk as Buffer).byteLength;
-      const out = await this.http.requestBody(chunk as Buffer, false);
+    const h2 = (req as Http2ServerRequest).stream !== undefined;
+    let ended = false;
+    for await (const { data, last } of bodyChunks(req, h2, () => Object.keys(req.trailers ?? {}).length > 0)) {
+      exchange.requestBytes += data.byteLength;
+      const out = await this.http.requestBody(data, last);
+      if (out.kind !== 'continue') return out;
+      if (!(await this.send(out.data))) return undefined;
+      ended = last;
+    }
+    if (!ended) {
+      const out = await this.http.requestBody(EMPTY, true);
       if (out.kind !== 'continue') return out;
       if (!(await this.send(out.data))) return undefined;
     }
-    const out = await this.http.requestBody(EMPTY, true);
-    if (out.kind !== 'continue') return out;
-    this.send(out.data);
     this.stream.end();
     this.complete = true;
     return undefined;
