@@ -350,9 +350,10 @@ class Resolver {
   }
 
   private tcpListener(listener: Raw, at: string): ListenerConfig {
-    for (const field of ['routes', 'filters', 'accessLog', 'tls', 'bufferLimitBytes']) {
-      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log, TLS or buffer limit');
+    for (const field of ['routes', 'filters', 'accessLog', 'tls']) {
+      if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log or TLS');
     }
+    if (listener.bufferLimitBytes !== undefined) this.problem(`${at}.bufferLimitBytes`, 'applies to http listeners only; a tcp listener passes bytes through with the socket\'s own flow control');
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
     return {

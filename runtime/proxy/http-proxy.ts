@@ -15,6 +15,7 @@ import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
 import { DEFAULT_BUFFER_LIMIT_BYTES, writeBounded } from './backpressure.ts';
 import { bodyChunks } from './body-chunks.ts';
+import { LengthHold, withLength, type BodyLength } from './body-length.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import type { SpanExporter } from './span-export.ts';
@@ -190,7 +191,10 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
   const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
   const bufferLimit = state.config.bufferLimitBytes ?? DEFAULT_BUFFER_LIMIT_BYTES;
-  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit) : undefined;
+  // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
+  const holdLength = hasBody && headers.has('content-length') && stream.mayChangeBody(false);
+  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit, holdLength) : undefined;
+  const bodyLength = pump?.length ? await pump.length : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
   budget.active++;
@@ -199,7 +203,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
       const current = attempt === 1 || pinned !== undefined ? host : cluster.pick(tried, hashKey)!;
       tried.add(current);
       stream.state.info.upstream = { address: current.endpoint.host, port: current.endpoint.port };
-      const sent = upstreamHeaders(headers, action.hostRewrite);
+      const sent = holdLength ? withLength(upstreamHeaders(headers, action.hostRewrite), bodyLength) : upstreamHeaders(headers, action.hostRewrite);
       // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
       sent.push('x-sluice-attempt-count', String(attempt));
       const tryAbort = new AbortController();
@@ -276,16 +280,40 @@ const REPLAY_LIMIT = 64 * 1024;
 class BodyPump {
   readonly stream = new PassThrough();
   readonly done: Promise<Outcome | undefined>;
+  /**
+   * With `holdLength`: the upstream request waits for this, the Content-Length to send (the
+   * filtered body's exact size, or undefined: none) as LengthHold decides it.
+   */
+  readonly length?: Promise<BodyLength>;
+  private readonly hold?: LengthHold;
   private kept: Uint8Array[] | undefined = [];
   private keptBytes = 0;
   private complete = false;
 
-  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number, private readonly bufferLimit: number) {
+  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number, private readonly bufferLimit: number, holdLength: boolean) {
     if (keepLimit === 0) this.kept = undefined;
-    this.done = this.run(req, exchange).catch((error) => {
+    if (holdLength) {
+      let decided!: (length: BodyLength) => void;
+      this.length = new Promise((resolve) => (decided = resolve));
+      this.hold = new LengthHold(bufferLimit, (length, held) => {
+        // At most the buffer limit (and one chunk) is held: written without waiting.
+        for (const data of held) this.stream.write(data);
+        decided(length);
+      });
+      this.done = this.run(req, exchange).finally(() => {
+        // A filter's answer or a broken body: nothing more goes upstream, the request must not wait.
+        this.hold!.cancel();
+        decided(undefined);
+      });
+    } else {
+      this.done = this.run(req, exchange);
+    }
+    this.done = this.done.catch((error) => {
       this.stream.destroy();
       throw error;
     });
+    // The request path handles the outcome once it has started the upstream request.
+    this.done.catch(() => {});
   }
 
   /** The whole body for another try, or undefined when it was not kept (too large, or not through yet). */
@@ -308,6 +336,7 @@ class BodyPump {
       if (out.kind !== 'continue') return out;
       if (!(await this.send(out.data))) return undefined;
     }
+    this.hold?.end(undefined);
     this.stream.end();
     this.complete = true;
     return undefined;
@@ -316,12 +345,13 @@ class BodyPump {
   /** Passes data on; false when the upstream request is gone. */
   private async send(data: Uint8Array | undefined): Promise<boolean> {
     if (!data || data.byteLength === 0) return true;
-    const full = writeBounded(this.stream, data, this.bufferLimit);
     if (this.kept) {
       this.keptBytes += data.byteLength;
       if (this.keptBytes > this.keepLimit) this.kept = undefined;
       else this.kept.push(data);
     }
+    if (this.hold?.add(data)) return true;
+    const full = writeBounded(this.stream, data, this.bufferLimit);
     return full ? await full : true;
   }
 }
@@ -361,27 +391,50 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
     answer.body.destroy();
     return void finish(out, res, exchange);
   }
-  exchange.status = Number(headers.get(':status') ?? answer.statusCode);
-  if (answer.endAfterHeaders) return endWithHeaders(res, exchange.status, downstreamHeaders(headers));
-  res.writeHead(exchange.status, downstreamHeaders(headers));
-  for await (const chunk of answer.body) {
-    out = await stream.responseBody(chunk as Buffer, false);
-    // The client already has the headers: a late local reply or reset can only end the stream.
-    if (out.kind !== 'continue') return void res.destroy();
-    if (out.data && out.data.byteLength > 0) {
-      exchange.responseBytes += out.data.byteLength;
-      // Past the buffer limit, the upstream body is not read until the client has taken it.
-      const full = writeBounded(res, out.data, bufferLimit);
-      // The client is gone: leaving the loop stops the upstream body.
-      if (full && !(await full)) return;
+  const status = (exchange.status = Number(headers.get(':status') ?? answer.statusCode));
+  if (answer.endAfterHeaders) return endWithHeaders(res, status, downstreamHeaders(headers));
+  const head = downstreamHeaders(headers);
+  // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
+  const hold =
+    headers.has('content-length') && !bodiless(status) && stream.state.requestHeaders?.get(':method') !== 'HEAD' && stream.mayChangeBody(true)
+      ? new LengthHold(bufferLimit, (length, held) => {
+          if (gone(res)) return;
+          res.writeHead(status, withLength(head, length));
+          for (const data of held) res.write(data);
+        })
+      : undefined;
+  if (!hold) res.writeHead(status, head);
+  try {
+    for await (const chunk of answer.body) {
+      out = await stream.responseBody(chunk as Buffer, false);
+      // Once the client has the headers, a late local reply or reset can only end the stream.
+      if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
+      if (out.data && out.data.byteLength > 0) {
+        exchange.responseBytes += out.data.byteLength;
+        if (hold?.add(out.data)) continue;
+        // Past the buffer limit, the upstream body is not read until the client has taken it.
+        const full = writeBounded(res, out.data, bufferLimit);
+        // The client is gone: leaving the loop stops the upstream body.
+        if (full && !(await full)) return;
+      }
     }
+    const trailers = trailerMap(answer.trailers);
+    out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
+    if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
+    if (out.data) exchange.responseBytes += out.data.byteLength;
+    const last = out.data && out.data.byteLength > 0 ? out.data : undefined;
+    const sent = hold?.end(last, trailers === undefined) ?? false;
+    if (trailers) res.addTrailers(downstreamTrailers(trailers));
+    res.end(sent ? undefined : last);
+  } finally {
+    hold?.cancel();
   }
-  const trailers = trailerMap(answer.trailers);
-  out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
-  if (out.kind !== 'continue') return void res.destroy();
-  if (out.data) exchange.responseBytes += out.data.byteLength;
-  if (trailers) res.addTrailers(downstreamTrailers(trailers));
-  res.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
+}
+
+/** The client's stream is closed (HTTP/1.1 or HTTP/2). */
+function gone(res: Res): boolean {
+  const sink = res as Res & { destroyed?: boolean; stream?: { destroyed: boolean } };
+  return sink.destroyed === true || sink.stream?.destroyed === true;
 }
 
 /** The upstream's trailers as a map, or undefined when it sent none. */
