@@ -183,3 +183,65 @@ test('an upload of 128 MiB to an upstream that does not read yet leaves the prox
   const got = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { bytes: number; sha256: string };
   t.deepEqual(got, { bytes: MIB_UP * MiB, sha256: expected.digest('hex') });
 });
+
+test('a filter that buffers a body past its limits.bodyBytes: 413 for an 8 MiB upload, 500 for an 8 MiB response, memory bounded', async (t) => {
+  const up = await bigResponder(t, 8);
+  const run = await runSluice(`
+admin: { address: 127.0.0.1:0 }
+filters:
+  - name: brackets
+    module: \${repo}/build/fixtures/stream/brackets.wasm
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    filters: [brackets]
+    routes:
+      - match: { prefix: / }
+        cluster: up
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:${up}]
+`);
+  t.teardown(() => run.stop());
+  const port = await run.port('web');
+  const pid = run.child.pid!;
+  const before = rss(pid);
+
+  // The upload: the filter buffers it to its end (brackets.wat), past 1 MiB it is refused.
+  const socket = connect(port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  let answer = '';
+  socket.on('data', (c) => (answer += c));
+  socket.on('error', () => {});
+  socket.write(`POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: ${8 * MiB}\r\n\r\n`);
+  for (let n = 0; n < 8 && !socket.destroyed && !answer.includes('\r\n\r\n'); n++) {
+    if (!socket.write(block(n))) await new Promise((r) => (socket.once('drain', r), socket.once('close', r), setTimeout(r, 500)));
+  }
+  while (!answer.includes('(limits.bodyBytes)')) {
+    if (socket.destroyed) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.true(answer.startsWith('HTTP/1.1 413 '), answer.slice(0, 200));
+  t.true(answer.includes('sluice: filter "brackets" buffered more than its body limit of 1048576 bytes (limits.bodyBytes)'), answer.slice(0, 400));
+
+  // The response: the same filter buffers the upstream's 8 MiB; the client gets a 500 instead.
+  const res = await new Promise<{ head: string; body: string }>((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let text = '';
+    s.on('data', (c) => {
+      text += c;
+      const at = text.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(text.slice(0, at));
+      if (at >= 0 && length && text.length >= at + 4 + Number(length[1])) {
+        s.destroy();
+        resolve({ head: text.slice(0, at), body: text.slice(at + 4) });
+      }
+    });
+    s.on('error', reject);
+    s.write('GET /big HTTP/1.1\r\nhost: x\r\n\r\n');
+  });
+  t.true(res.head.startsWith('HTTP/1.1 500 '), res.head);
+  t.true(res.body.includes('buffered more than its body limit of 1048576 bytes (limits.bodyBytes)'), res.body);
+  const after = rss(pid);
+  t.true(after - before < BOUND, `the proxy grew by ${((after - before) / MiB).toFixed(1)} MiB`);
+});
