@@ -594,3 +594,16 @@ test('the complete example in docs/configuration.md is valid', (t) => {
   ]);
   t.deepEqual(snapshot.clusters[1]!.endpoints, [{ host: 'fd00::7', port: 8080 }]);
 });
+
+test('bufferLimitBytes: read on http listeners, refused out of range and on tcp listeners', (t) => {
+  const http = (value: string) => `
+listeners: [{ name: l, address: "127.0.0.1:0", bufferLimitBytes: ${value}, routes: [{ cluster: c }] }]
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+`;
+  t.is(parse(http('65536')).listeners[0]!.bufferLimitBytes, 65536);
+  t.deepEqual(problemsOf(t, http('100')), ['listeners[0].bufferLimitBytes: must be at least 1024, got 100']);
+  t.deepEqual(problemsOf(t, `
+listeners: [{ name: t, address: "127.0.0.1:0", protocol: tcp, cluster: c, bufferLimitBytes: 65536 }]
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+`), ["listeners[0].bufferLimitBytes: applies to http listeners only; a tcp listener passes bytes through with the socket's own flow control"]);
+});
