@@ -254,7 +254,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
           continue;
         }
         if (!answer) return respond(stream, res, exchange, upstreamFailure(abort.signal.reason ?? failure, clusterName, current.address));
-        return await relayResponse(stream, answer, res, exchange, bufferLimit);
+        return await relayResponse(stream, answer, res, exchange, bufferLimit, cluster.config.protocol === 'http2');
       } finally {
         current.active--;
         if (perTry) clearTimeout(perTry);
@@ -379,7 +379,7 @@ function log(level: string, msg: string): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
 }
 
-async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange, bufferLimit: number): Promise<void> {
+async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange, bufferLimit: number, h2: boolean): Promise<void> {
   const headers = new HeaderMap([[':status', String(answer.statusCode)]]);
   for (const [key, value] of Object.entries(answer.headers)) {
     if (HOP_BY_HOP.has(key) || value === undefined) continue;
@@ -405,8 +405,9 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
       : undefined;
   if (!hold) res.writeHead(status, head);
   try {
-    for await (const chunk of answer.body) {
-      out = await stream.responseBody(chunk as Buffer, false);
+    let ended = false;
+    for await (const { data, last } of bodyChunks(answer.body, h2, () => Object.keys(answer.trailers).length > 0)) {
+      out = await stream.responseBody(data, last);
       // Once the client has the headers, a late local reply or reset can only end the stream.
       if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
       if (out.data && out.data.byteLength > 0) {
@@ -417,9 +418,11 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
         // The client is gone: leaving the loop stops the upstream body.
         if (full && !(await full)) return;
       }
+      ended = last;
     }
     const trailers = trailerMap(answer.trailers);
-    out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
+    // HTTP/2: the body's last chunk may have carried its end already (body-chunks.ts).
+    out = trailers ? await stream.responseTrailers(trailers) : ended ? { kind: 'continue' } : await stream.responseBody(EMPTY, true);
     if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
     if (out.data) exchange.responseBytes += out.data.byteLength;
     const last = out.data && out.data.byteLength > 0 ? out.data : undefined;

@@ -21,16 +21,20 @@ interface Setup {
   received: () => string;
 }
 
-async function start(t: ExecutionContext): Promise<Setup> {
+async function start(t: ExecutionContext, protocol: 'http1' | 'http2' = 'http1'): Promise<Setup> {
   let received = '';
-  const upstream = createServer((req: IncomingMessage, res) => {
+  const answer = (req: IncomingMessage | http2.Http2ServerRequest, res: { end(text: string): unknown }) => {
     received = '';
     req.on('data', (c) => (received += c));
     req.on('end', () => res.end(`got ${received}`));
-  });
+  };
+  const upstream = protocol === 'http1' ? createServer(answer) : http2.createServer();
+  // HTTP/2: the answer's data and END_STREAM in one DATA frame (node's compatibility API would
+  // send the END_STREAM in an empty frame after it).
+  upstream.on('stream', (stream: http2.ServerHttp2Stream) => answer(stream as unknown as IncomingMessage, { end: (text) => (stream.respond({ ':status': 200 }), stream.end(text)) }));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   t.teardown(() => {
-    upstream.closeAllConnections();
+    (upstream as { closeAllConnections?: () => void }).closeAllConnections?.();
     upstream.close();
   });
   const calls: string[] = [];
@@ -38,7 +42,7 @@ async function start(t: ExecutionContext): Promise<Setup> {
     source: 'test',
     admin: { host: '127.0.0.1', port: 0 },
     listeners: [{ name: 'web', host: '127.0.0.1', port: 0, protocol: 'http', filters: ['log'], routes: [{ name: 'up', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'up', weight: 1 }] }, timeoutMs: 10_000 }] }],
-    clusters: [cluster('up', [(upstream.address() as AddressInfo).port])],
+    clusters: [cluster('up', [(upstream.address() as AddressInfo).port], { protocol })],
     filters: [{ name: 'log', module: fixture('body-log'), rootId: 'body-log', vmId: '', configuration: '', failStrategy: 'FAIL_CLOSE', limits: DEFAULT_LIMITS, capabilities: DEFAULT_CAPABILITIES, quarantine: DEFAULT_QUARANTINE }],
   };
   const proxy = await NodeProxy.start(snapshot, { log: (e) => void (e.message.includes('_body ') && calls.push(e.message)), logLevel: 2 });
@@ -99,4 +103,13 @@ test('HTTP/1.1: the body with end_of_stream false, then an empty call with true 
   const res = await request(`http://127.0.0.1:${port}/x`, { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } });
   t.is(await res.body.text(), 'got hello');
   t.deepEqual(requestCalls(calls), ['request_body 5 false', 'request_body 0 true']);
+});
+
+test('response bodies: from an HTTP/2 upstream the last DATA frame\'s chunk has end_of_stream true; from HTTP/1.1, an empty call ends it', async (t) => {
+  const h2 = await start(t, 'http2');
+  t.is(await h2Post(t, h2.port, (s) => void s.end('hello')), 'got hello');
+  t.deepEqual(h2.calls.filter((c) => c.startsWith('response_body')), ['response_body 9 true']);
+  const h1 = await start(t, 'http1');
+  t.is(await h2Post(t, h1.port, (s) => void s.end('hello')), 'got hello');
+  t.deepEqual(h1.calls.filter((c) => c.startsWith('response_body')), ['response_body 9 false', 'response_body 0 true']);
 });
