@@ -194,11 +194,14 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
   const holdLength = hasBody && headers.has('content-length') && stream.mayChangeBody(false);
   const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit, holdLength) : undefined;
-  const bodyLength = pump?.length ? await pump.length : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
   budget.active++;
   try {
+    const bodyLength = pump?.length ? await Promise.race([pump.length, whenAborted(abort.signal)]) : undefined;
+    // While the length was being decided: a filter answered, the client left, or the route timed out.
+    if (pump?.answered) return void finish(pump.answered, res, exchange);
+    if (abort.signal.aborted) return stream.isEnded ? undefined : respond(stream, res, exchange, upstreamFailure(abort.signal.reason, clusterName, host.address));
     for (let attempt = 1; ; attempt++) {
       const current = attempt === 1 || pinned !== undefined ? host : cluster.pick(tried, hashKey)!;
       tried.add(current);
@@ -286,6 +289,8 @@ class BodyPump {
    */
   readonly length?: Promise<BodyLength>;
   private readonly hold?: LengthHold;
+  /** A filter's local reply or reset during the body, once run has ended with one. */
+  answered?: Outcome;
   private kept: Uint8Array[] | undefined = [];
   private keptBytes = 0;
   private complete = false;
@@ -300,7 +305,7 @@ class BodyPump {
         for (const data of held) this.stream.write(data);
         decided(length);
       });
-      this.done = this.run(req, exchange).finally(() => {
+      this.done = this.run(req, exchange).then((outcome) => (this.answered = outcome)).finally(() => {
         // A filter's answer or a broken body: nothing more goes upstream, the request must not wait.
         this.hold!.cancel();
         decided(undefined);
@@ -372,6 +377,9 @@ class PerTryTimeout extends Error {
     super(`the upstream did not answer within the per-try timeout of ${ms} ms`);
   }
 }
+
+/** Resolves (with undefined) once `signal` is aborted. */
+const whenAborted = (signal: AbortSignal) => new Promise<undefined>((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true })));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -19,7 +19,7 @@ interface Seen {
   body: string;
 }
 
-async function start(t: ExecutionContext) {
+async function start(t: ExecutionContext, timeoutMs = 10_000) {
   const seen: Seen[] = [];
   // Answers "world" with content-length 5; on /slow in two writes 100 ms apart, "hello" "world" (10).
   const upstream = createServer(async (req, res) => {
@@ -48,7 +48,7 @@ async function start(t: ExecutionContext) {
   const snapshot: Snapshot = {
     source: 'test',
     admin: { host: '127.0.0.1', port: 0 },
-    listeners: [{ name: 'web', host: '127.0.0.1', port: 0, protocol: 'http', filters: ['brackets'], routes: [{ name: 'up', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'up', weight: 1 }] }, timeoutMs: 10_000 }] }],
+    listeners: [{ name: 'web', host: '127.0.0.1', port: 0, protocol: 'http', filters: ['brackets'], routes: [{ name: 'up', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'up', weight: 1 }] }, timeoutMs }] }],
     clusters: [cluster('up', [(upstream.address() as AddressInfo).port])],
     filters: [{ name: 'brackets', module: fixture('stream/brackets'), rootId: '', vmId: '', configuration: '', failStrategy: 'FAIL_CLOSE', limits: DEFAULT_LIMITS, capabilities: DEFAULT_CAPABILITIES, quarantine: DEFAULT_QUARANTINE }],
   };
@@ -123,6 +123,19 @@ test('HTTP/2: a buffered body the filter resizes goes on with its new Content-Le
   t.is(body, '[world]');
   t.is(seen[0]!.body, '[hello]');
   t.is(seen[0]!.headers['content-length'], '7');
+});
+
+test('the route timeout still applies while the body\'s length is held (a filter buffering an upload that stalls): 504', async (t) => {
+  const { port, seen } = await start(t, 300);
+  const socket = connect(port, '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  let answer = '';
+  socket.on('data', (c) => (answer += c));
+  socket.write('POST /x HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nhello');
+  for (const end = Date.now() + 3000; !answer.includes('\r\n\r\n') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+  t.true(answer.startsWith('HTTP/1.1 504 '), answer);
+  t.true(answer.includes("timed out: the upstream did not answer within the route's timeout of 300 ms"), answer);
+  t.is(seen.length, 0);
 });
 
 function decodeChunked(text: string): string {
