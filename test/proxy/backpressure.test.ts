@@ -184,6 +184,50 @@ test('an upload of 128 MiB to an upstream that does not read yet leaves the prox
   t.deepEqual(got, { bytes: MIB_UP * MiB, sha256: expected.digest('hex') });
 });
 
+test('HTTP/2: an upload of 128 MiB to an upstream that does not read yet leaves the proxy\'s memory bounded, and arrives intact', async (t) => {
+  const MIB_UP = 128;
+  let letRead!: () => void;
+  const reading = new Promise<void>((r) => (letRead = r));
+  const server = createServer(async (req, res) => {
+    await reading;
+    const hash = createHash('sha256');
+    let bytes = 0;
+    for await (const c of req) {
+      hash.update(c as Buffer);
+      bytes += (c as Buffer).length;
+    }
+    res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') }));
+  });
+  const up = await listen(t, server);
+  const { port, pid } = await proxy(t, up);
+  const before = rss(pid);
+
+  const expected = createHash('sha256');
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  session.on('error', () => {});
+  const stream = session.request({ ':method': 'POST', ':path': '/upload' });
+  let answer = '';
+  stream.on('data', (c) => (answer += c));
+  const ended = new Promise<void>((resolve, reject) => (stream.on('end', resolve), stream.on('error', reject)));
+  const sending = (async () => {
+    for (let n = 0; n < MIB_UP && !stream.destroyed; n++) {
+      const b = block(n);
+      expected.update(b);
+      if (!stream.write(b)) await new Promise((r) => stream.once('drain', r));
+    }
+    stream.end();
+  })();
+  const peak = await peakRss(pid, 3000);
+  t.log(`RSS before ${(before / MiB).toFixed(1)} MiB, peak while the upstream does not read ${(peak / MiB).toFixed(1)} MiB`);
+  t.true(peak - before < BOUND, `the proxy grew by ${((peak - before) / MiB).toFixed(1)} MiB`);
+
+  letRead();
+  await sending;
+  await ended;
+  t.deepEqual(JSON.parse(answer), { bytes: MIB_UP * MiB, sha256: expected.digest('hex') });
+});
+
 test('a filter that buffers a body past its limits.bodyBytes: 413 for an 8 MiB upload, 500 for an 8 MiB response, memory bounded', async (t) => {
   const up = await bigResponder(t, 8);
   const run = await runSluice(`
