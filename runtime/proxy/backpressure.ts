@@ -27,9 +27,15 @@ export function writeBounded(sink: BodySink, chunk: Uint8Array, limit: number): 
   return drained(sink);
 }
 
+/** The sink is closed: nothing written to it will be read (HTTP/1.1 or HTTP/2 response, or a stream). */
+export function isClosed(sink: object): boolean {
+  const s = sink as Pick<BodySink, 'destroyed' | 'stream'>;
+  return s.destroyed === true || s.stream?.destroyed === true;
+}
+
 /** Resolves true on the sink's next 'drain', false if it closes (or is already destroyed) first. */
 export function drained(sink: BodySink): Promise<boolean> {
-  if (sink.destroyed || sink.stream?.destroyed) return Promise.resolve(false);
+  if (isClosed(sink)) return Promise.resolve(false);
   return new Promise<boolean>((resolve) => {
     const onDrain = () => settle(true);
     const onClose = () => settle(false);

@@ -13,7 +13,7 @@ import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
-import { DEFAULT_BUFFER_LIMIT_BYTES, writeBounded } from './backpressure.ts';
+import { DEFAULT_BUFFER_LIMIT_BYTES, isClosed, writeBounded } from './backpressure.ts';
 import { bodyChunks } from './body-chunks.ts';
 import { LengthHold, withLength, type BodyLength } from './body-length.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
@@ -406,7 +406,7 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   const hold =
     headers.has('content-length') && !bodiless(status) && stream.state.requestHeaders?.get(':method') !== 'HEAD' && stream.mayChangeBody(true)
       ? new LengthHold(bufferLimit, (length, held) => {
-          if (gone(res)) return;
+          if (isClosed(res)) return;
           res.writeHead(status, withLength(head, length));
           for (const data of held) res.write(data);
         })
@@ -440,12 +440,6 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   } finally {
     hold?.cancel();
   }
-}
-
-/** The client's stream is closed (HTTP/1.1 or HTTP/2). */
-function gone(res: Res): boolean {
-  const sink = res as Res & { destroyed?: boolean; stream?: { destroyed: boolean } };
-  return sink.destroyed === true || sink.stream?.destroyed === true;
 }
 
 /** The upstream's trailers as a map, or undefined when it sent none. */
