@@ -406,40 +406,38 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   const hold =
     headers.has('content-length') && !bodiless(status) && stream.state.requestHeaders?.get(':method') !== 'HEAD' && stream.mayChangeBody(true)
       ? new LengthHold(bufferLimit, (length, held) => {
-          if (isClosed(res)) return;
+          // The client left, or the relay failed and a 500 went out instead.
+          if (isClosed(res) || res.headersSent) return;
           res.writeHead(status, withLength(head, length));
           for (const data of held) res.write(data);
         })
       : undefined;
   if (!hold) res.writeHead(status, head);
-  try {
-    let ended = false;
-    for await (const { data, last } of bodyChunks(answer.body, h2, () => Object.keys(answer.trailers).length > 0)) {
-      out = await stream.responseBody(data, last);
-      // Once the client has the headers, a late local reply or reset can only end the stream.
-      if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
-      if (out.data && out.data.byteLength > 0) {
-        exchange.responseBytes += out.data.byteLength;
-        if (hold?.add(out.data)) continue;
-        // Past the buffer limit, the upstream body is not read until the client has taken it.
-        const full = writeBounded(res, out.data, bufferLimit);
-        // The client is gone: leaving the loop stops the upstream body.
-        if (full && !(await full)) return;
-      }
-      ended = last;
-    }
-    const trailers = trailerMap(answer.trailers);
-    // HTTP/2: the body's last chunk may have carried its end already (body-chunks.ts).
-    out = trailers ? await stream.responseTrailers(trailers) : ended ? { kind: 'continue' } : await stream.responseBody(EMPTY, true);
+  let ended = false;
+  for await (const { data, last } of bodyChunks(answer.body, h2, () => Object.keys(answer.trailers).length > 0)) {
+    out = await stream.responseBody(data, last);
+    // A late local reply goes out whole while the head is held; once the client has the headers
+    // it (like a reset) can only end the stream.
     if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
-    if (out.data) exchange.responseBytes += out.data.byteLength;
-    const last = out.data && out.data.byteLength > 0 ? out.data : undefined;
-    const sent = hold?.end(last, trailers === undefined) ?? false;
-    if (trailers) res.addTrailers(downstreamTrailers(trailers));
-    res.end(sent ? undefined : last);
-  } finally {
-    hold?.cancel();
+    if (out.data && out.data.byteLength > 0) {
+      exchange.responseBytes += out.data.byteLength;
+      if (hold?.add(out.data)) continue;
+      // Past the buffer limit, the upstream body is not read until the client has taken it.
+      const full = writeBounded(res, out.data, bufferLimit);
+      // The client is gone: leaving the loop stops the upstream body.
+      if (full && !(await full)) return;
+    }
+    ended = last;
   }
+  const trailers = trailerMap(answer.trailers);
+  // HTTP/2: the body's last chunk may have carried its end already (body-chunks.ts).
+  out = trailers ? await stream.responseTrailers(trailers) : ended ? { kind: 'continue' } : await stream.responseBody(EMPTY, true);
+  if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
+  if (out.data) exchange.responseBytes += out.data.byteLength;
+  const last = out.data && out.data.byteLength > 0 ? out.data : undefined;
+  const sent = hold?.end(last, trailers === undefined) ?? false;
+  if (trailers) res.addTrailers(downstreamTrailers(trailers));
+  res.end(sent ? undefined : last);
 }
 
 /** The upstream's trailers as a map, or undefined when it sent none. */
