@@ -7,7 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
-import { showPathProblem } from '../proxy/config-dump.ts';
+import { showPathProblem } from './dump-paths.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -22,6 +22,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   requestTimeoutMs: 15_000,
   idleTimeoutMs: 60_000,
   maxConnections: 1024,
+  /** Envoy's per_connection_buffer_limit_bytes default. */
+  bufferLimitBytes: 1024 * 1024,
   // Envoy's defaults.
   circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 }),
   upstreamProtocol: 'http1',
@@ -288,6 +290,12 @@ const listener = object(
       description: 'http listeners: the HTTP/1.1 upgrades spliced to the upstream once it answers 101. Any other Upgrade header is removed and the request proxied as a plain one. h2c is never honoured. []: none.',
     },
     maxRequestHeaders: integer(1, MAX_REQUEST_HEADERS_CEILING, 'http listeners: a request with more headers than this gets 431.', CONFIG_DEFAULTS.maxRequestHeaders),
+    bufferLimitBytes: integer(
+      1024,
+      1024 ** 3,
+      'http listeners: bytes one stream may hold waiting for a slow reader, per direction, before Sluice stops reading the other side (Envoy\'s per_connection_buffer_limit_bytes).',
+      CONFIG_DEFAULTS.bufferLimitBytes,
+    ),
     tls: object(
       'http listeners: serve HTTPS, HTTP/2 or HTTP/1.1 as the client picks by ALPN. With caFile, clients may present a certificate (mTLS); its SPIFFE ID becomes the peer identity filters read.',
       {

@@ -342,6 +342,7 @@ class Resolver {
       ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
       upgrades: this.upgrades(listener.upgrades, `${at}.upgrades`),
       maxRequestHeaders: whole(listener.maxRequestHeaders, CONFIG_DEFAULTS.maxRequestHeaders),
+      bufferLimitBytes: whole(listener.bufferLimitBytes, CONFIG_DEFAULTS.bufferLimitBytes),
     };
   }
 
@@ -373,6 +374,7 @@ class Resolver {
     for (const field of ['upgrades', 'maxRequestHeaders']) {
       if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it parses no HTTP, so this applies only to http listeners');
     }
+    if (listener.bufferLimitBytes !== undefined) this.problem(`${at}.bufferLimitBytes`, 'applies to http listeners only; a tcp listener passes bytes through with the socket\'s own flow control');
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
     return {

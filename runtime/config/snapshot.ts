@@ -56,6 +56,11 @@ export interface ListenerConfig {
   readonly upgrades?: readonly string[];
   /** http: requests with more headers get 431; absent: CONFIG_DEFAULTS.maxRequestHeaders. */
   readonly maxRequestHeaders?: number;
+  /**
+   * http: bytes a stream may hold waiting for a slow reader, per direction, before Sluice stops
+   * reading the other side (Envoy's per_connection_buffer_limit_bytes). Unset: 1 MiB.
+   */
+  readonly bufferLimitBytes?: number;
 }
 
 /** A TLS listener's certificate and, for mTLS, the CA that client certificates must chain to. */

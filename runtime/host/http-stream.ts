@@ -132,6 +132,15 @@ export class HttpStream implements ContextOwner {
     return this.ended;
   }
 
+  /**
+   * Whether a filter of this stream has a body callback for the response (or the request) side,
+   * and so may change that body's size.
+   */
+  mayChangeBody(response: boolean): boolean {
+    const name = response ? 'proxy_on_response_body' : 'proxy_on_request_body';
+    return this.slots.some((s) => !s.skipped && s.vm !== undefined && s.vm.has(name));
+  }
+
   // ---- Driving the chain ----------------------------------------------------------------------
 
   private check(phase: string): void {

@@ -4,6 +4,8 @@
 
 import type { Snapshot } from '../config/snapshot.ts';
 
+export { DUMP_SECTIONS, showPathProblem } from '../config/dump-paths.ts';
+
 export const REDACTED = '[redacted]';
 
 const SECRET_NAME = /secret|passw(or)?d|token|api[-_]?key|private[-_]?key|credential|authorization|cookie/i;
@@ -19,19 +21,6 @@ const MATCH_VALUE_MEMBERS = new Set(['value', 'values', 'exact', 'regex', 'prefi
 
 /** One step of a place in the dump, and the names it answers to in a show path (a key; a list entry's index and `name`). */
 type Place = readonly (readonly string[])[];
-
-/** The parts of the snapshot a show path may start with. */
-export const DUMP_SECTIONS = ['admin', 'listeners', 'clusters', 'filters', 'tracing'] as const;
-
-/** What is wrong with a show path (`filters.headers.configuration.request`), or undefined when it is fine. */
-export function showPathProblem(path: string): string | undefined {
-  const steps = path.split('.');
-  if (steps.some((s) => s === '')) return `${JSON.stringify(path)} has an empty step; write steps separated by single dots, as in filters.headers.configuration.request`;
-  if (steps[0] !== '*' && !(DUMP_SECTIONS as readonly string[]).includes(steps[0]!)) {
-    return `${JSON.stringify(path)} must start with one of ${DUMP_SECTIONS.join(', ')} (or *)`;
-  }
-  return undefined;
-}
 
 export function redactedSnapshot(snapshot: Snapshot): Snapshot {
   return new Redactor(snapshot.admin.configDump?.show ?? []).snapshot(snapshot);

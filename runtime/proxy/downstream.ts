@@ -25,6 +25,10 @@ export interface DownstreamResponse {
   /** `headers`: a flat name/value list. */
   writeHead(status: number, headers: string[]): unknown;
   write(chunk: Uint8Array): boolean;
+  /** Bytes written but not yet handed to the connection (backpressure.ts waits on it). */
+  readonly writableLength: number;
+  once(event: 'drain', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'close', listener: () => void): unknown;
   end(chunk?: Uint8Array): unknown;
   addTrailers(trailers: Record<string, string>): void;
   destroy(): unknown;

@@ -14,6 +14,9 @@ import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, LocalReply, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
 import type { AccessLog } from './access-log.ts';
+import { DEFAULT_BUFFER_LIMIT_BYTES, isClosed, writeBounded } from './backpressure.ts';
+import { bodyChunks } from './body-chunks.ts';
+import { LengthHold, withLength, type BodyLength } from './body-length.ts';
 import { backoffMs, effectivePolicy, retriable } from './retry.ts';
 import { pickWeighted, type Router } from './router.ts';
 import type { SpanExporter } from './span-export.ts';
@@ -188,16 +191,23 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
   const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
-  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? REPLAY_LIMIT : 0) : undefined;
+  const bufferLimit = state.config.bufferLimitBytes ?? DEFAULT_BUFFER_LIMIT_BYTES;
+  // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
+  const holdLength = hasBody && headers.has('content-length') && stream.mayChangeBody(false);
+  const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit, holdLength) : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
   budget.active++;
   try {
+    const bodyLength = pump?.length ? await Promise.race([pump.length, whenAborted(abort.signal)]) : undefined;
+    // While the length was being decided: a filter answered, the client left, or the route timed out.
+    if (pump?.answered) return void finish(pump.answered, res, exchange);
+    if (abort.signal.aborted) return stream.isEnded ? undefined : respond(stream, res, exchange, upstreamFailure(abort.signal.reason, clusterName, host.address));
     for (let attempt = 1; ; attempt++) {
       const current = attempt === 1 || pinned !== undefined ? host : cluster.pick(tried, hashKey)!;
       tried.add(current);
       stream.state.info.upstream = { address: current.endpoint.host, port: current.endpoint.port };
-      const sent = upstreamHeaders(headers, action.hostRewrite);
+      const sent = holdLength ? withLength(upstreamHeaders(headers, action.hostRewrite), bodyLength) : upstreamHeaders(headers, action.hostRewrite);
       // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
       sent.push('x-sluice-attempt-count', String(attempt));
       const tryAbort = new AbortController();
@@ -248,7 +258,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
           continue;
         }
         if (!answer) return respond(stream, res, exchange, upstreamFailure(abort.signal.reason ?? failure, clusterName, current.address));
-        return await relayResponse(stream, answer, res, exchange);
+        return await relayResponse(stream, answer, res, exchange, bufferLimit, cluster.config.protocol === 'http2');
       } finally {
         current.active--;
         if (perTry) clearTimeout(perTry);
@@ -267,21 +277,49 @@ const REPLAY_LIMIT = 64 * 1024;
 /**
  * Streams the request body through the request-body filters into the first try's upstream
  * request, and keeps a copy (up to a limit) for retries. `done` resolves with a local reply or
- * reset when a filter answers, undefined when the body is through.
+ * reset when a filter answers, undefined when the body is through (or the upstream request went
+ * away and nobody reads the rest). Past `bufferLimit` bytes waiting for the upstream, it stops
+ * reading the client until they drain.
  */
 class BodyPump {
   readonly stream = new PassThrough();
   readonly done: Promise<Outcome | undefined>;
+  /**
+   * With `holdLength`: the upstream request waits for this, the Content-Length to send (the
+   * filtered body's exact size, or undefined: none) as LengthHold decides it.
+   */
+  readonly length?: Promise<BodyLength>;
+  private readonly hold?: LengthHold;
+  /** A filter's local reply or reset during the body, once run has ended with one. */
+  answered?: Outcome;
   private kept: Uint8Array[] | undefined = [];
   private keptBytes = 0;
   private complete = false;
 
-  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number) {
+  constructor(private readonly http: HttpStream, req: Req, exchange: Exchange, private readonly keepLimit: number, private readonly bufferLimit: number, holdLength: boolean) {
     if (keepLimit === 0) this.kept = undefined;
-    this.done = this.run(req, exchange).catch((error) => {
+    if (holdLength) {
+      let decided!: (length: BodyLength) => void;
+      this.length = new Promise((resolve) => (decided = resolve));
+      this.hold = new LengthHold(bufferLimit, (length, held) => {
+        // At most the buffer limit (and one chunk) is held: written without waiting.
+        for (const data of held) this.stream.write(data);
+        decided(length);
+      });
+      this.done = this.run(req, exchange).then((outcome) => (this.answered = outcome)).finally(() => {
+        // A filter's answer or a broken body: nothing more goes upstream, the request must not wait.
+        this.hold!.cancel();
+        decided(undefined);
+      });
+    } else {
+      this.done = this.run(req, exchange);
+    }
+    this.done = this.done.catch((error) => {
       this.stream.destroy();
       throw error;
     });
+    // The request path handles the outcome once it has started the upstream request.
+    this.done.catch(() => {});
   }
 
   /** The whole body for another try, or undefined when it was not kept (too large, or not through yet). */
@@ -290,27 +328,37 @@ class BodyPump {
   }
 
   private async run(req: Req, exchange: Exchange): Promise<Outcome | undefined> {
-    for await (const chunk of req) {
-      exchange.requestBytes += (chunk as Buffer).byteLength;
-      const out = await this.http.requestBody(chunk as Buffer, false);
+    const h2 = (req as Http2ServerRequest).stream !== undefined;
+    let ended = false;
+    for await (const { data, last } of bodyChunks(req, h2, () => Object.keys(req.trailers ?? {}).length > 0)) {
+      exchange.requestBytes += data.byteLength;
+      const out = await this.http.requestBody(data, last);
       if (out.kind !== 'continue') return out;
-      this.send(out.data);
+      if (!(await this.send(out.data))) return undefined;
+      ended = last;
     }
-    const out = await this.http.requestBody(EMPTY, true);
-    if (out.kind !== 'continue') return out;
-    this.send(out.data);
+    if (!ended) {
+      const out = await this.http.requestBody(EMPTY, true);
+      if (out.kind !== 'continue') return out;
+      if (!(await this.send(out.data))) return undefined;
+    }
+    this.hold?.end(undefined);
     this.stream.end();
     this.complete = true;
     return undefined;
   }
 
-  private send(data: Uint8Array | undefined): void {
-    if (!data || data.byteLength === 0) return;
-    this.stream.write(data);
-    if (!this.kept) return;
-    this.keptBytes += data.byteLength;
-    if (this.keptBytes > this.keepLimit) this.kept = undefined;
-    else this.kept.push(data);
+  /** Passes data on; false when the upstream request is gone. */
+  private async send(data: Uint8Array | undefined): Promise<boolean> {
+    if (!data || data.byteLength === 0) return true;
+    if (this.kept) {
+      this.keptBytes += data.byteLength;
+      if (this.keptBytes > this.keepLimit) this.kept = undefined;
+      else this.kept.push(data);
+    }
+    if (this.hold?.add(data)) return true;
+    const full = writeBounded(this.stream, data, this.bufferLimit);
+    return full ? await full : true;
   }
 }
 
@@ -331,13 +379,16 @@ class PerTryTimeout extends Error {
   }
 }
 
+/** Resolves (with undefined) once `signal` is aborted. */
+const whenAborted = (signal: AbortSignal) => new Promise<undefined>((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true })));
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function log(level: string, msg: string): void {
   logLine(level as LogLevelName, msg);
 }
 
-async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange): Promise<void> {
+async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: Res, exchange: Exchange, bufferLimit: number, h2: boolean): Promise<void> {
   const headers = new HeaderMap([[':status', String(answer.statusCode)]]);
   for (const [key, value] of Object.entries(answer.headers)) {
     if (HOP_BY_HOP.has(key) || value === undefined) continue;
@@ -349,24 +400,45 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
     answer.body.destroy();
     return void finish(out, res, exchange);
   }
-  exchange.status = Number(headers.get(':status') ?? answer.statusCode);
-  if (answer.endAfterHeaders) return endWithHeaders(res, exchange.status, downstreamHeaders(headers));
-  res.writeHead(exchange.status, downstreamHeaders(headers));
-  for await (const chunk of answer.body) {
-    out = await stream.responseBody(chunk as Buffer, false);
-    // The client already has the headers: a late local reply or reset can only end the stream.
-    if (out.kind !== 'continue') return void res.destroy();
+  const status = (exchange.status = Number(headers.get(':status') ?? answer.statusCode));
+  if (answer.endAfterHeaders) return endWithHeaders(res, status, downstreamHeaders(headers));
+  const head = downstreamHeaders(headers);
+  // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
+  const hold =
+    headers.has('content-length') && !bodiless(status) && stream.state.requestHeaders?.get(':method') !== 'HEAD' && stream.mayChangeBody(true)
+      ? new LengthHold(bufferLimit, (length, held) => {
+          // The client left, or the relay failed and a 500 went out instead.
+          if (isClosed(res) || res.headersSent) return;
+          res.writeHead(status, withLength(head, length));
+          for (const data of held) res.write(data);
+        })
+      : undefined;
+  if (!hold) res.writeHead(status, head);
+  let ended = false;
+  for await (const { data, last } of bodyChunks(answer.body, h2, () => Object.keys(answer.trailers).length > 0)) {
+    out = await stream.responseBody(data, last);
+    // A late local reply goes out whole while the head is held; once the client has the headers
+    // it (like a reset) can only end the stream.
+    if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
     if (out.data && out.data.byteLength > 0) {
       exchange.responseBytes += out.data.byteLength;
-      res.write(out.data);
+      if (hold?.add(out.data)) continue;
+      // Past the buffer limit, the upstream body is not read until the client has taken it.
+      const full = writeBounded(res, out.data, bufferLimit);
+      // The client is gone: leaving the loop stops the upstream body.
+      if (full && !(await full)) return;
     }
+    ended = last;
   }
   const trailers = trailerMap(answer.trailers);
-  out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
-  if (out.kind !== 'continue') return void res.destroy();
+  // HTTP/2: the body's last chunk may have carried its end already (body-chunks.ts).
+  out = trailers ? await stream.responseTrailers(trailers) : ended ? { kind: 'continue' } : await stream.responseBody(EMPTY, true);
+  if (out.kind !== 'continue') return void (hold?.cancel(), finish(out, res, exchange));
   if (out.data) exchange.responseBytes += out.data.byteLength;
+  const last = out.data && out.data.byteLength > 0 ? out.data : undefined;
+  const sent = hold?.end(last, trailers === undefined) ?? false;
   if (trailers) res.addTrailers(downstreamTrailers(trailers));
-  res.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
+  res.end(sent ? undefined : last);
 }
 
 /** The upstream's trailers as a map, or undefined when it sent none. */
@@ -391,9 +463,10 @@ function downstreamTrailers(trailers: HeaderMap): Record<string, string> {
 /** A response Sluice makes itself (no route, direct response, upstream failure): it too passes the response filters. */
 async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: LocalReply): Promise<void> {
   stream.state.responseCodeDetails = reply.details;
-  let out = await stream.responseHeaders(reply.headers, reply.body.byteLength === 0);
+  // The response filters see what the client will: no body on a 204 or 304.
+  let body = bodiless(reply.status) ? EMPTY : reply.body;
+  let out = await stream.responseHeaders(reply.headers, body.byteLength === 0);
   if (finish(out, res, exchange)) return;
-  let body = reply.body;
   if (body.byteLength > 0) {
     out = await stream.responseBody(body, true);
     if (finish(out, res, exchange)) return;
@@ -417,11 +490,25 @@ function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
   if (res.headersSent) return void res.destroy();
   if (exchange.grpc) return writeGrpcReply(res, reply, exchange);
   exchange.status = reply.status;
-  exchange.responseBytes = reply.body.byteLength;
   const headers = downstreamHeaders(reply.headers, 'content-length');
+  if (bodiless(reply.status)) {
+    // RFC 9110: 1xx, 204 and 304 have no body, and 1xx and 204 no content-length either; a body a
+    // direct response or filter gave one is dropped (content-length of a 304 would describe a
+    // representation Sluice does not have).
+    exchange.responseBytes = 0;
+    res.writeHead(reply.status, headers);
+    res.end();
+    return;
+  }
+  exchange.responseBytes = reply.body.byteLength;
   headers.push('content-length', String(reply.body.byteLength));
   res.writeHead(reply.status, headers);
   res.end(reply.body);
+}
+
+/** Statuses whose responses never have a body (RFC 9110 §6.4.1). */
+function bodiless(status: number): boolean {
+  return status < 200 || status === 204 || status === 304;
 }
 
 /**
@@ -505,6 +592,9 @@ function requestHeaders(req: Req, tls: boolean): HeaderMap {
   for (let i = 0; i < raw.length; i += 2) {
     const key = raw[i].toLowerCase();
     if (key.charCodeAt(0) === 58 /* ':' */ || key === 'host' || HOP_BY_HOP.has(key) || named?.includes(key)) continue;
+    // node's server has already answered 100 Continue (as Envoy does by default); undici refuses
+    // the header, and the upstream must not answer it again.
+    if (key === 'expect' && /^100-continue$/i.test(raw[i + 1].trim())) continue;
     // TE is hop-by-hop, but "trailers" says the client takes trailers: gRPC needs it through.
     if (key === 'te') {
       if (/\btrailers\b/i.test(raw[i + 1])) headers.add('te', 'trailers');

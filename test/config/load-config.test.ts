@@ -50,6 +50,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       protocol: 'http',
       filters: ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'],
       accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
+      bufferLimitBytes: 1048576,
       routes: [
         {
           name: 'healthz',
@@ -144,6 +145,7 @@ filters: [{ name: f, module: hello.wasm }]
         routes: [{ name: 'route-0', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'c', weight: 1 }] }, timeoutMs: 15000 }],
         upgrades: ['websocket'],
         maxRequestHeaders: 100,
+        bufferLimitBytes: 1048576,
       },
     ],
     clusters: [
@@ -608,6 +610,7 @@ test('admin.allowedHosts and admin.configDump.show: given, kept (hosts lower cas
     'admin.configDump.show[1]: "filters..x" has an empty step; write steps separated by single dots, as in filters.headers.configuration.request',
   ]);
 });
+
 test('upgrades: names in any case, kept lower case; h2c and non-tokens refused', (t) => {
   t.deepEqual(parse(listener('[{ cluster: echo }]', '\n    upgrades: [WebSocket, Foo]')).listeners[0]!.upgrades, ['websocket', 'foo']);
   t.deepEqual(parse(listener('[{ cluster: echo }]', '\n    upgrades: []')).listeners[0]!.upgrades, []);
@@ -623,4 +626,17 @@ test('maxRequestHeaders: 1 to 8192', (t) => {
   t.is(parse(listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 200')).listeners[0]!.maxRequestHeaders, 200);
   t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 0')), ['listeners[0].maxRequestHeaders: must be at least 1, got 0']);
   t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    maxRequestHeaders: 8193')), ['listeners[0].maxRequestHeaders: must be at most 8192, got 8193']);
+});
+
+test('bufferLimitBytes: read on http listeners, refused out of range and on tcp listeners', (t) => {
+  const http = (value: string) => `
+listeners: [{ name: l, address: "127.0.0.1:0", bufferLimitBytes: ${value}, routes: [{ cluster: c }] }]
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+`;
+  t.is(parse(http('65536')).listeners[0]!.bufferLimitBytes, 65536);
+  t.deepEqual(problemsOf(t, http('100')), ['listeners[0].bufferLimitBytes: must be at least 1024, got 100']);
+  t.deepEqual(problemsOf(t, `
+listeners: [{ name: t, address: "127.0.0.1:0", protocol: tcp, cluster: c, bufferLimitBytes: 65536 }]
+clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
+`), ["listeners[0].bufferLimitBytes: applies to http listeners only; a tcp listener passes bytes through with the socket's own flow control"]);
 });
