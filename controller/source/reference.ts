@@ -24,7 +24,7 @@ const HOST = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(
 function invalid(text: string, why: string): ControllerError {
   return new ControllerError(
     'SLUICE_ERR_SOURCE_URL',
-    `invalid OCI reference ${JSON.stringify(text)}: ${why} (expected oci://<registry>/<repository>:<tag> or oci://<registry>/<repository>@sha256:<64 hex>, e.g. oci://ghcr.io/team/filter:v1)`,
+    `invalid OCI reference ${JSON.stringify(text)}: ${why} (expected [oci://]<registry>/<repository>:<tag> or [oci://]<registry>/<repository>@sha256:<64 hex>, e.g. oci://ghcr.io/team/filter:v1)`,
   );
 }
 

@@ -201,7 +201,7 @@ export class RegistryClient {
       const headers = { ...init.headers, ...(authorization ? { authorization } : {}) };
       const url = path.startsWith('/') ? `${this.baseUrl}${path}` : path;
       try {
-        return await send(url, `registry ${this.host}`, { ...init, headers, signal: this.#opts.signal });
+        return await send(url, 'the registry', { ...init, headers, signal: this.#opts.signal });
       } catch (error) {
         if (this.#scheme === 'https' && this.#mayFallBack && path.startsWith('/') && isPlainHttpAnswer((error as ControllerError).cause)) {
           this.#scheme = 'http';

@@ -1,8 +1,10 @@
 // `sluice <command>`: the command-line entry point. Each command lives in its own module.
 
 import { parseArgs } from 'node:util';
+import { buildFilterDir } from './build.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
+import { ENV_REGISTRY_PASSWORD, ENV_REGISTRY_USERNAME, runPush } from './push.ts';
 import { runProxy } from './run.ts';
 import { workerCount } from './workers.ts';
 
@@ -13,7 +15,16 @@ commands:
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
                            --workers: that many worker processes (auto: one per core; default 1)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
-  new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
+  new <name> [--dir DIR] [--standalone]
+                           create a new filter from the SDK template: in a Sluice checkout in
+                           filters/<name>; elsewhere (or with --standalone) a project of its own in
+                           ./<name> that depends on the sluice package (default DIR as said)
+  build [DIR]              compile the filter in DIR (default .) to Wasm
+  push <registry>/<repo>:<tag> [DIR] [--username U --password P] [--plain-http]
+                           build the filter in DIR (default .) and push it as a Wasm OCI artifact;
+                           prints the digests and a WasmFilter to apply (credentials also from
+                           ${ENV_REGISTRY_USERNAME} / ${ENV_REGISTRY_PASSWORD}; --plain-http: the
+                           registry speaks http, not https; loopback registries fall back to http)
   help                     show this text
 `;
 
@@ -43,12 +54,34 @@ export async function main(argv: string[]): Promise<number> {
         parseArgs({ args: rest, options: {} });
         return await runDemo();
       case 'new': {
-        const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true });
+        const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' }, standalone: { type: 'boolean' } }, allowPositionals: true });
         if (positionals.length !== 1) {
           process.stderr.write('sluice new: give exactly one filter name, e.g. `sluice new my-filter`\n');
           return 2;
         }
-        return runNew(positionals[0], values.dir);
+        return runNew(positionals[0], { dir: values.dir, standalone: values.standalone });
+      }
+      case 'build': {
+        const { positionals } = parseArgs({ args: rest, options: {}, allowPositionals: true });
+        if (positionals.length > 1) {
+          process.stderr.write('sluice build: give at most one folder, e.g. `sluice build filters/my-filter`\n');
+          return 2;
+        }
+        const built = await buildFilterDir(positionals[0] ?? '.', (line) => process.stdout.write(`${line}\n`));
+        process.stdout.write(`${built.wasm}\n`);
+        return 0;
+      }
+      case 'push': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          options: { username: { type: 'string' }, password: { type: 'string' }, 'plain-http': { type: 'boolean', default: false } },
+          allowPositionals: true,
+        });
+        if (positionals.length < 1 || positionals.length > 2) {
+          process.stderr.write('sluice push: give the reference and optionally the filter folder, e.g. `sluice push ghcr.io/team/my-filter:v1 .`\n');
+          return 2;
+        }
+        return await runPush({ reference: positionals[0], dir: positionals[1] ?? '.', username: values.username, password: values.password, plainHttp: values['plain-http']! });
       }
       case undefined:
       case 'help':
