@@ -4,7 +4,6 @@ import { parseArgs } from 'node:util';
 import { buildFilterDir } from './build.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
-import { ENV_REGISTRY_PASSWORD, ENV_REGISTRY_USERNAME, runPush } from './push.ts';
 import { runProxy } from './run.ts';
 import { workerCount } from './workers.ts';
 
@@ -23,7 +22,7 @@ commands:
   push <registry>/<repo>:<tag> [DIR] [--username U --password P] [--plain-http]
                            build the filter in DIR (default .) and push it as a Wasm OCI artifact;
                            prints the digests and a WasmFilter to apply (credentials also from
-                           ${ENV_REGISTRY_USERNAME} / ${ENV_REGISTRY_PASSWORD}; --plain-http: the
+                           SLUICE_REGISTRY_USERNAME / SLUICE_REGISTRY_PASSWORD; --plain-http: the
                            registry speaks http, not https; loopback registries fall back to http)
   help                     show this text
 `;
@@ -81,6 +80,8 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write('sluice push: give the reference and optionally the filter folder, e.g. `sluice push ghcr.io/team/my-filter:v1 .`\n');
           return 2;
         }
+        // Loaded on demand: the proxy commands need none of the registry client.
+        const { runPush } = await import('./push.ts');
         return await runPush({ reference: positionals[0], dir: positionals[1] ?? '.', username: values.username, password: values.password, plainHttp: values['plain-http']! });
       }
       case undefined:
