@@ -3,6 +3,7 @@
 // `sluice push … | kubectl apply -f -` works).
 
 import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { stringify } from 'yaml';
 import { parseOciReference, pushModule, type RegistryAuth } from '../../controller/source/index.ts';
 import { buildFilterDir } from './build.ts';
@@ -60,7 +61,7 @@ export async function runPush(args: PushArgs, env: NodeJS.ProcessEnv = process.e
   process.stderr.write(
     `pushed ${pushed.reference}\n` +
       `  manifest  ${pushed.manifestDigest}\n` +
-      `  module    ${pushed.digest} (${module.byteLength} bytes, ${built.wasm})\n` +
+      `  module    ${pushed.digest} (${module.byteLength} bytes, ${relative(process.cwd(), built.wasm) || built.wasm})\n` +
       `the WasmFilter below is on stdout: \`sluice push ${args.reference} ${args.dir} | kubectl apply -n <namespace> -f -\` applies it\n\n`,
   );
   process.stdout.write(
