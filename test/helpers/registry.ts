@@ -56,12 +56,22 @@ async function waitReady(host: string, child: ChildProcess, log: () => string): 
   }
 }
 
-/** Starts a registry; `users` turns on basic auth with these user → password pairs. */
-export async function startRegistry(opts: { users?: Record<string, string> } = {}): Promise<TestRegistry> {
+/** The registry's token auth: Bearer tokens (JWTs) from `realm`, signed by the key of the certificate in `rootCertBundle`. */
+export interface TokenAuth {
+  realm: string;
+  service: string;
+  issuer: string;
+  rootCertBundle: string;
+}
+
+/** Starts a registry; `users` turns on basic auth with these user → password pairs, `token` Bearer token auth. */
+export async function startRegistry(opts: { users?: Record<string, string>; token?: TokenAuth } = {}): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-registry-'));
   const auth = opts.users
     ? `auth:\n  htpasswd:\n    realm: sluice-test\n    path: ${join(dir, 'htpasswd')}\n`
-    : '';
+    : opts.token
+      ? `auth:\n  token:\n    realm: ${opts.token.realm}\n    service: ${opts.token.service}\n    issuer: ${opts.token.issuer}\n    rootcertbundle: ${opts.token.rootCertBundle}\n`
+      : '';
   if (opts.users) {
     await writeFile(join(dir, 'htpasswd'), Object.entries(opts.users).map(([u, p]) => htpasswdLine(u, p)).join('\n') + '\n');
   }
