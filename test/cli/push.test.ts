@@ -86,10 +86,13 @@ test('push says what is wrong: no filter in the folder, a build error, an unreac
 
   // A standalone project whose filter does not compile: asc's own message comes through.
   await mkdir(join(dir, 'assembly'));
-  await mkdir(join(dir, 'node_modules'));
-  await symlink(repoRoot, join(dir, 'node_modules', 'sluice'));
   await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'broken' }));
   await writeFile(join(dir, 'assembly', 'index.ts'), 'import { log } from "sluice/sdk/assembly";\nconst x: i32 = "text";\nexport * from "sluice/sdk/assembly/exports";\n');
+  const uninstalled = await sluice(['build', dir]);
+  t.is(uninstalled.code, 1);
+  t.is(uninstalled.stderr, `sluice build: the sluice package is not installed in ${dir}: run \`npm install\` there first\n`);
+  await mkdir(join(dir, 'node_modules'));
+  await symlink(repoRoot, join(dir, 'node_modules', 'sluice'));
   const broken = await sluice(['push', `${registry.host}/team/x:v1`, dir]);
   t.is(broken.code, 1);
   t.regex(broken.stderr, new RegExp(`^sluice push: building ${dir} failed: \\d+ compile error\\(s\\)\\n`));
