@@ -35,6 +35,8 @@ export const MEDIA_TYPES = {
 } as const;
 
 const MANIFEST_ACCEPT = Object.values(MEDIA_TYPES).join(', ');
+/** The key under which accepted Basic credentials are kept (they are not per scope). */
+const BASIC = 'basic';
 
 export interface FetchedManifest {
   bytes: Uint8Array;
@@ -210,7 +212,8 @@ export class RegistryClient {
         throw error;
       }
     };
-    let res = await attempt(this.#authorization.get(scope));
+    // Basic credentials, once accepted, hold for every repository: sent up front from then on.
+    let res = await attempt(this.#authorization.get(scope) ?? this.#authorization.get(BASIC));
     if (res.status !== 401) return this.#denied(res, repo, what);
     const challenge = parseChallenge(res.headers.get('www-authenticate') ?? '');
     await res.body?.cancel();
@@ -220,7 +223,7 @@ export class RegistryClient {
       await res.body?.cancel();
       throw this.#authError(401, repo, what);
     }
-    this.#authorization.set(scope, authorization);
+    this.#authorization.set(authorization.startsWith('Basic ') ? BASIC : scope, authorization);
     return this.#denied(res, repo, what);
   }
 
