@@ -15,9 +15,9 @@ commands:
                            --workers: that many worker processes (auto: one per core; default 1)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR] [--standalone]
-                           create a new filter from the SDK template: in a Sluice checkout in
-                           filters/<name>; elsewhere (or with --standalone) a project of its own in
-                           ./<name> that depends on the sluice package (default DIR as said)
+                           create a new filter from the SDK template: inside a Sluice checkout
+                           in filters/<name>; elsewhere (or with --standalone) a project of its own
+                           in ./<name> that depends on the sluice package; --dir: another folder
   build [DIR]              compile the filter in DIR (default .) to Wasm
   push <registry>/<repo>:<tag> [DIR] [--username U --password P] [--plain-http]
                            build the filter in DIR (default .) and push it as a Wasm OCI artifact;
