@@ -8,6 +8,9 @@ export const ControllerErrorCodes = {
   SLUICE_ERR_SOURCE_DIGEST: 'the fetched module does not have the sha256 the WasmFilter names',
   SLUICE_ERR_SOURCE_FETCH: 'the module could not be fetched (network, registry or server error)',
   SLUICE_ERR_SOURCE_FORMAT: 'the artifact is not a Wasm module in a layout Sluice accepts',
+  SLUICE_ERR_SOURCE_URL: 'the source URL is not one Sluice can fetch from',
+  SLUICE_ERR_SOURCE_CACHE: 'the module cache folder cannot be written',
+  SLUICE_ERR_SOURCE_PUSH: 'the registry refused the pushed artifact',
   // The reconciler (controller/reconcile/).
   SLUICE_ERR_FILTER_INVALID: 'the WasmFilter is invalid',
   SLUICE_ERR_FILTER_VALIDATION: 'the module failed validation in Sluice\'s host',

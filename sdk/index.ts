@@ -1,3 +1,3 @@
 // The SDK's TypeScript side: the test harness filter authors drive their compiled filters with.
 export * from './harness/index.ts';
-export { scaffoldFilter } from './scaffold.ts';
+export { scaffoldFilter, scaffoldProject } from './scaffold.ts';

@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { DEFAULT_LOG_LEVEL, setLogLevel, type LogLevelName } from '../log.ts';
+import { buildFilterDir } from './build.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runProxy } from './run.ts';
@@ -17,7 +18,16 @@ commands:
                            --log-level: trace, debug, info (default), warn, error or critical, for
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
-  new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
+  new <name> [--dir DIR] [--standalone]
+                           create a new filter from the SDK template: inside a Sluice checkout
+                           in filters/<name>; elsewhere (or with --standalone) a project of its own
+                           in ./<name> that depends on the sluice package; --dir: another folder
+  build [DIR]              compile the filter in DIR (default .) to Wasm
+  push <registry>/<repo>:<tag> [DIR] [--username U --password P] [--plain-http]
+                           build the filter in DIR (default .) and push it as a Wasm OCI artifact;
+                           prints the digests and a WasmFilter to apply (credentials also from
+                           SLUICE_REGISTRY_USERNAME / SLUICE_REGISTRY_PASSWORD; --plain-http: the
+                           registry speaks http, not https; loopback registries fall back to http)
   help                     show this text
 `;
 
@@ -54,12 +64,36 @@ export async function main(argv: string[]): Promise<number> {
         parseArgs({ args: rest, options: {} });
         return await runDemo();
       case 'new': {
-        const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true });
+        const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' }, standalone: { type: 'boolean' } }, allowPositionals: true });
         if (positionals.length !== 1) {
           process.stderr.write('sluice new: give exactly one filter name, e.g. `sluice new my-filter`\n');
           return 2;
         }
-        return runNew(positionals[0], values.dir);
+        return runNew(positionals[0], { dir: values.dir, standalone: values.standalone });
+      }
+      case 'build': {
+        const { positionals } = parseArgs({ args: rest, options: {}, allowPositionals: true });
+        if (positionals.length > 1) {
+          process.stderr.write('sluice build: give at most one folder, e.g. `sluice build filters/my-filter`\n');
+          return 2;
+        }
+        const built = await buildFilterDir(positionals[0] ?? '.', (line) => process.stdout.write(`${line}\n`));
+        process.stdout.write(`${built.wasm}\n`);
+        return 0;
+      }
+      case 'push': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          options: { username: { type: 'string' }, password: { type: 'string' }, 'plain-http': { type: 'boolean', default: false } },
+          allowPositionals: true,
+        });
+        if (positionals.length < 1 || positionals.length > 2) {
+          process.stderr.write('sluice push: give the reference and optionally the filter folder, e.g. `sluice push ghcr.io/team/my-filter:v1 .`\n');
+          return 2;
+        }
+        // Loaded on demand: the proxy commands need none of the registry client.
+        const { runPush } = await import('./push.ts');
+        return await runPush({ reference: positionals[0], dir: positionals[1] ?? '.', username: values.username, password: values.password, plainHttp: values['plain-http']! });
       }
       case undefined:
       case 'help':

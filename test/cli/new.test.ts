@@ -9,7 +9,7 @@ import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
 
 const run = promisify(execFile);
-const CHECKOUT = ['package.json', 'tsconfig.json', 'asconfig.json', 'bin', 'runtime', 'sdk', 'scripts'];
+const CHECKOUT = ['package.json', 'tsconfig.json', 'asconfig.json', 'bin', 'runtime', 'sdk', 'scripts', 'controller'];
 
 test('sluice new scaffolds a filter that builds and passes its test', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-new-'));

@@ -57,3 +57,4 @@ class {{className}}Stream extends HttpContext {
 }
 
 registerRootContext((id: u32): RootContext => new {{className}}Root(id), "{{name}}");
+{{callbacks}}
