@@ -79,7 +79,8 @@ export class Http2Pool implements UpstreamPool {
         resolve({ statusCode, headers: withoutPseudo(headers), body: stream, trailers, endAfterHeaders });
       });
       stream.once('trailers', (t: IncomingHttpHeaders) => Object.assign(trailers, withoutPseudo(t)));
-      stream.once('error', (error) => {
+      // Kept after the response: later errors reach whoever reads the body, or nobody.
+      stream.on('error', (error) => {
         if (answered) return;
         settle();
         reject(error);

@@ -19,7 +19,7 @@ import type { SpanExporter } from './span-export.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
-import { discard, type UpstreamResponse } from './upstream-pool.ts';
+import { abandon, discard, type UpstreamResponse } from './upstream-pool.ts';
 import type { Cluster, UpstreamHost } from './upstreams.ts';
 import type { StreamInfo } from '../host/stream.ts';
 
@@ -345,7 +345,7 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   }
   let out = await stream.responseHeaders(headers, answer.endAfterHeaders === true);
   if (out.kind !== 'continue') {
-    answer.body.destroy();
+    abandon(answer.body);
     return void finish(out, res, exchange);
   }
   exchange.status = Number(headers.get(':status') ?? answer.statusCode);

@@ -234,9 +234,13 @@ export class NodeProxy {
         this.inFlight++;
         res.once('close', () => this.inFlight--);
         // Each request runs on the state of the snapshot current when it arrived.
-        void proxyRequest(listener.state, this.telemetry, req, res);
+        proxyRequest(listener.state, this.telemetry, req, res).catch(requestFailed);
       },
-      upgrade: (req, socket, head) => void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets),
+      upgrade: (req, socket, head) =>
+        void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets).catch((error: unknown) => {
+          socket.destroy();
+          requestFailed(error);
+        }),
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);
@@ -274,6 +278,11 @@ export class NodeProxy {
 
 function log(level: string, msg: string): void {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg })}\n`);
+}
+
+/** A failure that escaped one request's own handling: it costs that request, never the process. */
+function requestFailed(error: unknown): void {
+  log('error', `request failed: ${String((error as Error)?.stack ?? error)}`);
 }
 
 function sameAddress(a: ListenerConfig, b: ListenerConfig): boolean {

@@ -1,7 +1,7 @@
 // What a cluster endpoint's connection pool offers the request path, whichever protocol it speaks
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 
 export interface UpstreamRequest {
@@ -55,7 +55,10 @@ export class Http1Pool implements UpstreamPool {
   }
 
   request(request: UpstreamRequest): Promise<UpstreamResponse> {
-    return this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>;
+    // undici stops listening to a request body once the request failed, then destroys it with
+    // the failure; the failure is reported by the returned promise.
+    if (request.body instanceof Readable) request.body.on('error', ignore);
+    return (this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>).then(guarded);
   }
 
   get pending(): number {
@@ -69,6 +72,24 @@ export class Http1Pool implements UpstreamPool {
   destroy(): Promise<void> {
     return this.pool.destroy();
   }
+}
+
+const ignore = () => {};
+
+/**
+ * A body's errors reach whoever reads it (for await, a dump). One nobody reads any more (a filter
+ * answered, the exchange was aborted) is destroyed with an error by undici: without a listener
+ * that error would end the process.
+ */
+function guarded(response: UpstreamResponse): UpstreamResponse {
+  response.body.on('error', ignore);
+  return response;
+}
+
+/** Stops a response body we will not relay, aborting the rest of the upstream response. */
+export function abandon(body: Readable): void {
+  body.on('error', ignore);
+  body.destroy();
 }
 
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */
