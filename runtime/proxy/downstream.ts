@@ -12,6 +12,7 @@ import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { ListenerTls } from '../config/snapshot.ts';
 import type { ConnectionInfo } from '../host/stream.ts';
+import { guardRapidResets } from './h2-reset-guard.ts';
 
 export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
 
@@ -64,6 +65,7 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => {});
+    guardRapidResets(session, socket.remoteAddress ?? '', (msg) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg })}\n`));
   };
 
   if (tls) {

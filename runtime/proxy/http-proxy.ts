@@ -19,6 +19,7 @@ import type { SpanExporter } from './span-export.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
+import { requestChunks, resetResponse, responseIncomplete, upstreamChunks, UpstreamBodyFailed } from './stream-reset.ts';
 import { abandon, discard, type UpstreamResponse } from './upstream-pool.ts';
 import type { Cluster, UpstreamHost } from './upstreams.ts';
 import type { StreamInfo } from '../host/stream.ts';
@@ -47,6 +48,8 @@ interface Exchange {
   grpc: boolean;
   /** Stops the upstream side of the exchange (the client went away). */
   cancel?: () => void;
+  /** The client left before its response was complete. */
+  clientGone?: boolean;
 }
 
 type Req = DownstreamRequest;
@@ -57,25 +60,33 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '', grpc: false };
   const connection = connectionFacts(req);
   const stream = state.chain.stream({ ...connection, protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}` });
-  // A client that leaves before its answer ends the stream at once (a filter holding it, e.g. a
-  // fault delay, lets go) and the upstream request is aborted.
+  // A client that leaves before its answer (HTTP/1.1 disconnect, HTTP/2 RST_STREAM) ends the
+  // stream at once (a filter holding it, e.g. a fault delay, lets go) and the upstream request is
+  // aborted.
   res.once('close', () => {
-    if (res.writableFinished) return;
+    if (!responseIncomplete(res)) return;
+    exchange.clientGone = true;
     stream.end();
     exchange.cancel?.();
   });
   try {
     await exchangeThrough(state, stream, req, res, exchange, connection.tls);
   } catch (error) {
-    if (req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
+    if (exchange.clientGone || req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
       // The client is gone (or its request broke mid-body): nobody to answer.
       exchange.status = 0;
-      return void res.destroy();
+      return void resetResponse(res, 'cancel');
+    }
+    if (error instanceof UpstreamBodyFailed) {
+      // The client has the headers and part of the body: only a reset tells it the rest is missing.
+      stream.state.responseCodeDetails = 'upstream_reset_after_response_started';
+      log('warn', `${req.method} ${req.url}: ${error.message}; the response to the client was reset`);
+      return void resetResponse(res);
     }
     // A bug here must cost one request, never the proxy.
     process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'request failed', error: String((error as Error)?.stack ?? error) })}\n`);
     if (!res.headersSent) writeReply(res, plainReply(500, 'sluice: internal error\n'), exchange);
-    else res.destroy();
+    else resetResponse(res);
   } finally {
     stream.end();
     const ms = performance.now() - started;
@@ -182,6 +193,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   if (open) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" circuit breaker open: ${open}\n`));
   const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
+  // The client may have gone while the request filters ran (a reset right after the headers).
+  if (exchange.clientGone) throw new Error('aborted');
   exchange.cancel = () => abort.abort(new Error('the client went away'));
   // A filter may set this request's timeout (sluice.timeout_ms, decimal milliseconds; 0: none).
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
@@ -289,7 +302,7 @@ class BodyPump {
   }
 
   private async run(req: Req, exchange: Exchange): Promise<Outcome | undefined> {
-    for await (const chunk of req) {
+    for await (const chunk of requestChunks(req)) {
       exchange.requestBytes += (chunk as Buffer).byteLength;
       const out = await this.http.requestBody(chunk as Buffer, false);
       if (out.kind !== 'continue') return out;
@@ -351,10 +364,10 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   exchange.status = Number(headers.get(':status') ?? answer.statusCode);
   if (answer.endAfterHeaders) return endWithHeaders(res, exchange.status, downstreamHeaders(headers));
   res.writeHead(exchange.status, downstreamHeaders(headers));
-  for await (const chunk of answer.body) {
+  for await (const chunk of upstreamChunks(answer.body)) {
     out = await stream.responseBody(chunk as Buffer, false);
     // The client already has the headers: a late local reply or reset can only end the stream.
-    if (out.kind !== 'continue') return void res.destroy();
+    if (out.kind !== 'continue') return void resetResponse(res);
     if (out.data && out.data.byteLength > 0) {
       exchange.responseBytes += out.data.byteLength;
       res.write(out.data);
@@ -362,7 +375,7 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   }
   const trailers = trailerMap(answer.trailers);
   out = trailers ? await stream.responseTrailers(trailers) : await stream.responseBody(EMPTY, true);
-  if (out.kind !== 'continue') return void res.destroy();
+  if (out.kind !== 'continue') return void resetResponse(res);
   if (out.data) exchange.responseBytes += out.data.byteLength;
   if (trailers) res.addTrailers(downstreamTrailers(trailers));
   res.end(out.data && out.data.byteLength > 0 ? out.data : undefined);
@@ -405,7 +418,7 @@ async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: 
 function finish(out: Outcome, res: Res, exchange: Exchange): boolean {
   if (out.kind === 'continue') return false;
   if (out.kind === 'reset') {
-    res.destroy();
+    resetResponse(res);
     return true;
   }
   writeReply(res, out.reply, exchange);
@@ -413,7 +426,7 @@ function finish(out: Outcome, res: Res, exchange: Exchange): boolean {
 }
 
 function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
-  if (res.headersSent) return void res.destroy();
+  if (res.headersSent) return void resetResponse(res);
   if (exchange.grpc) return writeGrpcReply(res, reply, exchange);
   exchange.status = reply.status;
   exchange.responseBytes = reply.body.byteLength;

@@ -1,0 +1,66 @@
+// How a stream ends early on the client's side: telling that the client left before its response
+// was complete, noticing a request body the client broke off, and resetting a response that
+// cannot complete so that the client sees it failed (HTTP/2: RST_STREAM with an error code, never
+// NO_ERROR; HTTP/1.1: the connection closes without a clean end of the body).
+
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
+import { markResetByProxy } from './h2-reset-guard.ts';
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+/** Why a response is reset: `internal`, the proxy or the upstream failed it (Envoy's INTERNAL_ERROR); `cancel`, the client is gone. */
+export type ResetReason = 'internal' | 'cancel';
+
+/** In a response's 'close' listener: true when the response did not complete (the client left, or it was reset). */
+export function responseIncomplete(res: DownstreamResponse): boolean {
+  const stream = (res as unknown as Http2ServerResponse).stream;
+  // After a client's RST_STREAM node ends the stream's writable side itself, so writableFinished
+  // reads true; `aborted` says the stream closed before we ended it.
+  if (stream) return stream.aborted;
+  return !res.writableFinished;
+}
+
+/** Ends a response that cannot complete, so that the client cannot take it for a whole one. */
+export function resetResponse(res: DownstreamResponse, reason: ResetReason = 'internal'): void {
+  const stream = (res as unknown as Http2ServerResponse).stream;
+  if (!stream) return void res.destroy();
+  // stream.destroy() without an error would send RST_STREAM NO_ERROR: a clean-looking end.
+  if (stream.closed || stream.destroyed) return;
+  markResetByProxy(stream);
+  stream.close(reason === 'cancel' ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+}
+
+/** The client broke its request off (an HTTP/2 RST_STREAM mid-body): what it sent is not the whole body. */
+export class RequestAborted extends Error {
+  readonly code = 'ECONNRESET';
+  constructor() {
+    super('aborted');
+  }
+}
+
+/**
+ * The request body's chunks; throws RequestAborted when the client broke the body off. An HTTP/2
+ * request reset mid-body ends its readable side as if the body were complete, with only its
+ * `aborted` flag telling otherwise.
+ */
+export async function* requestChunks(req: DownstreamRequest): AsyncGenerator<Buffer> {
+  for await (const chunk of req) yield chunk as Buffer;
+  if ((req as Http2ServerRequest).stream !== undefined && (req as Http2ServerRequest).aborted) throw new RequestAborted();
+}
+
+/** The upstream failed while its response body was being relayed (a reset, a dropped connection, the route timeout). */
+export class UpstreamBodyFailed extends Error {
+  constructor(cause: unknown) {
+    super(`the upstream response broke off: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
+}
+
+/** The upstream response body's chunks; a failure while reading it is an UpstreamBodyFailed. */
+export async function* upstreamChunks(body: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
+  try {
+    for await (const chunk of body) yield chunk as Buffer;
+  } catch (error) {
+    throw new UpstreamBodyFailed(error);
+  }
+}

@@ -1,0 +1,119 @@
+// HTTP/2 resets through the real `sluice run` process: a client's RST_STREAM cancels the upstream
+// request (and frees its place in the circuit breaker); a client that resets streams in a loop
+// (CVE-2023-44487, "rapid reset") gets GOAWAY ENHANCE_YOUR_CALM while other clients are served.
+import http2 from 'node:http2';
+import type { ServerResponse } from 'node:http';
+import test from 'ava';
+import { request } from 'undici';
+import { rawH2 } from '../helpers/h2-frames.ts';
+import { echoUpstream, runSluice, until } from '../helpers/sluice-run.ts';
+
+const { NGHTTP2_CANCEL, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+
+/** An upstream that never answers /hold (and records when the proxy gives up on one) and answers the rest. */
+async function holdingUpstream(t: { teardown(fn: () => unknown): void }) {
+  const held: ServerResponse[] = [];
+  const abandoned: string[] = [];
+  const upstream = await echoUpstream('up', (req, res) => {
+    if (!req.url!.startsWith('/hold')) return void res.end(`ok ${req.url}`);
+    held.push(res);
+    res.on('close', () => {
+      if (!res.writableFinished) abandoned.push(req.url!);
+    });
+  });
+  t.teardown(() => upstream.close());
+  return { ...upstream, held, abandoned };
+}
+
+const config = (port: number, maxRequests = 1024) => `
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - cluster: up
+        timeoutMs: 60000
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:${port}]
+    requestTimeoutMs: 60000
+    circuitBreakers: { maxRequests: ${maxRequests} }
+`;
+
+async function activeRequests(adminPort: number): Promise<string> {
+  const text = await (await request(`http://127.0.0.1:${adminPort}/stats/prometheus`)).body.text();
+  return /^sluice_cluster_upstream_rq_active\{cluster="up"\} (\d+)$/m.exec(text)?.[1] ?? `(not found in:\n${text})`;
+}
+
+test('an HTTP/2 RST_STREAM cancels the upstream request and frees its place in the circuit breaker', async (t) => {
+  const upstream = await holdingUpstream(t);
+  const run = await runSluice(config(upstream.port, 3));
+  t.teardown(() => run.stop());
+  const port = await run.port('web');
+  const admin = await run.adminPort();
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  session.on('error', () => {});
+
+  // Twice the breaker's size, one after the other: each reset frees its place.
+  for (let i = 1; i <= 6; i++) {
+    const stream = session.request({ ':path': `/hold/${i}` });
+    stream.on('error', () => {});
+    await until(`the upstream to receive /hold/${i}`, () => (upstream.held.length === i ? true : undefined), 10_000);
+    stream.close(NGHTTP2_CANCEL);
+    await until(`the upstream request /hold/${i} to be aborted; aborted so far: ${upstream.abandoned.join(' ')}`, () => (upstream.abandoned.length === i ? true : undefined), 10_000);
+  }
+  t.deepEqual(upstream.abandoned, ['/hold/1', '/hold/2', '/hold/3', '/hold/4', '/hold/5', '/hold/6']);
+  let active = '';
+  for (let i = 0; i < 100 && active !== '0'; i++) {
+    active = await activeRequests(admin);
+    if (active !== '0') await new Promise((r) => setTimeout(r, 20));
+  }
+  t.is(active, '0');
+  const answer = await request(`http://127.0.0.1:${port}/after`);
+  t.is(answer.statusCode, 200);
+  t.is(await answer.body.text(), 'ok /after');
+});
+
+test('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM; another client is served right after', async (t) => {
+  const upstream = await holdingUpstream(t);
+  const run = await runSluice(config(upstream.port));
+  t.teardown(() => run.stop());
+  const port = await run.port('web');
+  const admin = await run.adminPort();
+
+  const attacker = await rawH2(port);
+  t.teardown(() => attacker.socket.destroy());
+  let sent = 0;
+  // Bounded: nghttp2's own flood limit would end the connection (INTERNAL_ERROR) near 1,000 resets.
+  for (let i = 0; i < 900 && !attacker.socket.destroyed && !attacker.goaway(); i++) {
+    const id = 2 * i + 1;
+    attacker.socket.write(Buffer.concat([attacker.get(id, `/hold/${i}`, true), attacker.rst(id, NGHTTP2_CANCEL)]));
+    sent++;
+    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 1));
+  }
+  const closed = await Promise.race([attacker.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  t.true(closed, 'the connection was closed');
+  const goaway = attacker.goaway();
+  t.truthy(goaway, `no GOAWAY after ${sent} HEADERS + RST_STREAM; frames: ${attacker.frames.map((f) => f.type).join(',')}`);
+  t.is(goaway?.code, NGHTTP2_ENHANCE_YOUR_CALM);
+  t.true(sent < 900);
+
+  // A legitimate client on its own connection, right after.
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  const status = await new Promise<number>((resolve, reject) => {
+    const s = session.request({ ':path': '/legit' });
+    s.on('response', (h) => resolve(Number(h[':status'])));
+    s.on('error', reject);
+    s.resume();
+  });
+  t.is(status, 200);
+  let active = '';
+  for (let i = 0; i < 100 && active !== '0'; i++) {
+    active = await activeRequests(admin);
+    if (active !== '0') await new Promise((r) => setTimeout(r, 20));
+  }
+  t.is(active, '0');
+  t.is(run.child.exitCode, null);
+});
