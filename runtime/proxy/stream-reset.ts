@@ -56,11 +56,17 @@ export class UpstreamBodyFailed extends Error {
   }
 }
 
-/** The upstream response body's chunks; a failure while reading it is an UpstreamBodyFailed. */
+/**
+ * The upstream response body's chunks; a failure while reading it is an UpstreamBodyFailed. An
+ * HTTP/2 upstream stream reset with CANCEL (or NO_ERROR) ends like a whole body, without an
+ * error: its reset code tells. (NO_ERROR is only allowed once the response is complete.)
+ */
 export async function* upstreamChunks(body: AsyncIterable<unknown>): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of body) yield chunk as Buffer;
   } catch (error) {
     throw new UpstreamBodyFailed(error);
   }
+  const rstCode = (body as { rstCode?: number }).rstCode;
+  if (rstCode !== undefined && rstCode !== http2.constants.NGHTTP2_NO_ERROR) throw new UpstreamBodyFailed(new Error(`the HTTP/2 stream was reset (code ${rstCode})`));
 }
