@@ -6,6 +6,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { ACCESS_LOG_FIELDS } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../proxy/stream-deadline.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
@@ -230,7 +231,7 @@ const route = object(
     }),
     prefixRewrite: string('path', 'Replace the matched prefix with this before forwarding (prefix matches, cluster and weightedClusters routes only).'),
     hostRewrite: string('authority', 'Replace the Host/:authority header with this before forwarding (cluster and weightedClusters routes only).'),
-    timeoutMs: ms('Request timeout, from the request to the end of the response; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
+    timeoutMs: ms('Request timeout, from the request\'s arrival to the end of the response, time filters hold the stream included; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
     retryPolicy: object('Retry failed tries (Envoy\'s model); cluster and weightedClusters routes only.', {
       numRetries: integer(0, 10, 'Retries after the first try.', DEFAULT_RETRY_POLICY.numRetries),
       retryOn: {
@@ -258,6 +259,7 @@ const listener = object(
     cluster: string('name', 'tcp listeners: the cluster every connection goes to.'),
     filters: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Names from the top-level filters, in request order.' },
     routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'http listeners: tried in order; the first match wins.' },
+    streamIdleTimeoutMs: ms('http listeners: a stream on which nothing moves (no request or response bytes, a filter holding it) for this long is ended (408 before the response headers, else a reset); 0: none.', DEFAULT_STREAM_IDLE_TIMEOUT_MS),
     accessLog: object(
       'One JSON line per request.',
       {

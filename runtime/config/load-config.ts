@@ -13,6 +13,7 @@ import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits
 import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
 import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS } from '../proxy/stream-deadline.ts';
 import type {
   AdminConfig,
   ClusterConfig,
@@ -332,6 +333,7 @@ class Resolver {
       protocol: 'http',
       filters: filters.filter((name): name is string => typeof name === 'string'),
       routes,
+      streamIdleTimeoutMs: whole(listener.streamIdleTimeoutMs, DEFAULT_STREAM_IDLE_TIMEOUT_MS),
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
       ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
     };
@@ -352,6 +354,7 @@ class Resolver {
     for (const field of ['routes', 'filters', 'accessLog', 'tls']) {
       if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it has no routes, filters, access log or TLS');
     }
+    if (listener.streamIdleTimeoutMs !== undefined) this.problem(`${at}.streamIdleTimeoutMs`, 'a tcp listener has no HTTP streams; its connections stay open until either side closes them');
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
     return {

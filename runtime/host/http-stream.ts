@@ -132,6 +132,11 @@ export class HttpStream implements ContextOwner {
     return this.ended;
   }
 
+  /** The filter holding the stream (a phase it paused and has not resumed), if one is. */
+  get heldBy(): string | undefined {
+    return this.pause ? this.slots[this.pause.index]?.plugin.name : undefined;
+  }
+
   // ---- Driving the chain ----------------------------------------------------------------------
 
   private check(phase: string): void {

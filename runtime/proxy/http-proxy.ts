@@ -19,6 +19,7 @@ import type { SpanExporter } from './span-export.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamDeadline, type Expiry } from './stream-deadline.ts';
 import { requestChunks, resetResponse, responseIncomplete, upstreamChunks, UpstreamBodyFailed } from './stream-reset.ts';
 import { abandon, discard, type UpstreamResponse } from './upstream-pool.ts';
 import type { Cluster, UpstreamHost } from './upstreams.ts';
@@ -50,6 +51,9 @@ interface Exchange {
   cancel?: () => void;
   /** The client left before its response was complete. */
   clientGone?: boolean;
+  deadline?: StreamDeadline;
+  /** The stream's deadline passed (its response_code_details): it was answered or reset then. */
+  expired?: string;
 }
 
 type Req = DownstreamRequest;
@@ -60,6 +64,17 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '', grpc: false };
   const connection = connectionFacts(req);
   const stream = state.chain.stream({ ...connection, protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}` });
+  const deadline = new StreamDeadline(
+    {
+      progress: () => exchange.requestBytes + exchange.responseBytes + (res.headersSent ? 1 : 0),
+      heldBy: () => stream.heldBy,
+      expire: (expiry) => expire(stream, res, exchange, expiry),
+    },
+    started,
+    state.config.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    state.config.name,
+  );
+  exchange.deadline = deadline;
   // A client that leaves before its answer (HTTP/1.1 disconnect, HTTP/2 RST_STREAM) ends the
   // stream at once (a filter holding it, e.g. a fault delay, lets go) and the upstream request is
   // aborted.
@@ -72,6 +87,8 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   try {
     await exchangeThrough(state, stream, req, res, exchange, connection.tls);
   } catch (error) {
+    // Past the deadline the stream was answered or reset; what failed after is a consequence.
+    if (exchange.expired) return;
     if (exchange.clientGone || req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
       // The client is gone (or its request broke mid-body): nobody to answer.
       exchange.status = 0;
@@ -88,7 +105,9 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
     if (!res.headersSent) writeReply(res, plainReply(500, 'sluice: internal error\n'), exchange);
     else resetResponse(res);
   } finally {
+    deadline.stop();
     stream.end();
+    if (exchange.expired) stream.state.responseCodeDetails = exchange.expired;
     const ms = performance.now() - started;
     telemetry.request(state.config.name, exchange.grpc ? 'grpc' : req.httpVersion, exchange, ms);
     state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source), filterFields(stream));
@@ -158,13 +177,21 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
     : req.headers['content-length'] !== undefined
       ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined;
-  let out = await stream.requestHeaders(headers, !hasBody);
+  const headersDone = stream.requestHeaders(headers, !hasBody);
+  if (headersDone instanceof Promise) {
+    // A filter holds the request headers: until it lets go, the deadline is the timeout of the
+    // route the request matches as it is now.
+    const likely = state.router.route(headers);
+    if (likely) exchange.deadline?.route(likely.timeoutMs, `timeoutMs of route "${likely.name}"`);
+  }
+  let out = await headersDone;
   if (finish(out, res, exchange)) return;
 
   const named = stream.state.property('sluice\u0000route');
   const route = named !== undefined ? state.router.named(named) : state.router.route(headers);
   if (!route) return respond(stream, res, exchange, plainReply(404, `sluice: no route matches ${headers.get(':method')} ${headers.get(':path')} on listener "${state.config.name}"\n`));
   exchange.route = route.name;
+  exchange.deadline?.route(route.timeoutMs, `timeoutMs of route "${route.name}"`);
   // Known from here on, for the response filters of direct responses and redirects too.
   stream.state.info.routeName = route.name;
   const action = route.action;
@@ -199,7 +226,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   // A filter may set this request's timeout (sluice.timeout_ms, decimal milliseconds; 0: none).
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
-  const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
+  if (timeoutOverride !== undefined) exchange.deadline?.route(timeoutMs, 'sluice.timeout_ms, set by a filter');
+  exchange.deadline?.onUpstream(() => abort.abort(new TimeoutError(timeoutMs)));
   const pump = hasBody ? new BodyPump(stream, req, exchange, policy.numRetries > 0 ? REPLAY_LIMIT : 0) : undefined;
   const budget = cluster.retryBudget;
   const tried = new Set<UpstreamHost>();
@@ -269,7 +297,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
     }
   } finally {
     budget.active--;
-    if (timer) clearTimeout(timer);
+    exchange.deadline?.onUpstream(undefined);
   }
 }
 
@@ -412,6 +440,16 @@ async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: 
     if (out.kind === 'continue' && out.data) body = out.data;
   }
   writeReply(res, { ...reply, status: Number(reply.headers.get(':status') ?? reply.status), body }, exchange);
+}
+
+/** The stream's deadline passed: answer (no response headers out yet) or reset, then let go of the filters and the upstream. */
+function expire(stream: HttpStream, res: Res, exchange: Exchange, expiry: Expiry): void {
+  exchange.expired = expiry.details;
+  log('warn', `${stream.state.requestHeaders?.get(':method')} ${stream.state.requestHeaders?.get(':path')}: ${expiry.text.replace(/^sluice: /, '').trim()}`);
+  if (!res.headersSent) writeReply(res, plainReply(expiry.status, expiry.text), exchange);
+  else resetResponse(res);
+  stream.end();
+  exchange.cancel?.();
 }
 
 /** Sends a local reply or resets; false when the outcome says go on. */

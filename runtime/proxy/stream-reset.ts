@@ -24,6 +24,8 @@ export function responseIncomplete(res: DownstreamResponse): boolean {
 /** Ends a response that cannot complete, so that the client cannot take it for a whole one. */
 export function resetResponse(res: DownstreamResponse, reason: ResetReason = 'internal'): void {
   const stream = (res as unknown as Http2ServerResponse).stream;
+  // A response already ended whole (an answer the stream's deadline gave) has nothing to reset.
+  if ((res as { writableEnded?: boolean }).writableEnded || stream?.writableEnded) return;
   if (!stream) return void res.destroy();
   // stream.destroy() without an error would send RST_STREAM NO_ERROR: a clean-looking end.
   if (stream.closed || stream.destroyed) return;

@@ -49,6 +49,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       port: 15001,
       protocol: 'http',
       filters: ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'],
+      streamIdleTimeoutMs: 300000,
       accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
       routes: [
         {
@@ -140,6 +141,7 @@ filters: [{ name: f, module: hello.wasm }]
         protocol: 'http',
         filters: [],
         routes: [{ name: 'route-0', match: { prefix: '/' }, action: { kind: 'cluster', clusters: [{ cluster: 'c', weight: 1 }] }, timeoutMs: 15000 }],
+        streamIdleTimeoutMs: 300000,
       },
     ],
     clusters: [
