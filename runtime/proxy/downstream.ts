@@ -226,5 +226,8 @@ function h2cStream(socket: Socket, first: Buffer): Duplex {
   });
   socket.once('end', () => stream.push(null));
   socket.once('close', () => stream.destroy());
+  // The socket's own errors are ignored where it is accepted; the session destroys this wrapper
+  // with its error, possibly after it stopped listening.
+  stream.on('error', () => {});
   return stream;
 }
