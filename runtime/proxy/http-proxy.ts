@@ -241,6 +241,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
       // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
       sent.push('x-sluice-attempt-count', String(attempt));
       const tryAbort = new AbortController();
+      // The exchange may have been stopped during a retry's backoff (the route timeout).
+      if (abort.signal.aborted) tryAbort.abort(abort.signal.reason);
       const onAbort = () => tryAbort.abort(abort.signal.reason);
       abort.signal.addEventListener('abort', onAbort);
       const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(() => tryAbort.abort(new PerTryTimeout(policy.perTryTimeoutMs)), policy.perTryTimeoutMs) : undefined;

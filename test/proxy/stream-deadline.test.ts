@@ -92,3 +92,30 @@ test('past the route timeout after the response headers were sent, an HTTP/2 cli
   t.is(result.body, 'part of it');
   t.is(result.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
 });
+
+test('a route timeout that passes during a retry\'s backoff sends no further try: 504', async (t) => {
+  const upstream = await echoUpstream('up', (_req, res) => {
+    res.writeHead(503, { 'retry-after': '1' });
+    res.end('busy');
+  });
+  t.teardown(() => upstream.close());
+  const run = await runSluice(`
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - cluster: up
+        timeoutMs: 300
+        retryPolicy: { numRetries: 1, retryOn: [5xx], maxIntervalMs: 1000 }
+clusters:
+  - name: up
+    endpoints: [127.0.0.1:${upstream.port}]
+`);
+  t.teardown(() => run.stop());
+  // Retry-After: 1 makes the backoff 1 s, past the 300 ms timeout.
+  const r = await answer(`http://127.0.0.1:${await run.port('web')}/x`);
+  t.is(r.status, 504, r.text);
+  t.regex(r.text, /timed out: the upstream did not answer within the route's timeout of 300 ms/);
+  t.is(upstream.requests.length, 1);
+});
