@@ -594,3 +594,13 @@ test('the complete example in docs/configuration.md is valid', (t) => {
   ]);
   t.deepEqual(snapshot.clusters[1]!.endpoints, [{ host: 'fd00::7', port: 8080 }]);
 });
+
+test('streamIdleTimeoutMs: set on an http listener, a duration, and refused on a tcp listener', (t) => {
+  const listeners = parse(listener('[{ cluster: echo }]', '\n    streamIdleTimeoutMs: 0')).listeners;
+  t.is(listeners[0]!.streamIdleTimeoutMs, 0);
+  t.is(parse(listener()).listeners[0]!.streamIdleTimeoutMs, 300000);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    streamIdleTimeoutMs: -1')), ['listeners[0].streamIdleTimeoutMs: must be at least 0, got -1']);
+  t.deepEqual(problemsOf(t, 'listeners:\n  - { name: t, address: 127.0.0.1:0, protocol: tcp, cluster: echo, streamIdleTimeoutMs: 1000 }\nclusters: [{ name: echo, endpoints: [127.0.0.1:1] }]\n'), [
+    'listeners[0].streamIdleTimeoutMs: a tcp listener has no HTTP streams; its connections stay open until either side closes them',
+  ]);
+});
