@@ -1,6 +1,7 @@
 // What a cluster endpoint's connection pool offers the request path, whichever protocol it speaks
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
+import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 
@@ -86,9 +87,18 @@ function guarded(response: UpstreamResponse): UpstreamResponse {
   return response;
 }
 
-/** Stops a response body we will not relay, aborting the rest of the upstream response. */
+/**
+ * Stops a response body we will not relay, aborting the rest of the upstream response: an HTTP/2
+ * stream is reset with CANCEL (destroy() alone would send NO_ERROR), an HTTP/1.1 one closes its
+ * connection.
+ */
 export function abandon(body: Readable): void {
   body.on('error', ignore);
+  const h2 = body as Readable & { close?: (code: number) => void; closed?: boolean };
+  if (typeof h2.close === 'function' && 'rstCode' in h2) {
+    if (!h2.closed) h2.close(http2.constants.NGHTTP2_CANCEL);
+    return;
+  }
   body.destroy();
 }
 
@@ -96,6 +106,6 @@ export function abandon(body: Readable): void {
 export function discard(body: Readable): Promise<void> {
   const dump = (body as Readable & { dump?: () => Promise<void> }).dump;
   if (dump) return dump.call(body).catch(() => {});
-  body.destroy();
+  abandon(body);
   return Promise.resolve();
 }

@@ -100,6 +100,36 @@ test('an HTTP/2 RST_STREAM reaches an HTTP/2 upstream as RST_STREAM CANCEL', asy
   t.deepEqual(cancelled, [['/hold/h2', NGHTTP2_CANCEL]]);
 });
 
+test('an HTTP/2 upstream answer the proxy throws away (a retried 503) is reset with CANCEL, not NO_ERROR', async (t) => {
+  const closed: Array<number | undefined> = [];
+  let n = 0;
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    if (++n === 1) {
+      // A 503 whose body never ends: the proxy retries and throws the rest away.
+      stream.on('close', () => closed.push(stream.rstCode));
+      stream.respond({ ':status': 503 });
+      stream.write('busy');
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const yaml = config((server.address() as AddressInfo).port)
+    .replace('requestTimeoutMs: 60000', 'requestTimeoutMs: 60000\n    protocol: http2')
+    .replace('timeoutMs: 60000', 'timeoutMs: 60000\n        retryPolicy: { numRetries: 1, retryOn: [5xx], baseIntervalMs: 1, maxIntervalMs: 1 }');
+  const run = await runSluice(yaml);
+  t.teardown(() => run.stop());
+  const answer = await request(`http://127.0.0.1:${await run.port('web')}/retried`);
+  t.is(answer.statusCode, 200);
+  t.is(await answer.body.text(), 'ok');
+  await until('the first upstream stream to close', () => (closed.length === 1 ? true : undefined), 10_000);
+  t.deepEqual(closed, [NGHTTP2_CANCEL]);
+});
+
 test('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM; another client is served right after', async (t) => {
   const upstream = await holdingUpstream(t);
   const run = await runSluice(config(upstream.port));
