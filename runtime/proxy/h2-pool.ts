@@ -55,7 +55,13 @@ export class Http2Pool implements UpstreamPool {
     req.signal?.throwIfAborted();
     const body = req.body;
     const endStream = body === undefined || (body instanceof Uint8Array && body.byteLength === 0);
-    const stream = session.request(toHttp2Headers(req), { endStream, signal: req.signal });
+    const stream = session.request(toHttp2Headers(req), { endStream });
+    const signal = req.signal;
+    if (signal) {
+      const onAbort = () => cancelStream(stream, signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
     if (!endStream) {
       if (body instanceof Uint8Array) stream.end(body);
       else pipeBody(body as Readable, stream);
@@ -144,6 +150,18 @@ export class Http2Pool implements UpstreamPool {
   }
 }
 
+/**
+ * Stops an upstream stream. One whose request body is still open is reset with INTERNAL_ERROR
+ * through destroy(): node's close(code) and its AbortSignal support send END_STREAM before the
+ * reset, and the upstream would take a request cut short for a whole one. One whose request is
+ * whole gets CANCEL.
+ */
+export function cancelStream(stream: ClientHttp2Stream, reason?: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.writableEnded) return void stream.close(http2.constants.NGHTTP2_CANCEL);
+  stream.destroy(new Error(`the request was cancelled: ${(reason as Error)?.message ?? String(reason)}`, { cause: reason }));
+}
+
 function toHttp2Headers(req: UpstreamRequest): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':scheme': 'http' };
   const flat = req.headers;
@@ -168,7 +186,7 @@ function withoutPseudo(headers: IncomingHttpHeaders): Record<string, string | st
 
 /** Streams a request body into the upstream stream; a failing body resets the stream. */
 function pipeBody(body: Readable, stream: ClientHttp2Stream): void {
-  body.on('error', () => stream.close(http2.constants.NGHTTP2_CANCEL));
+  body.on('error', (error) => cancelStream(stream, error));
   stream.on('error', () => body.destroy());
   body.pipe(stream);
 }

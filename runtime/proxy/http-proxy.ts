@@ -92,7 +92,7 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
     if (exchange.clientGone || req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
       // The client is gone (or its request broke mid-body): nobody to answer.
       exchange.status = 0;
-      return void resetResponse(res, 'cancel');
+      return void resetResponse(res);
     }
     if (error instanceof UpstreamBodyFailed) {
       // The client has the headers and part of the body: only a reset tells it the rest is missing.

@@ -7,11 +7,6 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:h
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { markResetByProxy } from './h2-reset-guard.ts';
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
-
-/** Why a response is reset: `internal`, the proxy or the upstream failed it (Envoy's INTERNAL_ERROR); `cancel`, the client is gone. */
-export type ResetReason = 'internal' | 'cancel';
-
 /** In a response's 'close' listener: true when the response did not complete (the client left, or it was reset). */
 export function responseIncomplete(res: DownstreamResponse): boolean {
   const stream = (res as unknown as Http2ServerResponse).stream;
@@ -21,16 +16,27 @@ export function responseIncomplete(res: DownstreamResponse): boolean {
   return !res.writableFinished;
 }
 
-/** Ends a response that cannot complete, so that the client cannot take it for a whole one. */
-export function resetResponse(res: DownstreamResponse, reason: ResetReason = 'internal'): void {
+/**
+ * Ends a response that cannot complete, so that the client cannot take it for a whole one: HTTP/2
+ * RST_STREAM INTERNAL_ERROR (as Envoy), HTTP/1.1 the connection closed.
+ */
+export function resetResponse(res: DownstreamResponse): void {
   const stream = (res as unknown as Http2ServerResponse).stream;
   // A response already ended whole (an answer the stream's deadline gave) has nothing to reset.
   if ((res as { writableEnded?: boolean }).writableEnded || stream?.writableEnded) return;
   if (!stream) return void res.destroy();
-  // stream.destroy() without an error would send RST_STREAM NO_ERROR: a clean-looking end.
   if (stream.closed || stream.destroyed) return;
   markResetByProxy(stream);
-  stream.close(reason === 'cancel' ? NGHTTP2_CANCEL : NGHTTP2_INTERNAL_ERROR);
+  // Not stream.close(code): node sends END_STREAM (a clean end of the body) before that reset.
+  // destroy() with an error resets with INTERNAL_ERROR and nothing before it. (A client already
+  // gone needs no CANCEL: its stream is closed.)
+  stream.destroy(new ResponseReset());
+}
+
+class ResponseReset extends Error {
+  constructor() {
+    super('the response was reset');
+  }
 }
 
 /** The client broke its request off (an HTTP/2 RST_STREAM mid-body): what it sent is not the whole body. */

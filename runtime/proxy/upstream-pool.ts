@@ -1,9 +1,10 @@
 // What a cluster endpoint's connection pool offers the request path, whichever protocol it speaks
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
-import http2 from 'node:http2';
+import type { ClientHttp2Stream } from 'node:http2';
 import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { cancelStream } from './h2-pool.ts';
 
 export interface UpstreamRequest {
   method: string;
@@ -89,16 +90,13 @@ function guarded(response: UpstreamResponse): UpstreamResponse {
 
 /**
  * Stops a response body we will not relay, aborting the rest of the upstream response: an HTTP/2
- * stream is reset with CANCEL (destroy() alone would send NO_ERROR), an HTTP/1.1 one closes its
+ * stream is reset (CANCEL; destroy() alone would send NO_ERROR), an HTTP/1.1 one closes its
  * connection.
  */
 export function abandon(body: Readable): void {
   body.on('error', ignore);
-  const h2 = body as Readable & { close?: (code: number) => void; closed?: boolean };
-  if (typeof h2.close === 'function' && 'rstCode' in h2) {
-    if (!h2.closed) h2.close(http2.constants.NGHTTP2_CANCEL);
-    return;
-  }
+  // An HTTP/2 stream (node exports no class to test against).
+  if ('rstCode' in body && 'session' in body) return cancelStream(body as ClientHttp2Stream);
   body.destroy();
 }
 

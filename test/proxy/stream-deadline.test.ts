@@ -79,17 +79,20 @@ test('past the route timeout after the response headers were sent, an HTTP/2 cli
   const session = http2.connect(base);
   t.teardown(() => session.destroy());
   session.on('error', () => {});
-  const result = await new Promise<{ status: number; body: string; rstCode?: number }>((resolve) => {
+  const result = await new Promise<{ status: number; body: string; rstCode?: number; ended: boolean }>((resolve) => {
     const stream = session.request({ ':path': '/partial' });
     let status = 0;
     let body = '';
+    let ended = false;
     stream.on('response', (h) => (status = Number(h[':status'])));
     stream.on('data', (c) => (body += c));
+    stream.on('end', () => (ended = true));
     stream.on('error', () => {});
-    stream.on('close', () => resolve({ status, body, rstCode: stream.rstCode }));
+    stream.on('close', () => resolve({ status, body, rstCode: stream.rstCode, ended }));
   });
   t.is(result.status, 200);
   t.is(result.body, 'part of it');
+  t.false(result.ended, 'the body ended (END_STREAM) before the reset');
   t.is(result.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
 });
 

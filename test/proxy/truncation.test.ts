@@ -56,19 +56,49 @@ test('an HTTP/2 upload the client resets mid-body is aborted upstream, never end
       if (!seen.has(req.url!)) seen.set(req.url!, 'aborted');
     });
   });
-  const { run, port: web } = await proxy(t, port);
-  const client = await rawH2(web);
-  t.teardown(() => client.socket.destroy());
+  await truncatedUploads(t, await proxy(t, port), seen, reading);
+});
 
-  // HEADERS, DATA without END_STREAM, RST_STREAM: the body is cut short, unmistakably.
-  const tries = 40;
+test('an HTTP/2 upload the client resets mid-body is aborted at an HTTP/2 upstream too', async (t) => {
+  const seen = new Map<string, string>();
+  const reading = new Set<string>();
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    const path = String(headers[':path']);
+    let bytes = 0;
+    reading.add(path);
+    stream.on('error', () => {});
+    stream.on('data', (c: Buffer) => (bytes += c.byteLength));
+    stream.on('end', () => {
+      seen.set(path, `end after ${bytes} bytes`);
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200 });
+      stream.end('whole');
+    });
+    stream.on('close', () => {
+      if (!seen.has(path)) seen.set(path, 'aborted');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  await truncatedUploads(t, await proxy(t, (server.address() as AddressInfo).port, 'http2'), seen, reading);
+});
+
+/**
+ * Sends 40 uploads cut short by the client (HEADERS, DATA without END_STREAM, RST_STREAM: the
+ * body is incomplete, unmistakably) and checks that none reached the upstream as complete.
+ * `seen`: how each request the upstream got ended ('end ...' or 'aborted'); `reading`: requests it got.
+ */
+async function truncatedUploads(t: ExecutionContext, { run, port }: Awaited<ReturnType<typeof proxy>>, seen: Map<string, string>, reading: Set<string>) {
+  const client = await rawH2(port);
+  t.teardown(() => client.socket.destroy());
   const chunk = Buffer.alloc(8 * 1024, 'a');
-  for (let i = 0; i < tries; i++) {
+  for (let i = 0; i < 40; i++) {
     const id = 2 * i + 1;
     client.socket.write(Buffer.concat([client.post(id, `/upload/${i}`), client.data(id, chunk)]));
     if (i % 2 === 1) {
       // Half the tries: the reset follows once the upstream is reading the body.
-      await until(`the upstream to start reading /upload/${i}`, () => (seen.has(`/upload/${i}`) || reading.has(`/upload/${i}`) ? true : undefined), 2000).catch(() => {});
+      await until(`the upstream to start reading /upload/${i}`, () => (reading.has(`/upload/${i}`) ? true : undefined), 2000).catch(() => {});
       client.socket.write(client.data(id, chunk));
     }
     client.socket.write(client.rst(id, NGHTTP2_CANCEL));
@@ -76,12 +106,12 @@ test('an HTTP/2 upload the client resets mid-body is aborted upstream, never end
     await new Promise((r) => setTimeout(r, 30));
   }
   // Every request that reached the upstream ends, one way or the other.
-  await new Promise((r) => setTimeout(r, 500));
+  await until(`every request the upstream got to end; ${reading.size} got, ${seen.size} ended`, () => (reading.size === seen.size ? true : undefined), 10_000);
   const ended = [...seen].filter(([, how]) => how.startsWith('end'));
   t.deepEqual(ended, [], `of ${seen.size} requests that reached the upstream, these were delivered as complete`);
   t.true(seen.size > 0, 'some requests reached the upstream');
   t.is(run.child.exitCode, null);
-});
+}
 
 /** An upstream that sends 64 KiB of a 1 MiB chunked answer, then drops the connection. */
 function breakingUpstream(req: IncomingMessage, res: ServerResponse) {
@@ -109,6 +139,7 @@ test('an upstream that breaks off mid-response gets the HTTP/2 client RST_STREAM
   });
   t.is(result.status, 200);
   t.true(result.bytes > 0 && result.bytes <= 64 * 1024, `${result.bytes} bytes`);
+  t.false(result.ended, 'the body ended (END_STREAM) before the reset');
   t.is(result.rstCode, NGHTTP2_INTERNAL_ERROR);
 });
 
@@ -122,14 +153,17 @@ test('an HTTP/2 upstream that resets mid-response with CANCEL is not passed on a
   const session = http2.connect(`http://127.0.0.1:${port}`);
   t.teardown(() => session.destroy());
   session.on('error', () => {});
-  const result = await new Promise<{ bytes: number; rstCode?: number }>((resolve) => {
+  const result = await new Promise<{ bytes: number; rstCode?: number; ended: boolean }>((resolve) => {
     const stream = session.request({ ':path': '/big' });
     let bytes = 0;
+    let ended = false;
     stream.on('data', (c: Buffer) => (bytes += c.byteLength));
+    stream.on('end', () => (ended = true));
     stream.on('error', () => {});
-    stream.on('close', () => resolve({ bytes, rstCode: stream.rstCode }));
+    stream.on('close', () => resolve({ bytes, rstCode: stream.rstCode, ended }));
   });
   t.true(result.bytes <= 16 * 1024, `${result.bytes} bytes`);
+  t.false(result.ended, 'the body ended (END_STREAM) before the reset');
   t.is(result.rstCode, NGHTTP2_INTERNAL_ERROR);
 });
 
