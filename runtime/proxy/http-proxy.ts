@@ -448,8 +448,14 @@ async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: 
 function expire(stream: HttpStream, res: Res, exchange: Exchange, expiry: Expiry): void {
   exchange.expired = expiry.details;
   log('warn', `${stream.state.requestHeaders?.get(':method')} ${stream.state.requestHeaders?.get(':path')}: ${expiry.text.replace(/^sluice: /, '').trim()}`);
-  if (!res.headersSent) writeReply(res, plainReply(expiry.status, expiry.text), exchange);
-  else resetResponse(res);
+  try {
+    if (!res.headersSent) writeReply(res, plainReply(expiry.status, expiry.text), exchange);
+    else resetResponse(res);
+  } catch (error) {
+    // This runs in a timer: what throws here must cost this stream, never the process.
+    log('error', `answering a stream past its deadline failed: ${String((error as Error)?.stack ?? error)}`);
+    resetResponse(res);
+  }
   stream.end();
   exchange.cancel?.();
 }
