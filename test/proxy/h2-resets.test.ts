@@ -1,6 +1,7 @@
 // HTTP/2 resets through the real `sluice run` process: a client's RST_STREAM cancels the upstream
-// request (and frees its place in the circuit breaker); a client that resets streams in a loop
-// (CVE-2023-44487, "rapid reset") gets GOAWAY ENHANCE_YOUR_CALM while other clients are served.
+// request (and frees its place in the circuit breaker; an HTTP/2 upstream gets RST_STREAM CANCEL);
+// an upstream answer the proxy throws away is reset with CANCEL; a client that resets streams in
+// a loop (CVE-2023-44487, "rapid reset") gets GOAWAY ENHANCE_YOUR_CALM while others are served.
 import http2 from 'node:http2';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
