@@ -56,15 +56,48 @@ export class Http1Pool implements UpstreamPool {
     });
   }
 
+  /** Requests aborted before undici settled them: those still queued stay in its count until a connection frees. */
+  private abortedUnsettled = 0;
+
   request(request: UpstreamRequest): Promise<UpstreamResponse> {
     // undici stops listening to a request body once the request failed, then destroys it with
     // the failure; the failure is reported by the returned promise.
     if (request.body instanceof Readable) request.body.on('error', ignore);
-    return (this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>).then(guarded);
+    const answer = (this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>).then(guarded);
+    const signal = request.signal;
+    if (!signal) return answer;
+    // undici acts on an abort only once the request has a connection: one still queued (every
+    // connection busy) would wait there, counted as pending, until a connection frees. The
+    // caller hears of the abort at once, and the pending count leaves it out.
+    return new Promise((resolve, reject) => {
+      let aborted = false;
+      const onAbort = () => {
+        aborted = true;
+        this.abortedUnsettled++;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const settled = () => {
+        signal.removeEventListener('abort', onAbort);
+        if (aborted) this.abortedUnsettled--;
+      };
+      answer.then(
+        (response) => {
+          settled();
+          // Answered after the caller gave up on it: nobody will read it.
+          if (aborted) abandon(response.body);
+          else resolve(response);
+        },
+        (error: unknown) => {
+          settled();
+          reject(error);
+        },
+      );
+    });
   }
 
   get pending(): number {
-    return this.pool.stats.pending;
+    return Math.max(0, this.pool.stats.pending - this.abortedUnsettled);
   }
 
   close(): Promise<void> {

@@ -42,6 +42,16 @@ clusters:
     circuitBreakers: { maxRequests: ${maxRequests} }
 `;
 
+/** Polls the active-requests gauge until it reads `want` (bounded); returns the last reading. */
+async function activeIs(adminPort: number, want: string): Promise<string> {
+  let active = '';
+  for (let i = 0; i < 250 && active !== want; i++) {
+    active = await activeRequests(adminPort);
+    if (active !== want) await new Promise((r) => setTimeout(r, 20));
+  }
+  return active;
+}
+
 async function activeRequests(adminPort: number): Promise<string> {
   const text = await (await request(`http://127.0.0.1:${adminPort}/stats/prometheus`)).body.text();
   return /^sluice_cluster_upstream_rq_active\{cluster="up"\} (\d+)$/m.exec(text)?.[1] ?? `(not found in:\n${text})`;
@@ -66,15 +76,46 @@ test('an HTTP/2 RST_STREAM cancels the upstream request and frees its place in t
     await until(`the upstream request /hold/${i} to be aborted; aborted so far: ${upstream.abandoned.join(' ')}`, () => (upstream.abandoned.length === i ? true : undefined), 10_000);
   }
   t.deepEqual(upstream.abandoned, ['/hold/1', '/hold/2', '/hold/3', '/hold/4', '/hold/5', '/hold/6']);
-  let active = '';
-  for (let i = 0; i < 250 && active !== '0'; i++) {
-    active = await activeRequests(admin);
-    if (active !== '0') await new Promise((r) => setTimeout(r, 20));
-  }
-  t.is(active, '0');
+  t.is(await activeIs(admin, '0'), '0');
   const answer = await request(`http://127.0.0.1:${port}/after`);
   t.is(answer.statusCode, 200);
   t.is(await answer.body.text(), 'ok /after');
+});
+
+test('an HTTP/2 RST_STREAM of a request waiting for a connection frees its place in the pending-requests breaker', async (t) => {
+  const upstream = await holdingUpstream(t);
+  const run = await runSluice(config(upstream.port).replace('circuitBreakers: { maxRequests: 1024 }', 'maxConnections: 1\n    circuitBreakers: { maxPendingRequests: 1 }'));
+  t.teardown(() => run.stop());
+  const port = await run.port('web');
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  session.on('error', () => {});
+  const open = (path: string) => {
+    const stream = session.request({ ':path': path });
+    stream.on('error', () => {});
+    return stream;
+  };
+  // A takes the one connection; B waits for it.
+  const a = open('/hold/a');
+  await until('the upstream to receive /hold/a', () => (upstream.held.length === 1 ? true : undefined), 10_000);
+  const b = open('/hold/b');
+  const admin = await run.adminPort();
+  t.is(await activeIs(admin, '2'), '2');
+  // With B waiting, the breaker is full: C is refused at once.
+  const c = await request(`http://127.0.0.1:${port}/c`);
+  t.is(c.statusCode, 503);
+  t.regex(await c.body.text(), /circuit breaker open: 1 requests waiting for a connection/);
+  b.close(NGHTTP2_CANCEL);
+  await new Promise((r) => b.once('close', r));
+  t.is(await activeIs(admin, '1'), '1');
+  // B's place is free: D waits for the connection instead of being refused, and gets it once A is reset.
+  const d = request(`http://127.0.0.1:${port}/d`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
+  // Time for D to reach the proxy while A still holds the connection (were B still counted, D
+  // would be refused then; later, it would be let through either way).
+  await new Promise((r) => setTimeout(r, 300));
+  a.close(NGHTTP2_CANCEL);
+  t.deepEqual(await d, { status: 200, text: 'ok /d' });
+  t.deepEqual(upstream.abandoned, ['/hold/a']);
 });
 
 test('an HTTP/2 RST_STREAM reaches an HTTP/2 upstream as RST_STREAM CANCEL', async (t) => {
@@ -164,11 +205,6 @@ test('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM; anothe
     s.resume();
   });
   t.is(status, 200);
-  let active = '';
-  for (let i = 0; i < 250 && active !== '0'; i++) {
-    active = await activeRequests(admin);
-    if (active !== '0') await new Promise((r) => setTimeout(r, 20));
-  }
-  t.is(active, '0');
+  t.is(await activeIs(admin, '0'), '0');
   t.is(run.child.exitCode, null);
 });
