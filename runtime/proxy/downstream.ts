@@ -39,6 +39,8 @@ export interface DownstreamLimits {
 export interface DownstreamHandlers {
   request(req: DownstreamRequest, res: DownstreamResponse): void;
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  /** An HTTP/2 connection was closed for resetting its streams in a loop (h2-reset-guard.ts). */
+  rapidReset?(): void;
 }
 
 export interface Downstream {
@@ -65,7 +67,10 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => {});
-    guardRapidResets(session, socket.remoteAddress ?? '', (msg) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg })}\n`));
+    guardRapidResets(session, socket.remoteAddress ?? '', (msg) => {
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg })}\n`);
+      handlers.rapidReset?.();
+    });
   };
 
   if (tls) {

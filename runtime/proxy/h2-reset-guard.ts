@@ -20,7 +20,7 @@ export function markResetByProxy(stream: object): void {
   resetByProxy.add(stream);
 }
 
-/** Watches a server session's streams and closes the session when its client resets them in a loop. */
+/** Watches a server session's streams and closes the session when its client resets them in a loop; `log` is told when it does. */
 export function guardRapidResets(session: Http2Session, peer: string, log: (msg: string) => void): void {
   let streams = 0;
   let premature = 0;

@@ -69,6 +69,7 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
       progress: () => exchange.requestBytes + exchange.responseBytes + (res.headersSent ? 1 : 0),
       heldBy: () => stream.heldBy,
       expire: (expiry) => expire(stream, res, exchange, expiry),
+      timedOut: (timeout) => telemetry.streamTimedOut(state.config.name, timeout),
     },
     started,
     state.config.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,

@@ -241,6 +241,7 @@ export class NodeProxy {
           socket.destroy();
           requestFailed(error);
         }),
+      rapidReset: () => this.telemetry.rapidReset(listener.state.config.name),
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);

@@ -21,6 +21,8 @@ export interface DeadlineTarget {
   heldBy(): string | undefined;
   /** Ends the stream: a reply when no response headers went out yet, else a reset. */
   expire(expiry: Expiry): void;
+  /** Told of every timeout that passes, whoever then acts on it (for metrics). */
+  timedOut(timeout: 'route' | 'idle'): void;
 }
 
 export class StreamDeadline {
@@ -68,6 +70,7 @@ export class StreamDeadline {
 
   private routeExpired(ms: number, source: string): void {
     if (this.done) return;
+    this.target.timedOut('route');
     const holder = this.target.heldBy();
     if (holder === undefined && this.upstreamTimeout) return this.upstreamTimeout();
     this.expire({ status: 504, details: 'route_timeout', text: `sluice: the request did not complete within the route's timeout of ${ms} ms (${source})${held(holder)}\n` });
@@ -87,6 +90,7 @@ export class StreamDeadline {
       this.lastProgress = progress;
       this.quietSince = now;
     } else if (now - this.quietSince >= this.idleMs) {
+      this.target.timedOut('idle');
       const holder = this.target.heldBy();
       return this.expire({ status: 408, details: 'stream_idle_timeout', text: `sluice: nothing moved on the stream for ${this.idleMs} ms (streamIdleTimeoutMs of listener "${this.listener}")${held(holder)}\n` });
     }

@@ -194,6 +194,8 @@ test('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM; anothe
   const goaway = attacker.goaway();
   t.truthy(goaway, `no GOAWAY after ${sent} HEADERS + RST_STREAM; frames: ${attacker.frames.map((f) => f.type).join(',')}`);
   t.is(goaway?.code, NGHTTP2_ENHANCE_YOUR_CALM);
+  const metrics = await (await request(`http://127.0.0.1:${admin}/stats/prometheus`)).body.text();
+  t.true(metrics.includes('\nsluice_downstream_cx_rapid_reset_total{sluice_listener="web"} 1\n'), metrics);
 
   // A legitimate client on its own connection, right after.
   const session = http2.connect(`http://127.0.0.1:${port}`);

@@ -49,6 +49,8 @@ test('a filter holding the request headers past the route timeout: 504 naming th
   t.is(r.status, 504, r.text);
   t.is(r.text, 'sluice: the request did not complete within the route\'s timeout of 1000 ms (timeoutMs of route "route-0"); filter "hold" held the stream\n');
   t.deepEqual(upstream.requests, []);
+  const metrics = await (await request(`http://127.0.0.1:${await run.adminPort()}/stats/prometheus`)).body.text();
+  t.true(metrics.includes('\nsluice_downstream_rq_timeout_total{sluice_listener="web",timeout="route"} 1\n'), metrics);
   // The process and the filter serve on.
   const next = await answer(`${base}/other`);
   t.is(next.status, 200);
@@ -64,10 +66,12 @@ test('a filter holding the response headers past the route timeout: 504 naming i
 });
 
 test('the stream idle timeout ends a stream a filter holds when the route has no timeout: 408', async (t) => {
-  const { base } = await start(t, 'timeoutMs: 0', 'streamIdleTimeoutMs: 800');
+  const { run, base } = await start(t, 'timeoutMs: 0', 'streamIdleTimeoutMs: 800');
   const r = await answer(`${base}/q/held`);
   t.is(r.status, 408, r.text);
   t.is(r.text, 'sluice: nothing moved on the stream for 800 ms (streamIdleTimeoutMs of listener "web"); filter "hold" held the stream\n');
+  const metrics = await (await request(`http://127.0.0.1:${await run.adminPort()}/stats/prometheus`)).body.text();
+  t.true(metrics.includes('\nsluice_downstream_rq_timeout_total{sluice_listener="web",timeout="idle"} 1\n'), metrics);
 });
 
 test('past the route timeout after the response headers were sent, an HTTP/2 client gets RST_STREAM INTERNAL_ERROR', async (t) => {
