@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
+import { fixture } from '../helpers/fixtures.ts';
 import { rawH2 } from '../helpers/h2-frames.ts';
 import { echoUpstream, runSluice, until } from '../helpers/sluice-run.ts';
 
@@ -170,6 +171,42 @@ test('an HTTP/2 upstream answer the proxy throws away (a retried 503) is reset w
   t.is(await answer.body.text(), 'ok');
   await until('the first upstream stream to close', () => (closed.length === 1 ? true : undefined), 10_000);
   t.deepEqual(closed, [NGHTTP2_CANCEL]);
+});
+
+test('a filter resetting the stream mid-response: the client gets INTERNAL_ERROR, the HTTP/2 upstream CANCEL', async (t) => {
+  const upstreamClosed: Array<number | undefined> = [];
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.on('close', () => upstreamClosed.push(stream.rstCode));
+    stream.respond({ ':status': 200 });
+    stream.write('first chunk');
+    // The rest would follow later; the filter resets the stream at the first chunk.
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const run = await runSluice(
+    config((server.address() as AddressInfo).port)
+      .replace('requestTimeoutMs: 60000', 'requestTimeoutMs: 60000\n    protocol: http2')
+      .replace('    routes:\n', '    filters: [hold]\n    routes:\n') + `filters:\n  - name: hold\n    module: ${fixture('stream/hold')}\n`,
+  );
+  t.teardown(() => run.stop());
+  const session = http2.connect(`http://127.0.0.1:${await run.port('web')}`);
+  t.teardown(() => session.destroy());
+  session.on('error', () => {});
+  const result = await new Promise<{ status: number; ended: boolean; rstCode?: number }>((resolve) => {
+    const stream = session.request({ ':path': '/reset-mid-body' });
+    let status = 0;
+    let ended = false;
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.on('data', () => {});
+    stream.on('end', () => (ended = true));
+    stream.on('error', () => {});
+    stream.on('close', () => resolve({ status, ended, rstCode: stream.rstCode }));
+  });
+  t.deepEqual(result, { status: 200, ended: false, rstCode: http2.constants.NGHTTP2_INTERNAL_ERROR });
+  await until('the upstream stream to close', () => (upstreamClosed.length === 1 ? true : undefined), 10_000);
+  t.deepEqual(upstreamClosed, [NGHTTP2_CANCEL]);
 });
 
 test('a client resetting streams in a loop gets GOAWAY ENHANCE_YOUR_CALM; another client is served right after', async (t) => {
