@@ -73,7 +73,15 @@ export class Http2Pool implements UpstreamPool {
     return new Promise((resolve, reject) => {
       const trailers: Record<string, string | string[]> = {};
       let answered = false;
-      const timer = timeoutMs > 0 ? setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs) : undefined;
+      let timedOut = false;
+      const headersTimeout = () => Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError' });
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              timedOut = true;
+              cancelStream(stream, headersTimeout());
+            }, timeoutMs)
+          : undefined;
       const settle = () => {
         answered = true;
         if (timer) clearTimeout(timer);
@@ -89,12 +97,12 @@ export class Http2Pool implements UpstreamPool {
       stream.on('error', (error) => {
         if (answered) return;
         settle();
-        reject(error);
+        reject(timedOut ? headersTimeout() : error);
       });
       stream.once('close', () => {
         if (answered) return;
         settle();
-        reject(timer && stream.rstCode === http2.constants.NGHTTP2_CANCEL ? Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError' }) : new StreamReset(this.authority, stream.rstCode ?? 0));
+        reject(timedOut ? headersTimeout() : new StreamReset(this.authority, stream.rstCode ?? 0));
       });
     });
   }

@@ -21,7 +21,7 @@ async function upstream(t: ExecutionContext, handler: (req: IncomingMessage, res
   return (server.address() as AddressInfo).port;
 }
 
-async function proxy(t: ExecutionContext, port: number, protocol = 'http1') {
+async function proxy(t: ExecutionContext, port: number, protocol = 'http1', clusterExtra = '') {
   const run = await runSluice(`
 admin: { address: 127.0.0.1:0 }
 listeners:
@@ -34,6 +34,7 @@ clusters:
   - name: up
     endpoints: [127.0.0.1:${port}]
     protocol: ${protocol}
+    ${clusterExtra}
 `);
   t.teardown(() => run.stop());
   return { run, port: await run.port('web') };
@@ -184,4 +185,33 @@ test('an upstream that breaks off mid-response closes the HTTP/1.1 client connec
   // Logged as what it is, an upstream failure, not as a bug in the proxy.
   await run.waitFor('GET /big: the upstream response broke off');
   t.false(run.stderr().includes('"msg":"request failed"'), run.stderr());
+});
+
+test('an HTTP/2 upstream that sends no response headers in time while the upload streams sees the request aborted, not ended', async (t) => {
+  const seen: string[] = [];
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    let ended = false;
+    stream.on('error', () => {});
+    stream.on('data', () => {});
+    stream.on('end', () => (ended = true));
+    stream.on('close', () => seen.push(ended ? 'end' : 'aborted'));
+    // No response headers, ever.
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const { port } = await proxy(t, (server.address() as AddressInfo).port, 'http2', 'requestTimeoutMs: 500');
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => session.destroy());
+  session.on('error', () => {});
+  const status = await new Promise<number>((resolve) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/upload' }, { endStream: false });
+    stream.on('error', () => resolve(-1));
+    stream.on('response', (h) => resolve(Number(h[':status'])));
+    stream.write(Buffer.alloc(1024, 'u'));
+    // ... and the body stays open.
+  });
+  t.is(status, 504);
+  await until('the upstream stream to close', () => (seen.length === 1 ? true : undefined), 10_000);
+  t.deepEqual(seen, ['aborted']);
 });
