@@ -24,6 +24,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   maxConnections: 1024,
   /** Envoy's per_connection_buffer_limit_bytes default. */
   bufferLimitBytes: 1024 * 1024,
+  /** Envoy's stream_idle_timeout default (5 minutes). */
+  streamIdleTimeoutMs: 300_000,
   // Envoy's defaults.
   circuitBreakers: Object.freeze({ maxRequests: 1024, maxRetries: 3, maxPendingRequests: 1024 }),
   upstreamProtocol: 'http1',
@@ -246,7 +248,7 @@ const route = object(
     }),
     prefixRewrite: string('path', 'Replace the matched prefix with this before forwarding (prefix matches, cluster and weightedClusters routes only).'),
     hostRewrite: string('authority', 'Replace the Host/:authority header with this before forwarding (cluster and weightedClusters routes only).'),
-    timeoutMs: ms('Request timeout, from the request to the end of the response; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
+    timeoutMs: ms('Request timeout, from the request\'s arrival to the end of the response, time filters hold the stream included; 0: none.', CONFIG_DEFAULTS.routeTimeoutMs),
     retryPolicy: object('Retry failed tries (Envoy\'s model); cluster and weightedClusters routes only.', {
       numRetries: integer(0, 10, 'Retries after the first try.', DEFAULT_RETRY_POLICY.numRetries),
       retryOn: {
@@ -274,6 +276,7 @@ const listener = object(
     cluster: string('name', 'tcp listeners: the cluster every connection goes to.'),
     filters: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Names from the top-level filters, in request order.' },
     routes: { type: 'array', minItems: 1, items: { $ref: '#/$defs/route' }, description: 'http listeners: tried in order; the first match wins.' },
+    streamIdleTimeoutMs: ms('http listeners: a stream on which nothing moves (no request or response bytes, a filter holding it) for this long is ended (408 before the response headers, else a reset); 0: none.', CONFIG_DEFAULTS.streamIdleTimeoutMs),
     accessLog: object(
       'One JSON line per request.',
       {

@@ -338,6 +338,7 @@ class Resolver {
       protocol: 'http',
       filters: filters.filter((name): name is string => typeof name === 'string'),
       routes,
+      streamIdleTimeoutMs: whole(listener.streamIdleTimeoutMs, CONFIG_DEFAULTS.streamIdleTimeoutMs),
       ...(listener.accessLog === undefined ? {} : { accessLog: this.accessLog(raw(listener.accessLog)) }),
       ...(listener.tls === undefined ? {} : { tls: this.tls(raw(listener.tls), `${at}.tls`) }),
       upgrades: this.upgrades(listener.upgrades, `${at}.upgrades`),
@@ -375,6 +376,7 @@ class Resolver {
       if (listener[field] !== undefined) this.problem(`${at}.${field}`, 'a tcp listener passes bytes through: it parses no HTTP, so this applies only to http listeners');
     }
     if (listener.bufferLimitBytes !== undefined) this.problem(`${at}.bufferLimitBytes`, 'applies to http listeners only; a tcp listener passes bytes through with the socket\'s own flow control');
+    if (listener.streamIdleTimeoutMs !== undefined) this.problem(`${at}.streamIdleTimeoutMs`, 'a tcp listener has no HTTP streams; its connections stay open until either side closes them');
     if (listener.cluster === undefined) this.problem(at, 'a tcp listener needs a cluster to send connections to');
     else this.reference(`${at}.cluster`, listener.cluster, 'cluster');
     return {

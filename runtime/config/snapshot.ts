@@ -48,6 +48,8 @@ export interface ListenerConfig {
   readonly routes: readonly RouteConfig[];
   /** tcp: the cluster connections go to. */
   readonly cluster?: string;
+  /** http: a stream nothing moves on for this long is ended (ms; 0: none). The loader fills in the default; absent means the default. */
+  readonly streamIdleTimeoutMs?: number;
   /** One JSON line per request, when configured. */
   readonly accessLog?: AccessLogConfig;
   /** http: serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of cleartext (HTTP/1.1 and h2c). */

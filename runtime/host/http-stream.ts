@@ -141,6 +141,11 @@ export class HttpStream implements ContextOwner {
     return this.slots.some((s) => !s.skipped && s.vm !== undefined && s.vm.has(name));
   }
 
+  /** The filter holding the stream (a phase it paused and has not resumed), if one is. */
+  get heldBy(): string | undefined {
+    return this.pause ? this.slots[this.pause.index]?.plugin.name : undefined;
+  }
+
   // ---- Driving the chain ----------------------------------------------------------------------
 
   private check(phase: string): void {

@@ -2,7 +2,6 @@
 // set it. HTTP/1.1: every chunk with false, then an empty chunk with true (the message's end).
 // HTTP/2: the chunk of the DATA frame that carries END_STREAM comes with true, once.
 
-import type { Readable } from 'node:stream';
 
 export interface BodyChunk {
   readonly data: Buffer;
@@ -21,7 +20,7 @@ export interface BodyChunk {
  * `hasTrailers`: the body ended with trailers; then no chunk is the last (the trailers end it).
  * Leaving the loop early ends (destroys) the source, as a `for await` over it does.
  */
-export async function* bodyChunks(source: Readable, endsWithFrame: boolean, hasTrailers: () => boolean = () => false): AsyncGenerator<BodyChunk, void> {
+export async function* bodyChunks(source: AsyncIterable<Buffer>, endsWithFrame: boolean, hasTrailers: () => boolean = () => false): AsyncGenerator<BodyChunk, void> {
   const it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let finished = false;
   try {

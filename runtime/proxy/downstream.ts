@@ -14,6 +14,7 @@ import { TLSSocket } from 'node:tls';
 import { MAX_REQUEST_HEADERS_CEILING } from '../config/index.ts';
 import type { ListenerTls } from '../config/snapshot.ts';
 import type { ConnectionInfo } from '../host/stream.ts';
+import { guardRapidResets } from './h2-reset-guard.ts';
 
 export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
 
@@ -48,6 +49,8 @@ export interface DownstreamHandlers {
    * `resume(bytes)` hands it back, `bytes` parsed first, and the connection speaks HTTP/1.1 again.
    */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, resume: (bytes: Buffer) => void): void;
+  /** An HTTP/2 connection was closed for resetting its streams in a loop (h2-reset-guard.ts). */
+  rapidReset?(): void;
 }
 
 export interface Downstream {
@@ -78,6 +81,10 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => {});
+    guardRapidResets(session, socket.remoteAddress ?? '', (msg) => {
+      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg })}\n`);
+      handlers.rapidReset?.();
+    });
   };
 
   if (tls) {
@@ -252,5 +259,8 @@ function h2cStream(socket: Socket, first: Buffer): Duplex {
   });
   socket.once('end', () => stream.push(null));
   socket.once('close', () => stream.destroy());
+  // The socket's own errors are ignored where it is accepted; the session destroys this wrapper
+  // with its error, possibly after it stopped listening.
+  stream.on('error', () => {});
   return stream;
 }

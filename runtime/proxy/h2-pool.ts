@@ -55,7 +55,13 @@ export class Http2Pool implements UpstreamPool {
     req.signal?.throwIfAborted();
     const body = req.body;
     const endStream = body === undefined || (body instanceof Uint8Array && body.byteLength === 0);
-    const stream = session.request(toHttp2Headers(req), { endStream, signal: req.signal });
+    const stream = session.request(toHttp2Headers(req), { endStream });
+    const signal = req.signal;
+    if (signal) {
+      const onAbort = () => cancelStream(stream, signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      stream.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
     if (!endStream) {
       if (body instanceof Uint8Array) stream.end(body);
       else pipeBody(body as Readable, stream);
@@ -67,7 +73,15 @@ export class Http2Pool implements UpstreamPool {
     return new Promise((resolve, reject) => {
       const trailers: Record<string, string | string[]> = {};
       let answered = false;
-      const timer = timeoutMs > 0 ? setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), timeoutMs) : undefined;
+      let timedOut = false;
+      const headersTimeout = () => Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError' });
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              timedOut = true;
+              cancelStream(stream, headersTimeout());
+            }, timeoutMs)
+          : undefined;
       const settle = () => {
         answered = true;
         if (timer) clearTimeout(timer);
@@ -79,15 +93,16 @@ export class Http2Pool implements UpstreamPool {
         resolve({ statusCode, headers: withoutPseudo(headers), body: stream, trailers, endAfterHeaders });
       });
       stream.once('trailers', (t: IncomingHttpHeaders) => Object.assign(trailers, withoutPseudo(t)));
-      stream.once('error', (error) => {
+      // Kept after the response: later errors reach whoever reads the body, or nobody.
+      stream.on('error', (error) => {
         if (answered) return;
         settle();
-        reject(error);
+        reject(timedOut ? headersTimeout() : error);
       });
       stream.once('close', () => {
         if (answered) return;
         settle();
-        reject(timer && stream.rstCode === http2.constants.NGHTTP2_CANCEL ? Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError' }) : new StreamReset(this.authority, stream.rstCode ?? 0));
+        reject(timedOut ? headersTimeout() : new StreamReset(this.authority, stream.rstCode ?? 0));
       });
     });
   }
@@ -143,6 +158,18 @@ export class Http2Pool implements UpstreamPool {
   }
 }
 
+/**
+ * Stops an upstream stream. One whose request body is still open is reset with INTERNAL_ERROR
+ * through destroy(): node's close(code) and its AbortSignal support send END_STREAM before the
+ * reset, and the upstream would take a request cut short for a whole one. One whose request is
+ * whole gets CANCEL.
+ */
+export function cancelStream(stream: ClientHttp2Stream, reason?: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.writableEnded) return void stream.close(http2.constants.NGHTTP2_CANCEL);
+  stream.destroy(new Error(`the request was cancelled: ${(reason as Error)?.message ?? String(reason)}`, { cause: reason }));
+}
+
 function toHttp2Headers(req: UpstreamRequest): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':scheme': 'http' };
   const flat = req.headers;
@@ -167,7 +194,7 @@ function withoutPseudo(headers: IncomingHttpHeaders): Record<string, string | st
 
 /** Streams a request body into the upstream stream; a failing body resets the stream. */
 function pipeBody(body: Readable, stream: ClientHttp2Stream): void {
-  body.on('error', () => stream.close(http2.constants.NGHTTP2_CANCEL));
+  body.on('error', (error) => cancelStream(stream, error));
   stream.on('error', () => body.destroy());
   body.pipe(stream);
 }

@@ -23,7 +23,9 @@ import type { SpanExporter } from './span-export.ts';
 import { spanFor, traceparentOf, type Span } from './trace-context.ts';
 import type { Telemetry } from './telemetry.ts';
 import { downstreamSocket, endWithHeaders, tlsFacts, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
-import { discard, type UpstreamResponse } from './upstream-pool.ts';
+import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamDeadline, type Expiry } from './stream-deadline.ts';
+import { requestChunks, resetResponse, responseIncomplete, upstreamChunks, UpstreamBodyFailed } from './stream-reset.ts';
+import { abandon, discard, type UpstreamResponse } from './upstream-pool.ts';
 import type { Cluster, UpstreamHost } from './upstreams.ts';
 import type { StreamInfo } from '../host/stream.ts';
 
@@ -51,6 +53,11 @@ interface Exchange {
   grpc: boolean;
   /** Stops the upstream side of the exchange (the client went away). */
   cancel?: () => void;
+  /** The client left before its response was complete. */
+  clientGone?: boolean;
+  deadline?: StreamDeadline;
+  /** The stream's deadline passed (its response_code_details): it was answered or reset then. */
+  expired?: string;
 }
 
 type Req = DownstreamRequest;
@@ -61,27 +68,51 @@ export async function proxyRequest(state: ListenerState, telemetry: Telemetry, r
   const exchange: Exchange = { status: 0, requestBytes: 0, responseBytes: 0, cluster: '', route: '', grpc: false };
   const connection = connectionFacts(req);
   const stream = state.chain.stream({ ...connection, protocol: req.httpVersion === '2.0' ? 'HTTP/2' : `HTTP/${req.httpVersion}` });
-  // A client that leaves before its answer ends the stream at once (a filter holding it, e.g. a
-  // fault delay, lets go) and the upstream request is aborted.
+  const deadline = new StreamDeadline(
+    {
+      progress: () => exchange.requestBytes + exchange.responseBytes + (res.headersSent ? 1 : 0),
+      heldBy: () => stream.heldBy,
+      expire: (expiry) => expire(stream, res, exchange, expiry),
+      timedOut: (timeout) => telemetry.streamTimedOut(state.config.name, timeout),
+    },
+    started,
+    state.config.streamIdleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    state.config.name,
+  );
+  exchange.deadline = deadline;
+  // A client that leaves before its answer (HTTP/1.1 disconnect, HTTP/2 RST_STREAM) ends the
+  // stream at once (a filter holding it, e.g. a fault delay, lets go) and the upstream request is
+  // aborted.
   res.once('close', () => {
-    if (res.writableFinished) return;
+    if (!responseIncomplete(res)) return;
+    exchange.clientGone = true;
     stream.end();
     exchange.cancel?.();
   });
   try {
     await exchangeThrough(state, stream, req, res, exchange, connection.tls);
   } catch (error) {
-    if (req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
+    // Past the deadline the stream was answered or reset; what failed after is a consequence.
+    if (exchange.expired) return;
+    if (exchange.clientGone || req.destroyed || (error as { code?: string })?.code === 'ECONNRESET' || (error as Error)?.message === 'aborted') {
       // The client is gone (or its request broke mid-body): nobody to answer.
       exchange.status = 0;
-      return void res.destroy();
+      return void resetResponse(res);
+    }
+    if (error instanceof UpstreamBodyFailed) {
+      // The client has the headers and part of the body: only a reset tells it the rest is missing.
+      stream.state.responseCodeDetails = 'upstream_reset_after_response_started';
+      log('warn', `${req.method} ${req.url}: ${error.message}; the response to the client was reset`);
+      return void resetResponse(res);
     }
     // A bug here must cost one request, never the proxy.
     process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'request failed', error: String((error as Error)?.stack ?? error) })}\n`);
     if (!res.headersSent) writeReply(res, plainReply(500, 'sluice: internal error\n'), exchange);
-    else res.destroy();
+    else resetResponse(res);
   } finally {
+    deadline.stop();
     stream.end();
+    if (exchange.expired) stream.state.responseCodeDetails = exchange.expired;
     const ms = performance.now() - started;
     telemetry.request(state.config.name, exchange.grpc ? 'grpc' : req.httpVersion, exchange, ms);
     state.accessLog?.write(accessLogEntry(stream, req, exchange, ms, connection.source), filterFields(stream));
@@ -151,13 +182,21 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
     : req.headers['content-length'] !== undefined
       ? req.headers['content-length'] !== '0'
       : req.headers['transfer-encoding'] !== undefined;
-  let out = await stream.requestHeaders(headers, !hasBody);
+  const headersDone = stream.requestHeaders(headers, !hasBody);
+  if (headersDone instanceof Promise) {
+    // A filter holds the request headers: until it lets go, the deadline is the timeout of the
+    // route the request matches as it is now.
+    const likely = state.router.route(headers);
+    if (likely) exchange.deadline?.route(likely.timeoutMs, `timeoutMs of route "${likely.name}"`);
+  }
+  let out = await headersDone;
   if (finish(out, res, exchange)) return;
 
   const named = stream.state.property('sluice\u0000route');
   const route = named !== undefined ? state.router.named(named) : state.router.route(headers);
   if (!route) return respond(stream, res, exchange, plainReply(404, `sluice: no route matches ${headers.get(':method')} ${headers.get(':path')} on listener "${state.config.name}"\n`));
   exchange.route = route.name;
+  exchange.deadline?.route(route.timeoutMs, `timeoutMs of route "${route.name}"`);
   // Known from here on, for the response filters of direct responses and redirects too.
   stream.state.info.routeName = route.name;
   const action = route.action;
@@ -186,11 +225,14 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
   if (open) return respond(stream, res, exchange, plainReply(503, `sluice: cluster "${clusterName}" circuit breaker open: ${open}\n`));
   const policy = effectivePolicy(route.retryPolicy, stream.state.property('sluice\u0000retry_policy'), (m) => log('warn', m));
   const abort = new AbortController();
+  // The client may have gone while the request filters ran (a reset right after the headers).
+  if (exchange.clientGone) throw new Error('aborted');
   exchange.cancel = () => abort.abort(new Error('the client went away'));
   // A filter may set this request's timeout (sluice.timeout_ms, decimal milliseconds; 0: none).
   const timeoutOverride = stream.state.property('sluice\u0000timeout_ms');
   const timeoutMs = timeoutOverride !== undefined && /^\d{1,10}$/.test(timeoutOverride) ? Number(timeoutOverride) : route.timeoutMs;
-  const timer = timeoutMs > 0 ? setTimeout(() => abort.abort(new TimeoutError(timeoutMs)), timeoutMs) : undefined;
+  if (timeoutOverride !== undefined) exchange.deadline?.route(timeoutMs, 'sluice.timeout_ms, set by a filter');
+  exchange.deadline?.onUpstream(() => abort.abort(new TimeoutError(timeoutMs)));
   const bufferLimit = state.config.bufferLimitBytes ?? DEFAULT_BUFFER_LIMIT_BYTES;
   // A filter that may resize the body would make its Content-Length wrong: body-length.ts decides it.
   const holdLength = hasBody && headers.has('content-length') && stream.mayChangeBody(false);
@@ -211,6 +253,8 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
       // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
       sent.push('x-sluice-attempt-count', String(attempt));
       const tryAbort = new AbortController();
+      // The exchange may have been stopped during a retry's backoff (the route timeout).
+      if (abort.signal.aborted) tryAbort.abort(abort.signal.reason);
       const onAbort = () => tryAbort.abort(abort.signal.reason);
       abort.signal.addEventListener('abort', onAbort);
       const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(() => tryAbort.abort(new PerTryTimeout(policy.perTryTimeoutMs)), policy.perTryTimeoutMs) : undefined;
@@ -267,7 +311,7 @@ async function exchangeThrough(state: ListenerState, stream: HttpStream, req: Re
     }
   } finally {
     budget.active--;
-    if (timer) clearTimeout(timer);
+    exchange.deadline?.onUpstream(undefined);
   }
 }
 
@@ -330,7 +374,7 @@ class BodyPump {
   private async run(req: Req, exchange: Exchange): Promise<Outcome | undefined> {
     const h2 = (req as Http2ServerRequest).stream !== undefined;
     let ended = false;
-    for await (const { data, last } of bodyChunks(req, h2, () => Object.keys(req.trailers ?? {}).length > 0)) {
+    for await (const { data, last } of bodyChunks(requestChunks(req), h2, () => Object.keys(req.trailers ?? {}).length > 0)) {
       exchange.requestBytes += data.byteLength;
       const out = await this.http.requestBody(data, last);
       if (out.kind !== 'continue') return out;
@@ -397,7 +441,7 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
   }
   let out = await stream.responseHeaders(headers, answer.endAfterHeaders === true);
   if (out.kind !== 'continue') {
-    answer.body.destroy();
+    abandon(answer.body);
     return void finish(out, res, exchange);
   }
   const status = (exchange.status = Number(headers.get(':status') ?? answer.statusCode));
@@ -415,7 +459,7 @@ async function relayResponse(stream: HttpStream, answer: UpstreamResponse, res: 
       : undefined;
   if (!hold) res.writeHead(status, head);
   let ended = false;
-  for await (const { data, last } of bodyChunks(answer.body, h2, () => Object.keys(answer.trailers).length > 0)) {
+  for await (const { data, last } of bodyChunks(upstreamChunks(answer.body), h2, () => Object.keys(answer.trailers).length > 0)) {
     out = await stream.responseBody(data, last);
     // A late local reply goes out whole while the head is held; once the client has the headers
     // it (like a reset) can only end the stream.
@@ -475,11 +519,27 @@ async function respond(stream: HttpStream, res: Res, exchange: Exchange, reply: 
   writeReply(res, { ...reply, status: Number(reply.headers.get(':status') ?? reply.status), body }, exchange);
 }
 
+/** The stream's deadline passed: answer (no response headers out yet) or reset, then let go of the filters and the upstream. */
+function expire(stream: HttpStream, res: Res, exchange: Exchange, expiry: Expiry): void {
+  exchange.expired = expiry.details;
+  log('warn', `${stream.state.requestHeaders?.get(':method')} ${stream.state.requestHeaders?.get(':path')}: ${expiry.text.replace(/^sluice: /, '').trim()}`);
+  try {
+    if (!res.headersSent) writeReply(res, plainReply(expiry.status, expiry.text), exchange);
+    else resetResponse(res);
+  } catch (error) {
+    // This runs in a timer: what throws here must cost this stream, never the process.
+    log('error', `answering a stream past its deadline failed: ${String((error as Error)?.stack ?? error)}`);
+    resetResponse(res);
+  }
+  stream.end();
+  exchange.cancel?.();
+}
+
 /** Sends a local reply or resets; false when the outcome says go on. */
 function finish(out: Outcome, res: Res, exchange: Exchange): boolean {
   if (out.kind === 'continue') return false;
   if (out.kind === 'reset') {
-    res.destroy();
+    resetResponse(res);
     return true;
   }
   writeReply(res, out.reply, exchange);
@@ -487,7 +547,7 @@ function finish(out: Outcome, res: Res, exchange: Exchange): boolean {
 }
 
 function writeReply(res: Res, reply: LocalReply, exchange: Exchange): void {
-  if (res.headersSent) return void res.destroy();
+  if (res.headersSent) return void resetResponse(res);
   if (exchange.grpc) return writeGrpcReply(res, reply, exchange);
   exchange.status = reply.status;
   const headers = downstreamHeaders(reply.headers, 'content-length');

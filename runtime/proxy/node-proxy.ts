@@ -245,13 +245,17 @@ export class NodeProxy {
           return this.telemetry.request(listener.state.config.name, protocol, { status: refusal.status, requestBytes: 0, responseBytes: Buffer.byteLength(refusal.text), cluster: '' }, 0);
         }
         // Each request runs on the state of the snapshot current when it arrived.
-        void proxyRequest(listener.state, this.telemetry, req, res);
+        proxyRequest(listener.state, this.telemetry, req, res).catch(requestFailed);
       },
       upgrade: (req, socket, head, resume) => {
         const refusal = checkRequestHead(req, listener.state.config.maxRequestHeaders ?? CONFIG_DEFAULTS.maxRequestHeaders);
         if (refusal) return refuseOnSocket(socket, refusal);
-        void proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume);
+        proxyUpgrade(listener.state, req, socket, head, this.tcpSockets, resume).catch((error: unknown) => {
+          socket.destroy();
+          requestFailed(error);
+        });
       },
+      rapidReset: () => this.telemetry.rapidReset(listener.state.config.name),
     });
     const listener: Listener = { server: downstream.server, downstream, state };
     await listen(downstream.server, state.config.host, state.config.port);
@@ -285,6 +289,11 @@ export class NodeProxy {
       done(failed);
     }
   }
+}
+
+/** A failure that escaped one request's own handling: it costs that request, never the process. */
+function requestFailed(error: unknown): void {
+  log('error', `request failed: ${String((error as Error)?.stack ?? error)}`);
 }
 
 function sameAddress(a: ListenerConfig, b: ListenerConfig): boolean {

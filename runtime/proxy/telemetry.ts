@@ -100,6 +100,28 @@ export class Telemetry {
     s.responseBytes.observe(e.responseBytes);
   }
 
+  /** Per listener: streams whose deadline passed, and HTTP/2 connections closed for rapid reset. */
+  private readonly downstream = new Map<string, { labels: string; route: number; idle: number; rapidReset: number }>();
+
+  /** A stream's route timeout or stream idle timeout passed. */
+  streamTimedOut(listener: string, timeout: 'route' | 'idle'): void {
+    this.downstreamSeries(listener)[timeout]++;
+  }
+
+  /** An HTTP/2 connection was closed with GOAWAY ENHANCE_YOUR_CALM for resetting its streams in a loop. */
+  rapidReset(listener: string): void {
+    this.downstreamSeries(listener).rapidReset++;
+  }
+
+  private downstreamSeries(listener: string) {
+    let s = this.downstream.get(listener);
+    if (!s) {
+      s = { labels: `sluice_listener="${escape(listener)}"`, route: 0, idle: 0, rapidReset: 0 };
+      this.downstream.set(listener, s);
+    }
+    return s;
+  }
+
   /** Requests served so far, over every listener. */
   get requestsTotal(): number {
     let n = 0;
@@ -126,6 +148,12 @@ export class Telemetry {
     tcpStat('istio_tcp_connections_closed_total', (s) => s.closed);
     tcpStat('istio_tcp_received_bytes_total', (s) => s.received);
     tcpStat('istio_tcp_sent_bytes_total', (s) => s.sent);
+
+    const downstream = [...this.downstream.values()];
+    if (downstream.length > 0) {
+      labelled(out, 'sluice_downstream_rq_timeout_total', 'counter', 'Streams whose route timeout (from arrival, filter pauses included) or stream idle timeout passed.', downstream.flatMap((d) => [[`${d.labels},timeout="route"`, d.route], [`${d.labels},timeout="idle"`, d.idle]] as Array<[string, number]>));
+      labelled(out, 'sluice_downstream_cx_rapid_reset_total', 'counter', 'HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for resetting their streams in a loop.', downstream.map((d) => [d.labels, d.rapidReset]));
+    }
 
     const plugins = this.plugins();
     const stat = (name: string, type: string, help: string, value: (p: Plugin) => number) =>

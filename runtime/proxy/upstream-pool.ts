@@ -1,8 +1,10 @@
 // What a cluster endpoint's connection pool offers the request path, whichever protocol it speaks
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
-import type { Readable } from 'node:stream';
+import type { ClientHttp2Stream } from 'node:http2';
+import { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { cancelStream } from './h2-pool.ts';
 
 export interface UpstreamRequest {
   method: string;
@@ -54,12 +56,48 @@ export class Http1Pool implements UpstreamPool {
     });
   }
 
+  /** Requests aborted before undici settled them: those still queued stay in its count until a connection frees. */
+  private abortedUnsettled = 0;
+
   request(request: UpstreamRequest): Promise<UpstreamResponse> {
-    return this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>;
+    // undici stops listening to a request body once the request failed, then destroys it with
+    // the failure; the failure is reported by the returned promise.
+    if (request.body instanceof Readable) request.body.on('error', ignore);
+    const answer = (this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>).then(guarded);
+    const signal = request.signal;
+    if (!signal) return answer;
+    // undici acts on an abort only once the request has a connection: one still queued (every
+    // connection busy) would wait there, counted as pending, until a connection frees. The
+    // caller hears of the abort at once, and the pending count leaves it out.
+    return new Promise((resolve, reject) => {
+      let aborted = false;
+      const onAbort = () => {
+        aborted = true;
+        this.abortedUnsettled++;
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const settled = () => {
+        signal.removeEventListener('abort', onAbort);
+        if (aborted) this.abortedUnsettled--;
+      };
+      answer.then(
+        (response) => {
+          settled();
+          // Answered after the caller gave up on it: nobody will read it.
+          if (aborted) abandon(response.body);
+          else resolve(response);
+        },
+        (error: unknown) => {
+          settled();
+          reject(error);
+        },
+      );
+    });
   }
 
   get pending(): number {
-    return this.pool.stats.pending;
+    return Math.max(0, this.pool.stats.pending - this.abortedUnsettled);
   }
 
   close(): Promise<void> {
@@ -71,10 +109,34 @@ export class Http1Pool implements UpstreamPool {
   }
 }
 
+const ignore = () => {};
+
+/**
+ * A body's errors reach whoever reads it (for await, a dump). One nobody reads any more (a filter
+ * answered, the exchange was aborted) is destroyed with an error by undici: without a listener
+ * that error would end the process.
+ */
+function guarded(response: UpstreamResponse): UpstreamResponse {
+  response.body.on('error', ignore);
+  return response;
+}
+
+/**
+ * Stops a response body we will not relay, aborting the rest of the upstream response: an HTTP/2
+ * stream is reset (CANCEL; destroy() alone would send NO_ERROR), an HTTP/1.1 one closes its
+ * connection.
+ */
+export function abandon(body: Readable): void {
+  body.on('error', ignore);
+  // An HTTP/2 stream (node exports no class to test against).
+  if ('rstCode' in body && 'session' in body) return cancelStream(body as ClientHttp2Stream);
+  body.destroy();
+}
+
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */
 export function discard(body: Readable): Promise<void> {
   const dump = (body as Readable & { dump?: () => Promise<void> }).dump;
   if (dump) return dump.call(body).catch(() => {});
-  body.destroy();
+  abandon(body);
   return Promise.resolve();
 }

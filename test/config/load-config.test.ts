@@ -49,6 +49,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       port: 15001,
       protocol: 'http',
       filters: ['telemetry', 'authz', 'ratelimit', 'fault', 'headers', 'router', 'retry', 'hello'],
+      streamIdleTimeoutMs: 300000,
       accessLog: { path: 'stdout', fields: ['time', 'method', 'path', 'status', 'duration_ms', 'route', 'upstream_cluster', 'request_id', 'trace_id'] },
       bufferLimitBytes: 1048576,
       routes: [
@@ -146,6 +147,7 @@ filters: [{ name: f, module: hello.wasm }]
         upgrades: ['websocket'],
         maxRequestHeaders: 100,
         bufferLimitBytes: 1048576,
+        streamIdleTimeoutMs: 300000,
       },
     ],
     clusters: [
@@ -639,4 +641,14 @@ clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
 listeners: [{ name: t, address: "127.0.0.1:0", protocol: tcp, cluster: c, bufferLimitBytes: 65536 }]
 clusters: [{ name: c, endpoints: [127.0.0.1:1] }]
 `), ["listeners[0].bufferLimitBytes: applies to http listeners only; a tcp listener passes bytes through with the socket's own flow control"]);
+});
+
+test('streamIdleTimeoutMs: set on an http listener, a duration, and refused on a tcp listener', (t) => {
+  const listeners = parse(listener('[{ cluster: echo }]', '\n    streamIdleTimeoutMs: 0')).listeners;
+  t.is(listeners[0]!.streamIdleTimeoutMs, 0);
+  t.is(parse(listener()).listeners[0]!.streamIdleTimeoutMs, 300000);
+  t.deepEqual(problemsOf(t, listener('[{ cluster: echo }]', '\n    streamIdleTimeoutMs: -1')), ['listeners[0].streamIdleTimeoutMs: must be at least 0, got -1']);
+  t.deepEqual(problemsOf(t, 'listeners:\n  - { name: t, address: 127.0.0.1:0, protocol: tcp, cluster: echo, streamIdleTimeoutMs: 1000 }\nclusters: [{ name: echo, endpoints: [127.0.0.1:1] }]\n'), [
+    'listeners[0].streamIdleTimeoutMs: a tcp listener has no HTTP streams; its connections stay open until either side closes them',
+  ]);
 });
