@@ -1,0 +1,75 @@
+// Validation before any node sees a version: compile the module and start it in Sluice's own
+// host, under the same containment as on a node (time budget, memory ceiling, capabilities),
+// running proxy_on_vm_start and proxy_on_configure with the filter's configuration. A refusal
+// carries the filter's own log lines.
+
+import { Plugin, SluiceError, LOG_LEVEL_NAMES, createEnvironment, type PluginOptions } from '../../runtime/index.ts';
+import type { WasmFilterSpec } from '../crd/index.ts';
+import { ControllerError, type ControllerErrorCode } from '../errors.ts';
+
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+
+/** The host's plugin options for a WasmFilter spec. */
+export function pluginOptions(name: string, spec: WasmFilterSpec): PluginOptions {
+  return {
+    name,
+    rootId: spec.rootId ?? '',
+    vmId: spec.vmId ?? '',
+    configuration: spec.pluginConfig === undefined ? undefined : typeof spec.pluginConfig === 'string' ? spec.pluginConfig : JSON.stringify(spec.pluginConfig),
+    failStrategy: spec.failStrategy ?? 'FAIL_CLOSE',
+    limits: spec.limits,
+    capabilities: spec.capabilities as PluginOptions['capabilities'],
+  };
+}
+
+const CODE_FOR: Record<string, ControllerErrorCode> = {
+  SLUICE_ERR_MODULE_INVALID: 'SLUICE_ERR_FILTER_VALIDATION',
+  SLUICE_ERR_MODULE_LINK: 'SLUICE_ERR_FILTER_NOT_PROXY_WASM',
+  SLUICE_ERR_ABI_UNSUPPORTED: 'SLUICE_ERR_FILTER_NOT_PROXY_WASM',
+  SLUICE_ERR_ABI_MISSING_EXPORT: 'SLUICE_ERR_FILTER_NOT_PROXY_WASM',
+  SLUICE_ERR_PLUGIN_START: 'SLUICE_ERR_FILTER_START',
+  SLUICE_ERR_PLUGIN_CONFIGURE: 'SLUICE_ERR_FILTER_CONFIG_REFUSED',
+  SLUICE_ERR_PLUGIN_CONFIG: 'SLUICE_ERR_FILTER_INVALID',
+};
+
+const ADVICE: Partial<Record<ControllerErrorCode, string>> = {
+  SLUICE_ERR_FILTER_VALIDATION: 'rebuild the module for wasm32 with one exported memory, or raise spec.limits.memoryBytes',
+  SLUICE_ERR_FILTER_NOT_PROXY_WASM: 'build it with a proxy-wasm SDK (the AssemblyScript SDK: `sluice new`)',
+  SLUICE_ERR_FILTER_START: 'read the filter log lines above; the last good version stays in force',
+  SLUICE_ERR_FILTER_CONFIG_REFUSED: 'fix spec.pluginConfig as the filter log lines say; the last good version stays in force',
+  SLUICE_ERR_FILTER_INVALID: 'fix the WasmFilter spec',
+};
+
+export interface Validated {
+  durationMs: number;
+  /** What the filter logged while starting (info and above). */
+  logs: string[];
+}
+
+/** Starts the module as a plugin and shuts it down again; throws a ControllerError saying why it is refused. */
+export async function validateModule(bytes: Uint8Array, name: string, spec: WasmFilterSpec): Promise<Validated> {
+  if (bytes.length < 8 || WASM_MAGIC.some((b, i) => bytes[i] !== b)) {
+    const head = Buffer.from(bytes.subarray(0, 16)).toString('hex');
+    throw new ControllerError('SLUICE_ERR_FILTER_NOT_WASM', `the module is not WebAssembly (${bytes.length} bytes starting ${head || '(empty)'}, not \\0asm); point the source at the compiled .wasm file`);
+  }
+  const logs: string[] = [];
+  const env = createEnvironment({
+    logLevel: 2,
+    log: (e) => void logs.push(`${LOG_LEVEL_NAMES[e.level] ?? e.level}: ${e.message}`),
+    // A filter under validation reaches nothing: no clusters, no HTTP calls.
+    hasCluster: () => false,
+  });
+  const started = performance.now();
+  let plugin: Plugin | undefined;
+  try {
+    plugin = await Plugin.load(bytes, pluginOptions(name, spec), env);
+    return { durationMs: performance.now() - started, logs };
+  } catch (error) {
+    const code = error instanceof SluiceError ? CODE_FOR[error.code] : undefined;
+    if (!code) throw new ControllerError('SLUICE_ERR_FILTER_VALIDATION', `validation failed: ${(error as Error).message}`, { cause: error });
+    const advice = ADVICE[code];
+    throw new ControllerError(code, `${(error as Error).message}${advice ? `; ${advice}` : ''}`, { cause: error });
+  } finally {
+    plugin?.close();
+  }
+}
