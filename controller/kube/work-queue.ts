@@ -57,7 +57,6 @@ export class WorkQueue {
       this.timers.delete(key);
       this.add(key);
     }, ms);
-    timer.unref();
     this.timers.set(key, timer);
   }
 
