@@ -7,9 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { CustomObjectsApi, Watch } from '@kubernetes/client-node';
+import { CustomObjectsApi } from '@kubernetes/client-node';
+import { Informer } from '../controller/kube/informer.ts';
 import { loadKubeConfig } from '../controller/controller.ts';
-import { validateModule } from '../controller/index.ts';
+import { silentLogger, validateModule } from '../controller/index.ts';
 import { moduleServer, modules, sha256, startControllerCluster } from '../test/helpers/controller-env.ts';
 import { hasK8sBinaries, k8sBinDir } from '../test/helpers/kube-apiserver.ts';
 import { spawnSluice } from '../test/helpers/sluice-run.ts';
@@ -71,18 +72,23 @@ export async function benchController(): Promise<BenchRow[] | string> {
     const validated = new Map<string, number>();
     let allDone!: () => void;
     const done = new Promise<void>((resolve) => (allDone = resolve));
-    const watch = await new Watch(kc).watch(
-      '/apis/sluice.dev/v1alpha1/namespaces/team-a/wasmfilters',
-      { allowWatchBookmarks: false },
-      (_type: string, obj: { metadata: { name: string }; status?: { conditions?: Array<{ type: string; status: string }> } }) => {
-        const ok = obj.status?.conditions?.some((c) => c.type === 'Validated' && c.status === 'True');
-        if (ok && !validated.has(obj.metadata.name)) {
+    // Seen through the controller's own informer class: it watches again when a watch ends.
+    const seen = new Informer<{ metadata: { name: string; namespace: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>({
+      kubeConfig: kc,
+      path: '/apis/sluice.dev/v1alpha1/namespaces/team-a/wasmfilters',
+      list: () => api.listNamespacedCustomObject({ group: 'sluice.dev', version: 'v1alpha1', namespace: 'team-a', plural: 'wasmfilters' }),
+      log: silentLogger,
+      onChange: (key) => {
+        const obj = seen.get(key);
+        const ok = obj?.status?.conditions?.some((c) => c.type === 'Validated' && c.status === 'True');
+        if (obj && ok && !validated.has(obj.metadata.name)) {
           validated.set(obj.metadata.name, performance.now());
           if (validated.size === FILTERS) allDone();
         }
       },
-      () => {},
-    );
+    });
+    seen.start();
+    await seen.waitForSync();
     const started = performance.now();
     let next = 0;
     const creator = async () => {
@@ -103,7 +109,7 @@ export async function benchController(): Promise<BenchRow[] | string> {
     const timeout = setTimeout(() => allDone(), 300_000);
     await done;
     clearTimeout(timeout);
-    watch.abort();
+    seen.stop();
     if (validated.size < FILTERS) throw new Error(`only ${validated.size} of ${FILTERS} filters validated within 5 minutes`);
     const finished = Math.max(...validated.values());
     const latency = [...created].map(([name, t]) => validated.get(name)! - t);
