@@ -161,12 +161,18 @@ export class Informer<T extends KubeObject> {
         (err: (Error & { statusCode?: number }) | null) => {
           if (this.stopped) return;
           if (err && err.name === 'AbortError') return;
-          if (err?.statusCode === 410) this.resourceVersion = '';
+          // 410 Gone, as the answer or as an ERROR event before the end: list again, at once.
+          if (err?.statusCode === 410 || (!err && !this.resourceVersion)) {
+            this.resourceVersion = '';
+            this.opts.onRestart?.('expired');
+            this.opts.log.info('watch expired (410 Gone); listing again', { path: this.opts.path });
+            void this.run();
+            return;
+          }
           if (err) return this.retry(err, 'error');
           // A watch that ends normally (server timeout, API server restart) is renewed at once,
           // unless it ended right away, which is an error in disguise.
-          if (!this.resourceVersion) this.opts.onRestart?.('expired');
-          else this.opts.onRestart?.('closed');
+          this.opts.onRestart?.('closed');
           if (Date.now() - started < 1000) return this.retry(new Error('the watch closed at once'), 'closed');
           this.failures = 0;
           void this.run();

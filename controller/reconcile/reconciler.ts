@@ -43,6 +43,9 @@ export class Reconciler {
   /** Refused filters waiting for their retry: a status echo or resync before it does no work. */
   private readonly waiting = new Map<string, Attempt>();
 
+  /** Module bytes by source and digest, most recently used last, bounded in total size. */
+  private readonly modules = new ModuleMemory(64 * 1024 * 1024);
+
   constructor(private readonly deps: ReconcilerDeps) {}
 
   /** Records when a refused key is retried (the queue's backoff), so earlier triggers wait for it. */
@@ -93,7 +96,7 @@ export class Reconciler {
     if (problem) return { kind: 'invalid', message: problem };
     const { namespace, name } = filter.metadata;
     try {
-      const mod = await resolveModule(this.deps.core, namespace, spec, this.deps.fetchOptions);
+      const mod = await this.resolve(namespace, spec);
       if (mod.digest === knownGood) return { kind: 'validated', digest: mod.digest, durationMs: 0 };
       const v = await validateModule(mod.bytes, `${namespace}/${name}`, spec);
       this.deps.metrics.validationDuration.observe(v.durationMs / 1000);
@@ -108,16 +111,32 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Resolves the module. A url source pinned by sha256 that was fetched before from the same url
+   * with the same pull secret is not fetched again. The source is part of the key on purpose:
+   * having the bytes of a digest must not let another filter skip the registry's access check.
+   */
+  private async resolve(namespace: string, spec: WasmFilter['spec']): Promise<{ bytes: Uint8Array; digest: string }> {
+    const pinned = spec.url && spec.sha256 && spec.imagePullPolicy !== 'Always';
+    const key = pinned ? JSON.stringify([spec.url, spec.imagePullSecret ? `${namespace}/${spec.imagePullSecret}` : '', spec.sha256]) : undefined;
+    const cached = key && this.modules.get(key);
+    if (cached) return { bytes: cached, digest: `sha256:${spec.sha256}` };
+    const mod = await resolveModule(this.deps.core, namespace, spec, this.deps.fetchOptions);
+    if (key) this.modules.set(key, mod.bytes);
+    return mod;
+  }
+
   private async writeStatus(filter: WasmFilter, status: WasmFilter['status'] & object): Promise<void> {
     if (!this.deps.isLeader()) throw new NotLeaderError();
     const { namespace, name } = filter.metadata;
     const body = { ...filter, apiVersion: API_VERSION, kind: KIND, status };
     await this.deps.custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body });
     this.deps.metrics.statusWrites.inc();
-    await this.transitionEvents(filter, status);
+    this.transitionEvents(filter, status);
   }
 
-  private async transitionEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): Promise<void> {
+  /** Events are best effort and do not hold up the reconcile (client-go's recorder is asynchronous too). */
+  private transitionEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
     const before = conditionOf(filter.status, 'Validated');
     const after = conditionOf(next, 'Validated')!;
     const accepted = conditionOf(next, 'Accepted')!;
@@ -125,11 +144,11 @@ export class Reconciler {
     const { namespace, name, uid, resourceVersion } = filter.metadata;
     const regarding = { apiVersion: API_VERSION, kind: KIND, namespace, name, uid, resourceVersion };
     if (accepted.status === 'False') {
-      await this.deps.events.emit(regarding, 'Warning', 'InvalidSpec', 'Accept', accepted.message);
+      void this.deps.events.emit(regarding, 'Warning', 'InvalidSpec', 'Accept', accepted.message);
     } else if (after.status === 'True') {
-      await this.deps.events.emit(regarding, 'Normal', 'Validated', 'Validate', `module ${next.digest} validated for generation ${next.observedGeneration}`);
+      void this.deps.events.emit(regarding, 'Normal', 'Validated', 'Validate', `module ${next.digest} validated for generation ${next.observedGeneration}`);
     } else {
-      await this.deps.events.emit(regarding, 'Warning', after.reason, 'Validate', after.message);
+      void this.deps.events.emit(regarding, 'Warning', after.reason, 'Validate', after.message);
     }
   }
 }
@@ -152,3 +171,30 @@ export function specProblem(filter: WasmFilter): string | undefined {
 }
 
 export { reasonOf };
+
+/** Module bytes by key with a ceiling on their total size; the least recently used go first. */
+class ModuleMemory {
+  private readonly entries = new Map<string, Uint8Array>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(digest: string): Uint8Array | undefined {
+    const b = this.entries.get(digest);
+    if (b) {
+      this.entries.delete(digest);
+      this.entries.set(digest, b);
+    }
+    return b;
+  }
+
+  set(digest: string, b: Uint8Array): void {
+    if (this.entries.has(digest) || b.length > this.maxBytes) return;
+    this.entries.set(digest, b);
+    this.bytes += b.length;
+    for (const [d, old] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(d);
+      this.bytes -= old.length;
+    }
+  }
+}

@@ -162,6 +162,24 @@ test.serial('nothing changed, no work: a metadata-only change is reconciled with
   t.deepEqual(after.status, before.status);
 });
 
+test.serial('a watch from a version the server no longer has (410 Gone) lists again, and deletions made meanwhile are seen', async (t) => {
+  await apply('doomed', { url: server.url('/hello.wasm'), sha256: helloSha });
+  await waitValidated(env.kube, 'team-a', 'doomed', 'True');
+  while (!controller.informer.get('team-a/doomed')) await new Promise((r) => setTimeout(r, 20));
+  const expired = controller.metrics.watchRestarts.get({ resource: 'wasmfilters', cause: 'expired' });
+  // Stop watching, delete behind the informer's back, and resume from a version long gone.
+  controller.informer.stop();
+  await env.kube.kubectlOk(['delete', 'wasmfilter', 'doomed', '-n', 'team-a']);
+  (controller.informer as unknown as { resourceVersion: string }).resourceVersion = '1';
+  controller.informer.start();
+  while (controller.informer.get('team-a/doomed')) await new Promise((r) => setTimeout(r, 20));
+  t.is(controller.informer.get('team-a/doomed'), undefined);
+  t.is(controller.metrics.watchRestarts.get({ resource: 'wasmfilters', cause: 'expired' }), expired + 1);
+  // And it keeps watching: a new filter is validated.
+  await apply('after-relist', { url: server.url('/hello.wasm'), sha256: helloSha });
+  await waitValidated(env.kube, 'team-a', 'after-relist', 'True');
+});
+
 test.serial('no request was refused for lack of permission (the RBAC in deploy/ covers every call): Events, status, Lease, ConfigMaps', (t) => {
   t.deepEqual(logLines.filter((l) => /forbidden|HTTP-Code: 403|could not emit/i.test(l)), []);
 });
