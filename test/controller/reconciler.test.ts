@@ -4,7 +4,9 @@
 // last good version stays in force; restarts of the API server and etcd are survived.
 import test from 'ava';
 import { Controller, silentLogger, type Logger } from '../../controller/index.ts';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../controller/controller.ts';
+import { pullSecretAuth } from '../../controller/reconcile/resolve-source.ts';
 import { cond, eventsFor, getFilter, moduleServer, modules, sha256, startControllerCluster, waitValidated, wasmFilter, type ControllerCluster, type ModuleServer } from '../helpers/controller-env.ts';
 
 let env: ControllerCluster;
@@ -129,6 +131,23 @@ test.serial('a module from a ConfigMap (binaryData) is validated; a missing Conf
   await env.kube.kubectlOk(['create', 'configmap', 'hello-module', '-n', 'team-a', `--from-file=filter.wasm=${file}`]);
   const f = await waitValidated(env.kube, 'team-a', 'from-cm', 'True');
   t.is(f.status!.digest, `sha256:${helloSha}`);
+});
+
+test.serial('imagePullSecret: a missing Secret, or one without the registry, is RegistryAuthFailed saying how to create it; a real docker-registry Secret yields its credentials', async (t) => {
+  await apply('no-secret', { url: 'oci://127.0.0.1:5999/filters/hello:v1', imagePullSecret: 'regcred' });
+  const f = await waitValidated(env.kube, 'team-a', 'no-secret', 'False');
+  t.like(cond(f, 'Validated'), {
+    reason: 'RegistryAuthFailed',
+    message: 'imagePullSecret team-a/regcred not found; create it with `kubectl create secret docker-registry regcred -n team-a --docker-server=127.0.0.1:5999 --docker-username=... --docker-password=...`',
+  });
+  await env.kube.kubectlOk(['create', 'secret', 'docker-registry', 'othercred', '-n', 'team-a', '--docker-server=registry.example.com', '--docker-username=u', '--docker-password=p']);
+  await apply('wrong-secret', { url: 'oci://127.0.0.1:5999/filters/hello:v1', imagePullSecret: 'othercred' });
+  const g = await waitValidated(env.kube, 'team-a', 'wrong-secret', 'False');
+  t.like(cond(g, 'Validated'), { reason: 'RegistryAuthFailed', message: 'Secret team-a/othercred has no credentials for 127.0.0.1:5999 (it has: registry.example.com)' });
+  // The parsing, on a Secret kubectl made, read with the controller's own token.
+  await env.kube.kubectlOk(['create', 'secret', 'docker-registry', 'regcred', '-n', 'team-a', '--docker-server=127.0.0.1:5999', '--docker-username=puller', '--docker-password=s3cr:et']);
+  const core = loadKubeConfig(env.controllerKubeconfig).makeApiClient(CoreV1Api);
+  t.deepEqual(await pullSecretAuth(core, 'team-a', 'regcred', 'oci://127.0.0.1:5999/filters/hello:v1'), { username: 'puller', password: 's3cr:et' });
 });
 
 test.serial('an httpCalls capability that is neither a boolean nor a list of names: Accepted=False, InvalidSpec, not retried', async (t) => {
