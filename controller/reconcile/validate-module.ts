@@ -35,7 +35,7 @@ const CODE_FOR: Record<string, ControllerErrorCode> = {
 const ADVICE: Partial<Record<ControllerErrorCode, string>> = {
   SLUICE_ERR_FILTER_VALIDATION: 'rebuild the module for wasm32 with one exported memory, or raise spec.limits.memoryBytes',
   SLUICE_ERR_FILTER_NOT_PROXY_WASM: 'build it with a proxy-wasm SDK (the AssemblyScript SDK: `sluice new`)',
-  SLUICE_ERR_FILTER_START: 'read the filter log lines above; the last good version stays in force',
+  SLUICE_ERR_FILTER_START: 'the filter\'s own log lines, if it wrote any, are in this message; the last good version stays in force',
   SLUICE_ERR_FILTER_CONFIG_REFUSED: 'fix spec.pluginConfig as the filter log lines say; the last good version stays in force',
   SLUICE_ERR_FILTER_INVALID: 'fix the WasmFilter spec',
 };

@@ -24,6 +24,7 @@ test.before(async () => {
   server.set('/not-wasm.wasm', new TextEncoder().encode('<html>this is a web page</html>'));
   server.set('/plain.wasm', modules.noMarker());
   server.set('/private.wasm', { status: 401 });
+  server.set('/spin.wasm', modules.spinOnConfigure());
   const log: Logger = { ...silentLogger, warn: (m, f) => void logLines.push(`${m} ${JSON.stringify(f)}`), error: (m, f) => void logLines.push(`${m} ${JSON.stringify(f)}`), with: () => log };
   controller = new Controller({
     kubeConfig: loadKubeConfig(env.controllerKubeconfig),
@@ -66,6 +67,7 @@ const faults: Array<[string, Record<string, unknown>, string, RegExp]> = [
   ['bytes that are not Wasm', { url: '/not-wasm.wasm', sha256: sha256(new TextEncoder().encode('<html>this is a web page</html>')) }, 'NotWasm', /^the module is not WebAssembly \(31 bytes starting 3c68746d6c3e/],
   ['Wasm that is not proxy-wasm', { url: '/plain.wasm', sha256: sha256(modules.noMarker()) }, 'NotProxyWasm', /proxy_abi_version.*; build it with a proxy-wasm SDK/],
   ['a registry that refuses', { url: '/private.wasm', sha256: helloSha }, 'RegistryAuthFailed', /private\.wasm: 401; the server wants credentials/],
+  ['a filter that never returns from proxy_on_configure (stopped by its time budget, as on a node)', { url: '/spin.wasm', sha256: sha256(modules.spinOnConfigure()), limits: { callBudgetMs: 100 } }, 'StartFailed', /^filter "team-a\/startfailed": proxy_on_configure failed: the guest call ran for [\d.]+ ms, over its 100 ms budget, and was stopped;/],
   ['a configuration the filter refuses', { url: '/hello.wasm', sha256: helloSha, pluginConfig: { header: 'Not A Header' } }, 'ConfigurationRefused', /proxy_on_configure rejected the configuration.*hello: invalid configuration: field 'header': must be a lower-case header name like 'x-hello', got 'Not A Header'.*fix spec\.pluginConfig/s],
 ];
 

@@ -15,6 +15,7 @@ export const modules = {
   hello: () => new Uint8Array(readFileSync(filterWasm('hello'))),
   headers: () => new Uint8Array(readFileSync(filterWasm('headers'))),
   noMarker: () => new Uint8Array(readFileSync(fixture('compat/no-marker'))),
+  spinOnConfigure: () => new Uint8Array(readFileSync(fixture('controller/spin-on-configure'))),
 };
 
 export interface ModuleServer {
