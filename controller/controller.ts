@@ -36,6 +36,8 @@ export interface ControllerOptions {
   /** Retry backoff of refused filters. */
   baseRetryMs?: number;
   maxRetryMs?: number;
+  /** First retry delay of a failed list/watch (it doubles up to 30 s). */
+  minWatchBackoffMs?: number;
   /** Every key is reconciled again this often (picks up changes no watch reports, e.g. a ConfigMap's). */
   resyncMs?: number;
   log?: Logger;
@@ -92,6 +94,8 @@ export class Controller {
       list: () => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }),
       onChange: (key) => this.queue.add(key),
       log: this.log,
+      minBackoffMs: options.minWatchBackoffMs,
+      notFoundHint: 'the WasmFilter CRD is not installed: kubectl apply -f deploy/crds/wasmfilter.yaml',
       onRestart: (cause) => this.metrics.watchRestarts.inc({ resource: PLURAL, cause }),
     });
     this.metrics = new ControllerMetrics({

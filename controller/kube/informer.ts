@@ -25,6 +25,8 @@ export interface InformerOptions<T> {
   path: string;
   /** Lists the collection (a consistent read). */
   list: () => Promise<ObjectList<T>>;
+  /** Said in the log when the collection answers 404 (e.g. how to install its CRD). */
+  notFoundHint?: string;
   /** Called with `namespace/name` of every object that was added, changed or deleted. */
   onChange: (key: string) => void;
   log: Logger;
@@ -191,7 +193,9 @@ export class Informer<T extends KubeObject> {
     const max = this.opts.maxBackoffMs ?? 30_000;
     const delay = Math.min(max, min * 2 ** Math.min(this.failures, 20)) * (0.75 + Math.random() / 2);
     this.failures++;
-    this.opts.log.warn('list/watch failed; retrying with the cache kept', { path: this.opts.path, error: describe(error), retryInMs: Math.round(delay) });
+    const status = (error as { code?: unknown; statusCode?: unknown }).statusCode ?? (error as { code?: unknown }).code;
+    const hint = status === 404 ? this.opts.notFoundHint : status === 403 ? 'the controller\'s ServiceAccount lacks list/watch on this resource: apply deploy/rbac/' : undefined;
+    this.opts.log.warn('list/watch failed; retrying with the cache kept', { path: this.opts.path, error: describe(error), retryInMs: Math.round(delay), ...(hint ? { hint } : {}) });
     this.retryTimer = setTimeout(() => void this.run(), delay);
   }
 }

@@ -1,6 +1,8 @@
 // The WasmFilter CRD in a real API server: `kubectl apply` installs it, refuses invalid filters
 // with the schema's and the CEL rules' own messages, and fills in defaults.
 import test from 'ava';
+import { Controller, jsonLogger } from '../../controller/index.ts';
+import { loadKubeConfig } from '../../controller/controller.ts';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { startKube, type KubeCluster } from '../helpers/kube-apiserver.ts';
 
@@ -8,8 +10,29 @@ let kube: KubeCluster;
 
 test.before(async () => {
   kube = await startKube();
-  await kube.kubectlOk(['apply', '-f', `${repoRoot}deploy/crds/wasmfilter.yaml`]);
-  await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/wasmfilters.sluice.dev', '--timeout=60s']);
+});
+
+// Serial tests run before the others, which need the CRD this one installs.
+test.serial('a controller started before the CRD exists says how to install it, and is ready once it is installed', async (t) => {
+  const lines: string[] = [];
+  const controller = new Controller({
+    kubeConfig: loadKubeConfig(kube.kubeconfig),
+    listen: '127.0.0.1:0',
+    minWatchBackoffMs: 50,
+    log: jsonLogger({ write: (l) => void lines.push(l) }),
+  });
+  await controller.start();
+  try {
+    const readyz = async () => (await fetch(`http://127.0.0.1:${controller.address!.port}/readyz`)).status;
+    while (!lines.some((l) => l.includes('"hint":"the WasmFilter CRD is not installed: kubectl apply -f deploy/crds/wasmfilter.yaml"'))) await new Promise((r) => setTimeout(r, 50));
+    t.is(await readyz(), 503);
+    await kube.kubectlOk(['apply', '-f', `${repoRoot}deploy/crds/wasmfilter.yaml`]);
+    await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/wasmfilters.sluice.dev', '--timeout=60s']);
+    while ((await readyz()) !== 200) await new Promise((r) => setTimeout(r, 100));
+    t.true(controller.ready);
+  } finally {
+    await controller.stop();
+  }
 });
 
 test.after.always(async () => {
