@@ -18,6 +18,7 @@ import { printTable, type BenchRow } from './table.ts';
 
 const FILTERS = Number(process.env.SLUICE_BENCH_FILTERS ?? 1000);
 const CREATE_CONCURRENCY = 16;
+const WORKERS = Number(process.env.SLUICE_BENCH_CONTROLLER_WORKERS ?? 4);
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,7 +56,7 @@ export async function benchController(): Promise<BenchRow[] | string> {
   const digest = sha256(hello);
   server.set('/hello.wasm', hello);
   const port = await freePort();
-  const proc = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--identity', 'bench']);
+  const proc = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--identity', 'bench', '--workers', String(WORKERS)]);
   try {
     const kc = loadKubeConfig(env.kube.kubeconfig);
     const api = kc.makeApiClient(CustomObjectsApi);
@@ -135,7 +136,7 @@ export async function benchController(): Promise<BenchRow[] | string> {
 
 export async function printControllerBench(): Promise<void> {
   const r = await benchController();
-  const title = `controller (${FILTERS} WasmFilters against a real kube-apiserver; one sluice controller process, 4 workers)`;
+  const title = `controller (${FILTERS} WasmFilters against a real kube-apiserver; one sluice controller process, ${WORKERS} workers)`;
   if (typeof r === 'string') process.stdout.write(`\n${title}\n${r}\n`);
   else printTable(title, r);
 }
