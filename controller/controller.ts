@@ -67,6 +67,17 @@ export function loadKubeConfig(file?: string): KubeConfig {
   return kc;
 }
 
+/** What the cache keeps of a WasmFilter: no managedFields, no kubectl last-applied copy of the spec. */
+function slim(f: WasmFilter): WasmFilter {
+  const m = f.metadata as WasmFilter['metadata'] & { managedFields?: unknown; annotations?: Record<string, string> };
+  delete m.managedFields;
+  if (m.annotations) {
+    delete m.annotations['kubectl.kubernetes.io/last-applied-configuration'];
+    if (Object.keys(m.annotations).length === 0) delete m.annotations;
+  }
+  return f;
+}
+
 export class Controller {
   readonly informer: Informer<WasmFilter>;
   readonly queue: WorkQueue;
@@ -95,6 +106,7 @@ export class Controller {
       onChange: (key) => this.queue.add(key),
       log: this.log,
       minBackoffMs: options.minWatchBackoffMs,
+      transform: slim,
       notFoundHint: 'the WasmFilter CRD is not installed: kubectl apply -f deploy/crds/wasmfilter.yaml',
       onRestart: (cause) => this.metrics.watchRestarts.inc({ resource: PLURAL, cause }),
     });

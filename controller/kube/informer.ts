@@ -25,6 +25,8 @@ export interface InformerOptions<T> {
   path: string;
   /** Lists the collection (a consistent read). */
   list: () => Promise<ObjectList<T>>;
+  /** Applied to every object before it is cached (drop what the controller never reads, to save memory). */
+  transform?: (obj: T) => T;
   /** Said in the log when the collection answers 404 (e.g. how to install its CRD). */
   notFoundHint?: string;
   /** Called with `namespace/name` of every object that was added, changed or deleted. */
@@ -120,7 +122,8 @@ export class Informer<T extends KubeObject> {
     }
   }
 
-  private upsert(key: string, obj: T): void {
+  private upsert(key: string, raw: T): void {
+    const obj = this.opts.transform ? this.opts.transform(raw) : raw;
     const old = this.store.get(key);
     if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
     this.store.set(key, obj);

@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import type { FetchOptions } from '../source/index.ts';
 import { resolveModule } from './resolve-source.ts';
-import { conditionOf, desiredStatus, reasonOf, sameStatus, type Outcome } from './status.ts';
+import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
 import { validateModule } from './validate-module.ts';
 
 export type ReconcileResult =
@@ -129,7 +129,9 @@ export class Reconciler {
   private async writeStatus(filter: WasmFilter, status: WasmFilter['status'] & object): Promise<void> {
     if (!this.deps.isLeader()) throw new NotLeaderError();
     const { namespace, name } = filter.metadata;
-    const body = { ...filter, apiVersion: API_VERSION, kind: KIND, status };
+    // The status subresource takes only status from the body (the rest comes from the stored
+    // object); the resourceVersion makes a write from a stale copy fail with 409.
+    const body = { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace, resourceVersion: filter.metadata.resourceVersion }, status };
     await this.deps.custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body });
     this.deps.metrics.statusWrites.inc();
     this.transitionEvents(filter, status);
@@ -170,7 +172,6 @@ export function specProblem(filter: WasmFilter): string | undefined {
   return undefined;
 }
 
-export { reasonOf };
 
 /** Module bytes by key with a ceiling on their total size; the least recently used go first. */
 class ModuleMemory {
