@@ -116,6 +116,8 @@ export async function benchController(): Promise<BenchRow[] | string> {
     const latency = [...created].map(([name, t]) => validated.get(name)! - t);
     const rssLoaded = rssMiB(proc.child.pid!);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const rsum = Number(/^sluice_controller_reconcile_duration_seconds_sum (\S+)$/m.exec(metrics)?.[1] ?? NaN);
+    const rcount = Number(/^sluice_controller_reconcile_duration_seconds_count (\S+)$/m.exec(metrics)?.[1] ?? NaN);
     const sum = Number(/^sluice_controller_validation_duration_seconds_sum (\S+)$/m.exec(metrics)?.[1] ?? NaN);
     const count = Number(/^sluice_controller_validation_duration_seconds_count (\S+)$/m.exec(metrics)?.[1] ?? NaN);
 
@@ -124,6 +126,7 @@ export async function benchController(): Promise<BenchRow[] | string> {
     rows.push({ name: 'per filter, created → Validated, p50', value: median(latency), unit: 'ms' });
     rows.push({ name: 'per filter, created → Validated, p99', value: pct(latency, 99), unit: 'ms' });
     rows.push({ name: 'validation in the controller, mean', value: (sum / count) * 1000, unit: 'ms', note: `${count} validations (metrics)` });
+    rows.push({ name: 'reconcile in the controller, mean', value: (rsum / rcount) * 1000, unit: 'ms', note: `${rcount} reconciles: fetch, validation, status write` });
     rows.push({ name: 'controller RSS, leading, no filters', value: rssIdle, unit: 'MiB' });
     rows.push({ name: `controller RSS with ${FILTERS} validated filters`, value: rssLoaded, unit: 'MiB' });
     return rows;
