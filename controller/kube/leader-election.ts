@@ -39,8 +39,12 @@ export class LeaderElector {
     this.retryPeriodMs = o.retryPeriodMs ?? Math.max(200, Math.round(this.leaseDurationMs / 7.5));
   }
 
+  /**
+   * True while this replica holds the Lease and renewed it within renewDeadline: a process that
+   * was paused (or whose renewals hang) stops acting as leader before anyone else may take over.
+   */
   get isLeader(): boolean {
-    return this.leader;
+    return this.leader && Date.now() - this.lastRenew <= this.renewDeadlineMs;
   }
 
   start(): void {
@@ -50,7 +54,13 @@ export class LeaderElector {
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
-    const ok = await this.tryAcquireOrRenew().catch((error) => {
+    // One attempt may not outlast half the renew deadline: a hung request must not keep a
+    // leader from noticing that it can no longer renew.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(this.renewDeadlineMs / 2)} ms`)), this.renewDeadlineMs / 2);
+    });
+    const ok = await Promise.race([this.tryAcquireOrRenew(), timeout]).finally(() => clearTimeout(timer)).catch((error) => {
       this.o.log.warn('lease: could not read or write it', { lease: `${this.o.namespace}/${this.o.name}`, error: String((error as Error).message).split('\n')[0] });
       return false;
     });

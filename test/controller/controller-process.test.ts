@@ -118,6 +118,31 @@ test.serial('two replicas: one leads, both are healthy and ready, only the leade
   t.is((await lease()).holderIdentity, '');
 });
 
+test.serial('a leader that is paused (SIGSTOP) is replaced, and after SIGCONT it writes nothing', async (t) => {
+  const c = await startReplica('replica-c');
+  let holder = '';
+  for (const deadline = Date.now() + 30_000; holder !== 'replica-c' && Date.now() < deadline; ) {
+    holder = (await lease().catch(() => ({}))).holderIdentity ?? '';
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.is(holder, 'replica-c');
+  const d = await startReplica('replica-d');
+  while ((await get(d, '/readyz')).status !== 200) await new Promise((r) => setTimeout(r, 100));
+  c.child.kill('SIGSTOP');
+  await apply('five');
+  await waitValidated(env.kube, 'team-a', 'five', 'True', 60);
+  t.is((await lease()).holderIdentity, 'replica-d');
+  c.child.kill('SIGCONT');
+  await apply('six');
+  await waitValidated(env.kube, 'team-a', 'six', 'True', 60);
+  // c catches up with the watch events it missed while paused, and must leave them alone.
+  while (metric((await get(c, '/metrics')).body, 'sluice_controller_wasmfilters') !== 6) await new Promise((r) => setTimeout(r, 100));
+  const cm = (await get(c, '/metrics')).body;
+  t.is(metric(cm, 'sluice_controller_leader'), 0);
+  t.is(metric(cm, 'sluice_controller_status_writes_total'), undefined);
+  for (const name of ['five', 'six']) t.deepEqual((await eventsFor(env.kube, 'team-a', name)).map((e) => [e.reason, e.reportingInstance]), [['Validated', 'replica-d']]);
+});
+
 test('bad flags and a bad kubeconfig: exit 1 with what to fix', async (t) => {
   const p = spawnSluice(['controller', '--lease-duration', 'soon']);
   t.is(await p.exited, 1);
