@@ -142,7 +142,9 @@ export class Reconciler {
     const before = conditionOf(filter.status, 'Validated');
     const after = conditionOf(next, 'Validated')!;
     const accepted = conditionOf(next, 'Accepted')!;
-    if (before?.status === after.status && before.reason === after.reason && before.message === after.message) return;
+    // A transition is a change of status or reason; a message that differs between retries (the
+    // time a runaway call ran, say) updates the condition but is not news worth an Event.
+    if (before?.status === after.status && before.reason === after.reason && before.observedGeneration === after.observedGeneration) return;
     const { namespace, name, uid, resourceVersion } = filter.metadata;
     const regarding = { apiVersion: API_VERSION, kind: KIND, namespace, name, uid, resourceVersion };
     if (accepted.status === 'False') {
