@@ -9,8 +9,7 @@ import type { EventRecorder } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
 import type { Logger } from '../log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
-import type { FetchOptions } from '../source/index.ts';
-import { resolveModule } from './resolve-source.ts';
+import { resolveModule, type FetchOptions } from './resolve-source.ts';
 import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
 import { validateModule } from './validate-module.ts';
 

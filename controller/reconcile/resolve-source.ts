@@ -5,7 +5,10 @@ import { createHash } from 'node:crypto';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import type { WasmFilterSpec } from '../crd/index.ts';
 import { ControllerError } from '../errors.ts';
-import { fetchModule, type FetchOptions } from '../source/index.ts';
+import { fetchModule } from '../source/index.ts';
+
+/** fetchModule's options ({cacheDir, signal, allowInsecure}: WASMFILTER.md), named from its signature. */
+export type FetchOptions = NonNullable<Parameters<typeof fetchModule>[1]>;
 
 export interface ResolvedModule {
   bytes: Uint8Array;
