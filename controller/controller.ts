@@ -36,6 +36,8 @@ export interface ControllerOptions {
   /** Retry backoff of refused filters. */
   baseRetryMs?: number;
   maxRetryMs?: number;
+  /** Objects per page when listing (default 500). */
+  listPageSize?: number;
   /** First retry delay of a failed list/watch (it doubles up to 30 s). */
   minWatchBackoffMs?: number;
   /** Every key is reconciled again this often (picks up changes no watch reports, e.g. a ConfigMap's). */
@@ -65,6 +67,23 @@ export function loadKubeConfig(file?: string): KubeConfig {
     throw new ControllerError('SLUICE_ERR_KUBECONFIG', `no current cluster in the Kubernetes client configuration${file ? ` ${file}` : ''}; pass --kubeconfig, set KUBECONFIG, or run in a pod`);
   }
   return kc;
+}
+
+/** Lists in pages, as client-go's reflector does, so one large list does not load the API server at once. */
+const LIST_PAGE = 500;
+
+async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } }>): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
+  const items: T[] = [];
+  let cont: string | undefined;
+  let resourceVersion: string | undefined;
+  do {
+    const r = await page(cont);
+    items.push(...r.items);
+    // Every page of one list carries the version of the snapshot it was cut from.
+    resourceVersion = r.metadata?.resourceVersion;
+    cont = r.metadata?.continue || r.metadata?._continue || undefined;
+  } while (cont);
+  return { items, metadata: { resourceVersion } };
 }
 
 /** What the cache keeps of a WasmFilter: no managedFields, no kubectl last-applied copy of the spec. */
@@ -102,7 +121,7 @@ export class Controller {
     this.informer = new Informer<WasmFilter>({
       kubeConfig: kc,
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      list: () => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL }),
+      list: () => listAll((cont) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: options.listPageSize ?? LIST_PAGE, _continue: cont })),
       onChange: (key) => this.queue.add(key),
       log: this.log,
       minBackoffMs: options.minWatchBackoffMs,

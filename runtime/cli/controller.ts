@@ -1,7 +1,7 @@
 // `sluice controller`: runs the WasmFilter controller until SIGTERM/SIGINT (docs/platform.md).
 
 import { parseArgs } from 'node:util';
-import { Controller, ControllerError, DEFAULTS, jsonLogger } from '../../controller/index.ts';
+import { Controller, ControllerError, DEFAULTS, jsonLogger, parseListen } from '../../controller/index.ts';
 
 const positiveInt = (flag: string, text: string, max: number): number => {
   const n = Number(text);
@@ -27,6 +27,7 @@ export async function runController(args: string[]): Promise<number> {
   });
   const level = values['log-level'] as 'debug' | 'info' | 'warn' | 'error';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `--log-level must be debug, info, warn or error, got "${level}"`);
+  parseListen(values.listen!); // a bad address is refused before anything connects
   const log = jsonLogger({ level, fields: { component: 'controller' } });
   const controller = new Controller({
     kubeconfig: values.kubeconfig,

@@ -147,6 +147,9 @@ test('bad flags and a bad kubeconfig: exit 1 with what to fix', async (t) => {
   const p = spawnSluice(['controller', '--lease-duration', 'soon']);
   t.is(await p.exited, 1);
   t.is(p.stderr(), 'sluice controller: SLUICE_ERR_CONTROLLER_FLAGS: --lease-duration must be a whole number from 1 to 3600, got "soon"\n');
+  const l = spawnSluice(['controller', '--listen', 'localhost']);
+  t.is(await l.exited, 1);
+  t.is(l.stderr(), 'sluice controller: SLUICE_ERR_CONTROLLER_FLAGS: invalid listen address "localhost": give host:port or :port, e.g. :15014 or 127.0.0.1:0\n');
   const q = spawnSluice(['controller', '--kubeconfig', '/nonexistent/kubeconfig']);
   t.is(await q.exited, 1);
   t.regex(q.stderr(), /^sluice controller: SLUICE_ERR_KUBECONFIG: cannot load the Kubernetes client configuration from \/nonexistent\/kubeconfig: ENOENT/);

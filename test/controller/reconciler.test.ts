@@ -31,6 +31,8 @@ test.before(async () => {
     leaseDurationMs: 3000,
     baseRetryMs: 200,
     maxRetryMs: 1000,
+    // Small pages, so every list here is paginated.
+    listPageSize: 2,
     log,
   });
   await controller.start();
@@ -194,7 +196,7 @@ test.serial('nothing changed, no work: a metadata-only change is reconciled with
   t.deepEqual(after.status, before.status);
 });
 
-test.serial('a watch from a version the server no longer has (410 Gone) lists again, and deletions made meanwhile are seen', async (t) => {
+test.serial('a watch from a version the server no longer has (410 Gone) lists again (in pages), and deletions made meanwhile are seen', async (t) => {
   await apply('doomed', { url: server.url('/hello.wasm'), sha256: helloSha });
   await waitValidated(env.kube, 'team-a', 'doomed', 'True');
   while (!controller.informer.get('team-a/doomed')) await new Promise((r) => setTimeout(r, 20));
@@ -206,6 +208,9 @@ test.serial('a watch from a version the server no longer has (410 Gone) lists ag
   controller.informer.start();
   while (controller.informer.get('team-a/doomed')) await new Promise((r) => setTimeout(r, 20));
   t.is(controller.informer.get('team-a/doomed'), undefined);
+  const listed = JSON.parse(await env.kube.kubectlOk(['get', 'wasmfilters', '-A', '-o', 'json'])).items.length;
+  t.true(listed > 2, 'more filters than one page');
+  t.is(controller.informer.size, listed);
   t.is(controller.metrics.watchRestarts.get({ resource: 'wasmfilters', cause: 'expired' }), expired + 1);
   // And it keeps watching: a new filter is validated.
   await apply('after-relist', { url: server.url('/hello.wasm'), sha256: helloSha });
