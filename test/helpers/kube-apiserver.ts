@@ -200,19 +200,23 @@ export async function startKube(): Promise<KubeCluster> {
     api = start(bins.apiserver, apiArgs, 'kube-apiserver', log);
     await waitReady(
       'kube-apiserver',
-      async () => (await run(bins.kubectl, ['--kubeconfig', kubeconfig, 'get', '--raw', '/readyz'])).stdout.trim() === 'ok',
+      async () => (await run(bins.kubectl, ['--kubeconfig', probeKubeconfig, 'get', '--raw', '/readyz'])).stdout.trim() === 'ok',
       () => api,
     );
   };
 
-  const kubeconfigFor = async (token: string, name: string) => {
+  // Clients verify the API server's certificate: kube-apiserver writes its self-signed serving
+  // certificate, with the CA that signed it, to --cert-dir (kept across restarts). Only the
+  // readiness probe during start-up, before that file exists, skips verification.
+  const kubeconfigFor = async (token: string, name: string, verify = true) => {
     const file = join(dir, `${name}.kubeconfig`);
+    const tls = verify ? { 'certificate-authority': join(dir, 'certs/apiserver.crt') } : { 'insecure-skip-tls-verify': true };
     await writeFile(
       file,
       JSON.stringify({
         apiVersion: 'v1',
         kind: 'Config',
-        clusters: [{ name: 'test', cluster: { server, 'insecure-skip-tls-verify': true } }],
+        clusters: [{ name: 'test', cluster: { server, ...tls } }],
         users: [{ name, user: { token } }],
         contexts: [{ name, context: { cluster: 'test', user: name, namespace: 'default' } }],
         'current-context': name,
@@ -221,6 +225,7 @@ export async function startKube(): Promise<KubeCluster> {
     return file;
   };
   const kubeconfig = await kubeconfigFor(adminToken, 'admin');
+  const probeKubeconfig = await kubeconfigFor(adminToken, 'probe', false);
 
   try {
     await startEtcd();
