@@ -3,11 +3,14 @@
 // running proxy_on_vm_start and proxy_on_configure with the filter's configuration. A refusal
 // carries the filter's own log lines.
 
-import { Plugin, SluiceError, LOG_LEVEL_NAMES, createEnvironment, type PluginOptions } from '../../runtime/index.ts';
+import { DEFAULT_LIMITS, Plugin, SluiceError, LOG_LEVEL_NAMES, createEnvironment, type PluginOptions } from '../../runtime/index.ts';
 import type { WasmFilterSpec } from '../crd/index.ts';
 import { ControllerError, type ControllerErrorCode } from '../errors.ts';
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
+
+/** The longest one call into a filter may run during validation (the filter's own callBudgetMs if lower). */
+export const VALIDATION_CALL_BUDGET_MS = 2000;
 
 /** The host's plugin options for a WasmFilter spec. */
 export function pluginOptions(name: string, spec: WasmFilterSpec): PluginOptions {
@@ -61,14 +64,21 @@ export async function validateModule(bytes: Uint8Array, name: string, spec: Wasm
   });
   const started = performance.now();
   let plugin: Plugin | undefined;
+  const options = pluginOptions(name, spec);
+  // Validation runs on the controller's event loop: a call may take the filter's own budget, but
+  // never more than VALIDATION_CALL_BUDGET_MS, so one filter cannot stall the controller long
+  // enough to lose its Lease (renew deadline: 10 s by default).
+  const budget = Math.min(spec.limits?.callBudgetMs ?? DEFAULT_LIMITS.callBudgetMs, VALIDATION_CALL_BUDGET_MS);
+  options.limits = { ...options.limits, callBudgetMs: budget };
   try {
-    plugin = await Plugin.load(bytes, pluginOptions(name, spec), env);
+    plugin = await Plugin.load(bytes, options, env);
     return { durationMs: performance.now() - started, logs };
   } catch (error) {
     const code = error instanceof SluiceError ? CODE_FOR[error.code] : undefined;
     if (!code) throw new ControllerError('SLUICE_ERR_FILTER_VALIDATION', `validation failed: ${(error as Error).message}`, { cause: error });
     const advice = ADVICE[code];
-    throw new ControllerError(code, `${(error as Error).message}${advice ? `; ${advice}` : ''}`, { cause: error });
+    const capped = budget < (spec.limits?.callBudgetMs ?? 0) ? ` (validation gives each call at most ${VALIDATION_CALL_BUDGET_MS} ms, whatever callBudgetMs says)` : '';
+    throw new ControllerError(code, `${(error as Error).message}${capped}${advice ? `; ${advice}` : ''}`, { cause: error });
   } finally {
     plugin?.close();
   }
