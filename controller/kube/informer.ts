@@ -52,6 +52,8 @@ export class Informer<T extends KubeObject> {
   private syncedOnce = false;
   private syncWaiters: Array<() => void> = [];
   private retryTimer?: NodeJS.Timeout;
+  /** Bumped by every watch started and by stop(): callbacks of an older watch are ignored. */
+  private watchGen = 0;
   private readonly watch: Watch;
 
   constructor(private readonly opts: InformerOptions<T>) {
@@ -86,6 +88,7 @@ export class Informer<T extends KubeObject> {
 
   stop(): void {
     this.stopped = true;
+    this.watchGen++;
     clearTimeout(this.retryTimer);
     this.abort?.abort();
   }
@@ -133,6 +136,8 @@ export class Informer<T extends KubeObject> {
   private startWatch(): Promise<void> {
     const timeout = this.opts.watchTimeoutSeconds ?? 300;
     const started = Date.now();
+    const gen = ++this.watchGen;
+    const current = () => gen === this.watchGen && !this.stopped;
     const params = {
       resourceVersion: this.resourceVersion,
       allowWatchBookmarks: true,
@@ -143,6 +148,7 @@ export class Informer<T extends KubeObject> {
         this.opts.path,
         params,
         (type: string, obj: T & { code?: number; message?: string }) => {
+          if (!current()) return;
           switch (type) {
             case 'ADDED':
             case 'MODIFIED':
@@ -164,7 +170,7 @@ export class Informer<T extends KubeObject> {
           if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
         },
         (err: (Error & { statusCode?: number }) | null) => {
-          if (this.stopped) return;
+          if (!current()) return;
           if (err && err.name === 'AbortError') return;
           // 410 Gone, as the answer or as an ERROR event before the end: list again, at once.
           if (err?.statusCode === 410 || (!err && !this.resourceVersion)) {
@@ -184,8 +190,8 @@ export class Informer<T extends KubeObject> {
         },
       )
       .then((abort) => {
-        this.abort = abort;
-        if (this.stopped) abort.abort();
+        if (current()) this.abort = abort;
+        else abort.abort();
       });
   }
 
