@@ -11,6 +11,17 @@ const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
 
 /** The longest one call into a filter may run during validation (the filter's own callBudgetMs if lower). */
 export const VALIDATION_CALL_BUDGET_MS = 2000;
+/** The most memory a filter's VM may have during validation (its own memoryBytes if lower). */
+export const VALIDATION_MEMORY_BYTES = 256 * 1024 * 1024;
+
+// One validation at a time: each is about a millisecond, and this bounds the memory filters under
+// validation can take in the controller to one VM's ceiling.
+let queue: Promise<unknown> = Promise.resolve();
+function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn, fn);
+  queue = run.catch(() => undefined);
+  return run;
+}
 
 /** The host's plugin options for a WasmFilter spec. */
 export function pluginOptions(name: string, spec: WasmFilterSpec): PluginOptions {
@@ -50,7 +61,11 @@ export interface Validated {
 }
 
 /** Starts the module as a plugin and shuts it down again; throws a ControllerError saying why it is refused. */
-export async function validateModule(bytes: Uint8Array, name: string, spec: WasmFilterSpec): Promise<Validated> {
+export function validateModule(bytes: Uint8Array, name: string, spec: WasmFilterSpec): Promise<Validated> {
+  return oneAtATime(() => validate(bytes, name, spec));
+}
+
+async function validate(bytes: Uint8Array, name: string, spec: WasmFilterSpec): Promise<Validated> {
   if (bytes.length < 8 || WASM_MAGIC.some((b, i) => bytes[i] !== b)) {
     const head = Buffer.from(bytes.subarray(0, 16)).toString('hex');
     throw new ControllerError('SLUICE_ERR_FILTER_NOT_WASM', `the module is not WebAssembly (${bytes.length} bytes starting ${head || '(empty)'}, not \\0asm); point the source at the compiled .wasm file`);
@@ -69,7 +84,9 @@ export async function validateModule(bytes: Uint8Array, name: string, spec: Wasm
   // never more than VALIDATION_CALL_BUDGET_MS, so one filter cannot stall the controller long
   // enough to lose its Lease (renew deadline: 10 s by default).
   const budget = Math.min(spec.limits?.callBudgetMs ?? DEFAULT_LIMITS.callBudgetMs, VALIDATION_CALL_BUDGET_MS);
-  options.limits = { ...options.limits, callBudgetMs: budget };
+  // Likewise memory: a filter that grows to gigabytes at start must not take the controller down.
+  const memory = Math.min(spec.limits?.memoryBytes ?? DEFAULT_LIMITS.memoryBytes, VALIDATION_MEMORY_BYTES);
+  options.limits = { ...options.limits, callBudgetMs: budget, memoryBytes: memory };
   try {
     plugin = await Plugin.load(bytes, options, env);
     return { durationMs: performance.now() - started, logs };
@@ -77,7 +94,10 @@ export async function validateModule(bytes: Uint8Array, name: string, spec: Wasm
     const code = error instanceof SluiceError ? CODE_FOR[error.code] : undefined;
     if (!code) throw new ControllerError('SLUICE_ERR_FILTER_VALIDATION', `validation failed: ${(error as Error).message}`, { cause: error });
     const advice = ADVICE[code];
-    const capped = budget < (spec.limits?.callBudgetMs ?? 0) ? ` (validation gives each call at most ${VALIDATION_CALL_BUDGET_MS} ms, whatever callBudgetMs says)` : '';
+    const capped = [
+      budget < (spec.limits?.callBudgetMs ?? 0) ? ` (validation gives each call at most ${VALIDATION_CALL_BUDGET_MS} ms, whatever callBudgetMs says)` : '',
+      memory < (spec.limits?.memoryBytes ?? 0) ? ` (validation gives the VM at most ${VALIDATION_MEMORY_BYTES} bytes of memory, whatever memoryBytes says)` : '',
+    ].join('');
     throw new ControllerError(code, `${(error as Error).message}${capped}${advice ? `; ${advice}` : ''}`, { cause: error });
   } finally {
     plugin?.close();

@@ -26,3 +26,9 @@ test('Wasm without the proxy-wasm ABI is refused as not proxy-wasm', async (t) =
   t.is((e as Error & { code: string }).code, 'SLUICE_ERR_FILTER_NOT_PROXY_WASM');
   t.regex(e!.message, /; build it with a proxy-wasm SDK/);
 });
+
+test('a filter growing to 512 MiB at start is refused: validation caps VM memory at 256 MiB whatever memoryBytes says', async (t) => {
+  const e = await t.throwsAsync(validateModule(modules.growOnStart(), 'team-a/grow', { limits: { memoryBytes: 1024 ** 3 } }));
+  t.is((e as Error & { code: string }).code, 'SLUICE_ERR_FILTER_START');
+  t.regex(e!.message, /^filter "team-a\/grow": proxy_on_vm_start returned false.* \(validation gives the VM at most 268435456 bytes of memory, whatever memoryBytes says\); /);
+});

@@ -16,6 +16,7 @@ export const modules = {
   headers: () => new Uint8Array(readFileSync(filterWasm('headers'))),
   noMarker: () => new Uint8Array(readFileSync(fixture('compat/no-marker'))),
   spinOnConfigure: () => new Uint8Array(readFileSync(fixture('controller/spin-on-configure'))),
+  growOnStart: () => new Uint8Array(readFileSync(fixture('controller/grow-on-start'))),
 };
 
 export interface ModuleServer {
