@@ -11,3 +11,4 @@ printTable('filter chain (touch-headers filter: reads one request header, sets o
 printTable('built-in filters: each alone in a chain, cost per request beyond the empty chain (filters/<name>/bench.json)', await benchFilters());
 printTable('engine (time budget, instantiate, memory)', await benchEngine());
 printTable('data plane (proxy pinned to one core; wrk for max throughput, 1000 req/s open loop for latency, CPU, memory)', await (await import('./proxy.ts')).benchProxy());
+await (await import('./controller.ts')).printControllerBench();

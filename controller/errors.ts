@@ -14,6 +14,15 @@ export const ControllerErrorCodes = {
   // The reconciler (controller/reconcile/).
   SLUICE_ERR_FILTER_INVALID: 'the WasmFilter is invalid',
   SLUICE_ERR_FILTER_VALIDATION: 'the module failed validation in Sluice\'s host',
+  SLUICE_ERR_FILTER_NOT_WASM: 'the module is not a WebAssembly binary',
+  SLUICE_ERR_FILTER_NOT_PROXY_WASM: 'the module is WebAssembly but not a proxy-wasm filter',
+  SLUICE_ERR_FILTER_START: 'the filter failed to start (proxy_on_vm_start) in Sluice\'s host',
+  SLUICE_ERR_FILTER_CONFIG_REFUSED: 'the filter refused its pluginConfig (proxy_on_configure returned false)',
+  SLUICE_ERR_FILTER_CONFIGMAP: 'the ConfigMap named by spec.configMap, or its key, does not exist',
+  SLUICE_ERR_FILTER_PULL_SECRET: 'the imagePullSecret does not exist or holds no credentials for the registry',
+  // The controller process (controller/controller.ts, `sluice controller`).
+  SLUICE_ERR_KUBECONFIG: 'no usable Kubernetes client configuration',
+  SLUICE_ERR_CONTROLLER_FLAGS: 'a flag of `sluice controller` is invalid',
 } as const;
 export type ControllerErrorCode = keyof typeof ControllerErrorCodes;
 

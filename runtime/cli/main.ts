@@ -17,6 +17,12 @@ commands:
                            --workers: that many worker processes (auto: one per core; default 1);
                            --log-level: trace, debug, info (default), warn, error or critical, for
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
+  controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
+             [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
+             [--log-level debug|info|warn|error]
+                           the WasmFilter controller (docs/platform.md): --namespace is the root
+                           namespace and holds the leader Lease (default sluice-system);
+                           /healthz, /readyz, /metrics on --listen (default :15014)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR] [--standalone]
                            create a new filter from the SDK template: inside a Sluice checkout
@@ -59,6 +65,11 @@ export async function main(argv: string[]): Promise<number> {
           return 2;
         }
         return await runProxy(values.config, { drainMs, workers });
+      }
+      case 'controller': {
+        // Loaded only here: the Kubernetes client is not needed by the other commands.
+        const { runController } = await import('./controller.ts');
+        return await runController(rest);
       }
       case 'demo':
         parseArgs({ args: rest, options: {} });

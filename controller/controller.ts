@@ -1,0 +1,248 @@
+// The controller process: a WasmFilter informer feeding a work queue, workers running
+// reconcile(key) while this replica leads, leader election on a Lease, and the health, readiness
+// and metrics endpoints. Every replica keeps its cache warm; only the leader writes.
+
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
+import { GROUP, PLURAL, VERSION, type WasmFilter } from './crd/index.ts';
+import { ControllerError } from './errors.ts';
+import { EventRecorder } from './kube/events.ts';
+import { Informer } from './kube/informer.ts';
+import { LeaderElector } from './kube/leader-election.ts';
+import { WorkQueue } from './kube/work-queue.ts';
+import { jsonLogger, type Logger } from './log.ts';
+import { ControllerMetrics } from './metrics.ts';
+import { NotLeaderError, Reconciler } from './reconcile/reconciler.ts';
+import { startHttpServer, type HttpServer } from './http-server.ts';
+
+export interface ControllerOptions {
+  /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
+  kubeconfig?: string;
+  /** Or a ready KubeConfig (tests). */
+  kubeConfig?: KubeConfig;
+  /** The root namespace: WasmFilters here apply to every namespace; the Lease lives here. */
+  namespace?: string;
+  /** host:port of /healthz, /readyz, /metrics; port 0 picks a free one. */
+  listen?: string;
+  leaseName?: string;
+  leaseDurationMs?: number;
+  identity?: string;
+  workers?: number;
+  /** Module cache directory for the sources. */
+  cacheDir?: string;
+  /** Let sources use plain-HTTP registries (tests, loopback). */
+  allowInsecure?: boolean;
+  /** Retry backoff of refused filters. */
+  baseRetryMs?: number;
+  maxRetryMs?: number;
+  /** Objects per page when listing (default 500). */
+  listPageSize?: number;
+  /** First retry delay of a failed list/watch (it doubles up to 30 s). */
+  minWatchBackoffMs?: number;
+  /** Every key is reconciled again this often (picks up changes no watch reports, e.g. a ConfigMap's). */
+  resyncMs?: number;
+  log?: Logger;
+}
+
+export const DEFAULTS = {
+  namespace: 'sluice-system',
+  listen: ':15014',
+  leaseName: 'sluice-controller',
+  leaseDurationMs: 15_000,
+  workers: 4,
+  resyncMs: 10 * 60_000,
+};
+
+export function loadKubeConfig(file?: string): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (file) kc.loadFromFile(file);
+    else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) kc.loadFromCluster();
+    else kc.loadFromDefault();
+  } catch (error) {
+    throw new ControllerError('SLUICE_ERR_KUBECONFIG', `cannot load the Kubernetes client configuration${file ? ` from ${file}` : ''}: ${(error as Error).message}`, { cause: error });
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new ControllerError('SLUICE_ERR_KUBECONFIG', `no current cluster in the Kubernetes client configuration${file ? ` ${file}` : ''}; pass --kubeconfig, set KUBECONFIG, or run in a pod`);
+  }
+  return kc;
+}
+
+/** Lists in pages, as client-go's reflector does, so one large list does not load the API server at once. */
+const LIST_PAGE = 500;
+
+async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } }>): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
+  const items: T[] = [];
+  let cont: string | undefined;
+  let resourceVersion: string | undefined;
+  do {
+    const r = await page(cont);
+    items.push(...r.items);
+    // Every page of one list carries the version of the snapshot it was cut from.
+    resourceVersion = r.metadata?.resourceVersion;
+    cont = r.metadata?.continue || r.metadata?._continue || undefined;
+  } while (cont);
+  return { items, metadata: { resourceVersion } };
+}
+
+/** What the cache keeps of a WasmFilter: no managedFields, no kubectl last-applied copy of the spec. */
+function slim(f: WasmFilter): WasmFilter {
+  const m = f.metadata as WasmFilter['metadata'] & { managedFields?: unknown; annotations?: Record<string, string> };
+  delete m.managedFields;
+  if (m.annotations) {
+    delete m.annotations['kubectl.kubernetes.io/last-applied-configuration'];
+    if (Object.keys(m.annotations).length === 0) delete m.annotations;
+  }
+  return f;
+}
+
+export class Controller {
+  readonly informer: Informer<WasmFilter>;
+  readonly queue: WorkQueue;
+  readonly metrics: ControllerMetrics;
+  readonly elector: LeaderElector;
+  readonly identity: string;
+  readonly log: Logger;
+  private readonly reconciler: Reconciler;
+  private http?: HttpServer;
+  private running = false;
+  private workers: Promise<void>[] = [];
+  private resyncTimer?: NodeJS.Timeout;
+
+  constructor(private readonly options: ControllerOptions = {}) {
+    const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
+    this.identity = options.identity ?? `${process.env.POD_NAME ?? hostname()}_${randomBytes(4).toString('hex')}`;
+    this.log = options.log ?? jsonLogger({ fields: { component: 'controller' } });
+    const namespace = options.namespace ?? DEFAULTS.namespace;
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    this.queue = new WorkQueue({ baseDelayMs: options.baseRetryMs ?? 1000, maxDelayMs: options.maxRetryMs ?? 300_000 });
+    this.informer = new Informer<WasmFilter>({
+      kubeConfig: kc,
+      path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+      list: () => listAll((cont) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: options.listPageSize ?? LIST_PAGE, _continue: cont })),
+      onChange: (key) => this.queue.add(key),
+      log: this.log,
+      minBackoffMs: options.minWatchBackoffMs,
+      transform: slim,
+      notFoundHint: 'the WasmFilter CRD is not installed: kubectl apply -f deploy/crds/wasmfilter.yaml',
+      onRestart: (cause) => this.metrics.watchRestarts.inc({ resource: PLURAL, cause }),
+    });
+    this.metrics = new ControllerMetrics({
+      queueDepth: () => this.queue.depth,
+      inFlight: () => this.queue.inFlight,
+      filters: () => this.informer.size,
+      leader: () => this.elector.isLeader,
+    });
+    const events = new EventRecorder(kc.makeApiClient(EventsV1Api), this.identity, this.log, (reason) => this.metrics.events.inc({ reason }));
+    this.elector = new LeaderElector({
+      api: kc.makeApiClient(CoordinationV1Api),
+      namespace,
+      name: options.leaseName ?? DEFAULTS.leaseName,
+      identity: this.identity,
+      leaseDurationMs: options.leaseDurationMs ?? DEFAULTS.leaseDurationMs,
+      log: this.log,
+      // A new leader looks at every filter: the old one may have stopped in the middle.
+      onStartedLeading: () => this.enqueueAll(),
+      onStoppedLeading: () => {},
+    });
+    this.reconciler = new Reconciler({
+      informer: this.informer,
+      custom,
+      core,
+      events,
+      metrics: this.metrics,
+      log: this.log,
+      fetchOptions: { cacheDir: options.cacheDir, allowInsecure: options.allowInsecure },
+      rootNamespace: namespace,
+      isLeader: () => this.elector.isLeader,
+    });
+  }
+
+  get ready(): boolean {
+    return this.informer.synced;
+  }
+
+  /** The address /healthz, /readyz and /metrics listen on. */
+  get address(): { host: string; port: number } | undefined {
+    return this.http?.address;
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    this.http = await startHttpServer(this.options.listen ?? DEFAULTS.listen, {
+      healthy: () => true,
+      ready: () => this.ready,
+      metrics: () => this.metrics.render(),
+    });
+    this.log.info('serving /healthz, /readyz, /metrics', { address: `${this.http.address.host}:${this.http.address.port}` });
+    this.informer.start();
+    this.elector.start();
+    const n = this.options.workers ?? DEFAULTS.workers;
+    for (let i = 0; i < n; i++) this.workers.push(this.work());
+    const resync = this.options.resyncMs ?? DEFAULTS.resyncMs;
+    if (resync > 0) {
+      this.resyncTimer = setInterval(() => this.elector.isLeader && this.enqueueAll(), resync);
+      this.resyncTimer.unref();
+    }
+    void this.informer.waitForSync().then(() => this.log.info('cache synced', { wasmfilters: this.informer.size }));
+  }
+
+  private enqueueAll(): void {
+    for (const key of this.informer.keys()) this.queue.add(key);
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      const key = await this.queue.get();
+      if (key === undefined) return;
+      // Followers keep their cache but do no work; a new leader enqueues every key.
+      if (!this.elector.isLeader) {
+        this.queue.done(key);
+        continue;
+      }
+      const started = performance.now();
+      try {
+        const r = await this.reconciler.reconcile(key);
+        this.metrics.reconciles.inc({ result: r.result });
+        if (r.requeue) {
+          const delay = this.queue.addRateLimited(key);
+          this.reconciler.retryScheduled(key, delay);
+          const f = this.informer.get(key);
+          this.log.info('filter refused; retrying later', { filter: key, generation: f?.metadata.generation, retryInMs: delay });
+        } else {
+          this.queue.forget(key);
+          if (r.result === 'validated' || r.result === 'invalid') this.log.info(`filter ${r.result}`, { filter: key, digest: this.informer.get(key)?.status?.digest });
+        }
+      } catch (error) {
+        if (error instanceof NotLeaderError) {
+          this.metrics.reconciles.inc({ result: 'not_leader' });
+        } else {
+          const e = error as Error & { code?: number | string };
+          const reason = typeof e.code === 'number' ? (e.code === 409 ? 'conflict' : `http_${e.code}`) : (e.code ?? (e as { cause?: { code?: string } }).cause?.code ?? 'error');
+          this.metrics.reconciles.inc({ result: 'error' });
+          this.metrics.errors.inc({ reason: String(reason) });
+          const delay = this.queue.addRateLimited(key);
+          // A conflict only means our copy was stale; the watch brings the new one.
+          const level = reason === 'conflict' ? 'debug' : 'warn';
+          this.log[level]('reconcile failed; retrying', { filter: key, reason, error: e.message.split('\n')[0], retryInMs: delay });
+        }
+      } finally {
+        this.metrics.reconcileDuration.observe((performance.now() - started) / 1000);
+        this.queue.done(key);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearInterval(this.resyncTimer);
+    this.queue.shutDown();
+    this.informer.stop();
+    await Promise.all(this.workers);
+    await this.elector.stop();
+    await this.http?.close();
+  }
+}

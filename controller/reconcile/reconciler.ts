@@ -1,0 +1,202 @@
+// reconcile(key): read the WasmFilter from the cache, resolve and validate its module, write its
+// status and emit Events on transitions. Level-triggered: it looks only at the object as it is
+// now and at its status, so running it twice does nothing the second time.
+
+import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type WasmFilter } from '../crd/index.ts';
+import { ControllerError } from '../errors.ts';
+import type { EventRecorder } from '../kube/events.ts';
+import type { Informer } from '../kube/informer.ts';
+import type { Logger } from '../log.ts';
+import type { ControllerMetrics } from '../metrics.ts';
+import { resolveModule, type FetchOptions } from './resolve-source.ts';
+import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
+import { validateModule } from './validate-module.ts';
+
+export type ReconcileResult =
+  /** Nothing to do, or done: no requeue. */
+  | { requeue: false; result: 'validated' | 'unchanged' | 'deleted' | 'invalid' | 'waiting' }
+  /** The module was refused: retried with backoff (the source may be fixed without a spec change). */
+  | { requeue: true; result: 'refused' };
+
+export interface ReconcilerDeps {
+  informer: Informer<WasmFilter>;
+  custom: CustomObjectsApi;
+  core: CoreV1Api;
+  events: EventRecorder;
+  metrics: ControllerMetrics;
+  log: Logger;
+  fetchOptions: FetchOptions;
+  rootNamespace: string;
+  /** Checked right before each write: only the leader writes. */
+  isLeader: () => boolean;
+}
+
+interface Attempt {
+  uid: string;
+  generation: number;
+  retryAt: number;
+}
+
+export class Reconciler {
+  /** Refused filters waiting for their retry: a status echo or resync before it does no work. */
+  private readonly waiting = new Map<string, Attempt>();
+
+  /** Module bytes by source and digest, most recently used last, bounded in total size. */
+  private readonly modules = new ModuleMemory(64 * 1024 * 1024);
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Records when a refused key is retried (the queue's backoff), so earlier triggers wait for it. */
+  retryScheduled(key: string, delayMs: number): void {
+    const f = this.deps.informer.get(key);
+    if (f) this.waiting.set(key, { uid: f.metadata.uid ?? '', generation: f.metadata.generation ?? 0, retryAt: Date.now() + delayMs });
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const filter = this.deps.informer.get(key);
+    if (!filter) {
+      this.waiting.delete(key);
+      return { requeue: false, result: 'deleted' };
+    }
+    const generation = filter.metadata.generation ?? 0;
+    const wait = this.waiting.get(key);
+    if (wait && wait.uid === (filter.metadata.uid ?? '') && wait.generation === generation && Date.now() < wait.retryAt - 5) {
+      return { requeue: false, result: 'waiting' };
+    }
+    this.waiting.delete(key);
+
+    const status = filter.status;
+    const validated = conditionOf(status, 'Validated');
+    const pinned = filter.spec.sha256 ? `sha256:${filter.spec.sha256}` : undefined;
+    // Nothing changed since the last validation: same generation, validated, and (when the spec
+    // pins the digest) the same module. Unpinned sources are resolved below and compared.
+    if (status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && pinned !== undefined && status.digest === pinned) {
+      return { requeue: false, result: 'unchanged' };
+    }
+
+    const outcome = await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
+    const desired = desiredStatus(filter, outcome, this.scope(filter), new Date());
+    if (!sameStatus(status, desired)) await this.writeStatus(filter, desired);
+    if (outcome.kind === 'invalid') return { requeue: false, result: 'invalid' };
+    if (outcome.kind === 'refused') return { requeue: true, result: 'refused' };
+    return { requeue: false, result: sameStatus(status, desired) ? 'unchanged' : 'validated' };
+  }
+
+  private scope(filter: WasmFilter): string {
+    const ns = filter.metadata.namespace;
+    return ns === this.deps.rootNamespace ? `every namespace (${ns} is the root namespace)` : `pods in namespace ${ns}`;
+  }
+
+  /** Checks the spec, resolves the module and validates it (skipped when `knownGood` is its digest). */
+  private async evaluate(filter: WasmFilter, knownGood: string | undefined): Promise<Outcome> {
+    const spec = filter.spec;
+    const problem = specProblem(filter);
+    if (problem) return { kind: 'invalid', message: problem };
+    const { namespace, name } = filter.metadata;
+    try {
+      const mod = await this.resolve(namespace, spec);
+      if (mod.digest === knownGood) return { kind: 'validated', digest: mod.digest, durationMs: 0 };
+      const v = await validateModule(mod.bytes, `${namespace}/${name}`, spec);
+      this.deps.metrics.validationDuration.observe(v.durationMs / 1000);
+      this.deps.log.debug('module validated', { filter: `${namespace}/${name}`, digest: mod.digest, ms: Math.round(v.durationMs) });
+      return { kind: 'validated', digest: mod.digest, durationMs: v.durationMs };
+    } catch (error) {
+      if (error instanceof ControllerError) {
+        if (error.code === 'SLUICE_ERR_FILTER_INVALID') return { kind: 'invalid', message: error.message };
+        return { kind: 'refused', code: error.code, message: error.message };
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Resolves the module. A url source pinned by sha256 that was fetched before from the same url
+   * with the same pull secret is not fetched again. The source is part of the key on purpose:
+   * having the bytes of a digest must not let another filter skip the registry's access check.
+   */
+  private async resolve(namespace: string, spec: WasmFilter['spec']): Promise<{ bytes: Uint8Array; digest: string }> {
+    const pinned = spec.url && spec.sha256 && spec.imagePullPolicy !== 'Always';
+    const key = pinned ? JSON.stringify([spec.url, spec.imagePullSecret ? `${namespace}/${spec.imagePullSecret}` : '', spec.sha256]) : undefined;
+    const cached = key && this.modules.get(key);
+    if (cached) return { bytes: cached, digest: `sha256:${spec.sha256}` };
+    const mod = await resolveModule(this.deps.core, namespace, spec, this.deps.fetchOptions);
+    if (key) this.modules.set(key, mod.bytes);
+    return mod;
+  }
+
+  private async writeStatus(filter: WasmFilter, status: WasmFilter['status'] & object): Promise<void> {
+    if (!this.deps.isLeader()) throw new NotLeaderError();
+    const { namespace, name } = filter.metadata;
+    // The status subresource takes only status from the body (the rest comes from the stored
+    // object); the resourceVersion makes a write from a stale copy fail with 409.
+    const body = { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace, resourceVersion: filter.metadata.resourceVersion }, status };
+    await this.deps.custom.replaceNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body });
+    this.deps.metrics.statusWrites.inc();
+    this.transitionEvents(filter, status);
+  }
+
+  /** Events are best effort and do not hold up the reconcile (client-go's recorder is asynchronous too). */
+  private transitionEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
+    const before = conditionOf(filter.status, 'Validated');
+    const after = conditionOf(next, 'Validated')!;
+    const accepted = conditionOf(next, 'Accepted')!;
+    // A transition is a change of status or reason; a message that differs between retries (the
+    // time a runaway call ran, say) updates the condition but is not news worth an Event.
+    if (before?.status === after.status && before.reason === after.reason && before.observedGeneration === after.observedGeneration) return;
+    const { namespace, name, uid, resourceVersion } = filter.metadata;
+    const regarding = { apiVersion: API_VERSION, kind: KIND, namespace, name, uid, resourceVersion };
+    if (accepted.status === 'False') {
+      void this.deps.events.emit(regarding, 'Warning', 'InvalidSpec', 'Accept', accepted.message);
+    } else if (after.status === 'True') {
+      void this.deps.events.emit(regarding, 'Normal', 'Validated', 'Validate', `module ${next.digest} validated for generation ${next.observedGeneration}`);
+    } else {
+      void this.deps.events.emit(regarding, 'Warning', after.reason, 'Validate', after.message);
+    }
+  }
+}
+
+/** Thrown instead of writing when this replica no longer holds the Lease. */
+export class NotLeaderError extends Error {
+  constructor() {
+    super('not the leader any more; the status is left to the new leader');
+    this.name = 'NotLeaderError';
+  }
+}
+
+/** What the schema cannot check (a structural schema has no "boolean or list"). */
+export function specProblem(filter: WasmFilter): string | undefined {
+  const httpCalls = filter.spec.capabilities?.httpCalls as unknown;
+  if (httpCalls !== undefined && typeof httpCalls !== 'boolean' && !(Array.isArray(httpCalls) && httpCalls.every((c) => typeof c === 'string' && c !== ''))) {
+    return `spec.capabilities.httpCalls must be true, false or a list of cluster names, got ${JSON.stringify(httpCalls)}`;
+  }
+  return undefined;
+}
+
+
+/** Module bytes by key with a ceiling on their total size; the least recently used go first. */
+class ModuleMemory {
+  private readonly entries = new Map<string, Uint8Array>();
+  private bytes = 0;
+  constructor(private readonly maxBytes: number) {}
+
+  get(digest: string): Uint8Array | undefined {
+    const b = this.entries.get(digest);
+    if (b) {
+      this.entries.delete(digest);
+      this.entries.set(digest, b);
+    }
+    return b;
+  }
+
+  set(digest: string, b: Uint8Array): void {
+    if (this.entries.has(digest) || b.length > this.maxBytes) return;
+    this.entries.set(digest, b);
+    this.bytes += b.length;
+    for (const [d, old] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(d);
+      this.bytes -= old.length;
+    }
+  }
+}

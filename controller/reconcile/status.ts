@@ -1,0 +1,90 @@
+// A WasmFilter's status from what the reconciler found: the four conditions with their reasons,
+// the digest in force (the last version that validated stays when a new one is refused),
+// observedGeneration, and node counts (zero until node agents report).
+
+import { isDeepStrictEqual } from 'node:util';
+import type { Condition, WasmFilter, WasmFilterStatus } from '../crd/index.ts';
+import type { ControllerErrorCode } from '../errors.ts';
+
+export type Outcome =
+  | { kind: 'validated'; digest: string; durationMs: number }
+  | { kind: 'refused'; code: ControllerErrorCode; message: string }
+  | { kind: 'invalid'; message: string };
+
+/** The condition reason for each refusal, as `kubectl get wf -o wide` and programs see it. */
+export const REASONS: Partial<Record<ControllerErrorCode, string>> = {
+  SLUICE_ERR_SOURCE_NOT_FOUND: 'ModuleNotFound',
+  SLUICE_ERR_FILTER_CONFIGMAP: 'ModuleNotFound',
+  SLUICE_ERR_SOURCE_AUTH: 'RegistryAuthFailed',
+  SLUICE_ERR_FILTER_PULL_SECRET: 'RegistryAuthFailed',
+  SLUICE_ERR_SOURCE_DIGEST: 'DigestMismatch',
+  SLUICE_ERR_SOURCE_FETCH: 'FetchFailed',
+  SLUICE_ERR_SOURCE_FORMAT: 'UnsupportedArtifact',
+  SLUICE_ERR_SOURCE_URL: 'InvalidSource',
+  SLUICE_ERR_SOURCE_CACHE: 'CacheFailed',
+  SLUICE_ERR_FILTER_NOT_WASM: 'NotWasm',
+  SLUICE_ERR_FILTER_NOT_PROXY_WASM: 'NotProxyWasm',
+  SLUICE_ERR_FILTER_VALIDATION: 'InvalidModule',
+  SLUICE_ERR_FILTER_START: 'StartFailed',
+  SLUICE_ERR_FILTER_CONFIG_REFUSED: 'ConfigurationRefused',
+  SLUICE_ERR_FILTER_INVALID: 'InvalidSpec',
+};
+
+export const reasonOf = (code: ControllerErrorCode): string => REASONS[code] ?? 'ValidationFailed';
+
+/** Condition messages are capped (the API allows 32 KiB; log lines of a chatty filter could be more). */
+const MAX_MESSAGE = 4096;
+const cap = (s: string): string => (s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE - 3)}...` : s);
+
+export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: string, now: Date): WasmFilterStatus {
+  const generation = filter.metadata.generation ?? 0;
+  const old = filter.status ?? {};
+  const previous = new Map((old.conditions ?? []).map((c) => [c.type, c]));
+  const condition = (type: Condition['type'], status: Condition['status'], reason: string, message: string): Condition => {
+    const before = previous.get(type);
+    // lastTransitionTime moves only when status changes (metav1.Condition semantics).
+    const lastTransitionTime = before && before.status === status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    return { type, status, reason, message: cap(message), lastTransitionTime, observedGeneration: generation };
+  };
+  const digest = outcome.kind === 'validated' ? outcome.digest : old.digest;
+  const inForce = old.digest ? `${old.digest} (the last version that validated) stays in force` : 'no version has validated yet, so nodes run nothing for this filter';
+  const conditions: Condition[] = [];
+  if (outcome.kind === 'invalid') {
+    conditions.push(condition('Accepted', 'False', 'InvalidSpec', outcome.message));
+    conditions.push(condition('Validated', 'False', 'InvalidSpec', 'not validated: the spec is invalid (see Accepted)'));
+  } else {
+    conditions.push(condition('Accepted', 'True', 'Accepted', `the spec is valid; the filter applies to ${scope}`));
+    if (outcome.kind === 'validated') {
+      conditions.push(condition('Validated', 'True', 'Validated', `module ${outcome.digest} compiled, started and accepted its configuration in Sluice's host`));
+    } else {
+      conditions.push(condition('Validated', 'False', reasonOf(outcome.code), outcome.message));
+    }
+  }
+  const nodes = old.nodes ?? { ready: 0, total: 0 };
+  conditions.push(condition('Ready', 'Unknown', 'NodesNotReporting', `${nodes.ready} of ${nodes.total} nodes run this version; no node agent reports yet`));
+  if (outcome.kind === 'validated') {
+    conditions.push(condition('Degraded', 'False', 'AsExpected', `generation ${generation} is in force`));
+  } else {
+    const reason = outcome.kind === 'invalid' ? 'InvalidSpec' : reasonOf(outcome.code);
+    conditions.push(condition('Degraded', 'True', reason, `generation ${generation} is not in force; ${inForce}`));
+  }
+  return { observedGeneration: generation, ...(digest ? { digest } : {}), conditions, nodes };
+}
+
+export function sameStatus(a: WasmFilterStatus | undefined, b: WasmFilterStatus): boolean {
+  return isDeepStrictEqual(normalize(a ?? {}), normalize(b));
+}
+
+// Status read back from the API may carry fields in another order; compare by content.
+function normalize(s: WasmFilterStatus): unknown {
+  return {
+    observedGeneration: s.observedGeneration,
+    digest: s.digest,
+    nodes: s.nodes ? { ready: s.nodes.ready, total: s.nodes.total } : undefined,
+    conditions: (s.conditions ?? [])
+      .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message, lastTransitionTime: String(c.lastTransitionTime), observedGeneration: c.observedGeneration }))
+      .sort((x, y) => x.type.localeCompare(y.type)),
+  };
+}
+
+export const conditionOf = (s: WasmFilterStatus | undefined, type: Condition['type']): Condition | undefined => s?.conditions?.find((c) => c.type === type);
