@@ -9,9 +9,10 @@ import { workerCount } from './workers.ts';
 const USAGE = `usage: sluice <command> [options]
 
 commands:
-  run -c FILE [--drain-ms N] [--workers N|auto]
+  run -c FILE [--drain-ms N] [--workers N|auto] [--capture-socket PATH]
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
-                           --workers: that many worker processes (auto: one per core; default 1)
+                           --workers: that many worker processes (auto: one per core; default 1);
+                           --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
   help                     show this text
@@ -22,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'capture-socket': { type: 'string' } } });
         if (!values.config) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
           return 2;
@@ -37,7 +38,11 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write(`sluice run: --workers must be a whole number from 1 to 256, or auto (one per core), got "${values.workers}"\n`);
           return 2;
         }
-        return await runProxy(values.config, { drainMs, workers });
+        if (values['capture-socket'] !== undefined && workers > 1) {
+          process.stderr.write('sluice run: --capture-socket needs a single process; drop --workers\n');
+          return 2;
+        }
+        return await runProxy(values.config, { drainMs, workers, captureSocket: values['capture-socket'] });
       }
       case 'demo':
         parseArgs({ args: rest, options: {} });

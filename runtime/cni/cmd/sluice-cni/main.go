@@ -207,7 +207,7 @@ func removeRules(netnsPath string) error {
 	}
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 		// "add then delete" succeeds whether or not the table exists.
-		cmd := exec.Command("nft", "-f", "-")
+		cmd := exec.Command(nftPath(), "-f", "-")
 		cmd.Stdin = strings.NewReader("add table ip sluice\ndelete table ip sluice\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
@@ -222,6 +222,16 @@ func removeRules(netnsPath string) error {
 		return nil
 	}
 	return types.NewError(ErrNetnsUnreadable, fmt.Sprintf("sluice-cni: the node proxy is down and removing the capture rules from %s failed: %v", netnsPath, err), "")
+}
+
+// nftPath: the nftables CLI at its usual places first, then on PATH.
+func nftPath() string {
+	for _, p := range []string{"/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "nft"
 }
 
 func warn(format string, args ...any) {

@@ -1,0 +1,218 @@
+// The node proxy's capture API, served on a unix socket for the CNI plugin (runtime/cni): pod
+// add (listeners in the pod's netns, then its redirect rules), del, check, gc, ready. JSON over
+// HTTP/1.1, so `curl --unix-socket` can debug it.
+
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { SluiceError } from '../errors.ts';
+import type { Telemetry } from '../proxy/telemetry.ts';
+import { loadAddon, type CaptureAddon } from './addon.ts';
+import { checkRules, installRules, removeRules, type Exclusions } from './nft-rules.ts';
+import { describe, PodListeners, type PodIdentity } from './pod-listeners.ts';
+
+type Log = (level: string, msg: string, extra?: Record<string, unknown>) => void;
+
+interface PodRequest extends PodIdentity {
+  readonly ips: readonly string[];
+  readonly gateways: readonly string[];
+  readonly exclude: Exclusions;
+}
+
+const MAX_BODY = 64 * 1024;
+
+export class CaptureServer {
+  private readonly pods = new Map<string, PodListeners>();
+  /** Captured connections and their upstreams, destroyed on stop. */
+  private readonly sockets = new Set<Socket>();
+  private readonly http: HttpServer;
+  /** Pod operations run one at a time: an ADD and a DEL of one pod never interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly socketPath: string,
+    private readonly addon: CaptureAddon,
+    private readonly telemetry: Telemetry,
+    private readonly log: Log,
+  ) {
+    this.http = createServer((req, res) => void this.handle(req, res));
+  }
+
+  /** Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here. */
+  static async start(socketPath: string, telemetry: Telemetry, log: Log): Promise<CaptureServer> {
+    const server = new CaptureServer(socketPath, loadAddon(), telemetry, log);
+    await mkdir(dirname(socketPath), { recursive: true });
+    // A socket file left by a previous run refuses connections; ours replaces it.
+    await rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.http.once('error', reject);
+      server.http.listen(socketPath, () => resolve());
+    });
+    await chmod(socketPath, 0o600);
+    log('info', `capture: CNI API listening on ${socketPath}`);
+    return server;
+  }
+
+  /** Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart re-adds). */
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const p of this.pods.values()) await p.close();
+    for (const s of this.sockets) s.destroy();
+    this.pods.clear();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = await readJson(req);
+      const route = `${req.method} ${req.url}`;
+      let answer: unknown;
+      switch (route) {
+        case 'POST /v1/ready':
+        case 'GET /v1/ready':
+          answer = { ready: true };
+          break;
+        case 'GET /v1/pods':
+          answer = { pods: [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters })) };
+          break;
+        case 'POST /v1/pods/add':
+          answer = await this.serial(() => this.add(podRequest(body, true)));
+          break;
+        case 'POST /v1/pods/del':
+          answer = await this.serial(() => this.del(podRequest(body, false)));
+          break;
+        case 'POST /v1/pods/check':
+          answer = await this.serial(() => this.check(podRequest(body, true)));
+          break;
+        case 'POST /v1/pods/gc':
+          answer = await this.serial(() => this.gc(body));
+          break;
+        default:
+          return reply(res, 404, { code: 'SLUICE_ERR_CAPTURE_REQUEST', message: `no route ${route}; the CNI plugin and the proxy may be different versions` });
+      }
+      reply(res, 200, answer ?? {});
+    } catch (error) {
+      const e = error as SluiceError;
+      const status = e.code === 'SLUICE_ERR_CAPTURE_REQUEST' ? 400 : e.code === 'SLUICE_ERR_CAPTURE_RULES_MISMATCH' ? 409 : 500;
+      if (status === 500) this.log('error', `capture: ${req.method} ${req.url} failed`, { code: e.code, error: e.message });
+      reply(res, status, { code: e.code ?? 'SLUICE_ERR_CAPTURE_NFT', message: e.message });
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async add(pod: PodRequest): Promise<unknown> {
+    await this.release(pod.containerId);
+    // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
+    const listeners = await PodListeners.open(pod, this.addon, this.telemetry, this.sockets, this.log);
+    try {
+      await installRules(pod.netns, withNode(pod));
+    } catch (error) {
+      await listeners.close();
+      throw error;
+    }
+    this.pods.set(pod.containerId, listeners);
+    this.log('info', `capture: ${describe(pod)} captured`, { containerId: pod.containerId, netns: pod.netns, ips: pod.ips });
+    return { captured: true };
+  }
+
+  private async del(pod: PodIdentity): Promise<unknown> {
+    await this.release(pod.containerId);
+    // DEL succeeds when the state is gone: no netns means no rules left to remove.
+    if (pod.netns && existsSync(pod.netns)) await removeRules(pod.netns);
+    this.log('info', `capture: ${describe(pod)} released`, { containerId: pod.containerId });
+    return { released: true };
+  }
+
+  private async check(pod: PodRequest): Promise<unknown> {
+    if (!this.pods.has(pod.containerId)) {
+      throw new SluiceError('SLUICE_ERR_CAPTURE_NETNS', `the proxy has no listeners for ${describe(pod)} (container ${pod.containerId}): it was never added here, or the proxy restarted since; recreate the pod`);
+    }
+    const problems = await checkRules(pod.netns, withNode(pod));
+    if (problems.length > 0) throw new SluiceError('SLUICE_ERR_CAPTURE_RULES_MISMATCH', `${problems.join('; ')} (nft list table ip sluice in ${pod.netns})`);
+    return { ok: true };
+  }
+
+  private async gc(body: unknown): Promise<unknown> {
+    const valid = (body as { valid?: unknown }).valid;
+    if (!Array.isArray(valid)) throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', 'gc: "valid" must be a list of {containerId, ifName}');
+    const keep = new Set(valid.map((v: { containerId?: unknown }) => v.containerId));
+    const released: string[] = [];
+    for (const id of [...this.pods.keys()]) {
+      if (keep.has(id)) continue;
+      await this.release(id);
+      released.push(id);
+    }
+    return { released };
+  }
+
+  private async release(containerId: string): Promise<void> {
+    const existing = this.pods.get(containerId);
+    if (!existing) return;
+    this.pods.delete(containerId);
+    await existing.close();
+  }
+}
+
+/** Kubelet probes come from the node, which is the pod's gateway: its inbound is not redirected. */
+function withNode(pod: PodRequest): Exclusions {
+  return { ...pod.exclude, inboundSources: [...pod.gateways, ...pod.exclude.inboundSources] };
+}
+
+function podRequest(body: unknown, full: true): PodRequest;
+function podRequest(body: unknown, full: false): PodIdentity;
+function podRequest(body: unknown, full: boolean): PodRequest | PodIdentity {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const bad = (what: string): never => {
+    throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', `pod request: ${what}`);
+  };
+  const str = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : b[k] === undefined ? '' : bad(`${k} must be a string`));
+  const containerId = str('containerId') || bad('containerId is required');
+  const netns = str('netns');
+  if (netns && !netns.startsWith('/')) bad(`netns must be an absolute path, got "${netns}"`);
+  const identity = { containerId, netns, namespace: str('namespace'), name: str('name') };
+  if (!full) return identity;
+  if (!netns) bad('netns is required');
+  const list = (v: unknown, k: string, item: (x: unknown) => boolean): never[] =>
+    Array.isArray(v) && v.every(item) ? (v as never[]) : bad(`${k} must be a list${v === undefined ? ' (missing)' : ''}`);
+  const ipv4 = (x: unknown) => typeof x === 'string' && /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(x);
+  const port = (x: unknown) => Number.isInteger(x) && (x as number) >= 1 && (x as number) <= 65535;
+  const ex = (b.exclude ?? {}) as Record<string, unknown>;
+  return {
+    ...identity,
+    ips: list(b.ips ?? [], 'ips', ipv4),
+    gateways: list(b.gateways ?? [], 'gateways', ipv4),
+    exclude: {
+      outboundPorts: list(ex.outboundPorts ?? [], 'exclude.outboundPorts', port),
+      inboundPorts: list(ex.inboundPorts ?? [], 'exclude.inboundPorts', port),
+      outboundCidrs: list(ex.outboundCidrs ?? [], 'exclude.outboundCidrs', ipv4),
+      inboundSources: list(ex.inboundSources ?? [], 'exclude.inboundSources', ipv4),
+    },
+  };
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', `request body over ${MAX_BODY} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', 'the request body is not JSON');
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+

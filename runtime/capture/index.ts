@@ -1,0 +1,6 @@
+// Traffic capture: the node proxy's side of the CNI plugin (docs/capture.md).
+
+export { captureUnavailable, loadAddon, type CaptureAddon } from './addon.ts';
+export { CaptureServer } from './cni-server.ts';
+export { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, renderRules, type Exclusions } from './nft-rules.ts';
+export { listenerName, type Direction } from './pod-listeners.ts';

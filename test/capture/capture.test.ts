@@ -1,0 +1,147 @@
+// Capture end to end in network namespaces: pods wired by Debian's bridge + host-local with
+// sluice-cni chained, invoked through libcni; the node proxy (`sluice run --capture-socket`)
+// in the node's netns owns listeners inside each captured pod. Root on Linux only.
+
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test from 'ava';
+import { repoRoot } from '../helpers/fixtures.ts';
+import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
+
+const why = labUnavailable();
+const serial = why ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+
+const lab = new Lab();
+let proxy: Awaited<ReturnType<Lab['spawnIn']>> | undefined;
+let a: Pod, b: Pod, c: Pod;
+
+test.after.always(async () => {
+  if (!why) await lab.destroy();
+});
+
+async function startProxy(): Promise<void> {
+  const config = join(lab.dir, 'sluice.yaml');
+  await writeFile(
+    config,
+    `admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: local
+    address: 127.0.0.1:0
+    protocol: http
+    routes: [{ name: ok, match: { prefix: / }, directResponse: { status: 200, body: ok } }]
+`,
+  );
+  proxy = await lab.spawnIn(lab.node, [process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '-c', config, '--capture-socket', lab.socket], 'CNI API listening');
+}
+
+const cniError = (r: { status: number | null; stdout: string }) => ({ status: r.status, error: JSON.parse(r.stdout) as { code: number; msg: string } });
+const ipOf = (addResult: string) => (JSON.parse(addResult).ips[0].address as string).split('/')[0];
+const podStats = async (p: Pod) => (await lab.api('GET', '/v1/pods')).body.pods.find((x: { containerId: string }) => x.containerId === p.containerId);
+
+serial('ADD while the node proxy is down fails with a CNI error that says so, and DEL still succeeds', async (t) => {
+  await lab.create();
+  a = lab.pod('a');
+  const add = lab.cni('add', a);
+  const { status, error } = cniError(add);
+  t.is(status, 1);
+  t.is(error.code, 11);
+  t.regex(error.msg, /cannot capture pod default\/a .*the Sluice node proxy is not running on this node .*the pod is not started uncaptured/);
+  // The runtime cleans up a failed ADD with DEL: it must succeed with the proxy still down.
+  const del = lab.cni('del', a);
+  t.is(del.status, 0, del.stdout);
+  t.is(lab.nft(a, 'list', 'ruleset').stdout, '');
+});
+
+serial('ADD captures pods: rules in the pod netns, prevResult passed on; an opted-out pod gets none', async (t) => {
+  await startProxy();
+  const status = lab.cni('status', a);
+  t.is(status.status, 0, status.stdout);
+  b = lab.pod('b');
+  c = lab.pod('c');
+  for (const p of [a, b]) {
+    const r = lab.cni('add', p);
+    t.is(r.status, 0, r.stdout);
+    const result = JSON.parse(r.stdout);
+    // The bridge plugin's result, passed on: the pod's address from host-local, its interfaces.
+    t.regex(result.ips[0].address, /^10\.248\.0\.\d+\/24$/);
+    t.is(result.ips[0].gateway, '10.248.0.1');
+    t.true(result.interfaces.some((i: { name: string; sandbox?: string }) => i.name === 'eth0' && i.sandbox === p.netnsPath));
+    p.ip = ipOf(r.stdout);
+    const table = lab.nft(p, 'list', 'table', 'ip', 'sluice');
+    t.is(table.status, 0, JSON.stringify(table));
+    t.regex(table.stdout, /redirect to :15001/);
+    t.regex(table.stdout, /redirect to :15006/);
+  }
+  const optedOut = lab.cni('add', c, { 'sluice.dev/capture': 'disabled' });
+  t.is(optedOut.status, 0, optedOut.stdout);
+  c.ip = ipOf(optedOut.stdout);
+  t.is(lab.nft(c, 'list', 'table', 'ip', 'sluice').status, 1);
+  t.is(lab.nft(c, 'list', 'ruleset').stdout, '');
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
+});
+
+serial('pod A to pod B passes the node proxy both ways, to the original destination, without loops', async (t) => {
+  await lab.serve(b);
+  const answer = lab.get(a.netns, `http://${b.ip}:8080/hello`);
+  // B's server was reached on the address A dialled (original destination preserved) from B's
+  // own address: the proxy's inbound listener in B's netns connected it (without capture the
+  // peer would be A).
+  t.deepEqual(answer, { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
+  t.like(await podStats(a), { outbound: 1, inbound: 0, refused: 0 });
+  t.like(await podStats(b), { outbound: 0, inbound: 1, refused: 0 });
+  // Counted in the proxy's TCP metrics under the capture listeners, by original destination.
+  const admin = Number(/admin listening on 127\.0\.0\.1:(\d+)/.exec(proxy!.output())![1]);
+  const metrics = sh('ip', ['netns', 'exec', lab.node, process.execPath, '-e', `fetch('http://127.0.0.1:${admin}/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))`]).stdout;
+  t.regex(metrics, new RegExp(`istio_tcp_connections_opened_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-outbound"\\} 1\\n`));
+  t.regex(metrics, new RegExp(`istio_tcp_connections_opened_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-inbound"\\} 1\\n`));
+});
+
+serial('excluded traffic is not redirected: the node (kubelet probes), an opted-out pod, an excluded port', async (t) => {
+  // From the node's netns: the source is the pod's gateway, which is excluded inbound.
+  t.deepEqual(lab.get(lab.node, `http://${b.ip}:8080/healthz`), { pod: 'b', remote: '10.248.0.1', local: `${b.ip}:8080` });
+  t.like(await podStats(b), { inbound: 1 });
+  // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself.
+  await lab.serve(c);
+  t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip, local: `${c.ip}:8080` });
+  t.like(await podStats(a), { outbound: 2 });
+  // C to B: C's outbound bypasses the proxy; B's inbound still passes it.
+  t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
+  t.like(await podStats(a), { outbound: 2 });
+  t.like(await podStats(b), { inbound: 2 });
+  // excludeOutboundPorts: [9999]: A's connection to C:9999 is not redirected, so C's kernel
+  // refuses it (nothing listens there) instead of the proxy's 15001 listener accepting it.
+  const r = sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(9999, '${c.ip}').on('error', (e) => { console.log(e.code); })`]);
+  t.is(r.stdout.trim(), 'ECONNREFUSED');
+  t.like(await podStats(a), { outbound: 2 });
+});
+
+serial('CHECK passes on the installed rules and fails with an error after tampering', async (t) => {
+  const ok = lab.cni('check', a);
+  t.is(ok.status, 0, ok.stdout);
+  t.is(lab.nft(a, 'delete', 'rule', 'ip', 'sluice', 'output', 'handle', ruleHandle(a, 'output', 'redirect to :15001')).status, 0);
+  const { status, error } = cniError(lab.cni('check', a));
+  t.is(status, 1);
+  t.is(error.code, 101);
+  t.regex(error.msg, /the capture rules of pod default\/a .* are not as installed: chain output has 4 rules, expected 5 as installed/);
+});
+
+serial('DEL removes the rules and the listeners; DEL again, and DEL of a pod whose netns is gone, succeed', async (t) => {
+  const del = lab.cni('del', a);
+  t.is(del.status, 0, del.stdout);
+  t.is(lab.nft(a, 'list', 'ruleset').stdout, '');
+  t.is(await podStats(a), undefined);
+  t.is(lab.cni('del', a).status, 0);
+  // The pod's netns vanished before DEL (the runtime already tore the sandbox down).
+  sh('ip', ['netns', 'del', b.netns]);
+  const gone = lab.cni('del', b);
+  t.is(gone.status, 0, gone.stdout);
+  t.is(await podStats(b), undefined);
+  t.is(lab.cni('del', c, { 'sluice.dev/capture': 'disabled' }).status, 0);
+});
+
+/** The handle of the rule in `chain` whose text contains `text` (nft -a list). */
+function ruleHandle(pod: Pod, chain: string, text: string): string {
+  const listing = lab.nft(pod, '-a', 'list', 'chain', 'ip', 'sluice', chain).stdout;
+  const line = listing.split('\n').find((l) => l.includes(text));
+  return /# handle (\d+)/.exec(line ?? '')![1];
+}
