@@ -1,12 +1,13 @@
 // The node proxy's capture API, served on a unix socket for the CNI plugin (runtime/cni): pod
 // add (listeners in the pod's netns, then its redirect rules), del, check, gc, ready. JSON over
-// HTTP/1.1, so `curl --unix-socket` can debug it.
+// HTTP/1.1, so `curl --unix-socket` can debug it. Captured pods are recorded in `pods/` beside the
+// socket, so a restarted proxy takes them over again.
 
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SluiceError } from '../errors.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
 import { loadAddon, type CaptureAddon } from './addon.ts';
@@ -22,6 +23,8 @@ interface PodRequest extends PodIdentity {
 }
 
 const MAX_BODY = 64 * 1024;
+/** The CNI spec's container ID: alphanumerics, underscore, dot, hyphen (also safe as a file name). */
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export class CaptureServer {
   private readonly pods = new Map<string, PodListeners>();
@@ -31,6 +34,8 @@ export class CaptureServer {
   /** Pod operations run one at a time: an ADD and a DEL of one pod never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
 
+  private readonly stateDir: string;
+
   private constructor(
     readonly socketPath: string,
     private readonly addon: CaptureAddon,
@@ -38,6 +43,7 @@ export class CaptureServer {
     private readonly log: Log,
   ) {
     this.http = createServer((req, res) => void this.handle(req, res));
+    this.stateDir = join(dirname(socketPath), 'pods');
   }
 
   /** Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here. */
@@ -51,8 +57,34 @@ export class CaptureServer {
       server.http.listen(socketPath, () => resolve());
     });
     await chmod(socketPath, 0o600);
+    await server.serial(() => server.restore());
     log('info', `capture: CNI API listening on ${socketPath}`);
     return server;
+  }
+
+  /**
+   * Takes over the pods a previous run captured: their rules are still in place (redirecting to
+   * nothing, so their connections were refused meanwhile); their listeners are opened again and
+   * the rules re-installed. Pods whose netns is gone are forgotten.
+   */
+  private async restore(): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    for (const file of await readdir(this.stateDir)) {
+      if (!file.endsWith('.json')) continue;
+      const path = join(this.stateDir, file);
+      try {
+        const pod = podRequest(JSON.parse(await readFile(path, 'utf8')), true);
+        if (!existsSync(pod.netns)) {
+          await rm(path, { force: true });
+          this.log('info', `capture: ${describe(pod)} is gone (no ${pod.netns}); forgotten`);
+          continue;
+        }
+        await this.add(pod);
+      } catch (error) {
+        const e = error as SluiceError;
+        this.log('error', `capture: cannot take over the pod recorded in ${path}; its traffic stays refused until it is recreated`, { code: e.code, error: e.message });
+      }
+    }
   }
 
   /** Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart re-adds). */
@@ -107,7 +139,10 @@ export class CaptureServer {
   }
 
   private async add(pod: PodRequest): Promise<unknown> {
-    await this.release(pod.containerId);
+    // A retried ADD (or a restore) replaces the pod's listeners; its record is rewritten below.
+    const previous = this.pods.get(pod.containerId);
+    this.pods.delete(pod.containerId);
+    await previous?.close();
     // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
     const listeners = await PodListeners.open(pod, this.addon, this.telemetry, this.sockets, this.log);
     try {
@@ -117,6 +152,7 @@ export class CaptureServer {
       throw error;
     }
     this.pods.set(pod.containerId, listeners);
+    await writeFile(this.statePath(pod.containerId), JSON.stringify(pod));
     this.log('info', `capture: ${describe(pod)} captured`, { containerId: pod.containerId, netns: pod.netns, ips: pod.ips });
     return { captured: true };
   }
@@ -151,7 +187,13 @@ export class CaptureServer {
     return { released };
   }
 
+  private statePath(containerId: string): string {
+    return join(this.stateDir, `${containerId}.json`);
+  }
+
+  /** Closes a pod's listeners and forgets it (its record too). */
   private async release(containerId: string): Promise<void> {
+    await rm(this.statePath(containerId), { force: true });
     const existing = this.pods.get(containerId);
     if (!existing) return;
     this.pods.delete(containerId);
@@ -173,6 +215,7 @@ function podRequest(body: unknown, full: boolean): PodRequest | PodIdentity {
   };
   const str = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : b[k] === undefined ? '' : bad(`${k} must be a string`));
   const containerId = str('containerId') || bad('containerId is required');
+  if (!CONTAINER_ID.test(containerId)) bad(`containerId "${containerId}" has characters a CNI container ID may not have`);
   const netns = str('netns');
   if (netns && !netns.startsWith('/')) bad(`netns must be an absolute path, got "${netns}"`);
   const identity = { containerId, netns, namespace: str('namespace'), name: str('name') };

@@ -115,6 +115,21 @@ serial('excluded traffic is not redirected: the node (kubelet probes), an opted-
   t.like(await podStats(a), { outbound: 2 });
 });
 
+serial('a restarted node proxy takes its pods over again: refused while it is down, captured after', async (t) => {
+  const exited = new Promise((r) => proxy!.once('exit', r));
+  proxy!.kill('SIGTERM');
+  await exited;
+  // The rules stay and nothing listens on 15001: A's connection is refused, never sent uncaptured.
+  const down = sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(8080, '${b.ip}').on('error', (e) => { console.log(e.code); })`]);
+  t.is(down.stdout.trim(), 'ECONNREFUSED');
+  await startProxy();
+  t.regex(proxy!.output(), /capture: pod default\/a captured/);
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
+  t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
+  t.like(await podStats(a), { outbound: 1, inbound: 0 });
+  t.like(await podStats(b), { outbound: 0, inbound: 1 });
+});
+
 serial('CHECK passes on the installed rules and fails with an error after tampering', async (t) => {
   const ok = lab.cni('check', a);
   t.is(ok.status, 0, ok.stdout);
