@@ -17,6 +17,7 @@ export const ErrorCodes = {
   SLUICE_ERR_CAPTURE_NETNS: 'the pod network namespace cannot be entered or has no listener',
   SLUICE_ERR_CAPTURE_NFT: 'installing or removing the pod redirect rules (nft) failed',
   SLUICE_ERR_CAPTURE_RULES_MISMATCH: 'the pod redirect rules are missing or not as installed',
+  SLUICE_ERR_CNI_INSTALL: 'sluice cni install/uninstall could not set up the node',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -1,6 +1,7 @@
 // `sluice <command>`: the command-line entry point. Each command lives in its own module.
 
 import { parseArgs } from 'node:util';
+import { runCni } from './cni.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runProxy } from './run.ts';
@@ -13,6 +14,8 @@ commands:
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
                            --workers: that many worker processes (auto: one per core; default 1);
                            --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
+  cni install|uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--config FILE] [--watch]
+                           chain sluice-cni into the node's CNI config, or remove it (docs/capture.md)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR]   create a new filter from the SDK template (default DIR: filters/<name>)
   help                     show this text
@@ -44,6 +47,8 @@ export async function main(argv: string[]): Promise<number> {
         }
         return await runProxy(values.config, { drainMs, workers, captureSocket: values['capture-socket'] });
       }
+      case 'cni':
+        return await runCni(rest);
       case 'demo':
         parseArgs({ args: rest, options: {} });
         return await runDemo();
