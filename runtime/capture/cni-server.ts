@@ -179,9 +179,9 @@ export class CaptureServer {
     if (!Array.isArray(valid)) throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', 'gc: "valid" must be a list of {containerId, ifName}');
     const keep = new Set(valid.map((v: { containerId?: unknown }) => v.containerId));
     const released: string[] = [];
-    for (const id of [...this.pods.keys()]) {
+    for (const [id, listeners] of [...this.pods]) {
       if (keep.has(id)) continue;
-      await this.release(id);
+      await this.del(listeners.pod);
       released.push(id);
     }
     return { released };

@@ -154,6 +154,29 @@ serial('DEL removes the rules and the listeners; DEL again, and DEL of a pod who
   t.is(lab.cni('del', c, { 'sluice.dev/capture': 'disabled' }).status, 0);
 });
 
+serial('GC releases the pods the runtime no longer lists; the capture API refuses bad requests with a code', async (t) => {
+  const d = lab.pod('d');
+  const e = lab.pod('e');
+  t.is(lab.cni('add', d).status, 0);
+  t.is(lab.cni('add', e).status, 0);
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['d', 'e']);
+  // Debian's plugins predate CNI 1.1 (libcni skips GC for them), so sluice-cni gets GC directly.
+  const gc = sh(join(repoRoot, 'build/cni/sluice-cni'), [], {
+    env: { CNI_COMMAND: 'GC', CNI_PATH: '/usr/lib/cni' },
+    input: JSON.stringify({ cniVersion: '1.1.0', name: 'n', type: 'sluice-cni', proxySocket: lab.socket, 'cni.dev/valid-attachments': [{ containerID: e.containerId, ifname: 'eth0' }] }),
+  });
+  t.is(gc.status, 0, gc.stdout);
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name), ['e']);
+  t.is(lab.nft(d, 'list', 'ruleset').stdout, '');
+  t.regex(lab.nft(e, 'list', 'ruleset').stdout, /table ip sluice/);
+  const bad = await lab.api('POST', '/v1/pods/add', '{"containerId": "../etc", "netns": "/x"}');
+  t.deepEqual(bad, { status: 400, body: { code: 'SLUICE_ERR_CAPTURE_REQUEST', message: 'pod request: containerId "../etc" has characters a CNI container ID may not have' } });
+  const notJson = await lab.api('POST', '/v1/pods/add', '{');
+  t.deepEqual(notJson, { status: 400, body: { code: 'SLUICE_ERR_CAPTURE_REQUEST', message: 'the request body is not JSON' } });
+  t.is(lab.cni('del', d).status, 0);
+  t.is(lab.cni('del', e).status, 0);
+});
+
 /** The handle of the rule in `chain` whose text contains `text` (nft -a list). */
 function ruleHandle(pod: Pod, chain: string, text: string): string {
   const listing = lab.nft(pod, '-a', 'list', 'chain', 'ip', 'sluice', chain).stdout;

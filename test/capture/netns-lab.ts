@@ -141,14 +141,14 @@ export class Lab {
   }
 
   /** The capture API (unix sockets cross network namespaces). */
-  api(method: string, path: string): Promise<{ status: number; body: any }> {
+  api(method: string, path: string, body?: string): Promise<{ status: number; body: any }> {
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.socket, method, path }, (res) => {
         let b = '';
         res.on('data', (c) => (b += c));
         res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(b) }));
       });
-      req.on('error', reject).end();
+      req.on('error', reject).end(body);
     });
   }
 

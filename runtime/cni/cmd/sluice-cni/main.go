@@ -138,6 +138,7 @@ func cmdCheck(args *skel.CmdArgs) error {
 		return nil
 	case errors.Is(err, errUnreachable):
 		if p.conf.FailOpen {
+			// failOpen: pods may run uncaptured while the proxy is away, so this is not an error.
 			return nil
 		}
 		return types.NewError(ErrTryAgainLater, fmt.Sprintf("sluice-cni: cannot check pod %s: %v; check the sluice DaemonSet pod on this node", p.describe(), err), "")
