@@ -6,12 +6,12 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SluiceError } from '../errors.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
 import { loadAddon, type CaptureAddon } from './addon.ts';
-import { checkRules, installRules, removeRules, type Exclusions } from './nft-rules.ts';
+import { checkRules, installRules, removeRules, type Exclusions, type Family } from './nft-rules.ts';
 import { describe, PodListeners, type PodIdentity } from './pod-listeners.ts';
 
 type Log = (level: string, msg: string, extra?: Record<string, unknown>) => void;
@@ -144,9 +144,9 @@ export class CaptureServer {
     this.pods.delete(pod.containerId);
     await previous?.close();
     // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
-    const listeners = await PodListeners.open(pod, this.addon, this.telemetry, this.sockets, this.log);
+    const listeners = await PodListeners.open(pod, families(pod), this.addon, this.telemetry, this.sockets, this.log);
     try {
-      await installRules(pod.netns, withNode(pod));
+      await installRules(pod.netns, withNode(pod), families(pod));
     } catch (error) {
       await listeners.close();
       throw error;
@@ -169,8 +169,8 @@ export class CaptureServer {
     if (!this.pods.has(pod.containerId)) {
       throw new SluiceError('SLUICE_ERR_CAPTURE_NETNS', `the proxy has no listeners for ${describe(pod)} (container ${pod.containerId}): it was never added here, or the proxy restarted since; recreate the pod`);
     }
-    const problems = await checkRules(pod.netns, withNode(pod));
-    if (problems.length > 0) throw new SluiceError('SLUICE_ERR_CAPTURE_RULES_MISMATCH', `${problems.join('; ')} (nft list table ip sluice in ${pod.netns})`);
+    const problems = await checkRules(pod.netns, withNode(pod), families(pod));
+    if (problems.length > 0) throw new SluiceError('SLUICE_ERR_CAPTURE_RULES_MISMATCH', `${problems.join('; ')} (nft list ruleset in ${pod.netns})`);
     return { ok: true };
   }
 
@@ -201,6 +201,14 @@ export class CaptureServer {
   }
 }
 
+/** The address families the pod has: its traffic in each is captured (a pod with none gets IPv4). */
+function families(pod: PodRequest): Family[] {
+  const out: Family[] = [];
+  if (pod.ips.length === 0 || pod.ips.some((a) => !a.includes(':'))) out.push('ip');
+  if (pod.ips.some((a) => a.includes(':'))) out.push('ip6');
+  return out;
+}
+
 /** Kubelet probes come from the node, which is the pod's gateway: its inbound is not redirected. */
 function withNode(pod: PodRequest): Exclusions {
   return { ...pod.exclude, inboundSources: [...pod.gateways, ...pod.exclude.inboundSources] };
@@ -223,18 +231,18 @@ function podRequest(body: unknown, full: boolean): PodRequest | PodIdentity {
   if (!netns) bad('netns is required');
   const list = (v: unknown, k: string, item: (x: unknown) => boolean): never[] =>
     Array.isArray(v) && v.every(item) ? (v as never[]) : bad(`${k} must be a list${v === undefined ? ' (missing)' : ''}`);
-  const ipv4 = (x: unknown) => typeof x === 'string' && /^\d{1,3}(\.\d{1,3}){3}(\/\d{1,2})?$/.test(x);
+  const ip = (x: unknown) => typeof x === 'string' && isIP(x.split('/')[0]) !== 0 && /^(\/\d{1,3})?$/.test(x.slice(x.split('/')[0].length));
   const port = (x: unknown) => Number.isInteger(x) && (x as number) >= 1 && (x as number) <= 65535;
   const ex = (b.exclude ?? {}) as Record<string, unknown>;
   return {
     ...identity,
-    ips: list(b.ips ?? [], 'ips', ipv4),
-    gateways: list(b.gateways ?? [], 'gateways', ipv4),
+    ips: list(b.ips ?? [], 'ips', ip),
+    gateways: list(b.gateways ?? [], 'gateways', ip),
     exclude: {
       outboundPorts: list(ex.outboundPorts ?? [], 'exclude.outboundPorts', port),
       inboundPorts: list(ex.inboundPorts ?? [], 'exclude.inboundPorts', port),
-      outboundCidrs: list(ex.outboundCidrs ?? [], 'exclude.outboundCidrs', ipv4),
-      inboundSources: list(ex.inboundSources ?? [], 'exclude.inboundSources', ipv4),
+      outboundCidrs: list(ex.outboundCidrs ?? [], 'exclude.outboundCidrs', ip),
+      inboundSources: list(ex.inboundSources ?? [], 'exclude.inboundSources', ip),
     },
   };
 }

@@ -2,5 +2,5 @@
 
 export { captureUnavailable, loadAddon, type CaptureAddon } from './addon.ts';
 export { CaptureServer } from './cni-server.ts';
-export { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, renderRules, type Exclusions } from './nft-rules.ts';
+export { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, renderRules, renderTable, type Exclusions, type Family } from './nft-rules.ts';
 export { listenerName, type Direction } from './pod-listeners.ts';

@@ -7,7 +7,7 @@ import { SluiceError } from '../errors.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
 import type { CaptureAddon } from './addon.ts';
-import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK } from './nft-rules.ts';
+import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -43,13 +43,20 @@ export class PodListeners {
   ) {}
 
   /** Binds both listeners in the pod's netns; throws SLUICE_ERR_CAPTURE_NETNS naming the step. */
-  static async open(pod: PodIdentity, addon: CaptureAddon, telemetry: Telemetry, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
+  static async open(pod: PodIdentity, families: readonly Family[], addon: CaptureAddon, telemetry: Telemetry, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
     const p = new PodListeners(pod, addon, telemetry, sockets, log);
     try {
-      // Outbound is REDIRECTed from OUTPUT, which lands on 127.0.0.1; inbound from PREROUTING
-      // lands on the pod's address, hence the wildcard.
-      await p.adopt('outbound', '127.0.0.1', OUTBOUND_PORT);
-      await p.adopt('inbound', '0.0.0.0', INBOUND_PORT);
+      // Outbound is REDIRECTed from OUTPUT, which lands on loopback; inbound from PREROUTING
+      // lands on the pod's address, hence the wildcard. IPv6 sockets are v6-only (the addon sets
+      // IPV6_V6ONLY), so both families can hold the same ports.
+      if (families.includes('ip')) {
+        await p.adopt('outbound', '127.0.0.1', OUTBOUND_PORT);
+        await p.adopt('inbound', '0.0.0.0', INBOUND_PORT);
+      }
+      if (families.includes('ip6')) {
+        await p.adopt('outbound', '::1', OUTBOUND_PORT);
+        await p.adopt('inbound', '::', INBOUND_PORT);
+      }
     } catch (error) {
       await p.close();
       const e = error as Error & { code?: string };
@@ -80,7 +87,7 @@ export class PodListeners {
       this.log('warn', `capture: ${direction} connection in ${describe(this.pod)} from ${client.remoteAddress}:${client.remotePort} has no original destination; closed`, { error: (error as Error).message });
       return void client.destroy();
     }
-    if ((dst.port === OUTBOUND_PORT || dst.port === INBOUND_PORT) && (dst.address === client.localAddress || dst.address.startsWith('127.'))) {
+    if ((dst.port === OUTBOUND_PORT || dst.port === INBOUND_PORT) && (dst.address === client.localAddress || dst.address.startsWith('127.') || dst.address === '::1')) {
       this.counters.refused++;
       this.log('warn', `capture: ${direction} connection in ${describe(this.pod)} to ${dst.address}:${dst.port} would loop into the proxy; closed`);
       return void client.destroy();

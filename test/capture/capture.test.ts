@@ -35,7 +35,7 @@ listeners:
 }
 
 const cniError = (r: { status: number | null; stdout: string }) => ({ status: r.status, error: JSON.parse(r.stdout) as { code: number; msg: string } });
-const ipOf = (addResult: string) => (JSON.parse(addResult).ips[0].address as string).split('/')[0];
+const ipOf = (addResult: string, v6 = false) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => a.includes(':') === v6)!;
 const podStats = async (p: Pod) => (await lab.api('GET', '/v1/pods')).body.pods.find((x: { containerId: string }) => x.containerId === p.containerId);
 
 serial('ADD while the node proxy is down fails with a CNI error that says so, and DEL still succeeds', async (t) => {
@@ -67,10 +67,14 @@ serial('ADD captures pods: rules in the pod netns, prevResult passed on; an opte
     t.is(result.ips[0].gateway, '10.248.0.1');
     t.true(result.interfaces.some((i: { name: string; sandbox?: string }) => i.name === 'eth0' && i.sandbox === p.netnsPath));
     p.ip = ipOf(r.stdout);
-    const table = lab.nft(p, 'list', 'table', 'ip', 'sluice');
-    t.is(table.status, 0, JSON.stringify(table));
-    t.regex(table.stdout, /redirect to :15001/);
-    t.regex(table.stdout, /redirect to :15006/);
+    p.ip6 = ipOf(r.stdout, true);
+    t.regex(p.ip6, /^fd00:5c:e2e::/);
+    for (const family of ['ip', 'ip6']) {
+      const table = lab.nft(p, 'list', 'table', family, 'sluice');
+      t.is(table.status, 0, JSON.stringify(table));
+      t.regex(table.stdout, /redirect to :15001/);
+      t.regex(table.stdout, /redirect to :15006/);
+    }
   }
   const optedOut = lab.cni('add', c, { 'sluice.dev/capture': 'disabled' });
   t.is(optedOut.status, 0, optedOut.stdout);
@@ -96,23 +100,29 @@ serial('pod A to pod B passes the node proxy both ways, to the original destinat
   t.regex(metrics, new RegExp(`istio_tcp_connections_opened_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-inbound"\\} 1\\n`));
 });
 
+serial('IPv6: pod A to pod B is captured the same way, with the original IPv6 destination', async (t) => {
+  t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6, local: `${b.ip6}:8080` });
+  t.like(await podStats(a), { outbound: 2, inbound: 0, refused: 0 });
+  t.like(await podStats(b), { outbound: 0, inbound: 2, refused: 0 });
+});
+
 serial('excluded traffic is not redirected: the node (kubelet probes), an opted-out pod, an excluded port', async (t) => {
   // From the node's netns: the source is the pod's gateway, which is excluded inbound.
   t.deepEqual(lab.get(lab.node, `http://${b.ip}:8080/healthz`), { pod: 'b', remote: '10.248.0.1', local: `${b.ip}:8080` });
-  t.like(await podStats(b), { inbound: 1 });
+  t.like(await podStats(b), { inbound: 2 });
   // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself.
   await lab.serve(c);
   t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip, local: `${c.ip}:8080` });
-  t.like(await podStats(a), { outbound: 2 });
+  t.like(await podStats(a), { outbound: 3 });
   // C to B: C's outbound bypasses the proxy; B's inbound still passes it.
   t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
-  t.like(await podStats(a), { outbound: 2 });
-  t.like(await podStats(b), { inbound: 2 });
+  t.like(await podStats(a), { outbound: 3 });
+  t.like(await podStats(b), { inbound: 3 });
   // excludeOutboundPorts: [9999]: A's connection to C:9999 is not redirected, so C's kernel
   // refuses it (nothing listens there) instead of the proxy's 15001 listener accepting it.
   const r = sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(9999, '${c.ip}').on('error', (e) => { console.log(e.code); })`]);
   t.is(r.stdout.trim(), 'ECONNREFUSED');
-  t.like(await podStats(a), { outbound: 2 });
+  t.like(await podStats(a), { outbound: 3 });
 });
 
 serial('a restarted node proxy takes its pods over again: refused while it is down, captured after', async (t) => {
@@ -137,7 +147,7 @@ serial('CHECK passes on the installed rules and fails with an error after tamper
   const { status, error } = cniError(lab.cni('check', a));
   t.is(status, 1);
   t.is(error.code, 101);
-  t.regex(error.msg, /the capture rules of pod default\/a .* are not as installed: chain output has 4 rules, expected 5 as installed/);
+  t.regex(error.msg, /the capture rules of pod default\/a .* are not as installed: ip chain output has 4 rules, expected 5 as installed \(nft list ruleset in /);
 });
 
 serial('DEL removes the rules and the listeners; DEL again, and DEL of a pod whose netns is gone, succeed', async (t) => {
@@ -174,7 +184,17 @@ serial('GC releases the pods the runtime no longer lists; the capture API refuse
   const notJson = await lab.api('POST', '/v1/pods/add', '{');
   t.deepEqual(notJson, { status: 400, body: { code: 'SLUICE_ERR_CAPTURE_REQUEST', message: 'the request body is not JSON' } });
   t.is(lab.cni('del', d).status, 0);
-  t.is(lab.cni('del', e).status, 0);
+});
+
+serial('DEL with the node proxy down removes the pod\'s tables itself', async (t) => {
+  const e = lab.pods.get('e')!;
+  t.regex(lab.nft(e, 'list', 'ruleset').stdout, /table ip sluice[^]*table ip6 sluice/);
+  const exited = new Promise((r) => proxy!.once('exit', r));
+  proxy!.kill('SIGTERM');
+  await exited;
+  const del = lab.cni('del', e);
+  t.is(del.status, 0, del.stdout);
+  t.is(lab.nft(e, 'list', 'ruleset').stdout, '');
 });
 
 /** The handle of the rule in `chain` whose text contains `text` (nft -a list). */

@@ -58,6 +58,7 @@ export interface Pod {
   netnsPath: string;
   containerId: string;
   ip?: string;
+  ip6?: string;
 }
 
 export class Lab {
@@ -79,7 +80,7 @@ export class Lab {
       cniVersion: '1.0.0',
       name: `sluice-e2e-${this.id}`,
       plugins: [
-        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: '10.248.0.0/24', dataDir: join(this.dir, 'ipam') } },
+        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.248.0.0/24' }], [{ subnet: 'fd00:5c:e2e::/64' }]], dataDir: join(this.dir, 'ipam') } },
         { type: 'sluice-cni', proxySocket: this.socket, timeoutMs: 3000, excludeNamespaces: ['kube-system'], excludeOutboundPorts: [9999], capabilities: { 'io.kubernetes.cri.pod-annotations': true } },
       ],
     };
@@ -128,7 +129,8 @@ export class Lab {
 
   /** An HTTP server on 0.0.0.0:8080 in the pod that answers with the connection's addresses. */
   serve(pod: Pod): Promise<ChildProcess> {
-    const script = `require('http').createServer((q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort }))).listen(8080, '0.0.0.0', () => console.log('ready'))`;
+    // Two servers, IPv4 and IPv6-only, so each family's peer address reads plainly.
+    const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort })); const http = require('http'); http.createServer(h).listen(8080, '0.0.0.0', () => http.createServer(h).listen({ port: 8080, host: '::', ipv6Only: true }, () => console.log('ready')))`;
     return this.spawnIn(pod.netns, [process.execPath, '-e', script], 'ready');
   }
 

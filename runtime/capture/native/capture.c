@@ -152,6 +152,8 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   int one = 1;
   const char *failed = NULL;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) failed = "SO_REUSEADDR";
+  // v6-only: an IPv6 listener on [::]:15006 must not take the IPv4 port its sibling holds.
+  else if (addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) failed = "IPV6_V6ONLY";
   else if (set_mark(fd, mark) != 0) failed = "SO_MARK (needs CAP_NET_ADMIN)";
   else if (bind(fd, (struct sockaddr *)&addr, addrlen) != 0) failed = "bind";
   else if (listen(fd, 511) != 0) failed = "listen";

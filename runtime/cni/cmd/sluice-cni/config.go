@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -83,9 +82,6 @@ func parseConfig(stdin []byte) (*PluginConf, error) {
 		if _, _, err := net.ParseCIDR(c); err != nil {
 			return nil, invalidConfig("%q in excludeOutboundCIDRs/excludeInboundSources is not a CIDR (write 10.0.0.0/8, or 10.0.0.1/32 for one address)", c)
 		}
-		if strings.Contains(c, ":") {
-			return nil, invalidConfig("%q: IPv6 is not captured yet, so IPv6 exclusions are refused rather than ignored (docs/capture.md)", c)
-		}
 	}
 	for _, ns := range conf.ExcludeNamespaces {
 		if ns == "" {
@@ -139,7 +135,7 @@ func (c *PluginConf) exclusions() Exclusions {
 	return e
 }
 
-// podAddresses: the pod's IPv4 addresses and gateways from the primary plugin's result.
+// podAddresses: the pod's addresses and gateways (IPv4 and IPv6) from the primary plugin's result.
 func podAddresses(prev types.Result) (ips, gateways []string, err error) {
 	res, err := current.NewResultFromResult(prev)
 	if err != nil {
@@ -147,9 +143,6 @@ func podAddresses(prev types.Result) (ips, gateways []string, err error) {
 	}
 	ips, gateways = []string{}, []string{}
 	for _, ip := range res.IPs {
-		if ip.Address.IP.To4() == nil {
-			continue
-		}
 		ips = append(ips, ip.Address.String())
 		if ip.Gateway != nil {
 			gateways = append(gateways, ip.Gateway.String())

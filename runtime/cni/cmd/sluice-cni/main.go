@@ -201,7 +201,7 @@ func isHostNetns(path string) (bool, error) {
 	return os.SameFile(a, b), nil
 }
 
-// removeRules deletes the capture table inside the pod's netns; a gone netns or table is success.
+// removeRules deletes the capture tables (ip, ip6) inside the pod's netns; a gone netns or table is success.
 func removeRules(netnsPath string) error {
 	if netnsPath == "" {
 		return nil
@@ -209,7 +209,7 @@ func removeRules(netnsPath string) error {
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
 		// "add then delete" succeeds whether or not the table exists.
 		cmd := exec.Command(nftPath(), "-f", "-")
-		cmd.Stdin = strings.NewReader("add table ip sluice\ndelete table ip sluice\n")
+		cmd.Stdin = strings.NewReader("add table ip sluice\ndelete table ip sluice\nadd table ip6 sluice\ndelete table ip6 sluice\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("nft: %v: %s", err, strings.TrimSpace(string(out)))
 		}
