@@ -6,7 +6,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import { SluiceError } from '../errors.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
-import type { CaptureAddon } from './addon.ts';
+import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -33,6 +33,8 @@ export const listenerName = (d: Direction) => `capture-${d}`;
 export class PodListeners {
   readonly counters: PodCounters = { outbound: 0, inbound: 0, refused: 0 };
   private readonly servers: Server[] = [];
+  /** Where the upstream sockets are made: a thread parked in the pod's netns. */
+  private netns?: NetnsHandle;
 
   private constructor(
     readonly pod: PodIdentity,
@@ -46,6 +48,7 @@ export class PodListeners {
   static async open(pod: PodIdentity, families: readonly Family[], addon: CaptureAddon, telemetry: Telemetry, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
     const p = new PodListeners(pod, addon, telemetry, sockets, log);
     try {
+      p.netns = addon.netnsOpen(pod.netns);
       // Outbound is REDIRECTed from OUTPUT, which lands on loopback; inbound from PREROUTING
       // lands on the pod's address, hence the wildcard. IPv6 sockets are v6-only (the addon sets
       // IPV6_V6ONLY), so both families can hold the same ports.
@@ -97,7 +100,7 @@ export class PodListeners {
     try {
       // Opened in the pod's netns with the mark: it leaves with the pod's address and is not
       // redirected again (outbound), or reaches the pod's own server (inbound).
-      const ufd = this.addon.socketInNetns(this.pod.netns, dst.family, PROXY_MARK);
+      const ufd = this.addon.netnsSocket(this.netns!, dst.family, PROXY_MARK);
       // manualStart: the socket is not connected yet; reading starts once connect() completes.
       upstream = new Socket({ fd: ufd, manualStart: true } as ConstructorParameters<typeof Socket>[0]);
     } catch (error) {
@@ -109,6 +112,7 @@ export class PodListeners {
   }
 
   async close(): Promise<void> {
+    if (this.netns) this.addon.netnsClose(this.netns);
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
   }
 }
