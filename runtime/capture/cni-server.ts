@@ -9,10 +9,10 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import { isIP, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { SluiceError } from '../errors.ts';
-import type { Telemetry } from '../proxy/telemetry.ts';
+import { CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { loadAddon, type CaptureAddon } from './addon.ts';
 import { checkRules, installRules, removeRules, type Exclusions, type Family } from './nft-rules.ts';
-import { describe, PodListeners, type PodIdentity } from './pod-listeners.ts';
+import { describe, PodListeners, type CaptureParts, type PodIdentity } from './pod-listeners.ts';
 
 type Log = (level: string, msg: string, extra?: Record<string, unknown>) => void;
 
@@ -35,20 +35,22 @@ export class CaptureServer {
   private queue: Promise<unknown> = Promise.resolve();
 
   private readonly stateDir: string;
+  private readonly parts: CaptureParts;
 
   private constructor(
     readonly socketPath: string,
     private readonly addon: CaptureAddon,
-    private readonly telemetry: Telemetry,
+    proxy: ProxyParts,
     private readonly log: Log,
   ) {
+    this.parts = { ...proxy, http: new CaptureHttp(proxy, this.sockets) };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
   }
 
   /** Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here. */
-  static async start(socketPath: string, telemetry: Telemetry, log: Log): Promise<CaptureServer> {
-    const server = new CaptureServer(socketPath, loadAddon(), telemetry, log);
+  static async start(socketPath: string, proxy: ProxyParts, log: Log): Promise<CaptureServer> {
+    const server = new CaptureServer(socketPath, loadAddon(), proxy, log);
     await mkdir(dirname(socketPath), { recursive: true });
     // A socket file left by a previous run refuses connections; ours replaces it.
     await rm(socketPath, { force: true });
@@ -92,6 +94,7 @@ export class CaptureServer {
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const p of this.pods.values()) await p.close();
     for (const s of this.sockets) s.destroy();
+    this.parts.http.closeAll();
     this.pods.clear();
   }
 
@@ -144,7 +147,7 @@ export class CaptureServer {
     this.pods.delete(pod.containerId);
     await previous?.close();
     // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
-    const listeners = await PodListeners.open(pod, families(pod), this.addon, this.telemetry, this.sockets, this.log);
+    const listeners = await PodListeners.open(pod, families(pod), this.addon, this.parts, this.sockets, this.log);
     try {
       await installRules(pod.netns, withNode(pod), families(pod));
     } catch (error) {

@@ -1,12 +1,14 @@
 // The proxy's listeners inside one pod's netns: 15001 for the pod's redirected outbound TCP,
 // 15006 for inbound. Each accepted connection goes to its original destination over a socket
-// the proxy opens in the same netns with PROXY_MARK, which the pod's rules let through.
+// the proxy opens in the same netns with PROXY_MARK, which the pod's rules let through: through
+// the HTTP stack when it speaks HTTP/1.1 (capture-http.ts), as TCP passthrough otherwise.
 
 import { createServer, Socket, type Server } from 'node:net';
 import { SluiceError } from '../errors.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
-import type { Telemetry } from '../proxy/telemetry.ts';
+import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
+import { looksLikeHttp1, originalDestinationState, sniff, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -27,26 +29,35 @@ export interface PodCounters {
 
 type Log = (level: string, msg: string, extra?: Record<string, unknown>) => void;
 
+/** What the pod's listeners hand connections to. */
+export interface CaptureParts extends ProxyParts {
+  readonly http: CaptureHttp;
+}
+
+/** HTTP states kept per pod (one per original destination and direction), oldest dropped first. */
+const MAX_HTTP_STATES = 256;
+
 /** Listener name in metrics (`sluice_listener`): capture-outbound / capture-inbound. */
 export const listenerName = (d: Direction) => `capture-${d}`;
 
 export class PodListeners {
   readonly counters: PodCounters = { outbound: 0, inbound: 0, refused: 0 };
   private readonly servers: Server[] = [];
+  private readonly httpStates = new Map<string, ListenerState>();
   /** Where the upstream sockets are made: a thread parked in the pod's netns. */
   private netns?: NetnsHandle;
 
   private constructor(
     readonly pod: PodIdentity,
     private readonly addon: CaptureAddon,
-    private readonly telemetry: Telemetry,
+    private readonly parts: CaptureParts,
     private readonly sockets: Set<Socket>,
     private readonly log: Log,
   ) {}
 
   /** Binds both listeners in the pod's netns; throws SLUICE_ERR_CAPTURE_NETNS naming the step. */
-  static async open(pod: PodIdentity, families: readonly Family[], addon: CaptureAddon, telemetry: Telemetry, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
-    const p = new PodListeners(pod, addon, telemetry, sockets, log);
+  static async open(pod: PodIdentity, families: readonly Family[], addon: CaptureAddon, parts: CaptureParts, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
+    const p = new PodListeners(pod, addon, parts, sockets, log);
     try {
       p.netns = addon.netnsOpen(pod.netns);
       // Outbound is REDIRECTed from OUTPUT, which lands on loopback; inbound from PREROUTING
@@ -96,22 +107,52 @@ export class PodListeners {
       return void client.destroy();
     }
     this.counters[direction]++;
+    void this.forward(direction, client, dst);
+  }
+
+  private async forward(direction: Direction, client: Socket, dst: { address: string; port: number; family: 4 | 6 }): Promise<void> {
+    const first = await sniff(client);
+    if (client.destroyed) return;
+    if (looksLikeHttp1(first)) return this.parts.http.serve(client, first, this.httpState(direction, dst));
+    if (first.length > 0) client.unshift(first);
     let upstream: Socket;
     try {
-      // Opened in the pod's netns with the mark: it leaves with the pod's address and is not
-      // redirected again (outbound), or reaches the pod's own server (inbound).
-      const ufd = this.addon.netnsSocket(this.netns!, dst.family, PROXY_MARK);
-      // manualStart: the socket is not connected yet; reading starts once connect() completes.
-      upstream = new Socket({ fd: ufd, manualStart: true } as ConstructorParameters<typeof Socket>[0]);
+      upstream = this.connect(dst.address, dst.port);
     } catch (error) {
       this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${dst.address}:${dst.port}`, { error: (error as Error).message });
       return void client.destroy();
     }
-    upstream.connect(dst.port, dst.address);
-    passthrough(client, upstream, { listener: listenerName(direction), destination: `${dst.address}:${dst.port}` }, this.telemetry, this.sockets);
+    passthrough(client, upstream, { listener: listenerName(direction), destination: `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+  }
+
+  /**
+   * A connection from the pod's netns with the mark: it leaves with the pod's address and is not
+   * redirected again (outbound), or reaches the pod's own server (inbound).
+   */
+  private connect(host: string, port: number): Socket {
+    const fd = this.addon.netnsSocket(this.netns!, host.includes(':') ? 6 : 4, PROXY_MARK);
+    // manualStart: the socket is not connected yet; reading starts once connect() completes.
+    const socket = new Socket({ fd, manualStart: true } as ConstructorParameters<typeof Socket>[0]);
+    return socket.connect(port, host);
+  }
+
+  private httpState(direction: Direction, dst: { address: string; port: number }): ListenerState {
+    const key = `${direction} ${dst.address} ${dst.port}`;
+    let state = this.httpStates.get(key);
+    if (state) return state;
+    state = originalDestinationState(listenerName(direction), dst.address, dst.port, this.parts.env, (host, port) => this.connect(host, port));
+    this.httpStates.set(key, state);
+    if (this.httpStates.size > MAX_HTTP_STATES) {
+      const [oldestKey, oldest] = this.httpStates.entries().next().value!;
+      this.httpStates.delete(oldestKey);
+      for (const c of oldest.clusters.values()) void c.close();
+    }
+    return state;
   }
 
   async close(): Promise<void> {
+    for (const state of this.httpStates.values()) for (const c of state.clusters.values()) void c.destroy();
+    this.httpStates.clear();
     if (this.netns) this.addon.netnsClose(this.netns);
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
   }

@@ -46,7 +46,7 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
     log('info', `applied ${file}`);
   };
   // Capture (docs/capture.md) serves the CNI plugin once the proxy's listeners are up.
-  const capture = captureSocket ? await CaptureServer.start(captureSocket, proxy.telemetry, log).catch(async (error) => {
+  const capture = captureSocket ? await CaptureServer.start(captureSocket, proxy, log).catch(async (error) => {
     await proxy.stop(0);
     throw error;
   }) : undefined;

@@ -1,8 +1,9 @@
 // What a cluster endpoint's connection pool offers the request path, whichever protocol it speaks
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, type buildConnector, type Dispatcher } from 'undici';
 
 export interface UpstreamRequest {
   method: string;
@@ -41,16 +42,20 @@ export interface Http1PoolOptions {
   requestTimeoutMs: number;
 }
 
+/** Makes the pool's connections (instead of undici's own connect): capture opens them in a pod's netns. */
+export type Connector = (host: string, port: number) => Socket;
+
 export class Http1Pool implements UpstreamPool {
   private readonly pool: Pool;
 
-  constructor(authority: string, options: Http1PoolOptions) {
+  constructor(authority: string, options: Http1PoolOptions, connector?: Connector) {
     this.pool = new Pool(`http://${authority}`, {
       connections: options.maxConnections,
       connectTimeout: options.connectTimeoutMs,
       keepAliveTimeout: options.idleTimeoutMs,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
+      ...(connector && { connect: adapt(connector, options.connectTimeoutMs) }),
     });
   }
 
@@ -69,6 +74,28 @@ export class Http1Pool implements UpstreamPool {
   destroy(): Promise<void> {
     return this.pool.destroy();
   }
+}
+
+/** undici's connect callback over a Connector, with the pool's connect timeout. */
+function adapt(connector: Connector, timeoutMs: number): buildConnector.connector {
+  return (opts, callback) => {
+    let socket: Socket;
+    try {
+      socket = connector(opts.hostname.replace(/^\[|\]$/g, ''), Number(opts.port));
+    } catch (error) {
+      return void callback(error as Error, null);
+    }
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' })), timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.setNoDelay(true);
+      callback(null, socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      callback(error, null);
+    });
+  };
 }
 
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */

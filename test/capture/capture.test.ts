@@ -36,6 +36,11 @@ listeners:
 
 const cniError = (r: { status: number | null; stdout: string }) => ({ status: r.status, error: JSON.parse(r.stdout) as { code: number; msg: string } });
 const ipOf = (addResult: string, v6 = false) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => a.includes(':') === v6)!;
+/** The node proxy's /stats/prometheus, fetched from inside the node's netns. */
+function proxyMetrics(): string {
+  const admin = Number(/admin listening on 127\.0\.0\.1:(\d+)/.exec(proxy!.output())![1]);
+  return sh('ip', ['netns', 'exec', lab.node, process.execPath, '-e', `fetch('http://127.0.0.1:${admin}/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))`]).stdout;
+}
 const podStats = async (p: Pod) => (await lab.api('GET', '/v1/pods')).body.pods.find((x: { containerId: string }) => x.containerId === p.containerId);
 
 serial('ADD while the node proxy is down fails with a CNI error that says so, and DEL still succeeds', async (t) => {
@@ -89,40 +94,55 @@ serial('pod A to pod B passes the node proxy both ways, to the original destinat
   const answer = lab.get(a.netns, `http://${b.ip}:8080/hello`);
   // B's server was reached on the address A dialled (original destination preserved) from B's
   // own address: the proxy's inbound listener in B's netns connected it (without capture the
-  // peer would be A).
-  t.deepEqual(answer, { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
+  // peer would be A). HTTP went through the proxy's HTTP stack on both sides: each added A's
+  // address to x-forwarded-for (the peer it saw: A itself, outbound and inbound).
+  t.deepEqual(answer, { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true });
   t.like(await podStats(a), { outbound: 1, inbound: 0, refused: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 1, refused: 0 });
-  // Counted in the proxy's TCP metrics under the capture listeners, by original destination.
-  const admin = Number(/admin listening on 127\.0\.0\.1:(\d+)/.exec(proxy!.output())![1]);
-  const metrics = sh('ip', ['netns', 'exec', lab.node, process.execPath, '-e', `fetch('http://127.0.0.1:${admin}/stats/prometheus').then((r) => r.text()).then((t) => process.stdout.write(t))`]).stdout;
-  t.regex(metrics, new RegExp(`istio_tcp_connections_opened_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-outbound"\\} 1\\n`));
-  t.regex(metrics, new RegExp(`istio_tcp_connections_opened_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-inbound"\\} 1\\n`));
+  const metrics = proxyMetrics();
+  const dst = `${b.ip!.replaceAll('.', '\\.')}:8080`;
+  t.regex(metrics, new RegExp(`istio_requests_total\\{[^}]*destination_service="${dst}"[^}]*sluice_listener="capture-outbound"[^}]*\\} 1\\n`));
+  t.regex(metrics, new RegExp(`istio_requests_total\\{[^}]*destination_service="${dst}"[^}]*sluice_listener="capture-inbound"[^}]*\\} 1\\n`));
+});
+
+serial('TCP that is not HTTP passes through, client-first or server-first, counted in the TCP metrics', async (t) => {
+  t.is(lab.tcp(a.netns, b.ip!, 9000, 'ping\n'), 'PING\n');
+  // Server-first: A sends nothing; after the sniff the proxy passes the banner through.
+  t.is(lab.tcp(a.netns, b.ip!, 9001, ''), '220 b ready\n');
+  t.like(await podStats(a), { outbound: 3 });
+  t.like(await podStats(b), { inbound: 3 });
+  const metrics = proxyMetrics();
+  for (const port of [9000, 9001]) {
+    for (const listener of ['capture-outbound', 'capture-inbound']) {
+      t.regex(metrics, new RegExp(`istio_tcp_connections_closed_total\\{[^}]*destination_service="${b.ip!.replaceAll('.', '\\.')}:${port}",sluice_listener="${listener}"\\} 1\\n`));
+    }
+  }
 });
 
 serial('IPv6: pod A to pod B is captured the same way, with the original IPv6 destination', async (t) => {
-  t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6, local: `${b.ip6}:8080` });
-  t.like(await podStats(a), { outbound: 2, inbound: 0, refused: 0 });
-  t.like(await podStats(b), { outbound: 0, inbound: 2, refused: 0 });
+  t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6!, local: `${b.ip6}:8080`, xff: `${a.ip6}, ${a.ip6}`, requestId: true });
+  t.like(await podStats(a), { outbound: 4, inbound: 0, refused: 0 });
+  t.like(await podStats(b), { outbound: 0, inbound: 4, refused: 0 });
 });
 
 serial('excluded traffic is not redirected: the node (kubelet probes), an opted-out pod, an excluded port', async (t) => {
   // From the node's netns: the source is the pod's gateway, which is excluded inbound.
-  t.deepEqual(lab.get(lab.node, `http://${b.ip}:8080/healthz`), { pod: 'b', remote: '10.248.0.1', local: `${b.ip}:8080` });
-  t.like(await podStats(b), { inbound: 2 });
-  // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself.
+  t.deepEqual(lab.get(lab.node, `http://${b.ip}:8080/healthz`), { pod: 'b', remote: '10.248.0.1', local: `${b.ip}:8080`, requestId: false });
+  t.like(await podStats(b), { inbound: 4 });
+  // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself, and
+  // one x-forwarded-for entry (A's proxy's).
   await lab.serve(c);
-  t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip, local: `${c.ip}:8080` });
-  t.like(await podStats(a), { outbound: 3 });
-  // C to B: C's outbound bypasses the proxy; B's inbound still passes it.
-  t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
-  t.like(await podStats(a), { outbound: 3 });
-  t.like(await podStats(b), { inbound: 3 });
+  t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip!, local: `${c.ip}:8080`, xff: a.ip!, requestId: true });
+  t.like(await podStats(a), { outbound: 5 });
+  // C to B: C's outbound bypasses the proxy; B's inbound still passes it (one entry: C).
+  t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: c.ip!, requestId: true });
+  t.like(await podStats(a), { outbound: 5 });
+  t.like(await podStats(b), { inbound: 5 });
   // excludeOutboundPorts: [9999]: A's connection to C:9999 is not redirected, so C's kernel
   // refuses it (nothing listens there) instead of the proxy's 15001 listener accepting it.
   const r = sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(9999, '${c.ip}').on('error', (e) => { console.log(e.code); })`]);
   t.is(r.stdout.trim(), 'ECONNREFUSED');
-  t.like(await podStats(a), { outbound: 3 });
+  t.like(await podStats(a), { outbound: 5 });
 });
 
 serial('a restarted node proxy takes its pods over again: refused while it is down, captured after', async (t) => {
@@ -135,7 +155,7 @@ serial('a restarted node proxy takes its pods over again: refused while it is do
   await startProxy();
   t.regex(proxy!.output(), /capture: pod default\/a captured/);
   t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
-  t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip, local: `${b.ip}:8080` });
+  t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true });
   t.like(await podStats(a), { outbound: 1, inbound: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 1 });
 });

@@ -129,13 +129,17 @@ export class Lab {
 
   /** An HTTP server on 0.0.0.0:8080 in the pod that answers with the connection's addresses. */
   serve(pod: Pod): Promise<ChildProcess> {
-    // Two servers, IPv4 and IPv6-only, so each family's peer address reads plainly.
-    const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort })); const http = require('http'); http.createServer(h).listen(8080, '0.0.0.0', () => http.createServer(h).listen({ port: 8080, host: '::', ipv6Only: true }, () => console.log('ready')))`;
+    // Two HTTP servers, IPv4 and IPv6-only, so each family's peer address reads plainly; a
+    // client-first TCP server (9000: upper-cases a line) and a server-first one (9001: a banner).
+    const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort, xff: q.headers['x-forwarded-for'], requestId: q.headers['x-request-id'] !== undefined })); const http = require('http'); const net = require('net');
+      net.createServer((s) => s.on('data', (d) => s.end(d.toString().toUpperCase()))).listen(9000, '0.0.0.0');
+      net.createServer((s) => s.end('220 ${pod.name} ready\\n')).listen(9001, '0.0.0.0');
+      http.createServer(h).listen(8080, '0.0.0.0', () => http.createServer(h).listen({ port: 8080, host: '::', ipv6Only: true }, () => console.log('ready')))`;
     return this.spawnIn(pod.netns, [process.execPath, '-e', script], 'ready');
   }
 
   /** GET url from inside a netns with a fresh process; returns the parsed JSON body. */
-  get(netns: string, url: string): Record<string, string> {
+  get(netns: string, url: string): Record<string, string | boolean> {
     const script = `require('http').get(process.argv[1], (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(b)); }).on('error', (e) => { console.error(e.message); process.exit(1); })`;
     const r = sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url]);
     if (r.status !== 0) throw new Error(`GET ${url} from ${netns} failed: ${r.stderr}`);
@@ -152,6 +156,12 @@ export class Lab {
       });
       req.on('error', reject).end(body);
     });
+  }
+
+  /** A TCP exchange from inside a netns: connect, write `send` (if any), collect until the peer ends. */
+  tcp(netns: string, host: string, port: number, send: string): string {
+    const script = `const s = require('net').connect(${port}, '${host}', () => { if (${JSON.stringify(send)}) s.write(${JSON.stringify(send)}); }); let b = ''; s.on('data', (d) => (b += d)).on('end', () => process.stdout.write(b)).on('error', (e) => { console.log(e.code); });`;
+    return sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script]).stdout;
   }
 
   nft(pod: Pod, ...args: string[]): Run {
