@@ -1,7 +1,8 @@
-// Captured connections that open with an HTTP/1.1 request line go through the proxy's HTTP
-// stack (router, filter chain, x-forwarded-*, x-request-id, istio_requests_total) to their
-// original destination. Everything else (HTTP/2, TLS, other protocols, and server-first
-// protocols, which send nothing within SNIFF_MS) passes through as TCP.
+// Captured connections that open with an HTTP/1.1 request line or the HTTP/2 preface (h2c,
+// gRPC) go through the proxy's HTTP stack (router, filter chain, x-forwarded-*, x-request-id,
+// istio_requests_total) to their original destination, upstream in the same protocol.
+// Everything else (TLS, other protocols, and server-first protocols, which send nothing within
+// SNIFF_MS) passes through as TCP.
 
 import { Socket } from 'node:net';
 import { parseConfig } from '../config/index.ts';
@@ -25,8 +26,13 @@ export const SNIFF_MS = 100;
 /** An HTTP/1.x request line's start (RFC 9110 methods). HTTP/2's preface ("PRI * ") is not one. */
 const HTTP1 = /^(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|TRACE|CONNECT) \S/;
 
-export function looksLikeHttp1(first: Buffer): boolean {
-  return HTTP1.test(first.subarray(0, 16).toString('latin1'));
+const H2_PREFACE = 'PRI * HTTP/2.0\r\n';
+
+/** The protocol a captured connection's first bytes announce, or undefined for anything else. */
+export function sniffedProtocol(first: Buffer): 'http1' | 'http2' | undefined {
+  const head = first.subarray(0, 16).toString('latin1');
+  if (head.startsWith(H2_PREFACE)) return 'http2';
+  return HTTP1.test(head) ? 'http1' : undefined;
 }
 
 /** The proxy parts captured HTTP runs on. */
@@ -61,14 +67,21 @@ clusters:
 }
 
 /**
- * The state of one (pod, direction, original destination): a route to a one-endpoint cluster
- * whose connections `connect` makes (in the pod's netns, marked). No filters yet: which
+ * The state of one (pod, direction, original destination, protocol): a route to a one-endpoint
+ * cluster speaking the client's protocol, whose connections `connect` makes (in the pod's netns, marked). No filters yet: which
  * WasmFilters apply to which direction comes with the node agent.
  */
-export function originalDestinationState(name: string, address: string, port: number, env: HostEnvironment, connect: (host: string, port: number) => Socket): ListenerState {
+export function originalDestinationState(
+  name: string,
+  address: string,
+  port: number,
+  protocol: 'http1' | 'http2',
+  env: HostEnvironment,
+  connect: (host: string, port: number) => Socket,
+): ListenerState {
   const t = defaults();
   const clusterName = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-  const cluster = new Cluster({ ...t.cluster, name: clusterName, endpoints: [{ host: address, port }] }, connect);
+  const cluster = new Cluster({ ...t.cluster, name: clusterName, endpoints: [{ host: address, port }], protocol }, connect);
   const route: RouteConfig = { ...t.route, action: { kind: 'cluster', clusters: [{ cluster: clusterName, weight: 1 }] } };
   return {
     config: { ...t.listener, name, routes: [route] },

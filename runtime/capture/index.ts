@@ -2,6 +2,6 @@
 
 export { captureUnavailable, loadAddon, type CaptureAddon } from './addon.ts';
 export { CaptureServer } from './cni-server.ts';
-export { looksLikeHttp1, SNIFF_MS } from './capture-http.ts';
+export { sniffedProtocol, SNIFF_MS } from './capture-http.ts';
 export { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, renderRules, renderTable, type Exclusions, type Family } from './nft-rules.ts';
 export { listenerName, type Direction } from './pod-listeners.ts';

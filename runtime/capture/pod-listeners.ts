@@ -1,14 +1,14 @@
 // The proxy's listeners inside one pod's netns: 15001 for the pod's redirected outbound TCP,
 // 15006 for inbound. Each accepted connection goes to its original destination over a socket
 // the proxy opens in the same netns with PROXY_MARK, which the pod's rules let through: through
-// the HTTP stack when it speaks HTTP/1.1 (capture-http.ts), as TCP passthrough otherwise.
+// the HTTP stack when it speaks HTTP/1.1 or HTTP/2 (capture-http.ts), as TCP passthrough otherwise.
 
 import { createServer, Socket, type Server } from 'node:net';
 import { SluiceError } from '../errors.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
-import { looksLikeHttp1, originalDestinationState, sniff, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 
 export type Direction = 'outbound' | 'inbound';
@@ -113,7 +113,8 @@ export class PodListeners {
   private async forward(direction: Direction, client: Socket, dst: { address: string; port: number; family: 4 | 6 }): Promise<void> {
     const first = await sniff(client);
     if (client.destroyed) return;
-    if (looksLikeHttp1(first)) return this.parts.http.serve(client, first, this.httpState(direction, dst));
+    const protocol = sniffedProtocol(first);
+    if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol));
     if (first.length > 0) client.unshift(first);
     let upstream: Socket;
     try {
@@ -136,11 +137,11 @@ export class PodListeners {
     return socket.connect(port, host);
   }
 
-  private httpState(direction: Direction, dst: { address: string; port: number }): ListenerState {
-    const key = `${direction} ${dst.address} ${dst.port}`;
+  private httpState(direction: Direction, dst: { address: string; port: number }, protocol: 'http1' | 'http2'): ListenerState {
+    const key = `${direction} ${dst.address} ${dst.port} ${protocol}`;
     let state = this.httpStates.get(key);
     if (state) return state;
-    state = originalDestinationState(listenerName(direction), dst.address, dst.port, this.parts.env, (host, port) => this.connect(host, port));
+    state = originalDestinationState(listenerName(direction), dst.address, dst.port, protocol, this.parts.env, (host, port) => this.connect(host, port));
     this.httpStates.set(key, state);
     if (this.httpStates.size > MAX_HTTP_STATES) {
       const [oldestKey, oldest] = this.httpStates.entries().next().value!;

@@ -34,7 +34,7 @@ export class Cluster {
   /** ring-hash: sorted point hashes and the host at each. */
   private ring?: { points: Uint32Array; hosts: UpstreamHost[] };
 
-  /** `connector`: HTTP/1.1 clusters only, makes the endpoints' connections (capture's, in a pod netns). */
+  /** `connector`: makes the endpoints' connections (capture's, in a pod netns). */
   constructor(readonly config: ClusterConfig, connector?: Connector) {
     this.hosts = config.endpoints.map((endpoint) => {
       const authority = endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
@@ -48,7 +48,7 @@ export class Cluster {
         ejectedUntil: 0,
         pool:
           config.protocol === 'http2'
-            ? new Http2Pool(authority, config)
+            ? new Http2Pool(authority, config, connector)
             : new Http1Pool(authority, config, connector),
       };
     });

@@ -5,14 +5,15 @@ import { createServer } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { text } from 'node:stream/consumers';
 import test from 'ava';
-import { looksLikeHttp1 } from '../../runtime/capture/index.ts';
+import { sniffedProtocol } from '../../runtime/capture/index.ts';
 import { Cluster } from '../../runtime/proxy/upstreams.ts';
 import { originalDestinationState } from '../../runtime/capture/capture-http.ts';
 import { createEnvironment } from '../../runtime/host/environment.ts';
 
-test('HTTP/1.x request lines go to the HTTP stack; HTTP/2, TLS and other protocols do not', (t) => {
-  for (const yes of ['GET / HTTP/1.1\r\n', 'POST /x HTTP/1.0\r\n', 'CONNECT a:443 HTTP/1.1\r\n', 'DELETE /a']) t.true(looksLikeHttp1(Buffer.from(yes)), yes);
-  for (const no of ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', '\x16\x03\x01\x02\x00', 'ping\n', 'get / HTTP/1.1\r\n', 'GET', '']) t.false(looksLikeHttp1(Buffer.from(no, 'latin1')), JSON.stringify(no));
+test('HTTP/1.x request lines and the HTTP/2 preface go to the HTTP stack; TLS and other protocols do not', (t) => {
+  for (const h1 of ['GET / HTTP/1.1\r\n', 'POST /x HTTP/1.0\r\n', 'CONNECT a:443 HTTP/1.1\r\n', 'DELETE /a']) t.is(sniffedProtocol(Buffer.from(h1)), 'http1', h1);
+  t.is(sniffedProtocol(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')), 'http2');
+  for (const no of ['\x16\x03\x01\x02\x00', 'ping\n', 'get / HTTP/1.1\r\n', 'GET', 'PRI * HTTP/2', '']) t.is(sniffedProtocol(Buffer.from(no, 'latin1')), undefined, JSON.stringify(no));
 });
 
 test('the original-destination state routes every request to a cluster whose connections the connector makes', async (t) => {
@@ -21,7 +22,7 @@ test('the original-destination state routes every request to a cluster whose con
   t.teardown(() => upstream.close());
   const port = (upstream.address() as AddressInfo).port;
   const dialled: string[] = [];
-  const state = originalDestinationState('capture-outbound', '127.0.0.1', port, createEnvironment({}), (host, p): Socket => {
+  const state = originalDestinationState('capture-outbound', '127.0.0.1', port, 'http1', createEnvironment({}), (host, p): Socket => {
     dialled.push(`${host}:${p}`);
     return connect(p, host);
   });

@@ -105,12 +105,23 @@ serial('pod A to pod B passes the node proxy both ways, to the original destinat
   t.regex(metrics, new RegExp(`istio_requests_total\\{[^}]*destination_service="${dst}"[^}]*sluice_listener="capture-inbound"[^}]*\\} 1\\n`));
 });
 
+serial('HTTP/2 (h2c, as gRPC speaks it) goes through the HTTP stack both ways too', async (t) => {
+  t.deepEqual(lab.h2get(a.netns, `http://${b.ip}:8082/h2`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8082`, xff: `${a.ip}, ${a.ip}`, requestId: true });
+  t.like(await podStats(a), { outbound: 2 });
+  t.like(await podStats(b), { inbound: 2 });
+  const dst = `${b.ip!.replaceAll('.', '\\.')}:8082`;
+  const metrics = proxyMetrics();
+  for (const listener of ['capture-outbound', 'capture-inbound']) {
+    t.regex(metrics, new RegExp(`istio_requests_total\\{[^}]*request_protocol="http2",response_code="200",destination_service="${dst}"[^}]*sluice_listener="${listener}"[^}]*\\} 1\\n`));
+  }
+});
+
 serial('TCP that is not HTTP passes through, client-first or server-first, counted in the TCP metrics', async (t) => {
   t.is(lab.tcp(a.netns, b.ip!, 9000, 'ping\n'), 'PING\n');
   // Server-first: A sends nothing; after the sniff the proxy passes the banner through.
   t.is(lab.tcp(a.netns, b.ip!, 9001, ''), '220 b ready\n');
-  t.like(await podStats(a), { outbound: 3 });
-  t.like(await podStats(b), { inbound: 3 });
+  t.like(await podStats(a), { outbound: 4 });
+  t.like(await podStats(b), { inbound: 4 });
   const metrics = proxyMetrics();
   for (const port of [9000, 9001]) {
     for (const listener of ['capture-outbound', 'capture-inbound']) {
@@ -121,28 +132,28 @@ serial('TCP that is not HTTP passes through, client-first or server-first, count
 
 serial('IPv6: pod A to pod B is captured the same way, with the original IPv6 destination', async (t) => {
   t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6!, local: `${b.ip6}:8080`, xff: `${a.ip6}, ${a.ip6}`, requestId: true });
-  t.like(await podStats(a), { outbound: 4, inbound: 0, refused: 0 });
-  t.like(await podStats(b), { outbound: 0, inbound: 4, refused: 0 });
+  t.like(await podStats(a), { outbound: 5, inbound: 0, refused: 0 });
+  t.like(await podStats(b), { outbound: 0, inbound: 5, refused: 0 });
 });
 
 serial('excluded traffic is not redirected: the node (kubelet probes), an opted-out pod, an excluded port', async (t) => {
   // From the node's netns: the source is the pod's gateway, which is excluded inbound.
   t.deepEqual(lab.get(lab.node, `http://${b.ip}:8080/healthz`), { pod: 'b', remote: '10.248.0.1', local: `${b.ip}:8080`, requestId: false });
-  t.like(await podStats(b), { inbound: 4 });
+  t.like(await podStats(b), { inbound: 5 });
   // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself, and
   // one x-forwarded-for entry (A's proxy's).
   await lab.serve(c);
   t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip!, local: `${c.ip}:8080`, xff: a.ip!, requestId: true });
-  t.like(await podStats(a), { outbound: 5 });
+  t.like(await podStats(a), { outbound: 6 });
   // C to B: C's outbound bypasses the proxy; B's inbound still passes it (one entry: C).
   t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: c.ip!, requestId: true });
-  t.like(await podStats(a), { outbound: 5 });
-  t.like(await podStats(b), { inbound: 5 });
+  t.like(await podStats(a), { outbound: 6 });
+  t.like(await podStats(b), { inbound: 6 });
   // excludeOutboundPorts: [9999]: A's connection to C:9999 is not redirected, so C's kernel
   // refuses it (nothing listens there) instead of the proxy's 15001 listener accepting it.
   const r = sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(9999, '${c.ip}').on('error', (e) => { console.log(e.code); })`]);
   t.is(r.stdout.trim(), 'ECONNREFUSED');
-  t.like(await podStats(a), { outbound: 5 });
+  t.like(await podStats(a), { outbound: 6 });
 });
 
 serial('a restarted node proxy takes its pods over again: refused while it is down, captured after', async (t) => {

@@ -129,11 +129,13 @@ export class Lab {
 
   /** An HTTP server on 0.0.0.0:8080 in the pod that answers with the connection's addresses. */
   serve(pod: Pod): Promise<ChildProcess> {
-    // Two HTTP servers, IPv4 and IPv6-only, so each family's peer address reads plainly; a
+    // Two HTTP servers, IPv4 and IPv6-only, so each family's peer address reads plainly, and an
+    // h2c one (8082, prior knowledge, as gRPC speaks); a
     // client-first TCP server (9000: upper-cases a line) and a server-first one (9001: a banner).
     const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort, xff: q.headers['x-forwarded-for'], requestId: q.headers['x-request-id'] !== undefined })); const http = require('http'); const net = require('net');
       net.createServer((s) => s.on('data', (d) => s.end(d.toString().toUpperCase()))).listen(9000, '0.0.0.0');
       net.createServer((s) => s.end('220 ${pod.name} ready\\n')).listen(9001, '0.0.0.0');
+      require('http2').createServer(h).listen(8082, '0.0.0.0');
       http.createServer(h).listen(8080, '0.0.0.0', () => http.createServer(h).listen({ port: 8080, host: '::', ipv6Only: true }, () => console.log('ready')))`;
     return this.spawnIn(pod.netns, [process.execPath, '-e', script], 'ready');
   }
@@ -156,6 +158,14 @@ export class Lab {
       });
       req.on('error', reject).end(body);
     });
+  }
+
+  /** GET over h2c (prior knowledge) from inside a netns; returns the parsed JSON body. */
+  h2get(netns: string, url: string): Record<string, string | boolean> {
+    const script = `const c = require('http2').connect(process.argv[1]); const r = c.request({ ':path': new URL(process.argv[1]).pathname }); let b = ''; r.on('data', (d) => (b += d)).on('end', () => { console.log(b); c.close(); }); r.on('error', (e) => { console.error(e.message); process.exit(1); }); r.end();`;
+    const r = sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url]);
+    if (r.status !== 0) throw new Error(`h2c GET ${url} from ${netns} failed: ${r.stderr}`);
+    return JSON.parse(r.stdout);
   }
 
   /** A TCP exchange from inside a netns: connect, write `send` (if any), collect until the peer ends. */
