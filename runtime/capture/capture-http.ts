@@ -39,6 +39,8 @@ export function sniffedProtocol(first: Buffer): 'http1' | 'http2' | undefined {
 export interface ProxyParts {
   readonly telemetry: Telemetry;
   readonly env: HostEnvironment;
+  /** A configured listener's current state: one named capture-outbound/-inbound lends its filters. */
+  currentListenerState?(name: string): ListenerState | undefined;
 }
 
 interface Template {
@@ -68,8 +70,9 @@ clusters:
 
 /**
  * The state of one (pod, direction, original destination, protocol): a route to a one-endpoint
- * cluster speaking the client's protocol, whose connections `connect` makes (in the pod's netns, marked). No filters yet: which
- * WasmFilters apply to which direction comes with the node agent.
+ * cluster speaking the client's protocol, whose connections `connect` makes (in the pod's netns,
+ * marked). Its own chain is empty; CaptureHttp swaps in the filters of the listener named like
+ * the direction when the config has one.
  */
 export function originalDestinationState(
   name: string,
@@ -97,14 +100,20 @@ export class CaptureHttp {
   private readonly states = new WeakMap<Socket, ListenerState>();
 
   constructor(proxy: ProxyParts, sockets: Set<Socket>) {
+    // Each request runs on the borrowed listener's state current when it arrives (hot reload).
+    const current = (base: ListenerState | undefined): ListenerState | undefined => {
+      const lent = base && proxy.currentListenerState?.(base.config.name);
+      if (!base || !lent || lent.config.protocol !== 'http') return base;
+      return { ...base, config: { ...base.config, filters: lent.config.filters, accessLog: lent.config.accessLog }, chain: lent.chain, accessLog: lent.accessLog, spans: lent.spans };
+    };
     this.downstream = downstreamServer(DEFAULT_LISTENER_LIMITS, undefined, {
       request: (req, res) => {
-        const state = this.states.get(downstreamSocket(req));
+        const state = current(this.states.get(downstreamSocket(req)));
         if (!state) return void res.destroy();
         void proxyRequest(state, proxy.telemetry, req, res);
       },
       upgrade: (req, socket, head) => {
-        const state = this.states.get(socket);
+        const state = current(this.states.get(socket));
         if (!state) return void socket.destroy();
         void proxyUpgrade(state, req, socket, head, sockets);
       },

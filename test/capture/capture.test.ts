@@ -25,10 +25,24 @@ async function startProxy(): Promise<void> {
     config,
     `admin: { address: 127.0.0.1:0 }
 listeners:
-  - name: local
+  # Captured HTTP runs the filters (and access log) of the listeners named like its direction.
+  - name: capture-outbound
     address: 127.0.0.1:0
     protocol: http
-    routes: [{ name: ok, match: { prefix: / }, directResponse: { status: 200, body: ok } }]
+    filters: [stamp-outbound]
+    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
+  - name: capture-inbound
+    address: 127.0.0.1:0
+    protocol: http
+    filters: [stamp-inbound]
+    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
+filters:
+  - name: stamp-outbound
+    module: ${join(repoRoot, 'build/filters/headers.wasm')}
+    config: { request: { add: [{ name: x-filtered, value: "outbound" }] } }
+  - name: stamp-inbound
+    module: ${join(repoRoot, 'build/filters/headers.wasm')}
+    config: { request: { add: [{ name: x-filtered, value: "inbound" }] } }
 `,
   );
   proxy = await lab.spawnIn(lab.node, [process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '-c', config, '--capture-socket', lab.socket], 'CNI API listening');
@@ -95,8 +109,9 @@ serial('pod A to pod B passes the node proxy both ways, to the original destinat
   // B's server was reached on the address A dialled (original destination preserved) from B's
   // own address: the proxy's inbound listener in B's netns connected it (without capture the
   // peer would be A). HTTP went through the proxy's HTTP stack on both sides: each added A's
-  // address to x-forwarded-for (the peer it saw: A itself, outbound and inbound).
-  t.deepEqual(answer, { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true });
+  // address to x-forwarded-for (the peer it saw: A itself, outbound and inbound), and the Wasm
+  // filters of the capture-outbound and capture-inbound listeners ran, in that order.
+  t.deepEqual(answer, { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true, filters: 'outbound, inbound' });
   t.like(await podStats(a), { outbound: 1, inbound: 0, refused: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 1, refused: 0 });
   const metrics = proxyMetrics();
@@ -106,7 +121,7 @@ serial('pod A to pod B passes the node proxy both ways, to the original destinat
 });
 
 serial('HTTP/2 (h2c, as gRPC speaks it) goes through the HTTP stack both ways too', async (t) => {
-  t.deepEqual(lab.h2get(a.netns, `http://${b.ip}:8082/h2`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8082`, xff: `${a.ip}, ${a.ip}`, requestId: true });
+  t.deepEqual(lab.h2get(a.netns, `http://${b.ip}:8082/h2`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8082`, xff: `${a.ip}, ${a.ip}`, requestId: true, filters: 'outbound, inbound' });
   t.like(await podStats(a), { outbound: 2 });
   t.like(await podStats(b), { inbound: 2 });
   const dst = `${b.ip!.replaceAll('.', '\\.')}:8082`;
@@ -131,7 +146,7 @@ serial('TCP that is not HTTP passes through, client-first or server-first, count
 });
 
 serial('IPv6: pod A to pod B is captured the same way, with the original IPv6 destination', async (t) => {
-  t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6!, local: `${b.ip6}:8080`, xff: `${a.ip6}, ${a.ip6}`, requestId: true });
+  t.deepEqual(lab.get(a.netns, `http://[${b.ip6}]:8080/v6`), { pod: 'b', remote: b.ip6!, local: `${b.ip6}:8080`, xff: `${a.ip6}, ${a.ip6}`, requestId: true, filters: 'outbound, inbound' });
   t.like(await podStats(a), { outbound: 5, inbound: 0, refused: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 5, refused: 0 });
 });
@@ -143,10 +158,10 @@ serial('excluded traffic is not redirected: the node (kubelet probes), an opted-
   // A to the opted-out pod C: A's outbound is captured, C's inbound is not: C sees A itself, and
   // one x-forwarded-for entry (A's proxy's).
   await lab.serve(c);
-  t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip!, local: `${c.ip}:8080`, xff: a.ip!, requestId: true });
+  t.deepEqual(lab.get(a.netns, `http://${c.ip}:8080/`), { pod: 'c', remote: a.ip!, local: `${c.ip}:8080`, xff: a.ip!, requestId: true, filters: 'outbound' });
   t.like(await podStats(a), { outbound: 6 });
   // C to B: C's outbound bypasses the proxy; B's inbound still passes it (one entry: C).
-  t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: c.ip!, requestId: true });
+  t.deepEqual(lab.get(c.netns, `http://${b.ip}:8080/`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: c.ip!, requestId: true, filters: 'inbound' });
   t.like(await podStats(a), { outbound: 6 });
   t.like(await podStats(b), { inbound: 6 });
   // excludeOutboundPorts: [9999]: A's connection to C:9999 is not redirected, so C's kernel
@@ -166,7 +181,7 @@ serial('a restarted node proxy takes its pods over again: refused while it is do
   await startProxy();
   t.regex(proxy!.output(), /capture: pod default\/a captured/);
   t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
-  t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true });
+  t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true, filters: 'outbound, inbound' });
   t.like(await podStats(a), { outbound: 1, inbound: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 1 });
 });

@@ -132,7 +132,7 @@ export class Lab {
     // Two HTTP servers, IPv4 and IPv6-only, so each family's peer address reads plainly, and an
     // h2c one (8082, prior knowledge, as gRPC speaks); a
     // client-first TCP server (9000: upper-cases a line) and a server-first one (9001: a banner).
-    const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort, xff: q.headers['x-forwarded-for'], requestId: q.headers['x-request-id'] !== undefined })); const http = require('http'); const net = require('net');
+    const script = `const h = (q, s) => s.end(JSON.stringify({ pod: ${JSON.stringify(pod.name)}, remote: q.socket.remoteAddress, local: q.socket.localAddress + ':' + q.socket.localPort, xff: q.headers['x-forwarded-for'], requestId: q.headers['x-request-id'] !== undefined, filters: q.headers['x-filtered'] })); const http = require('http'); const net = require('net');
       net.createServer((s) => s.on('data', (d) => s.end(d.toString().toUpperCase()))).listen(9000, '0.0.0.0');
       net.createServer((s) => s.end('220 ${pod.name} ready\\n')).listen(9001, '0.0.0.0');
       require('http2').createServer(h).listen(8082, '0.0.0.0');
