@@ -118,6 +118,8 @@ export class CaptureHttp {
         void proxyUpgrade(state, req, socket, head, sockets);
       },
     });
+    // The server never listens itself; 'listening' starts the HTTP/1.1 header and request timeouts.
+    this.downstream.server.emit('listening');
   }
 
   /** Serves `client`, whose `first` bytes were read while sniffing, with `state`. */
@@ -128,8 +130,10 @@ export class CaptureHttp {
     client.resume();
   }
 
-  closeAll(): void {
+  /** Closes every captured HTTP connection and stops the timeout checks. */
+  close(): void {
     this.downstream.closeAll();
+    this.downstream.server.emit('close');
   }
 }
 

@@ -94,7 +94,7 @@ export class CaptureServer {
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const p of this.pods.values()) await p.close();
     for (const s of this.sockets) s.destroy();
-    this.parts.http.closeAll();
+    this.parts.http.close();
     this.pods.clear();
   }
 
