@@ -90,6 +90,8 @@ export class PodListeners {
   }
 
   private accept(direction: Direction, client: Socket): void {
+    // A reset while the first bytes are awaited must cost this connection only, not the process.
+    client.on('error', () => client.destroy());
     const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
     let dst: { address: string; port: number; family: 4 | 6 };
     try {
