@@ -128,10 +128,12 @@ export class CaptureServer {
       }
       reply(res, 200, answer ?? {});
     } catch (error) {
-      const e = error as SluiceError;
+      const e = error as Error & { code?: string };
       const status = e.code === 'SLUICE_ERR_CAPTURE_REQUEST' ? 400 : e.code === 'SLUICE_ERR_CAPTURE_RULES_MISMATCH' ? 409 : 500;
       if (status === 500) this.log('error', `capture: ${req.method} ${req.url} failed`, { code: e.code, error: e.message });
-      reply(res, status, { code: e.code ?? 'SLUICE_ERR_CAPTURE_NFT', message: e.message });
+      // Errors that are not Sluice's own (a failed write of the pod's record, say) keep their code in the message.
+      const ours = e.code?.startsWith('SLUICE_ERR_');
+      reply(res, status, { code: ours ? e.code : 'SLUICE_ERR_CAPTURE_NETNS', message: ours || !e.code ? e.message : `${e.code}: ${e.message}` });
     }
   }
 
