@@ -12,6 +12,12 @@ export const ErrorCodes = {
   SLUICE_ERR_STREAM_STATE: 'a stream phase was driven out of order',
   SLUICE_ERR_HARNESS: 'the test harness was used in a way it does not support',
   SLUICE_ERR_CONFIG: 'the configuration is invalid',
+  SLUICE_ERR_CAPTURE_UNAVAILABLE: 'traffic capture cannot run on this machine (no addon, not Linux, not root)',
+  SLUICE_ERR_CAPTURE_REQUEST: 'the CNI plugin sent the node proxy a request it cannot act on',
+  SLUICE_ERR_CAPTURE_NETNS: 'the pod network namespace cannot be entered or has no listener',
+  SLUICE_ERR_CAPTURE_NFT: 'installing or removing the pod redirect rules (nft) failed',
+  SLUICE_ERR_CAPTURE_RULES_MISMATCH: 'the pod redirect rules are missing or not as installed',
+  SLUICE_ERR_CNI_INSTALL: 'sluice cni install/uninstall could not set up the node',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { DEFAULT_LOG_LEVEL, setLogLevel, type LogLevelName } from '../log.ts';
 import { buildFilterDir } from './build.ts';
+import { runCni } from './cni.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runProxy } from './run.ts';
@@ -13,16 +14,20 @@ const USAGE = `usage: sluice <command> [options]
 
 commands:
   run -c FILE [--drain-ms N] [--workers N|auto] [--log-level LEVEL]
+      [--capture-socket PATH]
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
                            --workers: that many worker processes (auto: one per core; default 1);
                            --log-level: trace, debug, info (default), warn, error or critical, for
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
+                           --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
   controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
              [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
              [--log-level debug|info|warn|error]
                            the WasmFilter controller (docs/platform.md): --namespace is the root
                            namespace and holds the leader Lease (default sluice-system);
                            /healthz, /readyz, /metrics on --listen (default :15014)
+  cni install|uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--config FILE] [--watch]
+                           chain sluice-cni into the node's CNI config, or remove it (docs/capture.md)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR] [--standalone]
                            create a new filter from the SDK template: inside a Sluice checkout
@@ -42,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' } } });
         if (!values.config) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
           return 2;
@@ -64,13 +69,19 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write(`sluice run: --workers must be a whole number from 1 to 256, or auto (one per core), got "${values.workers}"\n`);
           return 2;
         }
-        return await runProxy(values.config, { drainMs, workers });
+        if (values['capture-socket'] !== undefined && workers > 1) {
+          process.stderr.write('sluice run: --capture-socket needs a single process; drop --workers\n');
+          return 2;
+        }
+        return await runProxy(values.config, { drainMs, workers, captureSocket: values['capture-socket'] });
       }
       case 'controller': {
         // Loaded only here: the Kubernetes client is not needed by the other commands.
         const { runController } = await import('./controller.ts');
         return await runController(rest);
       }
+      case 'cni':
+        return await runCni(rest);
       case 'demo':
         parseArgs({ args: rest, options: {} });
         return await runDemo();

@@ -5,12 +5,13 @@
 import { loadConfig } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
+import { CaptureServer } from '../capture/index.ts';
 import { watchConfig } from './config-watcher.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
-export async function runProxy(file: string, opts: { drainMs: number; workers?: number; onReady?: () => void }): Promise<number> {
+export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
-  const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file);
+  const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file, opts.captureSocket);
   const reload = (why: string) =>
     served.reload().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));
 
@@ -32,11 +33,16 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
   return 0;
 }
 
-async function startOne(file: string): Promise<Served> {
+async function startOne(file: string, captureSocket?: string): Promise<Served> {
   const proxy = await NodeProxy.start(await loadConfig(file));
   proxy.reload = async () => {
     await proxy.apply(await loadConfig(file));
     log('info', `applied ${file}`);
   };
-  return { addresses: proxy.addresses(), reload: () => proxy.reload!(), stop: (ms) => proxy.stop(ms) };
+  // Capture (docs/capture.md) serves the CNI plugin once the proxy's listeners are up.
+  const capture = captureSocket ? await CaptureServer.start(captureSocket, proxy, log).catch(async (error) => {
+    await proxy.stop(0);
+    throw error;
+  }) : undefined;
+  return { addresses: proxy.addresses(), reload: () => proxy.reload!(), stop: async (ms) => (await capture?.stop(), await proxy.stop(ms)) };
 }

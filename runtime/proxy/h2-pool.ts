@@ -6,7 +6,7 @@
 
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
-import type { UpstreamPool, UpstreamRequest, UpstreamResponse } from './upstream-pool.ts';
+import type { Connector, UpstreamPool, UpstreamRequest, UpstreamResponse } from './upstream-pool.ts';
 
 /** Headers that describe one HTTP/1.1 connection and must not appear in HTTP/2 (RFC 9113 §8.2.2). */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host']);
@@ -42,6 +42,8 @@ export class Http2Pool implements UpstreamPool {
   constructor(
     private readonly authority: string,
     private readonly options: Http2PoolOptions,
+    /** Makes the session's connection instead of http2.connect's own (capture: in a pod's netns). */
+    private readonly connector?: Connector,
   ) {}
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
@@ -112,7 +114,10 @@ export class Http2Pool implements UpstreamPool {
     if (live && !live.closed && !live.destroyed) return Promise.resolve(live);
     if (this.closed) return Promise.reject(Object.assign(new Error(`the pool for ${this.authority} is closed`), { code: 'UND_ERR_CLOSED' }));
     this.connecting ??= new Promise<ClientHttp2Session>((resolve, reject) => {
-      const session = http2.connect(`http://${this.authority}`);
+      const connector = this.connector;
+      const session = connector
+        ? http2.connect(`http://${this.authority}`, { createConnection: (url: URL) => connector(url.hostname.replace(/^\[|\]$/g, ''), Number(url.port)) })
+        : http2.connect(`http://${this.authority}`);
       const timer = setTimeout(() => {
         session.destroy();
         fail(new ConnectTimeout(this.authority, this.options.connectTimeoutMs));

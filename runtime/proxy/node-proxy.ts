@@ -186,6 +186,11 @@ export class NodeProxy {
     return out;
   }
 
+  /** The current state of listener `name`: capture (runtime/capture) borrows its filters and access log. */
+  currentListenerState(name: string): ListenerState | undefined {
+    return this.listeners.get(name)?.state;
+  }
+
   /** The Prometheus text of /stats/prometheus. */
   metrics(): string {
     return this.telemetry.render();

@@ -16,24 +16,32 @@ export function tcpServer(state: () => TcpListenerState, telemetry: Telemetry, s
     const { name, cluster } = state();
     const host = cluster.pick();
     if (!host) return void client.destroy();
-    sockets.add(client);
-    telemetry.tcpOpened(name, cluster.name);
-    const upstream = connect(host.endpoint.port, host.endpoint.host);
-    sockets.add(upstream);
-    let closed = false;
-    const close = () => {
-      if (closed) return;
-      closed = true;
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-      telemetry.tcpClosed(name, cluster.name, client.bytesRead, client.bytesWritten);
-    };
-    client.on('error', close).on('close', close);
-    upstream.on('error', close).on('close', close);
-    // Half-close is passed on: a client that ends its side lets the upstream answer, and back.
-    client.pipe(upstream);
-    upstream.pipe(client);
+    passthrough(client, connect(host.endpoint.port, host.endpoint.host), { listener: name, destination: cluster.name }, telemetry, sockets);
   });
+}
+
+/**
+ * Copies bytes both ways between `client` and an `upstream` already connecting, counts the
+ * connection under `labels` in the TCP metrics, and tracks both sockets in `sockets` (for a drain)
+ * until either side closes. Also used by capture for connections to their original destination.
+ */
+export function passthrough(client: Socket, upstream: Socket, labels: { listener: string; destination: string }, telemetry: Telemetry, sockets: Set<Socket>): void {
+  sockets.add(client);
+  sockets.add(upstream);
+  telemetry.tcpOpened(labels.listener, labels.destination);
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    client.destroy();
+    upstream.destroy();
+    sockets.delete(client);
+    sockets.delete(upstream);
+    telemetry.tcpClosed(labels.listener, labels.destination, client.bytesRead, client.bytesWritten);
+  };
+  client.on('error', close).on('close', close);
+  upstream.on('error', close).on('close', close);
+  // Half-close is passed on: a client that ends its side lets the upstream answer, and back.
+  client.pipe(upstream);
+  upstream.pipe(client);
 }

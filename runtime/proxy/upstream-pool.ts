@@ -2,8 +2,9 @@
 // upstream: HTTP/1.1 through undici's Pool, HTTP/2 (h2c, gRPC) through h2-pool.ts.
 
 import type { ClientHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import { cancelStream } from './h2-pool.ts';
 
 export interface UpstreamRequest {
@@ -43,16 +44,20 @@ export interface Http1PoolOptions {
   requestTimeoutMs: number;
 }
 
+/** Makes the pool's connections (instead of undici's own connect): capture opens them in a pod's netns. */
+export type Connector = (host: string, port: number) => Socket;
+
 export class Http1Pool implements UpstreamPool {
   private readonly pool: Pool;
 
-  constructor(authority: string, options: Http1PoolOptions) {
+  constructor(authority: string, options: Http1PoolOptions, connector?: Connector) {
     this.pool = new Pool(`http://${authority}`, {
       connections: options.maxConnections,
       connectTimeout: options.connectTimeoutMs,
       keepAliveTimeout: options.idleTimeoutMs,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
+      ...(connector && { connect: adapt(connector, options.connectTimeoutMs) }),
     });
   }
 
@@ -131,6 +136,28 @@ export function abandon(body: Readable): void {
   // An HTTP/2 stream (node exports no class to test against).
   if ('rstCode' in body && 'session' in body) return cancelStream(body as ClientHttp2Stream);
   body.destroy();
+}
+
+/** undici's connect callback over a Connector, with the pool's connect timeout. */
+function adapt(connector: Connector, timeoutMs: number): buildConnector.connector {
+  return (opts, callback) => {
+    let socket: Socket;
+    try {
+      socket = connector(opts.hostname.replace(/^\[|\]$/g, ''), Number(opts.port));
+    } catch (error) {
+      return void callback(error as Error, null);
+    }
+    const timer = setTimeout(() => socket.destroy(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'UND_ERR_CONNECT_TIMEOUT' })), timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.setNoDelay(true);
+      callback(null, socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      callback(error, null);
+    });
+  };
 }
 
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */

@@ -5,7 +5,7 @@
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
 import { Http2Pool } from './h2-pool.ts';
 import { RetryBudget } from './retry.ts';
-import { Http1Pool, type UpstreamPool } from './upstream-pool.ts';
+import { Http1Pool, type Connector, type UpstreamPool } from './upstream-pool.ts';
 
 export interface UpstreamHost {
   readonly endpoint: Endpoint;
@@ -34,7 +34,8 @@ export class Cluster {
   /** ring-hash: sorted point hashes and the host at each. */
   private ring?: { points: Uint32Array; hosts: UpstreamHost[] };
 
-  constructor(readonly config: ClusterConfig) {
+  /** `connector`: makes the endpoints' connections (capture's, in a pod netns). */
+  constructor(readonly config: ClusterConfig, connector?: Connector) {
     this.hosts = config.endpoints.map((endpoint) => {
       const authority = endpoint.host.includes(':') ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
       return {
@@ -47,8 +48,8 @@ export class Cluster {
         ejectedUntil: 0,
         pool:
           config.protocol === 'http2'
-            ? new Http2Pool(authority, config)
-            : new Http1Pool(authority, config),
+            ? new Http2Pool(authority, config, connector)
+            : new Http1Pool(authority, config, connector),
       };
     });
     if (config.loadBalancing === 'ring-hash') this.ring = hashRing(this.hosts);

@@ -1,0 +1,275 @@
+// The node proxy's capture API, served on a unix socket for the CNI plugin (runtime/cni): pod
+// add (listeners in the pod's netns, then its redirect rules), del, check, gc, ready. JSON over
+// HTTP/1.1, so `curl --unix-socket` can debug it. Captured pods are recorded in `pods/` beside the
+// socket, so a restarted proxy takes them over again.
+
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { isIP, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
+import { SluiceError } from '../errors.ts';
+import { CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { loadAddon, type CaptureAddon } from './addon.ts';
+import { checkRules, installRules, removeRules, type Exclusions, type Family } from './nft-rules.ts';
+import { describe, PodListeners, type CaptureParts, type PodIdentity } from './pod-listeners.ts';
+import type { LogLevelName } from '../log.ts';
+
+type Log = (level: LogLevelName, msg: string, extra?: Record<string, unknown>) => void;
+
+interface PodRequest extends PodIdentity {
+  readonly ips: readonly string[];
+  readonly gateways: readonly string[];
+  readonly exclude: Exclusions;
+}
+
+const MAX_BODY = 64 * 1024;
+/** The CNI spec's container ID: alphanumerics, underscore, dot, hyphen (also safe as a file name). */
+const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+export class CaptureServer {
+  private readonly pods = new Map<string, PodListeners>();
+  /** Captured connections and their upstreams, destroyed on stop. */
+  private readonly sockets = new Set<Socket>();
+  private readonly http: HttpServer;
+  /** Pod operations run one at a time: an ADD and a DEL of one pod never interleave. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private readonly stateDir: string;
+  private readonly parts: CaptureParts;
+
+  private constructor(
+    readonly socketPath: string,
+    private readonly addon: CaptureAddon,
+    proxy: ProxyParts,
+    private readonly log: Log,
+  ) {
+    this.parts = { telemetry: proxy.telemetry, env: proxy.env, http: new CaptureHttp(proxy, this.sockets) };
+    this.http = createServer((req, res) => void this.handle(req, res));
+    this.stateDir = join(dirname(socketPath), 'pods');
+  }
+
+  /** Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here. */
+  static async start(socketPath: string, proxy: ProxyParts, log: Log): Promise<CaptureServer> {
+    const server = new CaptureServer(socketPath, loadAddon(), proxy, log);
+    await mkdir(dirname(socketPath), { recursive: true });
+    // A socket file left by a previous run refuses connections; ours replaces it.
+    await rm(socketPath, { force: true });
+    await new Promise<void>((resolve, reject) => {
+      server.http.once('error', reject);
+      server.http.listen(socketPath, () => resolve());
+    });
+    await chmod(socketPath, 0o600);
+    await server.serial(() => server.restore());
+    log('info', `capture: CNI API listening on ${socketPath}`);
+    return server;
+  }
+
+  /**
+   * Takes over the pods a previous run captured: their rules are still in place (redirecting to
+   * nothing, so their connections were refused meanwhile); their listeners are opened again and
+   * the rules re-installed. Pods whose netns is gone are forgotten.
+   */
+  private async restore(): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+    for (const file of await readdir(this.stateDir)) {
+      if (!file.endsWith('.json')) continue;
+      const path = join(this.stateDir, file);
+      try {
+        const pod = podRequest(JSON.parse(await readFile(path, 'utf8')), true);
+        if (!existsSync(pod.netns)) {
+          await rm(path, { force: true });
+          this.log('info', `capture: ${describe(pod)} is gone (no ${pod.netns}); forgotten`);
+          continue;
+        }
+        await this.add(pod);
+      } catch (error) {
+        const e = error as SluiceError;
+        this.log('error', `capture: cannot take over the pod recorded in ${path}; its traffic stays refused until it is recreated`, { code: e.code, error: e.message });
+      }
+    }
+  }
+
+  /** Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart re-adds). */
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const p of this.pods.values()) await p.close();
+    for (const s of this.sockets) s.destroy();
+    this.parts.http.close();
+    this.pods.clear();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const body = await readJson(req);
+      const route = `${req.method} ${req.url}`;
+      let answer: unknown;
+      switch (route) {
+        case 'POST /v1/ready':
+        case 'GET /v1/ready':
+          answer = { ready: true };
+          break;
+        case 'GET /v1/pods':
+          answer = { pods: [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters })) };
+          break;
+        case 'POST /v1/pods/add':
+          answer = await this.serial(() => this.add(podRequest(body, true)));
+          break;
+        case 'POST /v1/pods/del':
+          answer = await this.serial(() => this.del(podRequest(body, false)));
+          break;
+        case 'POST /v1/pods/check':
+          answer = await this.serial(() => this.check(podRequest(body, true)));
+          break;
+        case 'POST /v1/pods/gc':
+          answer = await this.serial(() => this.gc(body));
+          break;
+        default:
+          return reply(res, 404, { code: 'SLUICE_ERR_CAPTURE_REQUEST', message: `no route ${route}; the CNI plugin and the proxy may be different versions` });
+      }
+      reply(res, 200, answer ?? {});
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      const status = e.code === 'SLUICE_ERR_CAPTURE_REQUEST' ? 400 : e.code === 'SLUICE_ERR_CAPTURE_RULES_MISMATCH' ? 409 : 500;
+      if (status === 500) this.log('error', `capture: ${req.method} ${req.url} failed`, { code: e.code, error: e.message });
+      // Errors that are not Sluice's own (a failed write of the pod's record, say) keep their code in the message.
+      const ours = e.code?.startsWith('SLUICE_ERR_');
+      reply(res, status, { code: ours ? e.code : 'SLUICE_ERR_CAPTURE_NETNS', message: ours || !e.code ? e.message : `${e.code}: ${e.message}` });
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async add(pod: PodRequest): Promise<unknown> {
+    // A retried ADD (or a restore) replaces the pod's listeners; its record is rewritten below.
+    const previous = this.pods.get(pod.containerId);
+    this.pods.delete(pod.containerId);
+    await previous?.close();
+    // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
+    const listeners = await PodListeners.open(pod, families(pod), this.addon, this.parts, this.sockets, this.log);
+    try {
+      await installRules(pod.netns, withNode(pod), families(pod));
+    } catch (error) {
+      await listeners.close();
+      throw error;
+    }
+    this.pods.set(pod.containerId, listeners);
+    await writeFile(this.statePath(pod.containerId), JSON.stringify(pod));
+    this.log('info', `capture: ${describe(pod)} captured`, { containerId: pod.containerId, netns: pod.netns, ips: pod.ips });
+    return { captured: true };
+  }
+
+  private async del(pod: PodIdentity): Promise<unknown> {
+    await this.release(pod.containerId);
+    // DEL succeeds when the state is gone: no netns means no rules left to remove.
+    if (pod.netns && existsSync(pod.netns)) await removeRules(pod.netns);
+    this.log('info', `capture: ${describe(pod)} released`, { containerId: pod.containerId });
+    return { released: true };
+  }
+
+  private async check(pod: PodRequest): Promise<unknown> {
+    if (!this.pods.has(pod.containerId)) {
+      throw new SluiceError('SLUICE_ERR_CAPTURE_NETNS', `the proxy has no listeners for ${describe(pod)} (container ${pod.containerId}): it was never added here, or the proxy restarted since; recreate the pod`);
+    }
+    const problems = await checkRules(pod.netns, withNode(pod), families(pod));
+    if (problems.length > 0) throw new SluiceError('SLUICE_ERR_CAPTURE_RULES_MISMATCH', `${problems.join('; ')} (nft list ruleset in ${pod.netns})`);
+    return { ok: true };
+  }
+
+  private async gc(body: unknown): Promise<unknown> {
+    const valid = (body as { valid?: unknown }).valid;
+    if (!Array.isArray(valid)) throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', 'gc: "valid" must be a list of {containerId, ifName}');
+    const keep = new Set(valid.map((v: { containerId?: unknown }) => v.containerId));
+    const released: string[] = [];
+    for (const [id, listeners] of [...this.pods]) {
+      if (keep.has(id)) continue;
+      await this.del(listeners.pod);
+      released.push(id);
+    }
+    return { released };
+  }
+
+  private statePath(containerId: string): string {
+    return join(this.stateDir, `${containerId}.json`);
+  }
+
+  /** Closes a pod's listeners and forgets it (its record too). */
+  private async release(containerId: string): Promise<void> {
+    await rm(this.statePath(containerId), { force: true });
+    const existing = this.pods.get(containerId);
+    if (!existing) return;
+    this.pods.delete(containerId);
+    await existing.close();
+  }
+}
+
+/** The address families the pod has: its traffic in each is captured (a pod with none gets IPv4). */
+function families(pod: PodRequest): Family[] {
+  const out: Family[] = [];
+  if (pod.ips.length === 0 || pod.ips.some((a) => !a.includes(':'))) out.push('ip');
+  if (pod.ips.some((a) => a.includes(':'))) out.push('ip6');
+  return out;
+}
+
+/** Kubelet probes come from the node, which is the pod's gateway: its inbound is not redirected. */
+function withNode(pod: PodRequest): Exclusions {
+  return { ...pod.exclude, inboundSources: [...pod.gateways, ...pod.exclude.inboundSources] };
+}
+
+function podRequest(body: unknown, full: true): PodRequest;
+function podRequest(body: unknown, full: false): PodIdentity;
+function podRequest(body: unknown, full: boolean): PodRequest | PodIdentity {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const bad = (what: string): never => {
+    throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', `pod request: ${what}`);
+  };
+  const str = (k: string) => (typeof b[k] === 'string' ? (b[k] as string) : b[k] === undefined ? '' : bad(`${k} must be a string`));
+  const containerId = str('containerId') || bad('containerId is required');
+  if (!CONTAINER_ID.test(containerId)) bad(`containerId "${containerId}" has characters a CNI container ID may not have`);
+  const netns = str('netns');
+  if (netns && !netns.startsWith('/')) bad(`netns must be an absolute path, got "${netns}"`);
+  const identity = { containerId, netns, namespace: str('namespace'), name: str('name') };
+  if (!full) return identity;
+  if (!netns) bad('netns is required');
+  const list = (v: unknown, k: string, item: (x: unknown) => boolean): never[] =>
+    Array.isArray(v) && v.every(item) ? (v as never[]) : bad(`${k} must be a list${v === undefined ? ' (missing)' : ''}`);
+  const ip = (x: unknown) => typeof x === 'string' && isIP(x.split('/')[0]) !== 0 && /^(\/\d{1,3})?$/.test(x.slice(x.split('/')[0].length));
+  const port = (x: unknown) => Number.isInteger(x) && (x as number) >= 1 && (x as number) <= 65535;
+  const ex = (b.exclude ?? {}) as Record<string, unknown>;
+  return {
+    ...identity,
+    ips: list(b.ips ?? [], 'ips', ip),
+    gateways: list(b.gateways ?? [], 'gateways', ip),
+    exclude: {
+      outboundPorts: list(ex.outboundPorts ?? [], 'exclude.outboundPorts', port),
+      inboundPorts: list(ex.inboundPorts ?? [], 'exclude.inboundPorts', port),
+      outboundCidrs: list(ex.outboundCidrs ?? [], 'exclude.outboundCidrs', ip),
+      inboundSources: list(ex.inboundSources ?? [], 'exclude.inboundSources', ip),
+    },
+  };
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', `request body over ${MAX_BODY} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new SluiceError('SLUICE_ERR_CAPTURE_REQUEST', 'the request body is not JSON');
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+

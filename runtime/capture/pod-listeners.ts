@@ -1,0 +1,167 @@
+// The proxy's listeners inside one pod's netns: 15001 for the pod's redirected outbound TCP,
+// 15006 for inbound. Each accepted connection goes to its original destination over a socket
+// the proxy opens in the same netns with PROXY_MARK, which the pod's rules let through: through
+// the HTTP stack when it speaks HTTP/1.1 or HTTP/2 (capture-http.ts), as TCP passthrough otherwise.
+
+import { createServer, Socket, type Server } from 'node:net';
+import { SluiceError } from '../errors.ts';
+import { passthrough } from '../proxy/tcp-proxy.ts';
+import type { ListenerState } from '../proxy/http-proxy.ts';
+import type { CaptureAddon, NetnsHandle } from './addon.ts';
+import { originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
+import type { LogLevelName } from '../log.ts';
+
+export type Direction = 'outbound' | 'inbound';
+
+export interface PodIdentity {
+  readonly containerId: string;
+  readonly netns: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+export interface PodCounters {
+  outbound: number;
+  inbound: number;
+  /** Connections refused: no original destination (a direct connection to 15001/15006) or a loop. */
+  refused: number;
+}
+
+type Log = (level: LogLevelName, msg: string, extra?: Record<string, unknown>) => void;
+
+/** What the pod's listeners hand connections to. */
+export interface CaptureParts extends ProxyParts {
+  readonly http: CaptureHttp;
+}
+
+/** HTTP states kept per pod (one per original destination and direction), oldest dropped first. */
+const MAX_HTTP_STATES = 256;
+
+/** Listener name in metrics (`sluice_listener`): capture-outbound / capture-inbound. */
+export const listenerName = (d: Direction) => `capture-${d}`;
+
+export class PodListeners {
+  readonly counters: PodCounters = { outbound: 0, inbound: 0, refused: 0 };
+  private readonly servers: Server[] = [];
+  private readonly httpStates = new Map<string, ListenerState>();
+  /** Where the upstream sockets are made: a thread parked in the pod's netns. */
+  private netns?: NetnsHandle;
+
+  private constructor(
+    readonly pod: PodIdentity,
+    private readonly addon: CaptureAddon,
+    private readonly parts: CaptureParts,
+    private readonly sockets: Set<Socket>,
+    private readonly log: Log,
+  ) {}
+
+  /** Binds both listeners in the pod's netns; throws SLUICE_ERR_CAPTURE_NETNS naming the step. */
+  static async open(pod: PodIdentity, families: readonly Family[], addon: CaptureAddon, parts: CaptureParts, sockets: Set<Socket>, log: Log): Promise<PodListeners> {
+    const p = new PodListeners(pod, addon, parts, sockets, log);
+    try {
+      p.netns = addon.netnsOpen(pod.netns);
+      // Outbound is REDIRECTed from OUTPUT, which lands on loopback; inbound from PREROUTING
+      // lands on the pod's address, hence the wildcard. IPv6 sockets are v6-only (the addon sets
+      // IPV6_V6ONLY), so both families can hold the same ports.
+      if (families.includes('ip')) {
+        await p.adopt('outbound', '127.0.0.1', OUTBOUND_PORT);
+        await p.adopt('inbound', '0.0.0.0', INBOUND_PORT);
+      }
+      if (families.includes('ip6')) {
+        await p.adopt('outbound', '::1', OUTBOUND_PORT);
+        await p.adopt('inbound', '::', INBOUND_PORT);
+      }
+    } catch (error) {
+      await p.close();
+      const e = error as Error & { code?: string };
+      throw new SluiceError('SLUICE_ERR_CAPTURE_NETNS', `cannot listen in the netns of ${describe(pod)} (${pod.netns}): ${e.message}`, { cause: error });
+    }
+    return p;
+  }
+
+  private async adopt(direction: Direction, host: string, port: number): Promise<void> {
+    const fd = this.addon.listenInNetns(this.pod.netns, host, port, PROXY_MARK);
+    const server = createServer((client) => this.accept(direction, client));
+    this.servers.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ fd }, () => resolve());
+    });
+  }
+
+  private accept(direction: Direction, client: Socket): void {
+    // A reset while the first bytes are awaited must cost this connection only, not the process.
+    client.on('error', () => client.destroy());
+    const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    let dst: { address: string; port: number; family: 4 | 6 };
+    try {
+      if (fd === undefined || fd < 0) throw new Error('the accepted socket has no file descriptor');
+      dst = this.addon.originalDst(fd);
+    } catch (error) {
+      // Not redirected: someone connected to 15001/15006 directly. There is nowhere to send it.
+      this.counters.refused++;
+      this.log('warn', `capture: ${direction} connection in ${describe(this.pod)} from ${client.remoteAddress}:${client.remotePort} has no original destination; closed`, { error: (error as Error).message });
+      return void client.destroy();
+    }
+    if ((dst.port === OUTBOUND_PORT || dst.port === INBOUND_PORT) && (dst.address === client.localAddress || dst.address.startsWith('127.') || dst.address === '::1')) {
+      this.counters.refused++;
+      this.log('warn', `capture: ${direction} connection in ${describe(this.pod)} to ${dst.address}:${dst.port} would loop into the proxy; closed`);
+      return void client.destroy();
+    }
+    this.counters[direction]++;
+    void this.forward(direction, client, dst);
+  }
+
+  private async forward(direction: Direction, client: Socket, dst: { address: string; port: number; family: 4 | 6 }): Promise<void> {
+    const first = await sniff(client);
+    if (client.destroyed) return;
+    const protocol = sniffedProtocol(first);
+    if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol));
+    if (first.length > 0) client.unshift(first);
+    let upstream: Socket;
+    try {
+      upstream = this.connect(dst.address, dst.port);
+    } catch (error) {
+      this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${dst.address}:${dst.port}`, { error: (error as Error).message });
+      return void client.destroy();
+    }
+    passthrough(client, upstream, { listener: listenerName(direction), destination: `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+  }
+
+  /**
+   * A connection from the pod's netns with the mark: it leaves with the pod's address and is not
+   * redirected again (outbound), or reaches the pod's own server (inbound).
+   */
+  private connect(host: string, port: number): Socket {
+    const fd = this.addon.netnsSocket(this.netns!, host.includes(':') ? 6 : 4, PROXY_MARK);
+    // manualStart: the socket is not connected yet; reading starts once connect() completes.
+    const socket = new Socket({ fd, manualStart: true } as ConstructorParameters<typeof Socket>[0]);
+    return socket.connect(port, host);
+  }
+
+  private httpState(direction: Direction, dst: { address: string; port: number }, protocol: 'http1' | 'http2'): ListenerState {
+    const key = `${direction} ${dst.address} ${dst.port} ${protocol}`;
+    let state = this.httpStates.get(key);
+    if (state) return state;
+    state = originalDestinationState(listenerName(direction), dst.address, dst.port, protocol, this.parts.env, (host, port) => this.connect(host, port));
+    this.httpStates.set(key, state);
+    if (this.httpStates.size > MAX_HTTP_STATES) {
+      const [oldestKey, oldest] = this.httpStates.entries().next().value!;
+      this.httpStates.delete(oldestKey);
+      for (const c of oldest.clusters.values()) void c.close();
+    }
+    return state;
+  }
+
+  async close(): Promise<void> {
+    for (const state of this.httpStates.values()) for (const c of state.clusters.values()) void c.destroy();
+    this.httpStates.clear();
+    if (this.netns) this.addon.netnsClose(this.netns);
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
+  }
+}
+
+export function describe(pod: PodIdentity): string {
+  return pod.namespace ? `pod ${pod.namespace}/${pod.name}` : `container ${pod.containerId}`;
+}

@@ -1,0 +1,72 @@
+// `sluice cni install|uninstall`: sets sluice-cni up on a node (run by the DaemonSet with the
+// node's CNI dirs mounted), or removes it. `--watch` keeps the entry chained until SIGTERM.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { chain, install, uninstall, watchAndRepair } from '../capture/cni-install.ts';
+import { SluiceError } from '../errors.ts';
+import { packageRoot } from './paths.ts';
+
+const log = (level: string, msg: string, extra: Record<string, unknown> = {}) =>
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...extra })}\n`);
+
+/** The entry `install` chains when no --config is given (docs/capture.md). */
+const DEFAULT_ENTRY = { proxySocket: '/var/run/sluice/cni.sock', excludeNamespaces: ['kube-system'], capabilities: { 'io.kubernetes.cri.pod-annotations': true } };
+
+export async function runCni(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      'cni-bin-dir': { type: 'string', default: '/opt/cni/bin' },
+      'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
+      binary: { type: 'string' },
+      config: { type: 'string' },
+      watch: { type: 'boolean', default: false },
+    },
+  });
+  const [action] = positionals;
+  const dirs = { binDir: values['cni-bin-dir']!, confDir: values['cni-conf-dir']! };
+  if (action === 'uninstall') {
+    const files = await uninstall(dirs);
+    log('info', files.length > 0 ? `sluice-cni removed from ${files.join(', ')}` : 'sluice-cni was not chained in any config', { binDir: dirs.binDir });
+    return 0;
+  }
+  if (action !== 'install' || positionals.length !== 1) {
+    process.stderr.write('sluice cni: give `install` or `uninstall`, e.g. `sluice cni install --cni-conf-dir /etc/cni/net.d`\n');
+    return 2;
+  }
+  let entry: Record<string, unknown> = DEFAULT_ENTRY;
+  if (values.config) {
+    try {
+      entry = JSON.parse(await readFile(values.config, 'utf8'));
+    } catch (error) {
+      throw new SluiceError('SLUICE_ERR_CNI_INSTALL', `--config ${values.config}: ${(error as Error).message}; give a JSON object with sluice-cni's fields (docs/capture.md)`);
+    }
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry) || 'type' in entry) {
+      throw new SluiceError('SLUICE_ERR_CNI_INSTALL', `--config ${values.config}: must be a JSON object of sluice-cni's fields, without "type"`);
+    }
+  }
+  const binary = values.binary ?? join(packageRoot(), 'build/cni/sluice-cni');
+  const opts = { ...dirs, binary, entry };
+  const { file, changed } = await install(opts);
+  log('info', changed ? `sluice-cni chained into ${file}` : `sluice-cni already chained in ${file}`, { binary: join(dirs.binDir, 'sluice-cni') });
+  // Pods started before this moment were not captured; the runtime only calls CNI at sandbox
+  // creation, so they stay so until recreated.
+  log('warn', 'pods already running on this node are not captured until they are recreated (kubectl rollout restart)');
+  if (!values.watch) return 0;
+  const watcher = watchAndRepair(
+    opts,
+    (f) => log('warn', `the chain in ${f} was rewritten (by the primary CNI?); sluice-cni chained again`),
+    (error) => log('error', `cannot repair the CNI config: ${error.message}`),
+  );
+  // A rewrite that happened between install and the watch's start.
+  await chain(opts);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  watcher.close();
+  return 0;
+}
