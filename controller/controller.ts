@@ -4,7 +4,7 @@
 
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
+import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type WasmFilter } from './crd/index.ts';
 import { ControllerError } from './errors.ts';
 import { EventRecorder } from './kube/events.ts';
@@ -14,7 +14,8 @@ import { WorkQueue } from './kube/work-queue.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NotLeaderError, Reconciler } from './reconcile/reconciler.ts';
-import { startHttpServer, type HttpServer } from './http-server.ts';
+import { parseListen, startHttpServer, type HttpServer } from './http-server.ts';
+import { authenticateAgent, DistributionServer, StaticNodeConfigSource, type NodeConfigSource } from './distribution/index.ts';
 
 export interface ControllerOptions {
   /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
@@ -42,6 +43,12 @@ export interface ControllerOptions {
   minWatchBackoffMs?: number;
   /** Every key is reconciled again this often (picks up changes no watch reports, e.g. a ConfigMap's). */
   resyncMs?: number;
+  /** host:port of the distribution service the node agents connect to (gRPC); port 0 picks a free one. */
+  grpcListen?: string;
+  /** `namespace/name` of the node agents' ServiceAccount: only its pod-bound tokens may connect. */
+  agentServiceAccount?: string;
+  /** What each node gets; until discovery is wired in, an empty StaticNodeConfigSource (agents wait). */
+  nodeConfigSource?: NodeConfigSource;
   log?: Logger;
 }
 
@@ -52,6 +59,8 @@ export const DEFAULTS = {
   leaseDurationMs: 15_000,
   workers: 4,
   resyncMs: 10 * 60_000,
+  grpcListen: ':15012',
+  agentServiceAccount: 'sluice-system/sluice-node',
 };
 
 export function loadKubeConfig(file?: string): KubeConfig {
@@ -104,6 +113,9 @@ export class Controller {
   readonly elector: LeaderElector;
   readonly identity: string;
   readonly log: Logger;
+  /** Serves the node agents on every replica, leader or not. */
+  readonly distribution: DistributionServer;
+  private grpcPort?: number;
   private readonly reconciler: Reconciler;
   private http?: HttpServer;
   private running = false;
@@ -158,6 +170,17 @@ export class Controller {
       rootNamespace: namespace,
       isLeader: () => this.elector.isLeader,
     });
+    const authOptions = { auth: kc.makeApiClient(AuthenticationV1Api), core, serviceAccount: options.agentServiceAccount ?? DEFAULTS.agentServiceAccount };
+    this.distribution = new DistributionServer({
+      source: options.nodeConfigSource ?? new StaticNodeConfigSource(),
+      authenticate: (token, node) => authenticateAgent(authOptions, token, node),
+      log: this.log.with({ component: 'distribution' }),
+    });
+  }
+
+  /** The port the distribution service listens on (after start). */
+  get distributionPort(): number | undefined {
+    return this.grpcPort;
   }
 
   get ready(): boolean {
@@ -177,6 +200,13 @@ export class Controller {
       metrics: () => this.metrics.render(),
     });
     this.log.info('serving /healthz, /readyz, /metrics', { address: `${this.http.address.host}:${this.http.address.port}` });
+    const grpc = parseListen(this.options.grpcListen ?? DEFAULTS.grpcListen);
+    this.grpcPort = await this.distribution.listen(`${grpc.host.includes(':') ? `[${grpc.host}]` : grpc.host}:${grpc.port}`).catch(async (error: Error) => {
+      await this.http?.close();
+      throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `cannot serve the node agents on --grpc-listen ${this.options.grpcListen ?? DEFAULTS.grpcListen}: ${error.message}`, { cause: error });
+    });
+    // Plaintext for now: TLS from the controller's CA is the next step (docs/platform.md#distribution).
+    this.log.info('serving the node agents (gRPC, plaintext)', { address: `${grpc.host}:${this.grpcPort}` });
     this.informer.start();
     this.elector.start();
     const n = this.options.workers ?? DEFAULTS.workers;
@@ -243,6 +273,7 @@ export class Controller {
     this.informer.stop();
     await Promise.all(this.workers);
     await this.elector.stop();
+    await this.distribution.close();
     await this.http?.close();
   }
 }

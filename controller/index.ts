@@ -8,3 +8,4 @@ export { jsonLogger, silentLogger, type Logger } from './log.ts';
 export { WorkQueue } from './kube/work-queue.ts';
 export { validateModule } from './reconcile/validate-module.ts';
 export { REASONS } from './reconcile/status.ts';
+export * from './distribution/index.ts';

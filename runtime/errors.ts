@@ -18,6 +18,7 @@ export const ErrorCodes = {
   SLUICE_ERR_CAPTURE_NFT: 'installing or removing the pod redirect rules (nft) failed',
   SLUICE_ERR_CAPTURE_RULES_MISMATCH: 'the pod redirect rules are missing or not as installed',
   SLUICE_ERR_CNI_INSTALL: 'sluice cni install/uninstall could not set up the node',
+  SLUICE_ERR_AGENT: 'node mode (`sluice run --controller`) was given settings it cannot run with',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

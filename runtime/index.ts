@@ -6,3 +6,4 @@ export { SluiceError, ErrorCodes, type ErrorCode } from './errors.ts';
 export { Status, MapType, BufferType, LogLevel, LOG_LEVEL_NAMES, MetricType } from './abi/constants.ts';
 export * from './config/index.ts';
 export { NodeProxy } from './proxy/node-proxy.ts';
+export * from './agent/index.ts';

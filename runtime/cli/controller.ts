@@ -23,11 +23,17 @@ export async function runController(args: string[]): Promise<number> {
       'allow-insecure-registries': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
       identity: { type: 'string' },
+      'grpc-listen': { type: 'string', default: DEFAULTS.grpcListen },
+      'agent-service-account': { type: 'string', default: DEFAULTS.agentServiceAccount },
     },
   });
   const level = values['log-level'] as 'debug' | 'info' | 'warn' | 'error';
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `--log-level must be debug, info, warn or error, got "${level}"`);
   parseListen(values.listen!); // a bad address is refused before anything connects
+  parseListen(values['grpc-listen']!);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(values['agent-service-account']!)) {
+    throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `--agent-service-account must be namespace/name, e.g. sluice-system/sluice-node, got "${values['agent-service-account']}"`);
+  }
   const log = jsonLogger({ level, fields: { component: 'controller' } });
   const controller = new Controller({
     kubeconfig: values.kubeconfig,
@@ -39,6 +45,8 @@ export async function runController(args: string[]): Promise<number> {
     cacheDir: values['cache-dir'],
     allowInsecure: values['allow-insecure-registries'],
     identity: values.identity,
+    grpcListen: values['grpc-listen'],
+    agentServiceAccount: values['agent-service-account'],
     log,
   });
   await controller.start();

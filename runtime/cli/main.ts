@@ -7,7 +7,7 @@ import { buildFilterDir } from './build.ts';
 import { runCni } from './cni.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
-import { runProxy } from './run.ts';
+import { runNodeAgent, runProxy } from './run.ts';
 import { workerCount } from './workers.ts';
 
 const USAGE = `usage: sluice <command> [options]
@@ -20,12 +20,19 @@ commands:
                            --log-level: trace, debug, info (default), warn, error or critical, for
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
                            --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
+  run --controller HOST:PORT [--node-name N] [--token-file F] [--state-dir DIR] [--drain-ms N]
+                           node mode: the config comes from the controller (docs/proxy.md#node-mode);
+                           defaults: node name from $NODE_NAME, token from
+                           /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice
   controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
              [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
-             [--log-level debug|info|warn|error]
+             [--log-level debug|info|warn|error] [--grpc-listen HOST:PORT]
+             [--agent-service-account NS/NAME]
                            the WasmFilter controller (docs/platform.md): --namespace is the root
                            namespace and holds the leader Lease (default sluice-system);
-                           /healthz, /readyz, /metrics on --listen (default :15014)
+                           /healthz, /readyz, /metrics on --listen (default :15014); the node
+                           agents on --grpc-listen (default :15012), authenticated as
+                           --agent-service-account (default sluice-system/sluice-node)
   cni install|uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--config FILE] [--watch]
                            chain sluice-cni into the node's CNI config, or remove it (docs/capture.md)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
@@ -47,9 +54,17 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' } } });
-        if (!values.config) {
-          process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`\n');
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' } } });
+        if (!values.config && !values.controller) {
+          process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`, or the controller, e.g. `sluice run --controller sluice-controller.sluice-system:15012`\n');
+          return 2;
+        }
+        if (values.config && values.controller) {
+          process.stderr.write('sluice run: give either -c FILE or --controller HOST:PORT, not both\n');
+          return 2;
+        }
+        if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir']) !== undefined) {
+          process.stderr.write('sluice run: --node-name, --token-file and --state-dir are for node mode; add --controller HOST:PORT\n');
           return 2;
         }
         const drainMs = Number(values['drain-ms']);
@@ -73,7 +88,14 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write('sluice run: --capture-socket needs a single process; drop --workers\n');
           return 2;
         }
-        return await runProxy(values.config, { drainMs, workers, captureSocket: values['capture-socket'] });
+        if (values.controller) {
+          if (workers > 1 || values['capture-socket'] !== undefined) {
+            process.stderr.write('sluice run: --controller runs a single process without capture for now; drop --workers and --capture-socket\n');
+            return 2;
+          }
+          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], drainMs });
+        }
+        return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'] });
       }
       case 'controller': {
         // Loaded only here: the Kubernetes client is not needed by the other commands.

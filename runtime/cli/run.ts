@@ -1,11 +1,12 @@
 // `sluice run -c sluice.yaml [--workers N]`: the node proxy from a config file, in this process or
-// in N worker processes (workers.ts). Reloads on SIGHUP, on a change of the file and on POST
+// in N worker processes (workers.ts); or `sluice run --controller ADDR`: fed by the controller. Reloads on SIGHUP, on a change of the file and on POST
 // /reload (an invalid file is refused and the running config stays); drains on SIGTERM/SIGINT.
 
 import { loadConfig } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
 import { CaptureServer } from '../capture/index.ts';
+import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { watchConfig } from './config-watcher.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
@@ -45,4 +46,27 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
     throw error;
   }) : undefined;
   return { addresses: proxy.addresses(), reload: () => proxy.reload!(), stop: async (ms) => (await capture?.stop(), await proxy.stop(ms)) };
+}
+
+/**
+ * `sluice run --controller HOST:PORT`: node mode (docs/proxy.md#node-mode). The config comes from
+ * the controller; the proxy starts on the last good config on disk or on the first good snapshot.
+ */
+export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; drainMs: number }): Promise<number> {
+  const nodeName = opts.nodeName ?? process.env.NODE_NAME ?? '';
+  const stateDir = opts.stateDir ?? AGENT_DEFAULTS.stateDir;
+  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir });
+  log('info', `node mode: controller ${opts.controller}, node ${nodeName}, state in ${stateDir}`);
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log('info', `${signal}: draining for up to ${opts.drainMs} ms`);
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await agent.stop(opts.drainMs);
+  log('info', 'stopped');
+  return 0;
 }

@@ -1,0 +1,162 @@
+// The distribution service (gRPC, runtime/agent/sluice-distribution.proto), served by every
+// controller replica: authenticates each agent's stream (agent-auth.ts), subscribes to its node's
+// config, sends the modules the agent lacks and then the snapshot with a nonce, and records the
+// node's answer (ACK, or NACK with the reason).
+
+import { randomBytes } from 'node:crypto';
+import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
+import { distributionProtocol, type AgentMessage, type ControllerMessage } from '../../runtime/index.ts';
+import type { Logger } from '../log.ts';
+import { AgentAuthError, type AgentIdentity } from './agent-auth.ts';
+import type { NodeConfig, NodeConfigSource } from './types.ts';
+
+/** What the controller knows of a node's latest snapshot. */
+export interface NodeRecord {
+  /** The version last sent to the node (or the one it said it serves, when that is current). */
+  version: string;
+  /** The node ACKed `version`. */
+  acked: boolean;
+  /** Its NACK reason for `version`, if it refused it. */
+  nackReason?: string;
+  /** A stream of the node is open on this replica. */
+  connected: boolean;
+}
+
+export interface DistributionServerOptions {
+  source: NodeConfigSource;
+  authenticate: (token: string, nodeName: string) => Promise<AgentIdentity>;
+  log: Logger;
+  /** An agent that sends no hello within this is disconnected. */
+  helloTimeoutMs?: number;
+}
+
+type Call = ServerDuplexStream<AgentMessage, ControllerMessage>;
+
+export class DistributionServer {
+  private server?: Server;
+  private readonly records = new Map<string, NodeRecord>();
+  private readonly calls = new Map<Call, string>();
+  /** Modules sent, by digest (tests: nothing is sent twice to an agent that has it). */
+  modulesSent = 0;
+
+  constructor(private readonly options: DistributionServerOptions) {}
+
+  /** Binds `host:port` (port 0: a free one) and returns the port. Plaintext: TLS with the controller's CA is the next step. */
+  async listen(address: string): Promise<number> {
+    const server = new Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024 });
+    server.addService(distributionProtocol().service, { Stream: (call: Call) => this.onStream(call) });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(address, ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+    );
+    this.server = server;
+    return port;
+  }
+
+  /** The per-node records (node name -> latest snapshot and its answer). */
+  nodes(): ReadonlyMap<string, NodeRecord> {
+    return this.records;
+  }
+
+  /** Ends the streams of `nodeName` (every node's when absent) with UNAVAILABLE; agents reconnect. */
+  disconnect(nodeName?: string): void {
+    for (const [call, node] of this.calls) {
+      if (nodeName === undefined || node === nodeName) call.emit('error', { code: GrpcStatus.UNAVAILABLE, details: 'stream closed by the controller; reconnect' });
+    }
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.disconnect();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  }
+
+  private onStream(call: Call): void {
+    const peer = call.getPeer();
+    const timeout = setTimeout(() => refuse(GrpcStatus.DEADLINE_EXCEEDED, 'no hello received in time'), this.options.helloTimeoutMs ?? 10_000);
+    let node: string | undefined;
+    let unsubscribe: (() => void) | undefined;
+    let have = new Set<string>();
+    let nonce = '';
+    let ended = false;
+    const refuse = (code: GrpcStatus, details: string) => {
+      if (ended) return;
+      this.options.log.warn('agent refused', { peer, node, code: GrpcStatus[code], reason: details });
+      call.emit('error', { code, details });
+    };
+    const send = (c: NodeConfig) => {
+      if (ended) return;
+      for (const [sha256, bytes] of c.modules) {
+        if (have.has(sha256)) continue;
+        call.write({ module: { sha256, bytes } });
+        have.add(sha256);
+        this.modulesSent++;
+      }
+      nonce = randomBytes(8).toString('hex');
+      this.records.set(node!, { version: c.version, acked: false, connected: true });
+      call.write({ snapshot: { version: c.version, nonce, config: c.config } });
+    };
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearTimeout(timeout);
+      unsubscribe?.();
+      this.calls.delete(call);
+      const r = node ? this.records.get(node) : undefined;
+      if (r && ![...this.calls.values()].includes(node!)) r.connected = false;
+    };
+    call.on('error', end);
+    call.on('cancelled', end);
+    call.on('close', end);
+    call.on('end', () => {
+      end();
+      call.end();
+    });
+    call.on('data', (m: AgentMessage) => {
+      if (m.hello) {
+        if (node !== undefined) return refuse(GrpcStatus.INVALID_ARGUMENT, 'a second hello on one stream');
+        const hello = m.hello;
+        node = hello.nodeName;
+        clearTimeout(timeout);
+        this.options.authenticate(hello.token, hello.nodeName).then(
+          (who) => {
+            if (ended) return;
+            this.calls.set(call, who.nodeName);
+            have = new Set(hello.haveModules);
+            this.options.log.info('agent connected', { node: who.nodeName, pod: `${who.podNamespace}/${who.podName}`, peer, lastVersion: hello.lastVersion || undefined, modules: have.size });
+            let first = true;
+            unsubscribe = this.options.source.watch(who.nodeName, (c) => {
+              // A resuming agent that already serves the current version is not sent it again.
+              if (first && c.version === hello.lastVersion) {
+                this.records.set(who.nodeName, { version: c.version, acked: true, connected: true });
+                first = false;
+                return;
+              }
+              first = false;
+              send(c);
+            });
+          },
+          (error: Error) => {
+            if (error instanceof AgentAuthError) return refuse(error.grpcCode, error.message);
+            refuse(GrpcStatus.UNAVAILABLE, `cannot check the token with the API server: ${error.message}`);
+          },
+        );
+        return;
+      }
+      if (node === undefined || !this.calls.has(call)) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
+      const answer = m.ack ?? m.nack;
+      if (!answer) return;
+      // An answer to an older snapshot than the last one sent is stale: the newer one decides.
+      if (answer.nonce !== nonce) return;
+      const r = this.records.get(node)!;
+      if (m.ack) {
+        Object.assign(r, { acked: true, nackReason: undefined });
+        this.options.log.info('node ACKed', { node, version: answer.version });
+      } else {
+        Object.assign(r, { acked: false, nackReason: m.nack!.reason });
+        this.options.log.warn('node NACKed', { node, version: answer.version, reason: m.nack!.reason });
+      }
+    });
+  }
+}

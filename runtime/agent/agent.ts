@@ -1,0 +1,174 @@
+// The node agent (`sluice run --controller`): one gRPC stream to the controller, modules into the
+// content-addressed cache, each snapshot parsed with the runtime's own loader and applied to the
+// NodeProxy, answered ACK or NACK; the last good config kept on disk so a restarted agent serves
+// it while the controller is away. Reconnects with exponential backoff and full jitter.
+
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { credentials, Metadata, status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { parseConfig } from '../config/index.ts';
+import { SluiceError } from '../errors.ts';
+import { log as defaultLog, type LogLevelName } from '../log.ts';
+import { NodeProxy } from '../proxy/node-proxy.ts';
+import { atomicWrite, ModuleCache } from './module-cache.ts';
+import { distributionProtocol, MAX_MESSAGE_BYTES, type AgentMessage, type ControllerMessage, type SnapshotMessage } from './protocol.ts';
+
+export interface NodeAgentOptions {
+  /** host:port of the controller's distribution service. */
+  controller: string;
+  /** The projected ServiceAccount token (audience `sluice`); read again at every connection (kubelet rotates it). */
+  tokenFile: string;
+  nodeName: string;
+  /** Holds modules/ (the cache) and last-good.json. */
+  stateDir: string;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  log?: (level: LogLevelName, msg: string, fields?: Record<string, unknown>) => void;
+  /** Called once the proxy serves (from disk or from the first good snapshot). */
+  onServing?: (proxy: NodeProxy) => void;
+}
+
+interface LastGood {
+  version: string;
+  config: string;
+}
+
+export const AGENT_DEFAULTS = {
+  tokenFile: '/var/run/secrets/tokens/sluice-token',
+  stateDir: '/var/lib/sluice',
+  minBackoffMs: 500,
+  maxBackoffMs: 30_000,
+};
+
+export class NodeAgent {
+  proxy?: NodeProxy;
+  /** The version served (last ACKed), or '' before any. */
+  version = '';
+  /** Streams opened so far (tests and logs). */
+  connections = 0;
+  private readonly cache: ModuleCache;
+  private readonly log: NonNullable<NodeAgentOptions['log']>;
+  private client?: InstanceType<ReturnType<typeof distributionProtocol>['client']>;
+  private stream?: ClientDuplexStream<AgentMessage, ControllerMessage>;
+  private stopped = false;
+  private failures = 0;
+  private retryTimer?: NodeJS.Timeout;
+  /** Snapshots are applied one at a time, in the order they came. */
+  private applying: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: NodeAgentOptions) {
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(options.nodeName)) {
+      throw new SluiceError('SLUICE_ERR_AGENT', `node name "${options.nodeName}" is not a Kubernetes node name; pass --node-name or set NODE_NAME (the downward API's spec.nodeName)`);
+    }
+    this.cache = new ModuleCache(join(options.stateDir, 'modules'));
+    this.log = options.log ?? defaultLog;
+  }
+
+  private get lastGoodFile(): string {
+    return join(this.options.stateDir, 'last-good.json');
+  }
+
+  /** Serves the last good config from disk, if any, then connects (and keeps reconnecting). */
+  async start(): Promise<void> {
+    await mkdir(this.options.stateDir, { recursive: true });
+    const saved = await readFile(this.lastGoodFile, 'utf8').then((t) => JSON.parse(t) as LastGood, () => undefined);
+    if (saved) {
+      try {
+        await this.serve(saved);
+        this.log('info', `serving the last good config from disk (version ${saved.version}) until the controller answers`);
+      } catch (error) {
+        this.log('error', 'the last good config on disk cannot be served; waiting for the controller', { error: (error as Error).message });
+      }
+    }
+    const { client } = distributionProtocol();
+    this.client = new client(this.options.controller, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.keepalive_time_ms': 30_000,
+    });
+    this.connect();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    let token: string;
+    try {
+      token = readFileSync(this.options.tokenFile, 'utf8').trim();
+    } catch (error) {
+      this.log('error', `cannot read the token file ${this.options.tokenFile}; mount a projected ServiceAccount token with audience "sluice" there (--token-file)`, { error: (error as Error).message });
+      return this.retry();
+    }
+    this.connections++;
+    const stream = this.client!.Stream(new Metadata()) as ClientDuplexStream<AgentMessage, ControllerMessage>;
+    this.stream = stream;
+    let got = false;
+    stream.on('data', (m: ControllerMessage) => {
+      got = true;
+      this.failures = 0;
+      if (m.module) {
+        const { sha256, bytes } = m.module;
+        this.applying = this.applying.then(() => this.cache.put(sha256, bytes)).catch((error) => this.log('error', (error as Error).message));
+      } else if (m.snapshot) {
+        const snap = m.snapshot;
+        this.applying = this.applying.then(() => this.onSnapshot(stream, snap));
+      }
+    });
+    stream.on('error', (error: ServiceError) => {
+      if (this.stopped && error.code === GrpcStatus.CANCELLED) return;
+      const level = error.code === GrpcStatus.UNAUTHENTICATED || error.code === GrpcStatus.PERMISSION_DENIED ? 'error' : 'warn';
+      this.log(level, `controller stream ended: ${error.details || error.message}`, { controller: this.options.controller, code: GrpcStatus[error.code] ?? error.code, serving: this.version || undefined });
+    });
+    stream.on('close', () => {
+      if (this.stream === stream) this.stream = undefined;
+      if (!got) this.failures++;
+      this.retry();
+    });
+    stream.write({ hello: { nodeName: this.options.nodeName, token, haveModules: this.cache.digests(), lastVersion: this.version } });
+  }
+
+  private retry(): void {
+    if (this.stopped || this.retryTimer) return;
+    const min = this.options.minBackoffMs ?? AGENT_DEFAULTS.minBackoffMs;
+    const max = this.options.maxBackoffMs ?? AGENT_DEFAULTS.maxBackoffMs;
+    // Full jitter: agents cut off together do not come back together.
+    const delay = Math.round(Math.random() * Math.min(max, min * 2 ** Math.min(this.failures, 20))) + 1;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.connect();
+    }, delay);
+  }
+
+  private async onSnapshot(stream: ClientDuplexStream<AgentMessage, ControllerMessage>, snap: SnapshotMessage): Promise<void> {
+    try {
+      await this.serve({ version: snap.version, config: snap.config });
+      await atomicWrite(this.lastGoodFile, JSON.stringify({ version: snap.version, config: snap.config }));
+      this.log('info', `applied version ${snap.version} from the controller`);
+      stream.write({ ack: { version: snap.version, nonce: snap.nonce } });
+    } catch (error) {
+      const reason = (error as Error).message;
+      this.log('error', `version ${snap.version} from the controller refused; still serving ${this.version || 'nothing'}`, { code: (error as { code?: string }).code, error: reason });
+      stream.write({ nack: { version: snap.version, nonce: snap.nonce, reason } });
+    }
+  }
+
+  private async serve(good: LastGood): Promise<void> {
+    const snapshot = parseConfig(good.config, `controller snapshot ${good.version}`, this.cache.dir);
+    if (this.proxy) {
+      await this.proxy.apply(snapshot);
+    } else {
+      this.proxy = await NodeProxy.start(snapshot);
+      for (const [name, a] of Object.entries(this.proxy.addresses())) this.log('info', `${name} listening on ${a.address}:${a.port}`);
+      this.options.onServing?.(this.proxy);
+    }
+    this.version = good.version;
+  }
+
+  async stop(drainMs = 0): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.stream?.cancel();
+    this.client?.close();
+    await this.applying;
+    await this.proxy?.stop(drainMs);
+  }
+}
