@@ -151,7 +151,8 @@ export class DistributionServer {
       if (answer.nonce !== nonce) return;
       const r = this.records.get(node)!;
       if (m.ack) {
-        Object.assign(r, { acked: true, nackReason: undefined });
+        r.acked = true;
+        delete r.nackReason;
         this.options.log.info('node ACKed', { node, version: answer.version });
       } else {
         Object.assign(r, { acked: false, nackReason: m.nack!.reason });

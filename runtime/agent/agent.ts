@@ -118,11 +118,17 @@ export class NodeAgent {
       const level = error.code === GrpcStatus.UNAUTHENTICATED || error.code === GrpcStatus.PERMISSION_DENIED ? 'error' : 'warn';
       this.log(level, `controller stream ended: ${error.details || error.message}`, { controller: this.options.controller, code: GrpcStatus[error.code] ?? error.code, serving: this.version || undefined });
     });
-    stream.on('close', () => {
+    // 'status' comes once at the end of every call, however it ended ('close' need not).
+    let over = false;
+    const ended = () => {
+      if (over) return;
+      over = true;
       if (this.stream === stream) this.stream = undefined;
       if (!got) this.failures++;
       this.retry();
-    });
+    };
+    stream.on('status', ended);
+    stream.on('close', ended);
     stream.write({ hello: { nodeName: this.options.nodeName, token, haveModules: this.cache.digests(), lastVersion: this.version } });
   }
 
