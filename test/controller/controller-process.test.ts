@@ -15,7 +15,7 @@ const hello = modules.hello();
 const helloSha = sha256(hello);
 
 async function startReplica(id: string): Promise<Replica> {
-  const p = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', '127.0.0.1:0', '--lease-duration', String(LEASE_S), '--identity', id]);
+  const p = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0', '--lease-duration', String(LEASE_S), '--identity', id]);
   const port = await until(`replica ${id} to serve; it said:\n${p.stderr()}`, () => {
     if (p.child.exitCode !== null) throw new Error(`replica ${id} exited with ${p.child.exitCode}: ${p.stderr()}`);
     const m = /"msg":"serving \/healthz, \/readyz, \/metrics","[^\n]*"address":"127\.0\.0\.1:(\d+)"/.exec(p.stderr());

@@ -18,6 +18,7 @@ test.serial('a controller started before the CRD exists says how to install it, 
   const controller = new Controller({
     kubeConfig: loadKubeConfig(kube.kubeconfig),
     listen: '127.0.0.1:0',
+    grpcListen: '127.0.0.1:0',
     minWatchBackoffMs: 50,
     log: jsonLogger({ write: (l) => void lines.push(l) }),
   });

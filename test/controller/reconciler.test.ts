@@ -28,6 +28,7 @@ test.before(async () => {
   controller = new Controller({
     kubeConfig: loadKubeConfig(env.controllerKubeconfig),
     listen: '127.0.0.1:0',
+    grpcListen: '127.0.0.1:0',
     leaseDurationMs: 3000,
     baseRetryMs: 200,
     maxRetryMs: 1000,
