@@ -72,7 +72,7 @@ export function loadKubeConfig(file?: string): KubeConfig {
 /** Lists in pages, as client-go's reflector does, so one large list does not load the API server at once. */
 const LIST_PAGE = 500;
 
-async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } }>): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
+export async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } }>): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
   const items: T[] = [];
   let cont: string | undefined;
   let resourceVersion: string | undefined;
@@ -158,6 +158,16 @@ export class Controller {
       rootNamespace: namespace,
       isLeader: () => this.elector.isLeader,
     });
+  }
+
+  /** The bytes of a validated module by sha256 hex (for discovery: what nodes are sent). */
+  moduleByDigest(digest: string): Uint8Array | undefined {
+    return this.reconciler.moduleByDigest(digest);
+  }
+
+  /** Calls `listener` with each module's sha256 hex as it becomes available; returns an unsubscribe. */
+  onModule(listener: (digest: string) => void): () => void {
+    return this.reconciler.onModule(listener);
   }
 
   get ready(): boolean {
