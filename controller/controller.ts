@@ -207,8 +207,14 @@ export class Controller {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
-      // Followers keep their cache but do no work; a new leader enqueues every key.
+      // Followers keep their cache and write nothing (a new leader enqueues every key), but hold
+      // the modules in force, since every replica serves nodes.
       if (!this.elector.isLeader) {
+        try {
+          await this.reconciler.loadModuleInForce(key);
+        } catch (error) {
+          this.log.warn('module in force could not be loaded', { filter: key, error: (error as Error).message.split('\n')[0] });
+        }
         this.queue.done(key);
         continue;
       }

@@ -80,6 +80,19 @@ export class Reconciler {
     if (f) this.waiting.set(key, { uid: f.metadata.uid ?? '', generation: f.metadata.generation ?? 0, retryAt: Date.now() + delayMs });
   }
 
+  /**
+   * Followers: fetches the module of a filter's status.digest when this replica lacks it, keeping
+   * it only when the bytes have that digest (a moved tag is the leader's to validate). No writes.
+   */
+  async loadModuleInForce(key: string): Promise<void> {
+    const filter = this.deps.informer.get(key);
+    const digest = filter?.status?.digest;
+    if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(spec256(digest))) return;
+    if (specProblem(filter)) return;
+    const mod = await this.resolve(filter.metadata.namespace, filter.spec);
+    if (mod.digest === digest) this.keepModule(mod.digest, mod.bytes);
+  }
+
   async reconcile(key: string): Promise<ReconcileResult> {
     const filter = this.deps.informer.get(key);
     if (!filter) {

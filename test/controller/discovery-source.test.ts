@@ -118,3 +118,39 @@ test.serial('each node gets exactly its pods, the services, and the validated fi
   t.deepEqual(configs.get('node-3')!.map((c) => c.version), [n3.version]);
   t.deepEqual(configs.get('node-1')!.map((c) => c.version), [n1.version, n1c.version]);
 });
+
+test.serial('every replica holds the modules in force: a follower fetches them once without validating, and so does a leader restarted with an empty memory', async (t) => {
+  const kubeConfig = loadKubeConfig(env.controllerKubeconfig);
+  const hitsBefore = server.hits('/hello.wasm');
+  const follower = new Controller({ kubeConfig, listen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  const seen: string[] = [];
+  follower.onModule((d) => seen.push(d));
+  await follower.start();
+  try {
+    t.false(follower.elector.isLeader);
+    await until(() => follower.moduleByDigest(helloSha) !== undefined);
+    t.is(sha256(follower.moduleByDigest(helloSha)!), helloSha);
+    t.deepEqual(seen, [helloSha]);
+    t.is(server.hits('/hello.wasm'), hitsBefore + 1);
+  } finally {
+    await follower.stop();
+  }
+
+  // The leader goes; a fresh one (nothing in memory) finds the filter validated and unchanged,
+  // and still fetches its module once.
+  source.stop();
+  await controller.stop();
+  const fresh = new Controller({ kubeConfig, listen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  controller = fresh;
+  await fresh.start();
+  await until(() => fresh.elector.isLeader && fresh.moduleByDigest(helloSha) !== undefined, 20_000);
+  t.is(server.hits('/hello.wasm'), hitsBefore + 2);
+});
+
+async function until(cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
