@@ -15,7 +15,9 @@ import { jsonLogger, type Logger } from './log.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { NotLeaderError, Reconciler } from './reconcile/reconciler.ts';
 import { parseListen, startHttpServer, type HttpServer } from './http-server.ts';
-import { authenticateAgent, DistributionServer, StaticNodeConfigSource, type NodeConfigSource } from './distribution/index.ts';
+import { DiscoveryNodeConfigSource } from './discovery/source.ts';
+import { LIST_PAGE, listAll } from './kube/list.ts';
+import { authenticateAgent, DistributionServer, type NodeConfigSource } from './distribution/index.ts';
 
 export interface ControllerOptions {
   /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
@@ -47,8 +49,10 @@ export interface ControllerOptions {
   grpcListen?: string;
   /** `namespace/name` of the node agents' ServiceAccount: only its pod-bound tokens may connect. */
   agentServiceAccount?: string;
-  /** What each node gets; until discovery is wired in, an empty StaticNodeConfigSource (agents wait). */
+  /** What each node gets; default: discovery from Pods, Services, EndpointSlices and WasmFilters. */
   nodeConfigSource?: NodeConfigSource;
+  /** The SPIFFE trust domain of workload identities (default cluster.local). */
+  trustDomain?: string;
   log?: Logger;
 }
 
@@ -78,22 +82,6 @@ export function loadKubeConfig(file?: string): KubeConfig {
   return kc;
 }
 
-/** Lists in pages, as client-go's reflector does, so one large list does not load the API server at once. */
-const LIST_PAGE = 500;
-
-async function listAll<T>(page: (cont: string | undefined) => Promise<{ items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } }>): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
-  const items: T[] = [];
-  let cont: string | undefined;
-  let resourceVersion: string | undefined;
-  do {
-    const r = await page(cont);
-    items.push(...r.items);
-    // Every page of one list carries the version of the snapshot it was cut from.
-    resourceVersion = r.metadata?.resourceVersion;
-    cont = r.metadata?.continue || r.metadata?._continue || undefined;
-  } while (cont);
-  return { items, metadata: { resourceVersion } };
-}
 
 /** What the cache keeps of a WasmFilter: no managedFields, no kubectl last-applied copy of the spec. */
 function slim(f: WasmFilter): WasmFilter {
@@ -115,6 +103,8 @@ export class Controller {
   readonly log: Logger;
   /** Serves the node agents on every replica, leader or not. */
   readonly distribution: DistributionServer;
+  /** Computes each node's config (absent when a nodeConfigSource was given). */
+  readonly discovery?: DiscoveryNodeConfigSource;
   private grpcPort?: number;
   private readonly reconciler: Reconciler;
   private http?: HttpServer;
@@ -171,8 +161,18 @@ export class Controller {
       isLeader: () => this.elector.isLeader,
     });
     const authOptions = { auth: kc.makeApiClient(AuthenticationV1Api), core, serviceAccount: options.agentServiceAccount ?? DEFAULTS.agentServiceAccount };
+    if (!options.nodeConfigSource) {
+      this.discovery = new DiscoveryNodeConfigSource({
+        kubeConfig: kc,
+        log: this.log.with({ component: 'discovery' }),
+        rootNamespace: namespace,
+        trustDomain: options.trustDomain,
+        modules: { get: (digest) => this.reconciler.moduleByDigest(digest), onModule: (l) => this.reconciler.onModule(l) },
+        listPageSize: options.listPageSize,
+      });
+    }
     this.distribution = new DistributionServer({
-      source: options.nodeConfigSource ?? new StaticNodeConfigSource(),
+      source: options.nodeConfigSource ?? this.discovery!,
       authenticate: (token, node) => authenticateAgent(authOptions, token, node),
       log: this.log.with({ component: 'distribution' }),
     });
@@ -181,6 +181,16 @@ export class Controller {
   /** The port the distribution service listens on (after start). */
   get distributionPort(): number | undefined {
     return this.grpcPort;
+  }
+
+  /** The bytes of a validated module by sha256 hex (for discovery: what nodes are sent). */
+  moduleByDigest(digest: string): Uint8Array | undefined {
+    return this.reconciler.moduleByDigest(digest);
+  }
+
+  /** Calls `listener` with each module's sha256 hex as it becomes available; returns an unsubscribe. */
+  onModule(listener: (digest: string) => void): () => void {
+    return this.reconciler.onModule(listener);
   }
 
   get ready(): boolean {
@@ -209,6 +219,7 @@ export class Controller {
     this.log.info('serving the node agents (gRPC, plaintext)', { address: `${grpc.host}:${this.grpcPort}` });
     this.informer.start();
     this.elector.start();
+    void this.discovery?.start().catch((error: Error) => this.log.error('discovery failed to start', { error: error.message }));
     const n = this.options.workers ?? DEFAULTS.workers;
     for (let i = 0; i < n; i++) this.workers.push(this.work());
     const resync = this.options.resyncMs ?? DEFAULTS.resyncMs;
@@ -227,8 +238,14 @@ export class Controller {
     for (;;) {
       const key = await this.queue.get();
       if (key === undefined) return;
-      // Followers keep their cache but do no work; a new leader enqueues every key.
+      // Followers keep their cache and write nothing (a new leader enqueues every key), but hold
+      // the modules in force, since every replica serves nodes.
       if (!this.elector.isLeader) {
+        try {
+          await this.reconciler.loadModuleInForce(key);
+        } catch (error) {
+          this.log.warn('module in force could not be loaded', { filter: key, error: (error as Error).message.split('\n')[0] });
+        }
         this.queue.done(key);
         continue;
       }
@@ -273,6 +290,7 @@ export class Controller {
     this.informer.stop();
     await Promise.all(this.workers);
     await this.elector.stop();
+    this.discovery?.stop();
     await this.distribution.close();
     await this.http?.close();
   }

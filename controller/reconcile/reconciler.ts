@@ -45,12 +45,52 @@ export class Reconciler {
   /** Module bytes by source and digest, most recently used last, bounded in total size. */
   private readonly modules = new ModuleMemory(64 * 1024 * 1024);
 
+  /** Bytes of every module in force (a filter's status.digest), by sha256 hex: what nodes are sent. */
+  private readonly validated = new Map<string, Uint8Array>();
+  private readonly moduleListeners = new Set<(digest: string) => void>();
+
   constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** The bytes of a validated module by sha256 hex (no prefix), if this replica holds them. */
+  moduleByDigest(digest: string): Uint8Array | undefined {
+    return this.validated.get(digest);
+  }
+
+  /** Calls `listener` with the sha256 hex of each module that becomes available; returns an unsubscribe. */
+  onModule(listener: (digest: string) => void): () => void {
+    this.moduleListeners.add(listener);
+    return () => this.moduleListeners.delete(listener);
+  }
+
+  private keepModule(digest: string, bytes: Uint8Array): void {
+    const hex = digest.replace(/^sha256:/, '');
+    if (!this.validated.has(hex)) {
+      this.validated.set(hex, bytes);
+      for (const l of this.moduleListeners) l(hex);
+    }
+    // Drop modules no filter's status names any more.
+    const inForce = new Set(this.deps.informer.keys().map((k) => this.deps.informer.get(k)?.status?.digest?.replace(/^sha256:/, '')));
+    inForce.add(hex);
+    for (const d of this.validated.keys()) if (!inForce.has(d)) this.validated.delete(d);
+  }
 
   /** Records when a refused key is retried (the queue's backoff), so earlier triggers wait for it. */
   retryScheduled(key: string, delayMs: number): void {
     const f = this.deps.informer.get(key);
     if (f) this.waiting.set(key, { uid: f.metadata.uid ?? '', generation: f.metadata.generation ?? 0, retryAt: Date.now() + delayMs });
+  }
+
+  /**
+   * Followers: fetches the module of a filter's status.digest when this replica lacks it, keeping
+   * it only when the bytes have that digest (a moved tag is the leader's to validate). No writes.
+   */
+  async loadModuleInForce(key: string): Promise<void> {
+    const filter = this.deps.informer.get(key);
+    const digest = filter?.status?.digest;
+    if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(spec256(digest))) return;
+    if (specProblem(filter)) return;
+    const mod = await this.resolve(filter.metadata.namespace, filter.spec);
+    if (mod.digest === digest) this.keepModule(mod.digest, mod.bytes);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -71,7 +111,8 @@ export class Reconciler {
     const pinned = filter.spec.sha256 ? `sha256:${filter.spec.sha256}` : undefined;
     // Nothing changed since the last validation: same generation, validated, and (when the spec
     // pins the digest) the same module. Unpinned sources are resolved below and compared.
-    if (status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && pinned !== undefined && status.digest === pinned) {
+    // After a restart the module's bytes are fetched once more (not validated again): nodes need them.
+    if (status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && pinned !== undefined && status.digest === pinned && this.validated.has(spec256(pinned))) {
       return { requeue: false, result: 'unchanged' };
     }
 
@@ -96,8 +137,12 @@ export class Reconciler {
     const { namespace, name } = filter.metadata;
     try {
       const mod = await this.resolve(namespace, spec);
-      if (mod.digest === knownGood) return { kind: 'validated', digest: mod.digest, durationMs: 0 };
+      if (mod.digest === knownGood) {
+        this.keepModule(mod.digest, mod.bytes);
+        return { kind: 'validated', digest: mod.digest, durationMs: 0 };
+      }
       const v = await validateModule(mod.bytes, `${namespace}/${name}`, spec);
+      this.keepModule(mod.digest, mod.bytes);
       this.deps.metrics.validationDuration.observe(v.durationMs / 1000);
       this.deps.log.debug('module validated', { filter: `${namespace}/${name}`, digest: mod.digest, ms: Math.round(v.durationMs) });
       return { kind: 'validated', digest: mod.digest, durationMs: v.durationMs };
@@ -155,6 +200,8 @@ export class Reconciler {
     }
   }
 }
+
+const spec256 = (digest: string): string => digest.replace(/^sha256:/, '');
 
 /** Thrown instead of writing when this replica no longer holds the Lease. */
 export class NotLeaderError extends Error {

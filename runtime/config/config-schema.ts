@@ -157,6 +157,9 @@ export const FORMATS: Readonly<Record<string, (text: string) => string | undefin
     return HOSTNAME.test(bare) || isIPv4(bare) || isIPv6(bare) ? undefined : `${q(text)} is not a host name or IP address (give no port: the admin answers to its host on any port)`;
   },
   'dump-path': (text) => showPathProblem(text),
+  'ip-address': (text) => (isIPv4(text) || isIPv6(text) ? undefined : `${q(text)} is not an IPv4 or IPv6 address`),
+  'spiffe-id': (text) =>
+    /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)+$/.test(text) ? undefined : `${q(text)} is not a SPIFFE ID (spiffe://<trust-domain>/<path>, as in spiffe://cluster.local/ns/default/sa/default)`,
   file: (text) => (text.length === 0 || text.includes('\u0000') ? `${q(text)} is not a file path` : undefined),
   'match-header-name': (text) => headerName(text, true),
   'header-value': (text) => (/[\r\n\u0000]/.test(text) ? `${q(text)} must not contain CR, LF or NUL` : undefined),
@@ -379,6 +382,23 @@ const filter = object(
   ['name', 'module'],
 );
 
+const workload = object(
+  'A pod on this node, as the controller describes it (node mode). Nothing in the proxy uses it yet.',
+  {
+    namespace: string('name', 'The pod\'s namespace.'),
+    name: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s name.' },
+    identity: string('spiffe-id', 'The workload\'s identity: spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount>.'),
+    serviceAccount: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s ServiceAccount.' },
+    labels: { type: 'object', additionalProperties: { type: 'string' }, default: {}, description: 'The pod\'s labels.' },
+    addresses: { type: 'array', uniqueItems: true, default: [], items: string('ip-address', 'An IP address of the pod.'), description: 'The pod\'s IP addresses.' },
+    filters: object('The filters selected for this workload, per direction, in chain order (names from the top-level filters).', {
+      outbound: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Traffic from the pod.' },
+      inbound: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Traffic to the pod.' },
+    }),
+  },
+  ['namespace', 'name', 'identity'],
+);
+
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null) {
     for (const child of Object.values(value)) deepFreeze(child);
@@ -413,6 +433,7 @@ export const configSchema: Readonly<Schema> = deepFreeze({
     listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
     clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },
     filters: { type: 'array', default: [], items: { $ref: '#/$defs/filter' }, description: 'proxy-wasm plugins listeners run.' },
+    workloads: { type: 'array', items: { $ref: '#/$defs/workload' }, description: 'Node mode: the pods on this node, with their identities and the filters selected for each. Informational: nothing in the proxy uses it yet.' },
     tracing: object('Span export: the proxy\'s span of every request, to an OpenTelemetry collector.', {
       otlp: object('OTLP/HTTP, JSON encoding.', {
         endpoint: string('http-url', 'The collector\'s traces endpoint, e.g. http://127.0.0.1:4318/v1/traces.'),
@@ -422,5 +443,5 @@ export const configSchema: Readonly<Schema> = deepFreeze({
       }, ['endpoint']),
     }, ['otlp']),
   }, ['listeners']),
-  $defs: { listener, route, headerMatch, queryMatch, cluster, filter },
+  $defs: { listener, route, headerMatch, queryMatch, cluster, filter, workload },
 });

@@ -15,4 +15,5 @@ export type {
   ClusterConfig,
   Endpoint,
   FilterConfig,
+  WorkloadConfig,
 } from './snapshot.ts';

@@ -27,6 +27,7 @@ import type {
   Snapshot,
   TracingConfig,
   ValueMatch,
+  WorkloadConfig,
   WeightedCluster,
 } from './snapshot.ts';
 
@@ -252,7 +253,35 @@ class Resolver {
       clusters: clustersRaw.map((cluster, i) => this.cluster(cluster, `clusters[${i}]`)),
       filters: filtersRaw.map((filter, i) => this.filter(filter, `filters[${i}]`)),
       ...(root.tracing === undefined ? {} : { tracing: this.tracing(raw(raw(root.tracing).otlp)) }),
+      ...(root.workloads === undefined ? {} : { workloads: this.workloads(list(root.workloads).map(raw)) }),
     };
+  }
+
+  private workloads(items: Raw[]): WorkloadConfig[] {
+    const seen = new Map<string, number>();
+    return items.map((w, i) => {
+      const at = `workloads[${i}]`;
+      const key = `${str(w.namespace)}/${str(w.name)}`;
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, i);
+      else this.problem(`${at}.name`, `${JSON.stringify(key)} is already described by workloads[${first}]`);
+      const filters = raw(w.filters);
+      const names = (direction: 'outbound' | 'inbound'): string[] => {
+        const given = list(filters[direction]);
+        given.forEach((name, j) => this.reference(`${at}.filters.${direction}[${j}]`, name, 'filter'));
+        return given.filter((name): name is string => typeof name === 'string');
+      };
+      const labels = Object.fromEntries(Object.entries(raw(w.labels)).filter((e): e is [string, string] => typeof e[1] === 'string'));
+      return {
+        namespace: str(w.namespace) ?? '',
+        name: str(w.name) ?? '',
+        identity: str(w.identity) ?? '',
+        ...(typeof w.serviceAccount === 'string' ? { serviceAccount: w.serviceAccount } : {}),
+        labels,
+        addresses: list(w.addresses).filter((a): a is string => typeof a === 'string'),
+        filters: { outbound: names('outbound'), inbound: names('inbound') },
+      };
+    });
   }
 
   private tracing(otlp: Raw): TracingConfig {

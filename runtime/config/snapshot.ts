@@ -14,6 +14,21 @@ export interface Snapshot {
   readonly filters: readonly FilterConfig[];
   /** Span export; none when absent (trace context is still propagated). */
   readonly tracing?: TracingConfig;
+  /** Node mode: the pods on the node (from the controller). Informational; nothing uses it yet. */
+  readonly workloads?: readonly WorkloadConfig[];
+}
+
+/** A pod on the node: who it is and the filters the controller selected for it, per direction. */
+export interface WorkloadConfig {
+  readonly namespace: string;
+  readonly name: string;
+  /** spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount> */
+  readonly identity: string;
+  readonly serviceAccount?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly addresses: readonly string[];
+  /** Filter names in chain order. */
+  readonly filters: { readonly outbound: readonly string[]; readonly inbound: readonly string[] };
 }
 
 export interface TracingConfig {

@@ -652,3 +652,17 @@ test('streamIdleTimeoutMs: set on an http listener, a duration, and refused on a
     'listeners[0].streamIdleTimeoutMs: a tcp listener has no HTTP streams; its connections stay open until either side closes them',
   ]);
 });
+
+test('workloads (node mode): read with defaults; bad identities, addresses, unknown filters and duplicates are refused', (t) => {
+  const base = { listeners: [{ name: 'l', address: '127.0.0.1:0', routes: [{ directResponse: { status: 200 } }] }], filters: [{ name: 'hello', module: 'hello.wasm' }] };
+  const ok = parse(JSON.stringify({ ...base, workloads: [{ namespace: 'a', name: 'p', identity: 'spiffe://cluster.local/ns/a/sa/default', addresses: ['10.0.0.1', 'fd00::1'], filters: { inbound: ['hello'] } }] }));
+  t.deepEqual(ok.workloads, [{ namespace: 'a', name: 'p', identity: 'spiffe://cluster.local/ns/a/sa/default', labels: {}, addresses: ['10.0.0.1', 'fd00::1'], filters: { outbound: [], inbound: ['hello'] } }]);
+  t.is(parse(JSON.stringify(base)).workloads, undefined);
+  const bad = { ...base, workloads: [{ namespace: 'a', name: 'p', identity: 'http://x', addresses: ['1.2.3'], filters: { outbound: ['nope'] } }, { namespace: 'a', name: 'p', identity: 'spiffe://cluster.local/ns/a/sa/b' }] };
+  t.deepEqual(problemsOf(t, JSON.stringify(bad)), [
+    'workloads[0].identity: "http://x" is not a SPIFFE ID (spiffe://<trust-domain>/<path>, as in spiffe://cluster.local/ns/default/sa/default)',
+    'workloads[0].addresses[0]: "1.2.3" is not an IPv4 or IPv6 address',
+    'workloads[0].filters.outbound[0]: no filter named "nope" (filters are: hello)',
+    'workloads[1].name: "a/p" is already described by workloads[0]',
+  ]);
+});

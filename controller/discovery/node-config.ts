@@ -1,0 +1,276 @@
+// nodeConfig(node, cluster state): the node proxy's configuration for one node, computed from
+// Services, EndpointSlices, Pods and validated WasmFilters. Pure: no Kubernetes, no clock; the same
+// state gives the same text and version, so an unchanged node is never pushed again.
+
+import { createHash } from 'node:crypto';
+import type { WasmFilter, WasmFilterSpec } from '../crd/index.ts';
+import type { NodeConfig } from '../distribution/types.ts';
+
+/** The fields of a Pod discovery reads (the informer drops the rest). */
+export interface PodView {
+  metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
+  spec?: { nodeName?: string; hostNetwork?: boolean; serviceAccountName?: string };
+  status?: { phase?: string; podIPs?: Array<{ ip: string }>; podIP?: string };
+}
+
+export interface ServicePortView {
+  name?: string;
+  port: number;
+  protocol?: string;
+  appProtocol?: string;
+}
+
+export interface ServiceView {
+  metadata: { name: string; namespace: string; resourceVersion?: string };
+  spec?: { type?: string; ports?: ServicePortView[] };
+}
+
+export interface EndpointSliceView {
+  metadata: { name: string; namespace: string; labels?: Record<string, string>; resourceVersion?: string };
+  addressType: string;
+  endpoints?: Array<{ addresses: string[]; conditions?: { ready?: boolean | null } }>;
+  ports?: Array<{ name?: string | null; port?: number | null; protocol?: string | null }> | null;
+}
+
+/** A WasmFilter whose spec validated, with its module's digest (sha256 hex). */
+export interface ValidatedFilter {
+  namespace: string;
+  name: string;
+  spec: WasmFilterSpec;
+  digest: string;
+}
+
+export interface ClusterState {
+  services: readonly ServiceView[];
+  endpointSlices: readonly EndpointSliceView[];
+  pods: readonly PodView[];
+  filters: readonly ValidatedFilter[];
+  /** Module bytes by sha256 hex (the reconciler's validated modules). */
+  module: (digest: string) => Uint8Array | undefined;
+}
+
+export interface NodeConfigOptions {
+  /** Default cluster.local. */
+  trustDomain?: string;
+  /** Default cluster.local. */
+  clusterDomain?: string;
+  /** WasmFilters here apply to every namespace. */
+  rootNamespace: string;
+  /** Addresses the capture listeners bind for direct clients (captured traffic arrives in pods' netns). Default 127.0.0.1:0. */
+  outboundAddress?: string;
+  inboundAddress?: string;
+}
+
+export type NodeConfigResult =
+  | { ok: true; config: NodeConfig }
+  /** A selected filter's module is not in memory yet: publish nothing (keep the last version). */
+  | { ok: false; missingModules: string[] };
+
+/** Pod annotation: comma-separated namespaces whose Services the pod calls (absent: all). */
+export const EGRESS_ANNOTATION = 'sluice.dev/egress-namespaces';
+
+export const OUTBOUND_LISTENER = 'capture-outbound';
+export const INBOUND_LISTENER = 'capture-inbound';
+
+const PHASE_ORDER: Record<string, number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED: 3 };
+
+/** Names in the config are at most 128 of [A-Za-z0-9._-]; longer ones keep a hash of the whole. */
+export function configName(text: string): string {
+  const clean = text.replace(/[^A-Za-z0-9._-]/g, '_');
+  if (clean.length <= 128 && clean === text) return clean;
+  const hash = createHash('sha256').update(text).digest('hex').slice(0, 10);
+  return `${clean.slice(0, 117)}-${hash}`;
+}
+
+export function clusterName(service: string, namespace: string, port: number, clusterDomain = 'cluster.local'): string {
+  // ':' is not allowed in config names; '_' never appears in a DNS name, so the split is unambiguous.
+  return configName(`${service}.${namespace}.svc.${clusterDomain}_${port}`);
+}
+
+export const filterName = (namespace: string, name: string): string => configName(`${namespace}.${name}`);
+
+/** Pods that are workloads of `node`: scheduled there, own network namespace, not finished. */
+export function workloadsOf(node: string, pods: readonly PodView[]): PodView[] {
+  return pods
+    .filter((p) => p.spec?.nodeName === node && !p.spec.hostNetwork && (p.status?.phase === 'Running' || p.status?.phase === 'Pending'))
+    .sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+}
+
+const keyOf = (o: { metadata: { namespace: string; name: string } }): string => `${o.metadata.namespace}/${o.metadata.name}`;
+
+function selects(filter: ValidatedFilter, pod: PodView, rootNamespace: string): boolean {
+  if (filter.namespace !== rootNamespace && filter.namespace !== pod.metadata.namespace) return false;
+  const labels = pod.metadata.labels ?? {};
+  return Object.entries(filter.spec.selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/** The directions a filter's `match` covers (absent or empty: both). Ports are not told apart yet. */
+function directions(spec: WasmFilterSpec): { outbound: boolean; inbound: boolean } {
+  const match = spec.match ?? [];
+  if (match.length === 0) return { outbound: true, inbound: true };
+  const ds = match.map((m) => m.direction ?? 'BOTH');
+  return { outbound: ds.some((d) => d !== 'INBOUND'), inbound: ds.some((d) => d !== 'OUTBOUND') };
+}
+
+function compareFilters(a: ValidatedFilter, b: ValidatedFilter): number {
+  return (
+    (PHASE_ORDER[a.spec.phase ?? 'UNSPECIFIED'] ?? 3) - (PHASE_ORDER[b.spec.phase ?? 'UNSPECIFIED'] ?? 3) ||
+    (b.spec.priority ?? 0) - (a.spec.priority ?? 0) ||
+    keyOf({ metadata: a }).localeCompare(keyOf({ metadata: b }))
+  );
+}
+
+/** Services a workload may call: every namespace, or those its egress annotation names. */
+function egressNamespaces(pod: PodView): Set<string> | 'all' {
+  const text = pod.metadata.annotations?.[EGRESS_ANNOTATION];
+  if (text === undefined) return 'all';
+  return new Set(text.split(',').map((s) => s.trim()).filter((s) => s !== ''));
+}
+
+const isH2 = (port: ServicePortView): boolean =>
+  port.appProtocol === 'kubernetes.io/h2c' || port.appProtocol === 'grpc' || /^(grpc|http2|h2c)(-|$)/.test(port.name ?? '');
+
+function clusters(state: ClusterState, scope: Set<string> | 'all', clusterDomain: string): Array<Record<string, unknown>> {
+  const slicesBy = new Map<string, EndpointSliceView[]>();
+  for (const s of state.endpointSlices) {
+    const svc = s.metadata.labels?.['kubernetes.io/service-name'];
+    if (!svc || (s.addressType !== 'IPv4' && s.addressType !== 'IPv6')) continue;
+    const key = `${s.metadata.namespace}/${svc}`;
+    slicesBy.set(key, [...(slicesBy.get(key) ?? []), s]);
+  }
+  const out: Array<Record<string, unknown>> = [];
+  for (const svc of state.services) {
+    const { namespace, name } = svc.metadata;
+    if (svc.spec?.type === 'ExternalName') continue;
+    if (scope !== 'all' && !scope.has(namespace)) continue;
+    for (const port of svc.spec?.ports ?? []) {
+      if ((port.protocol ?? 'TCP') !== 'TCP') continue;
+      const endpoints = new Set<string>();
+      for (const slice of slicesBy.get(`${namespace}/${name}`) ?? []) {
+        // EndpointSlice ports carry the Service port's name with the target port resolved.
+        const target = (slice.ports ?? []).find((p) => (p.name ?? '') === (port.name ?? '') && (p.protocol ?? 'TCP') === 'TCP')?.port;
+        if (!target) continue;
+        for (const ep of slice.endpoints ?? []) {
+          // ready: nil means unknown, which consumers treat as ready (discovery.k8s.io/v1).
+          if (ep.conditions?.ready === false) continue;
+          for (const a of ep.addresses) endpoints.add(slice.addressType === 'IPv6' ? `[${a}]:${target}` : `${a}:${target}`);
+        }
+      }
+      // A cluster needs an endpoint; a port with none ready is left out until one is.
+      if (endpoints.size === 0) continue;
+      out.push({ name: clusterName(name, namespace, port.port, clusterDomain), endpoints: [...endpoints].sort(), ...(isH2(port) ? { protocol: 'http2' } : {}) });
+    }
+  }
+  return out.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+}
+
+function renderFilter(f: ValidatedFilter, clusterNames: Set<string>): Record<string, unknown> {
+  const s = f.spec;
+  const httpCalls = s.capabilities?.httpCalls;
+  const capabilities = s.capabilities
+    ? {
+        ...s.capabilities,
+        // Cluster names the node lacks are dropped (the loader refuses unknown names): fewer rights, never more.
+        ...(Array.isArray(httpCalls) ? { httpCalls: httpCalls.filter((c) => clusterNames.has(c)) } : {}),
+      }
+    : undefined;
+  return {
+    name: filterName(f.namespace, f.name),
+    module: `${f.digest}.wasm`,
+    ...(s.rootId ? { rootId: s.rootId } : {}),
+    ...(s.vmId ? { vmId: s.vmId } : {}),
+    ...(s.pluginConfig === undefined ? {} : { config: typeof s.pluginConfig === 'string' ? s.pluginConfig : JSON.stringify(s.pluginConfig) }),
+    ...(s.failStrategy ? { failStrategy: s.failStrategy } : {}),
+    ...(s.limits && Object.keys(s.limits).length > 0 ? { limits: s.limits } : {}),
+    ...(capabilities && Object.keys(capabilities).length > 0 ? { capabilities } : {}),
+  };
+}
+
+/** The configuration of `node`, or the modules it waits for. */
+export function nodeConfig(node: string, state: ClusterState, options: NodeConfigOptions): NodeConfigResult {
+  const trustDomain = options.trustDomain ?? 'cluster.local';
+  const clusterDomain = options.clusterDomain ?? 'cluster.local';
+  const pods = workloadsOf(node, state.pods);
+
+  // Services in scope: a node with no workloads needs none; otherwise the union of its pods' scopes.
+  let scope: Set<string> | 'all' = new Set();
+  for (const pod of pods) {
+    const s = egressNamespaces(pod);
+    if (s === 'all') {
+      scope = 'all';
+      break;
+    }
+    for (const ns of s) scope.add(ns);
+  }
+  const clusterList = clusters(state, scope, clusterDomain);
+  const clusterNames = new Set(clusterList.map((c) => String(c.name)));
+
+  const filters = [...state.filters].sort(compareFilters);
+  const outbound = new Set<ValidatedFilter>();
+  const inbound = new Set<ValidatedFilter>();
+  const workloads = pods.map((pod) => {
+    const mine = filters.filter((f) => selects(f, pod, options.rootNamespace));
+    const out = mine.filter((f) => directions(f.spec).outbound);
+    const inb = mine.filter((f) => directions(f.spec).inbound);
+    out.forEach((f) => outbound.add(f));
+    inb.forEach((f) => inbound.add(f));
+    const { namespace, name } = pod.metadata;
+    const sa = pod.spec?.serviceAccountName || 'default';
+    const addresses = [...new Set([...(pod.status?.podIPs ?? []).map((p) => p.ip), ...(pod.status?.podIP ? [pod.status.podIP] : [])])].sort();
+    return {
+      namespace,
+      name,
+      identity: `spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`,
+      serviceAccount: sa,
+      labels: Object.fromEntries(Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))),
+      addresses,
+      filters: { outbound: out.map((f) => filterName(f.namespace, f.name)), inbound: inb.map((f) => filterName(f.namespace, f.name)) },
+    };
+  });
+
+  // One chain per listener today: the union of what any workload selected, in the global order.
+  const used = filters.filter((f) => outbound.has(f) || inbound.has(f));
+  const modules = new Map<string, Uint8Array>();
+  const missing: string[] = [];
+  for (const f of used) {
+    if (modules.has(f.digest)) continue;
+    const bytes = state.module(f.digest);
+    if (bytes) modules.set(f.digest, bytes);
+    else if (!missing.includes(f.digest)) missing.push(f.digest);
+  }
+  if (missing.length > 0) return { ok: false, missingModules: missing.sort() };
+
+  const listener = (name: string, address: string, chain: ValidatedFilter[]) => ({
+    name,
+    address,
+    protocol: 'http',
+    filters: chain.map((f) => filterName(f.namespace, f.name)),
+    // Captured requests go to their original destination; routes serve only direct clients.
+    routes: [{ name: 'direct', directResponse: { status: 404, body: 'sluice: captured traffic only\n' } }],
+  });
+  const document = {
+    listeners: [
+      listener(OUTBOUND_LISTENER, options.outboundAddress ?? '127.0.0.1:0', used.filter((f) => outbound.has(f))),
+      listener(INBOUND_LISTENER, options.inboundAddress ?? '127.0.0.1:0', used.filter((f) => inbound.has(f))),
+    ],
+    clusters: clusterList,
+    filters: used.map((f) => renderFilter(f, clusterNames)),
+    workloads,
+  };
+  const config = JSON.stringify(document);
+  const version = createHash('sha256')
+    .update(config)
+    .update('\n')
+    .update([...modules.keys()].sort().join(','))
+    .digest('hex')
+    .slice(0, 16);
+  return { ok: true, config: { version, config, modules } };
+}
+
+/** The validated WasmFilters among `filters`: Validated=True for their generation, with a digest. */
+export function validatedFilter(f: WasmFilter): ValidatedFilter | undefined {
+  const c = f.status?.conditions?.find((x) => x.type === 'Validated');
+  const digest = f.status?.digest?.replace(/^sha256:/, '');
+  if (c?.status !== 'True' || !digest || c.observedGeneration !== f.metadata.generation) return undefined;
+  return { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest };
+}

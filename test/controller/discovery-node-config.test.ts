@@ -1,0 +1,167 @@
+// nodeConfig: the pure heart of discovery. Selection, ordering, directions, ready endpoints only,
+// own pods only, scope, versions; and every output is accepted by the runtime's own loader.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { parseConfig } from '../../runtime/index.ts';
+import { nodeConfig, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
+import type { WasmFilterSpec } from '../../controller/crd/index.ts';
+
+const D1 = 'a'.repeat(64);
+const D2 = 'b'.repeat(64);
+const bytes = new Map([[D1, new Uint8Array([1])], [D2, new Uint8Array([2])]]);
+const cache = mkdtempSync(join(tmpdir(), 'sluice-disc-'));
+for (const d of bytes.keys()) writeFileSync(join(cache, `${d}.wasm`), '');
+test.after.always(() => rmSync(cache, { recursive: true, force: true }));
+
+const pod = (ns: string, name: string, node: string, extra: { labels?: Record<string, string>; sa?: string; phase?: string; hostNetwork?: boolean; ips?: string[]; egress?: string } = {}): PodView => ({
+  metadata: { namespace: ns, name, labels: extra.labels ?? {}, ...(extra.egress !== undefined ? { annotations: { 'sluice.dev/egress-namespaces': extra.egress } } : {}) },
+  spec: { nodeName: node, hostNetwork: extra.hostNetwork ?? false, ...(extra.sa ? { serviceAccountName: extra.sa } : {}) },
+  status: { phase: extra.phase ?? 'Running', podIPs: (extra.ips ?? []).map((ip) => ({ ip })) },
+});
+const svc = (ns: string, name: string, ports: Array<{ name?: string; port: number; appProtocol?: string; protocol?: string }>, type?: string): ServiceView => ({ metadata: { namespace: ns, name }, spec: { ...(type ? { type } : {}), ports } });
+const slice = (ns: string, svcName: string, name: string, addressType: string, ports: Array<{ name?: string; port: number }>, endpoints: Array<{ addresses: string[]; ready?: boolean | null }>): EndpointSliceView => ({
+  metadata: { namespace: ns, name, labels: { 'kubernetes.io/service-name': svcName } },
+  addressType,
+  ports,
+  endpoints: endpoints.map((e) => ({ addresses: e.addresses, conditions: e.ready === undefined ? {} : { ready: e.ready } })),
+});
+const wf = (ns: string, name: string, spec: Partial<WasmFilterSpec>, digest = D1): ValidatedFilter => ({ namespace: ns, name, spec: { url: 'http://x', ...spec } as WasmFilterSpec, digest });
+
+const base = (over: Partial<ClusterState> = {}): ClusterState => ({ services: [], endpointSlices: [], pods: [], filters: [], module: (d) => bytes.get(d), ...over });
+const opts = { rootNamespace: 'sluice-system' };
+
+function build(node: string, state: ClusterState, options: Parameters<typeof nodeConfig>[2] = opts) {
+  const r = nodeConfig(node, state, options);
+  if (!r.ok) throw new Error(`missing modules ${r.missingModules.join(',')}`);
+  const snapshot = parseConfig(r.config.config, `node ${node}`, cache); // the runtime's loader accepts it
+  return { ...r.config, doc: JSON.parse(r.config.config), snapshot };
+}
+
+test('clusters: one per service port, ready (or unknown) endpoints only, ports by name, IPv4 and IPv6, h2 by appProtocol', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1')],
+    services: [svc('shop', 'cart', [{ name: 'http', port: 80 }, { name: 'grpc', port: 9000, appProtocol: 'grpc' }, { name: 'dns', port: 53, protocol: 'UDP' }]), svc('shop', 'ext', [{ port: 80 }], 'ExternalName'), svc('shop', 'empty', [{ port: 80 }])],
+    endpointSlices: [
+      slice('shop', 'cart', 'cart-v4', 'IPv4', [{ name: 'grpc', port: 19000 }, { name: 'http', port: 8080 }], [{ addresses: ['10.0.0.2'], ready: true }, { addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.9'], ready: false }]),
+      slice('shop', 'cart', 'cart-v6', 'IPv6', [{ name: 'http', port: 8080 }], [{ addresses: ['fd00::1'], ready: null }]),
+      slice('shop', 'empty', 'empty-x', 'IPv4', [{ port: 80 }], [{ addresses: ['10.0.0.5'], ready: false }]),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.clusters, [
+    { name: 'cart.shop.svc.cluster.local_80', endpoints: ['10.0.0.1:8080', '10.0.0.2:8080', '[fd00::1]:8080'] },
+    { name: 'cart.shop.svc.cluster.local_9000', endpoints: ['10.0.0.1:19000', '10.0.0.2:19000'], protocol: 'http2' },
+  ]);
+  t.deepEqual(snapshot.clusters[0]!.endpoints, [{ host: '10.0.0.1', port: 8080 }, { host: '10.0.0.2', port: 8080 }, { host: 'fd00::1', port: 8080 }]);
+});
+
+test('workloads: only pods on this node, not hostNetwork, Running or Pending; identity from the ServiceAccount and trust domain', (t) => {
+  const state = base({
+    pods: [
+      pod('shop', 'web-1', 'n1', { labels: { app: 'web' }, sa: 'web', ips: ['10.0.0.7', 'fd00::7'] }),
+      pod('shop', 'web-2', 'n1', { phase: 'Pending' }),
+      pod('shop', 'other', 'n2'),
+      pod('kube-system', 'net', 'n1', { hostNetwork: true }),
+      pod('shop', 'done', 'n1', { phase: 'Succeeded' }),
+      pod('shop', 'failed', 'n1', { phase: 'Failed' }),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state, { ...opts, trustDomain: 'example.org' });
+  t.deepEqual(doc.workloads, [
+    { namespace: 'shop', name: 'web-1', identity: 'spiffe://example.org/ns/shop/sa/web', serviceAccount: 'web', labels: { app: 'web' }, addresses: ['10.0.0.7', 'fd00::7'], filters: { outbound: [], inbound: [] } },
+    { namespace: 'shop', name: 'web-2', identity: 'spiffe://example.org/ns/shop/sa/default', serviceAccount: 'default', labels: {}, addresses: [], filters: { outbound: [], inbound: [] } },
+  ]);
+  t.is(snapshot.workloads?.length, 2);
+  t.deepEqual(build('n1', base({ pods: [pod('a', 'p', 'n1')] })).doc.workloads[0].identity, 'spiffe://cluster.local/ns/a/sa/default');
+});
+
+test('filters: selected by namespace (root namespace: all) and matchLabels, ordered by phase, priority (higher first), name; put on listeners by direction', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1', { labels: { app: 'web' } }), pod('shop', 'db-1', 'n1', { labels: { app: 'db' } })],
+    filters: [
+      wf('sluice-system', 'stats', { phase: 'STATS' }),
+      wf('shop', 'authz-low', { phase: 'AUTHZ', priority: 1, match: [{ direction: 'INBOUND' }] }),
+      wf('shop', 'authz-high', { phase: 'AUTHZ', priority: 10, selector: { matchLabels: { app: 'web' } }, match: [{ direction: 'INBOUND', ports: [8080] }] }, D2),
+      wf('shop', 'authn', { phase: 'AUTHN', match: [{ direction: 'OUTBOUND' }] }),
+      wf('shop', 'b-plain', {}),
+      wf('shop', 'a-plain', {}),
+      wf('other', 'foreign', {}),
+      wf('shop', 'nobody', { selector: { matchLabels: { app: 'cache' } } }),
+    ],
+  });
+  const { doc, modules, snapshot } = build('n1', state);
+  const names = (l: { filters: string[] }) => l.filters;
+  t.deepEqual(names(doc.listeners[0]), ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain']);
+  t.deepEqual(doc.listeners.map((l: { name: string }) => l.name), ['capture-outbound', 'capture-inbound']);
+  t.deepEqual(names(doc.listeners[1]), ['shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain']);
+  t.deepEqual(doc.filters.map((f: { name: string }) => f.name), ['shop.authn', 'shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain']);
+  t.deepEqual(doc.workloads.map((w: { name: string; filters: unknown }) => [w.name, w.filters]), [
+    ['db-1', { outbound: ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], inbound: ['shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'] }],
+    ['web-1', { outbound: ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], inbound: ['shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'] }],
+  ]);
+  t.deepEqual([...modules.keys()].sort(), [D1, D2]);
+  t.is(snapshot.filters.find((f) => f.name === 'shop.authz-high')!.module, join(cache, `${D2}.wasm`));
+});
+
+test('a filter is rendered with its module by digest, config as JSON text, ids, fail strategy, limits, capabilities (httpCalls only to clusters the node has)', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1')],
+    services: [svc('shop', 'auth', [{ name: 'http', port: 80 }])],
+    endpointSlices: [slice('shop', 'auth', 'auth-1', 'IPv4', [{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.3'] }])],
+    filters: [
+      wf('shop', 'f', { pluginConfig: { deny: ['/admin'] }, rootId: 'r', vmId: 'v', failStrategy: 'FAIL_OPEN', limits: { callBudgetMs: 20 }, capabilities: { httpCalls: ['auth.shop.svc.cluster.local_80', 'gone'], sharedData: false } }),
+      wf('shop', 's', { pluginConfig: 'plain text' }),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.filters[0], {
+    name: 'shop.f',
+    module: `${D1}.wasm`,
+    rootId: 'r',
+    vmId: 'v',
+    config: '{"deny":["/admin"]}',
+    failStrategy: 'FAIL_OPEN',
+    limits: { callBudgetMs: 20 },
+    capabilities: { httpCalls: ['auth.shop.svc.cluster.local_80'], sharedData: false },
+  });
+  t.is(snapshot.filters[0]!.configuration, '{"deny":["/admin"]}');
+  t.is(snapshot.filters[1]!.configuration, 'plain text');
+});
+
+test('scope: a node without workloads gets no clusters and no filters; the egress annotation narrows the services to those namespaces', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1', { egress: 'shop' }), pod('shop', 'web-2', 'n2'), pod('x', 'net', 'n3', { hostNetwork: true })],
+    services: [svc('shop', 'cart', [{ port: 80 }]), svc('pay', 'card', [{ port: 80 }])],
+    endpointSlices: [slice('shop', 'cart', 'c1', 'IPv4', [{ port: 80 }], [{ addresses: ['10.0.0.1'] }]), slice('pay', 'card', 'p1', 'IPv4', [{ port: 80 }], [{ addresses: ['10.0.1.1'] }])],
+    filters: [wf('sluice-system', 'stats', {})],
+  });
+  t.deepEqual(build('n1', state).doc.clusters.map((c: { name: string }) => c.name), ['cart.shop.svc.cluster.local_80']);
+  t.deepEqual(build('n2', state).doc.clusters.map((c: { name: string }) => c.name), ['card.pay.svc.cluster.local_80', 'cart.shop.svc.cluster.local_80']);
+  const n3 = build('n3', state);
+  t.deepEqual([n3.doc.clusters, n3.doc.filters, n3.doc.workloads, n3.modules.size], [[], [], [], 0]);
+});
+
+test('versions: stable for the same state in any order, new on any change of config or module set; a missing module publishes nothing', (t) => {
+  const pods = [pod('shop', 'a', 'n1'), pod('shop', 'b', 'n1')];
+  const filters = [wf('shop', 'f', {}), wf('shop', 'g', {}, D2)];
+  const services = [svc('shop', 'cart', [{ port: 80 }])];
+  const endpointSlices = [slice('shop', 'cart', 'c1', 'IPv4', [{ port: 80 }], [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }])];
+  const v = build('n1', base({ pods, filters, services, endpointSlices })).version;
+  t.is(build('n1', base({ pods: [...pods].reverse(), filters: [...filters].reverse(), services, endpointSlices })).version, v);
+  t.not(build('n1', base({ pods, filters: [filters[0]!, { ...filters[1]!, digest: D1 }], services, endpointSlices })).version, v);
+  t.not(build('n1', base({ pods: pods.slice(1), filters, services, endpointSlices })).version, v);
+  const fewer = [slice('shop', 'cart', 'c1', 'IPv4', [{ port: 80 }], [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'], ready: false }])];
+  t.not(build('n1', base({ pods, filters, services, endpointSlices: fewer })).version, v);
+  t.deepEqual(nodeConfig('n1', base({ pods, filters, module: () => undefined }), opts), { ok: false, missingModules: [D1, D2] });
+});
+
+test('long names are shortened with a hash and stay valid', (t) => {
+  const long = 'x'.repeat(63);
+  const state = base({ pods: [pod(long, 'p', 'n1')], services: [svc(long, long, [{ port: 65000 }])], endpointSlices: [slice(long, long, 's', 'IPv4', [{ port: 1 }], [{ addresses: ['10.0.0.1'] }])], filters: [wf(long, 'y'.repeat(200), {})] });
+  const { doc } = build('n1', state);
+  t.is(doc.clusters[0].name.length, 128);
+  t.is(doc.filters[0].name.length, 128);
+  t.regex(doc.clusters[0].name, /^x{63}\.x{53}-[0-9a-f]{10}$/);
+});
