@@ -5,7 +5,6 @@
 import type { AbiVersion } from './constants.ts';
 import { Status } from './constants.ts';
 import type { GuestMemory } from './memory.ts';
-import type { HeaderMap } from '../host/header-map.ts';
 
 /** Thrown through the guest to end the current guest call (proc_exit, abort, a trap inside a nested guest call). */
 export class GuestAbort extends Error {
@@ -29,6 +28,15 @@ export interface HttpCallRequest {
   body: Uint8Array;
   trailers: Array<[string, string]>;
   timeoutMs: number;
+}
+
+/** A header or trailer map as the host functions use it (the host's HeaderMap; keys lower-case). */
+export interface HeaderMap extends Iterable<readonly [string, string]> {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+  add(key: string, value: string): void;
+  delete(key: string): void;
+  replaceAll(pairs: Array<[string, string]>): void;
 }
 
 /** Capability groups a plugin can be refused. */
