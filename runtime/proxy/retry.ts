@@ -6,6 +6,8 @@
 import { DEFAULT_RETRY_POLICY } from '../config/index.ts';
 import type { RetryOn, RetryPolicy } from '../config/snapshot.ts';
 
+export { DEFAULT_RETRY_POLICY };
+
 const NO_RETRIES: RetryPolicy = Object.freeze({ ...DEFAULT_RETRY_POLICY, numRetries: 0 });
 const RETRY_ON: readonly RetryOn[] = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'retriable-4xx'];
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
