@@ -23,6 +23,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const SDK_DIR = 'sdk/assembly';
 const SDK_EXPORTS = 'sdk/assembly/exports.ts';
 const SDK_ABORT = 'sdk/assembly/abort.ts';
+/** The asc transform asconfig.json names: it drops the callbacks a filter does not override. */
+const SDK_TRANSFORM = 'sdk/transform/prune-callbacks.js';
 const FIXTURES_DIR = 'test/fixtures/as';
 
 /**
@@ -100,7 +102,7 @@ export async function buildFilters(opts = {}) {
     }
     targets = targets.filter((t) => wanted.has(t.name));
   }
-  const shared = [path.join(root, SDK_DIR), path.join(root, 'asconfig.json'), fileURLToPath(import.meta.url)];
+  const shared = [path.join(root, SDK_DIR), path.join(root, 'asconfig.json'), fileURLToPath(import.meta.url), path.join(root, SDK_TRANSFORM)];
   const results = [];
   for (const target of targets) {
     const inputs = target.usesSdk ? [...shared, ...target.inputs] : [path.join(root, SDK_ABORT), ...shared.slice(1), ...target.inputs];

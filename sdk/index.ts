@@ -1,3 +1,2 @@
 // The SDK's TypeScript side: the test harness filter authors drive their compiled filters with.
 export * from './harness/index.ts';
-export { scaffoldFilter, scaffoldProject } from './scaffold.ts';

@@ -5,7 +5,6 @@
 import type { AbiVersion } from './constants.ts';
 import { Status } from './constants.ts';
 import type { GuestMemory } from './memory.ts';
-import type { HeaderMap } from '../host/header-map.ts';
 
 /** Thrown through the guest to end the current guest call (proc_exit, abort, a trap inside a nested guest call). */
 export class GuestAbort extends Error {
@@ -31,14 +30,33 @@ export interface HttpCallRequest {
   timeoutMs: number;
 }
 
+/** A header or trailer map as the host functions use it (the host's HeaderMap; keys lower-case). */
+export interface HeaderMap extends Iterable<readonly [string, string]> {
+  get(key: string): string | undefined;
+  set(key: string, value: string): void;
+  add(key: string, value: string): void;
+  delete(key: string): void;
+  replaceAll(pairs: Array<[string, string]>): void;
+}
+
 /** Capability groups a plugin can be refused. */
 export type Capability = 'http_call' | 'shared_data' | 'shared_queue' | 'foreign_function' | 'grpc_call';
+
+/** The host functions of each capability: a refused capability's are linked as stubs. */
+export const CAPABILITY_FUNCTIONS: Readonly<Record<Capability, readonly string[]>> = Object.freeze({
+  http_call: ['proxy_http_call'],
+  shared_data: ['proxy_get_shared_data', 'proxy_set_shared_data'],
+  shared_queue: ['proxy_register_shared_queue', 'proxy_resolve_shared_queue', 'proxy_enqueue_shared_queue', 'proxy_dequeue_shared_queue'],
+  foreign_function: ['proxy_call_foreign_function'],
+  // gRPC calls from filters: linked so modules that import them load, refused when called.
+  grpc_call: ['proxy_grpc_call', 'proxy_grpc_stream', 'proxy_grpc_send', 'proxy_grpc_cancel', 'proxy_grpc_close'],
+});
 
 /** What the host functions act on: one VM, through its effective context. Implemented by the VM. */
 export interface AbiHost {
   readonly mem: GuestMemory;
   readonly abiVersion: AbiVersion;
-  allowed(capability: Capability): boolean;
+  /** A refused function was called: log it (once per function). */
   refused(functionName: string): void;
   log(level: number, message: string): void;
   logLevel(): number;
@@ -80,8 +98,12 @@ const EMPTY = new Uint8Array(0);
 const MAX_MAP_TYPE = 7;
 const MAX_BUFFER_TYPE = 8;
 
-/** Builds the `env` import object for a VM. */
-export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
+/**
+ * Builds the `env` import object for a VM. The functions of a `refused` capability are stubs that
+ * log once and return UNIMPLEMENTED (as cpp-host links what a plugin may not use), so the
+ * functions a plugin may use check nothing on each call.
+ */
+export function hostFunctions(host: AbiHost, refused: ReadonlySet<Capability>): Record<string, HostFunction> {
   const mem = host.mem;
   const v01 = host.abiVersion === '0.1.0';
 
@@ -252,7 +274,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       timeoutMs: number,
       tokenPtr: number,
     ) {
-      if (!host.allowed('http_call')) return refuse('proxy_http_call');
       const cluster = mem.string(clusterPtr >>> 0, clusterLen >>> 0);
       const headers = mem.pairs(headersPtr >>> 0, headersLen >>> 0);
       const body = mem.copy(bodyPtr >>> 0, bodyLen >>> 0);
@@ -288,7 +309,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     },
 
     proxy_get_shared_data(keyPtr: number, keyLen: number, retPtr: number, retLen: number, casPtr: number) {
-      if (!host.allowed('shared_data')) return refuse('proxy_get_shared_data');
       const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
       if (key === undefined || !mem.inBounds(casPtr >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, value, cas } = host.getSharedData(key);
@@ -298,7 +318,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       return copied;
     },
     proxy_set_shared_data(keyPtr: number, keyLen: number, valuePtr: number, valueLen: number, cas: number) {
-      if (!host.allowed('shared_data')) return refuse('proxy_set_shared_data');
       const key = mem.string(keyPtr >>> 0, keyLen >>> 0);
       const value = mem.copy(valuePtr >>> 0, valueLen >>> 0);
       if (key === undefined || value === undefined) return Status.InvalidMemoryAccess;
@@ -306,7 +325,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     },
 
     proxy_register_shared_queue(namePtr: number, nameLen: number, retPtr: number) {
-      if (!host.allowed('shared_queue')) return refuse('proxy_register_shared_queue');
       const name = mem.string(namePtr >>> 0, nameLen >>> 0);
       if (name === undefined || !mem.inBounds(retPtr >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, id } = host.registerQueue(name);
@@ -314,7 +332,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       return status;
     },
     proxy_resolve_shared_queue(vmPtr: number, vmLen: number, namePtr: number, nameLen: number, retPtr: number) {
-      if (!host.allowed('shared_queue')) return refuse('proxy_resolve_shared_queue');
       const vmId = mem.string(vmPtr >>> 0, vmLen >>> 0);
       const name = mem.string(namePtr >>> 0, nameLen >>> 0);
       if (vmId === undefined || name === undefined || !mem.inBounds(retPtr >>> 0, 4)) return Status.InvalidMemoryAccess;
@@ -323,13 +340,11 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       return status;
     },
     proxy_enqueue_shared_queue(id: number, valuePtr: number, valueLen: number) {
-      if (!host.allowed('shared_queue')) return refuse('proxy_enqueue_shared_queue');
       const value = mem.copy(valuePtr >>> 0, valueLen >>> 0);
       if (value === undefined) return Status.InvalidMemoryAccess;
       return host.enqueue(id >>> 0, value);
     },
     proxy_dequeue_shared_queue(id: number, retPtr: number, retLen: number) {
-      if (!host.allowed('shared_queue')) return refuse('proxy_dequeue_shared_queue');
       if (!mem.inBounds(retPtr >>> 0, 4) || !mem.inBounds(retLen >>> 0, 4)) return Status.InvalidMemoryAccess;
       const { status, value } = host.dequeue(id >>> 0);
       return status === Status.Ok ? mem.copyOut(value!, retPtr >>> 0, retLen >>> 0) : noData(status, retPtr, retLen);
@@ -342,7 +357,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
       return host.done();
     },
     proxy_call_foreign_function(namePtr: number, nameLen: number, argsPtr: number, argsLen: number, retPtr: number, retLen: number) {
-      if (!host.allowed('foreign_function')) return refuse('proxy_call_foreign_function');
       const name = mem.string(namePtr >>> 0, nameLen >>> 0);
       const args = mem.copy(argsPtr >>> 0, argsLen >>> 0);
       if (name === undefined || args === undefined) return Status.InvalidMemoryAccess;
@@ -357,10 +371,6 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
     },
   };
 
-  // gRPC calls from filters: linked so modules that import them load, refused when called.
-  for (const name of ['proxy_grpc_call', 'proxy_grpc_stream', 'proxy_grpc_send', 'proxy_grpc_cancel', 'proxy_grpc_close']) {
-    table[name] = () => refuse(name);
-  }
 
   /** proxy_add_header_map_value (another value) and proxy_replace_header_map_value (the only value). */
   function writeHeader(type: number, keyPtr: number, keyLen: number, valuePtr: number, valueLen: number, replace: boolean): Status {
@@ -391,6 +401,9 @@ export function hostFunctions(host: AbiHost): Record<string, HostFunction> {
   }
 
   for (const [name, fn] of Object.entries(table)) table[name] = guard(name, fn, host);
+  for (const capability of refused) {
+    for (const name of CAPABILITY_FUNCTIONS[capability]) table[name] = () => refuse(name);
+  }
   return table;
 }
 

@@ -87,6 +87,11 @@ async function compileStandalone(dir: string, wasm: string): Promise<void> {
   const args = ['assembly/index.ts', '--baseDir', dir, '--use', STANDALONE_ABORT, '--outFile', relative(dir, wasm)];
   for (const [key, value] of Object.entries(options)) {
     if (key === 'use') continue;
+    // Transforms are paths relative to the package's asconfig.json, not to the filter's folder.
+    if (key === 'transform') {
+      for (const path of value as string[]) args.push('--transform', resolve(packageRoot(), path));
+      continue;
+    }
     if (typeof value === 'boolean') {
       if (value) args.push(`--${key}`);
     } else args.push(`--${key}`, String(value));

@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { scaffoldFilter, scaffoldProject } from '../../sdk/index.ts';
+import { scaffoldFilter, scaffoldProject } from './scaffold.ts';
 
 /** The Sluice checkout holding `dir`, if any: a package named sluice with the SDK and the build script. */
 function checkoutAbove(dir: string): string | undefined {

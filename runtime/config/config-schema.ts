@@ -5,12 +5,21 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
-import { ACCESS_LOG_FIELDS } from './snapshot.ts';
-import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
+import { ACCESS_LOG_FIELDS, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { showPathProblem } from './dump-paths.ts';
 import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
+/** A route's retries when its config says nothing (Envoy's retryOn names; see runtime/proxy/retry.ts). */
+export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
+  numRetries: 1,
+  retryOn: Object.freeze(['5xx', 'reset', 'connect-failure'] as RetryOn[]),
+  retriableStatusCodes: Object.freeze([]),
+  perTryTimeoutMs: 0,
+  baseIntervalMs: 25,
+  maxIntervalMs: 250,
+});
+
 export const CONFIG_DEFAULTS = Object.freeze({
   adminAddress: '127.0.0.1:15000',
   protocol: 'http',

@@ -2,7 +2,7 @@
 // (config-schema.ts, load-config.ts). This is the package's public surface.
 
 export { loadConfig, parseConfig, ConfigError } from './load-config.ts';
-export { configSchema, CONFIG_DEFAULTS, MAX_REQUEST_HEADERS_CEILING, parseHostPort, type HostPort } from './config-schema.ts';
+export { configSchema, CONFIG_DEFAULTS, DEFAULT_RETRY_POLICY, MAX_REQUEST_HEADERS_CEILING, parseHostPort, type HostPort } from './config-schema.ts';
 export type {
   Snapshot,
   AdminConfig,

@@ -10,9 +10,8 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import YAML from 'yaml';
 import { SluiceError } from '../errors.ts';
 import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits, type PluginSpec, type QuarantinePolicy } from '../host/plugin-spec.ts';
-import { CONFIG_DEFAULTS, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
+import { CONFIG_DEFAULTS, DEFAULT_RETRY_POLICY, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
 import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
-import { DEFAULT_RETRY_POLICY } from '../proxy/retry.ts';
 import { logLevelNumber } from '../log.ts';
 import type {
   AdminConfig,

@@ -38,6 +38,8 @@ interface Slot {
   vm?: Vm;
   ctx?: FilterContext;
   skipped: boolean;
+  /** Body callbacks the filter's module exports: bit 1 request, bit 2 response. */
+  bodyCallbacks: number;
   /** Body data held by this filter (StopIterationAndBuffer), per direction. */
   held: [Uint8Array | undefined, Uint8Array | undefined];
 }
@@ -66,7 +68,7 @@ export class HttpStream implements ContextOwner {
 
   constructor(plugins: readonly Plugin[], info: StreamInfo, now: number) {
     this.state = new StreamState(info, now);
-    this.slots = plugins.map((plugin) => ({ plugin, skipped: false, held: [undefined, undefined] }));
+    this.slots = plugins.map((plugin) => ({ plugin, skipped: false, bodyCallbacks: 0, held: [undefined, undefined] }));
   }
 
   // ---- Phases ---------------------------------------------------------------------------------
@@ -133,12 +135,13 @@ export class HttpStream implements ContextOwner {
   }
 
   /**
-   * Whether a filter of this stream has a body callback for the response (or the request) side,
-   * and so may change that body's size.
+   * Whether a filter of this stream implements a body callback for the response (or the request)
+   * side, and so may change that body's size. A module that does not export the callback does
+   * not implement it (SDK builds leave out the callbacks a filter does not override).
    */
   mayChangeBody(response: boolean): boolean {
-    const name = response ? 'proxy_on_response_body' : 'proxy_on_request_body';
-    return this.slots.some((s) => !s.skipped && s.vm !== undefined && s.vm.has(name));
+    const bit = response ? 2 : 1;
+    return this.slots.some((s) => !s.skipped && (s.bodyCallbacks & bit) !== 0);
   }
 
   /** The filter holding the stream (a phase it paused and has not resumed), if one is. */
@@ -168,6 +171,7 @@ export class HttpStream implements ContextOwner {
       }
       slot.plugin.stats.streams++;
       slot.vm = vm;
+      slot.bodyCallbacks = (vm.has('proxy_on_request_body') ? 1 : 0) | (vm.has('proxy_on_response_body') ? 2 : 0);
       slot.ctx = new FilterContext(vm.newContextId(), vm, this.state, this, i);
       if (vm.createContext(slot.ctx) === FAILED) {
         const failure = this.failSlot(slot, `failed: ${vm.failed?.message}`);
@@ -237,9 +241,13 @@ export class HttpStream implements ContextOwner {
     const eos = this.bodyEnd[dir];
     const buffer = dir === REQUEST ? this.state.requestBody : this.state.responseBody;
     const n = this.slots.length;
+    const bit = dir === REQUEST ? 1 : 2;
     for (; step < n; step++) {
       const slot = this.slots[this.order(dir, step)];
       if (slot.skipped) continue;
+      // A filter without this body callback is not called (it never holds data either); one
+      // whose VM failed still goes through the call below, which applies its fail strategy.
+      if ((slot.bodyCallbacks & bit) === 0 && !slot.vm!.failed) continue;
       const held = slot.held[dir];
       if (held) {
         data = concat(held, data);

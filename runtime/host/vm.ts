@@ -1,18 +1,18 @@
-// One instance of a plugin's module: the guest, its root context and stream contexts, and the
-// AbiHost the host functions act through. Every entry into the guest goes through `enter`, which
-// sets the effective context, arms the time budget and turns a trap into a VM failure.
+// The life of one instance of a plugin's module: instantiate (refused capabilities linked as
+// stubs), start and configure, calls into the guest, failure, and shutdown. Every entry into the
+// guest goes through `enter`, which sets the effective context, arms the time budget and turns a
+// trap into a VM failure. What the host functions act on is the VM's AbiContext (abi-context.ts).
 
-import { ABI_MARKERS, BufferType, MapType, Status, type AbiVersion } from '../abi/constants.ts';
-import { GuestAbort, hostFunctions, type AbiBuffer, type AbiHost, type Capability, type HttpCallRequest } from '../abi/host-functions.ts';
+import { ABI_MARKERS, type AbiVersion } from '../abi/constants.ts';
+import { GuestAbort, hostFunctions, type Capability } from '../abi/host-functions.ts';
 import { GuestMemory } from '../abi/memory.ts';
 import { toolchainFunctions, wasiFunctions } from '../abi/wasi.ts';
 import { instantiate, describeGuestFailure, type CompiledModule, type GuestInstance } from '../engine/index.ts';
 import { SluiceError } from '../errors.ts';
-import type { HostEnvironment, HttpCallResponse } from './environment.ts';
-import { HeaderMap } from './header-map.ts';
-import { resolveProperty } from './properties.ts';
+import { AbiContext } from './abi-context.ts';
+import type { HostEnvironment } from './environment.ts';
 import type { FilterContext } from './filter-context.ts';
-import type { PluginSpec } from './plugin-spec.ts';
+import type { PluginCapabilities, PluginSpec } from './plugin-spec.ts';
 
 type GuestFn = ((...args: number[]) => number) & { arity: number; timing: CallbackTiming };
 
@@ -43,11 +43,21 @@ export interface VmEvents {
   timings?: Map<string, CallbackTiming>;
 }
 
-interface RootContextState {
+export interface RootContextState {
   readonly id: number;
 }
 
-export class Vm implements AbiHost {
+/** The capabilities a plugin is refused: their host functions are linked as stubs. */
+export function refusedCapabilities(caps: Readonly<PluginCapabilities>): Set<Capability> {
+  const refused = new Set<Capability>(['grpc_call']);
+  if (caps.httpCalls === false) refused.add('http_call');
+  if (!caps.sharedData) refused.add('shared_data');
+  if (!caps.sharedQueues) refused.add('shared_queue');
+  if (!caps.foreignFunctions) refused.add('foreign_function');
+  return refused;
+}
+
+export class Vm {
   readonly abiVersion: AbiVersion;
   readonly mem: GuestMemory;
   readonly rootContextId: number;
@@ -55,31 +65,20 @@ export class Vm implements AbiHost {
   /** Live stream contexts by id. */
   readonly contexts = new Map<number, FilterContext>();
 
+  /** What the host functions act on. */
+  readonly abi: AbiContext;
+  readonly root: RootContextState;
+  /** Set by the plugin when this VM is replaced or the plugin removed. */
+  closed = false;
+  /** What start-up suggests is wrong although the module started (see `checkStart`). */
+  readonly warnings: string[] = [];
+
   private readonly guest: GuestInstance;
   private readonly fns: Record<string, GuestFn | undefined>;
   private nextContextId = 1;
-  private effective: FilterContext | RootContextState;
-  private readonly root: RootContextState;
   /** The stream context whose callback the filter chain is running now (it handles that context's actions itself). */
   private inStream?: FilterContext;
-  private readonly touched = new Set<FilterContext>();
   private depth = 0;
-  private cancelTick?: () => void;
-  private nextToken = 1;
-  private readonly calls = new Map<number, true>();
-  private callResponse?: { headers: HeaderMap; body: Uint8Array; trailers: HeaderMap };
-  private foreignArgs?: Uint8Array;
-  private readonly refusedLogged = new Set<string>();
-  private readonly rootProperties = new Map<string, Uint8Array>();
-  private awaitingDone = false;
-  /** Warnings and errors the filter logs during start(), collected for the error message. */
-  private startLog?: string[];
-  /** Whether the module read its root id and its plugin configuration during start(). */
-  private startSeen?: { rootId: boolean; configuration: boolean };
-  /** What start-up suggests is wrong although the module started (see `checkStart`). */
-  readonly warnings: string[] = [];
-  private readonly configBuffer: AbiBuffer;
-  private readonly vmConfigBuffer: AbiBuffer;
 
   constructor(
     readonly spec: PluginSpec,
@@ -96,6 +95,8 @@ export class Vm implements AbiHost {
       );
     }
     this.abiVersion = version[1];
+    this.root = { id: this.nextContextId++ };
+    this.rootContextId = this.root.id;
     const self = this;
     // The import object is built before the instance exists; memory and allocator resolve lazily.
     let guest: GuestInstance | undefined;
@@ -103,16 +104,17 @@ export class Vm implements AbiHost {
       { get buffer() { return guest!.memory.buffer; } },
       compiled.exports.has('proxy_on_memory_allocate') || compiled.exports.has('malloc') ? (size) => self.allocate(size) : undefined,
     );
-    const wasi = wasiFunctions(this);
+    const abi = (this.abi = new AbiContext(this));
+    const wasi = wasiFunctions(abi);
     const imports = {
-      env: { ...toolchainFunctions(this), ...hostFunctions(this) },
+      env: { ...toolchainFunctions(abi), ...hostFunctions(abi, refusedCapabilities(spec.capabilities)) },
       wasi_snapshot_preview1: wasi,
       wasi_unstable: wasi,
     };
     try {
       guest = instantiate(compiled, imports as Record<string, Record<string, Function>>, {
         callBudgetMs: spec.limits.callBudgetMs,
-        onMissingImport: (module, name) => this.log(4, `called ${module}.${name}, which Sluice does not provide`),
+        onMissingImport: (module, name) => abi.log(4, `called ${module}.${name}, which Sluice does not provide`),
         // A Wasm start function may call host functions, which need the memory: hand it over first.
         onInstance: (g) => {
           guest = g;
@@ -131,23 +133,19 @@ export class Vm implements AbiHost {
       fns[name] = Object.assign(value, { arity: value.length, timing }) as GuestFn;
     }
     this.fns = fns;
-    this.root = { id: this.nextContextId++ };
-    this.rootContextId = this.root.id;
-    this.effective = this.root;
-    this.configBuffer = readOnly(spec.configuration);
-    this.vmConfigBuffer = readOnly(spec.vmConfiguration);
   }
 
   /** Runs start-up, creates the root context, then proxy_on_vm_start and proxy_on_configure. */
   start(): void {
-    this.startLog = [];
-    this.startSeen = { rootId: false, configuration: false };
+    const abi = this.abi;
+    abi.startLog = [];
+    abi.startSeen = { rootId: false, configuration: false };
     try {
       this.startUp();
-      this.checkStart(this.startSeen);
+      this.checkStart(abi.startSeen);
     } finally {
-      this.startLog = undefined;
-      this.startSeen = undefined;
+      abi.startLog = undefined;
+      abi.startSeen = undefined;
     }
   }
 
@@ -206,7 +204,7 @@ export class Vm implements AbiHost {
 
   /** What the filter logged at warn or above while starting, for the error that says why it did not start. */
   private startLogText(): string {
-    const lines = this.startLog ?? [];
+    const lines = this.abi.startLog ?? [];
     return lines.length === 0 ? ' (the filter logged no warning or error saying why)' : `: ${lines.join('; ')}`;
   }
 
@@ -227,8 +225,9 @@ export class Vm implements AbiHost {
   private enter(ctx: FilterContext | RootContextState, fn: GuestFn, name: string, a = 0, b = 0, c = 0, d = 0, e = 0): number {
     if (this.failed) return FAILED;
     const outer = this.depth === 0;
-    const saved = this.effective;
-    this.effective = ctx;
+    const abi = this.abi;
+    const saved = abi.effective;
+    abi.effective = ctx;
     this.depth++;
     // Re-entrant calls (a foreign function calling back in) run under the outer call's budget.
     if (outer) this.guest.beginCall();
@@ -257,7 +256,7 @@ export class Vm implements AbiHost {
       return FAILED;
     } finally {
       this.depth--;
-      this.effective = saved;
+      abi.effective = saved;
       if (timed) {
         timing.timed++;
         timing.timedMs += performance.now() - started;
@@ -298,16 +297,17 @@ export class Vm implements AbiHost {
     else if (error instanceof GuestAbort) described = { kind: describeGuestFailure(error.cause, this.guest).kind, message: error.message };
     else described = describeGuestFailure(error, this.guest);
     this.failed = { kind: described.kind, message: `${described.message} (in ${callback})`, callback };
-    this.cancelTick?.();
+    this.abi.stopTick();
     this.env.log({ plugin: this.spec.name, level: 4, message: `filter failed in ${callback}: ${this.failed.message}` });
     this.events.failed(this, this.failed);
-    for (const ctx of this.contexts.values()) this.touched.add(ctx);
+    for (const ctx of this.contexts.values()) this.abi.touched.add(ctx);
   }
 
   private afterCall(): void {
-    if (this.touched.size === 0) return;
-    const woken = [...this.touched];
-    this.touched.clear();
+    const touched = this.abi.touched;
+    if (touched.size === 0) return;
+    const woken = [...touched];
+    touched.clear();
     // Actions a filter took on other streams (after an HTTP call, a tick, a queue) take effect
     // once the guest call that took them has returned.
     for (const ctx of woken) if (ctx !== this.inStream || this.failed) this.env.defer(() => ctx.wake());
@@ -335,22 +335,22 @@ export class Vm implements AbiHost {
 
   /** Hands a host-initiated foreign function call to the root context (proxy_on_foreign_function). */
   callForeign(functionId: number, args: Uint8Array): number {
-    this.foreignArgs = args;
-    try {
-      return this.call(this.root, 'proxy_on_foreign_function', this.root.id, functionId, args.byteLength);
-    } finally {
-      this.foreignArgs = undefined;
-    }
+    return this.abi.withForeignArgs(args, () => this.callRoot('proxy_on_foreign_function', functionId, args.byteLength));
+  }
+
+  /** Calls a root context callback: its first argument is the root context's id. */
+  callRoot(name: string, a = 0, b = 0, c = 0, d = 0): number {
+    return this.call(this.root, name, this.root.id, a, b, c, d);
   }
 
   /** Shuts the root context down: proxy_on_done (waiting for proxy_done if it says false), then proxy_on_delete. */
   shutdown(): void {
-    this.cancelTick?.();
+    this.abi.stopTick();
     if (this.failed) return;
     // A root without proxy_on_done is done at once: there is nobody to call proxy_done later.
     const done = this.has('proxy_on_done') ? this.call(this.root, 'proxy_on_done', this.root.id) : 1;
     if (done === 0 && !this.failed) {
-      this.awaitingDone = true;
+      this.abi.awaitDone();
       return;
     }
     this.call(this.root, 'proxy_on_delete', this.root.id);
@@ -365,256 +365,4 @@ export class Vm implements AbiHost {
     return this.guest.memory.buffer.byteLength;
   }
 
-  // ---- AbiHost ------------------------------------------------------------------------------
-
-  allowed(capability: Capability): boolean {
-    const caps = this.spec.capabilities;
-    switch (capability) {
-      case 'http_call':
-        return caps.httpCalls !== false;
-      case 'shared_data':
-        return caps.sharedData;
-      case 'shared_queue':
-        return caps.sharedQueues;
-      case 'foreign_function':
-        return caps.foreignFunctions;
-      case 'grpc_call':
-        return false;
-    }
-  }
-
-  refused(functionName: string): void {
-    if (this.refusedLogged.has(functionName)) return;
-    this.refusedLogged.add(functionName);
-    this.log(3, `${functionName} is not allowed for this filter (capabilities in its plugin config); the call returned UNIMPLEMENTED`);
-  }
-
-  log(level: number, message: string): void {
-    if (this.startLog && level >= 3) this.startLog.push(message);
-    if (level >= this.logLevel()) this.env.log({ plugin: this.spec.name, level, message });
-  }
-
-  logLevel(): number {
-    return this.spec.logLevel ?? this.env.logLevel;
-  }
-
-  nowNanoseconds(): bigint {
-    // Whole milliseconds and the fraction apart: epoch ms × 1e6 as one double loses the sub-µs digits.
-    const ms = this.env.now();
-    const whole = Math.floor(ms);
-    return BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6));
-  }
-
-  setTickPeriod(ms: number): Status {
-    this.cancelTick?.();
-    this.cancelTick = undefined;
-    if (ms > 0) this.cancelTick = this.env.every(ms, () => this.call(this.root, 'proxy_on_tick', this.root.id));
-    return Status.Ok;
-  }
-
-  private get stream(): FilterContext | undefined {
-    return this.effective === this.root ? undefined : (this.effective as FilterContext);
-  }
-
-  headerMap(type: number): HeaderMap | null | undefined {
-    const s = this.stream?.stream;
-    switch (type) {
-      case MapType.RequestHeaders:
-        return s?.requestHeaders;
-      case MapType.RequestTrailers:
-        return s?.requestTrailers;
-      case MapType.ResponseHeaders:
-        return s?.responseHeaders;
-      case MapType.ResponseTrailers:
-        return s?.responseTrailers;
-      case MapType.HttpCallResponseHeaders:
-        return this.callResponse?.headers;
-      case MapType.HttpCallResponseTrailers:
-        return this.callResponse?.trailers;
-      case MapType.GrpcReceiveInitialMetadata:
-      case MapType.GrpcReceiveTrailingMetadata:
-        return undefined;
-      default:
-        return null;
-    }
-  }
-
-  buffer(type: number): AbiBuffer | undefined {
-    if (this.startSeen && type === BufferType.PluginConfiguration) this.startSeen.configuration = true;
-    switch (type) {
-      case BufferType.HttpRequestBody: {
-        const b = this.stream?.stream.requestBody;
-        return b?.active ? b : undefined;
-      }
-      case BufferType.HttpResponseBody: {
-        const b = this.stream?.stream.responseBody;
-        return b?.active ? b : undefined;
-      }
-      case BufferType.HttpCallResponseBody:
-        return this.callResponse ? readOnly(this.callResponse.body) : undefined;
-      case BufferType.VmConfiguration:
-        return this.vmConfigBuffer;
-      case BufferType.PluginConfiguration:
-        return this.configBuffer;
-      case BufferType.CallData:
-        return this.foreignArgs ? readOnly(this.foreignArgs) : undefined;
-      default:
-        return undefined;
-    }
-  }
-
-  getProperty(path: string[]): Uint8Array | string | undefined {
-    if (this.startSeen && path.length === 1 && path[0] === 'plugin_root_id') this.startSeen.rootId = true;
-    return resolveProperty(path, {
-      pluginName: this.spec.name,
-      rootId: this.spec.rootId,
-      vmId: this.spec.vmId,
-      node: this.env.node,
-      now: this.env.now,
-      stream: this.stream?.stream,
-      rootProperties: this.rootProperties,
-    });
-  }
-
-  setProperty(path: string[], value: Uint8Array): Status {
-    if (path.length === 0) return Status.BadArgument;
-    const key = path.join('\u0000');
-    const s = this.stream?.stream;
-    if (s) s.properties.set(key, value);
-    else this.rootProperties.set(key, value);
-    return Status.Ok;
-  }
-
-  sendLocalResponse(status: number, details: string, body: Uint8Array, headers: Array<[string, string]>, grpcStatus: number): Status {
-    const ctx = this.stream;
-    if (!ctx) return Status.NotFound;
-    ctx.localReply = { status, details, body, headers, grpcStatus: grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus : undefined };
-    this.touched.add(ctx);
-    return Status.Ok;
-  }
-
-  continueStream(streamType: number): Status {
-    const ctx = this.stream;
-    if (!ctx) return Status.NotFound;
-    if (streamType !== 0 && streamType !== 1) return Status.BadArgument;
-    ctx.continueRequested |= streamType === 0 ? 1 : 2;
-    this.touched.add(ctx);
-    return Status.Ok;
-  }
-
-  closeStream(streamType: number): Status {
-    const ctx = this.stream;
-    if (!ctx) return Status.NotFound;
-    if (streamType !== 0 && streamType !== 1) return Status.BadArgument;
-    ctx.closeRequested = true;
-    this.touched.add(ctx);
-    return Status.Ok;
-  }
-
-  clearRouteCache(): void {
-    // Sluice picks the route after the request-header filters ran, so there is no cache to clear.
-  }
-
-  httpCall(request: HttpCallRequest): { status: Status; token: number } {
-    const allowedClusters = this.spec.capabilities.httpCalls;
-    if (Array.isArray(allowedClusters) && !allowedClusters.includes(request.cluster)) {
-      this.log(3, `proxy_http_call to cluster "${request.cluster}" refused: the filter may call only ${allowedClusters.join(', ')}`);
-      return { status: Status.BadArgument, token: 0 };
-    }
-    if (!this.env.hasCluster(request.cluster)) {
-      this.log(3, `proxy_http_call to unknown cluster "${request.cluster}": define it under clusters in the config`);
-      return { status: Status.BadArgument, token: 0 };
-    }
-    const has = (k: string) => request.headers.some(([name]) => name === k);
-    if (!has(':method') || !has(':path') || !has(':authority')) return { status: Status.BadArgument, token: 0 };
-    const token = this.nextToken++;
-    this.calls.set(token, true);
-    this.env.httpCall(this.spec.name, request, (response) => this.httpCallDone(token, response));
-    return { status: Status.Ok, token };
-  }
-
-  private httpCallDone(token: number, response: HttpCallResponse): void {
-    if (!this.calls.delete(token) || this.failed) return;
-    this.callResponse = { headers: new HeaderMap(response.headers), body: response.body, trailers: new HeaderMap(response.trailers) };
-    try {
-      this.call(this.root, 'proxy_on_http_call_response', this.root.id, token, response.headers.length, response.body.byteLength, response.trailers.length);
-    } finally {
-      this.callResponse = undefined;
-    }
-  }
-
-  defineMetric(type: number, name: string) {
-    return this.env.metrics.define(type, name);
-  }
-  incrementMetric(id: number, offset: number) {
-    return this.env.metrics.increment(id, offset);
-  }
-  recordMetric(id: number, value: number) {
-    return this.env.metrics.record(id, value);
-  }
-  getMetric(id: number) {
-    return this.env.metrics.get(id);
-  }
-
-  getSharedData(key: string) {
-    return this.env.sharedData.get(this.spec.vmId, key);
-  }
-  setSharedData(key: string, value: Uint8Array, cas: number) {
-    return this.env.sharedData.set(this.spec.vmId, key, value, cas);
-  }
-
-  registerQueue(name: string) {
-    const id = this.env.queues.register(this.spec.vmId, name, {
-      queueReady: (queueId) => this.call(this.root, 'proxy_on_queue_ready', this.root.id, queueId),
-      get alive() {
-        return vmAlive();
-      },
-    });
-    const vmAlive = () => !this.failed && !this.closed;
-    return { status: Status.Ok as Status, id };
-  }
-  resolveQueue(vmId: string, name: string) {
-    return this.env.queues.resolve(vmId, name);
-  }
-  enqueue(id: number, value: Uint8Array) {
-    return this.env.queues.enqueue(id, value);
-  }
-  dequeue(id: number) {
-    return this.env.queues.dequeue(id);
-  }
-
-  /** Set by the plugin when this VM is replaced or the plugin removed. */
-  closed = false;
-
-  setEffectiveContext(id: number): Status {
-    if (id === this.root.id) this.effective = this.root;
-    else {
-      const ctx = this.contexts.get(id);
-      if (!ctx) return Status.BadArgument;
-      this.effective = ctx;
-    }
-    return Status.Ok;
-  }
-
-  done(): Status {
-    if (!this.awaitingDone) return Status.NotFound;
-    this.awaitingDone = false;
-    this.env.defer(() => this.call(this.root, 'proxy_on_delete', this.root.id));
-    return Status.Ok;
-  }
-
-  callForeignFunction(name: string, args: Uint8Array): { status: Status; result?: Uint8Array } {
-    const fn = this.env.foreignFunctions.get(name);
-    if (!fn) return { status: Status.NotFound };
-    const result = fn(args, this.spec.name);
-    return result instanceof Uint8Array ? { status: Status.Ok, result } : { status: result.status as Status };
-  }
-
-  hostError(functionName: string, error: unknown): void {
-    this.log(4, `host error in ${functionName}: ${(error as Error)?.stack ?? String(error)}`);
-  }
-}
-
-function readOnly(bytes: Uint8Array): AbiBuffer {
-  return { bytes: () => bytes };
 }

@@ -3,16 +3,10 @@
 // and a per-cluster retry budget (20% of active requests, at least 3 retries at once) so retries
 // cannot amplify an outage.
 
+import { DEFAULT_RETRY_POLICY } from '../config/index.ts';
 import type { RetryOn, RetryPolicy } from '../config/snapshot.ts';
 
-export const DEFAULT_RETRY_POLICY: RetryPolicy = Object.freeze({
-  numRetries: 1,
-  retryOn: Object.freeze(['5xx', 'reset', 'connect-failure'] as RetryOn[]),
-  retriableStatusCodes: Object.freeze([]),
-  perTryTimeoutMs: 0,
-  baseIntervalMs: 25,
-  maxIntervalMs: 250,
-});
+export { DEFAULT_RETRY_POLICY };
 
 const NO_RETRIES: RetryPolicy = Object.freeze({ ...DEFAULT_RETRY_POLICY, numRetries: 0 });
 const RETRY_ON: readonly RetryOn[] = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'retriable-4xx'];

@@ -5,22 +5,11 @@
 
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot } from './paths.ts';
 
 /** Filter names: lower-case words joined by single dashes, starting with a letter (a DNS label). */
 const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
 const MAX_NAME_LENGTH = 63;
-
-/** The checkout holding sdk/template, found upward from this file (it may run from dist/). */
-function sluiceRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'sdk', 'template', 'assembly', 'index.ts'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`cannot find sdk/template above ${fileURLToPath(import.meta.url)}`);
-    dir = up;
-  }
-}
 
 /** An import specifier for `target` as seen from the folder `fromDir` (always ./ or ../ and forward slashes). */
 function importPath(fromDir: string, target: string): string {
@@ -95,7 +84,7 @@ function filterValues(name: string): Record<string, string> {
 export function scaffoldFilter(name: string, destDir: string): string[] {
   checkName(name);
   const dest = resolve(destDir);
-  const root = sluiceRoot();
+  const root = packageRoot();
   const template = join(root, 'sdk', 'template');
   const values: Record<string, string> = {
     ...filterValues(name),
@@ -121,7 +110,7 @@ export function scaffoldFilter(name: string, destDir: string): string[] {
 export function scaffoldProject(name: string, destDir: string): string[] {
   checkName(name);
   const dest = resolve(destDir);
-  const root = sluiceRoot();
+  const root = packageRoot();
   const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
   const values: Record<string, string> = {
     ...filterValues(name),
