@@ -10,10 +10,11 @@ import { benchFiltersInProxy } from './filters-in-proxy.ts';
 import { printGrid, printTable } from './table.ts';
 
 process.stdout.write(`sluice bench: node ${process.version}, ${(await import('node:os')).cpus().length} cpus\n`);
-printTable('filter chain (touch-headers filter: reads one request header, sets one request and one response header)', await benchChain());
+const chain = await benchChain();
+printTable('filter chain (touch-headers filter: reads one request header, sets one request and one response header)', chain);
 const filters = await benchFilters();
 printTable('built-in filters: each alone in a chain, cost per request beyond the empty chain (filters/<name>/bench.json)', filters);
-printGrid(await benchFiltersInProxy(filters));
+printGrid(await benchFiltersInProxy(filters, chain));
 printTable('engine (time budget, instantiate, memory)', await benchEngine());
 const { table, summary } = await (await import('./proxy.ts')).benchProxy();
 printGrid(table);
