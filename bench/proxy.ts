@@ -1,8 +1,13 @@
-// The data-plane benchmark: sluice against the same upstream reached directly, through nginx and
-// through HAProxy, with one load generator setup for all of them.
+// The data-plane benchmark: sluice against the same upstream reached directly, through a plain
+// Node.js proxy, through nginx and through HAProxy, with one load generator setup for all of them.
 //
-// Standalone: node --import=tsx bench/proxy.ts (after `npm run build`). About 2.5 minutes (plus the
-// apt-get install the first time). SLUICE_BENCH_PROXY_SECONDS / _WARMUP shorten it for a quick look.
+// Standalone: node --import=tsx bench/proxy.ts (after `npm run build`). About 4 minutes (plus the
+// apt-get install the first time). Environment, for a quick look:
+//   SLUICE_BENCH_SECONDS=N   measured window of each run (default 10; SLUICE_BENCH_PROXY_SECONDS too)
+//   SLUICE_BENCH_WARMUP=N    warm-up before the fixed-rate window (default 5; wrk's is min(N, 2))
+//   SLUICE_BENCH_TARGETS=a,b only the targets whose label contains one of these (e.g. "plain,3 filters")
+//   SLUICE_BENCH_WORKERS2=shared  measure `--workers 2` on a machine with fewer than 4 CPUs too
+//                            (both cores, shared with the load generator and the upstream: not fair)
 //
 // Setup (2-CPU machine assumed; with more CPUs the same two cores are used):
 // - the proxy under test is pinned to core 1 (`taskset -c 1`) and is the only thing there;
@@ -10,6 +15,12 @@
 //   file from one process (bench/fixtures/nginx-upstream.conf); a Node http server if nginx cannot
 //   be installed. "direct" is wrk → upstream with the same placement, so it is the ceiling of
 //   this rig: a proxy that reaches it is limited by core 0, not by itself.
+// - The proxies: the plain Node.js proxy (bench/plain-node-proxy.mjs: http.createServer + undici
+//   Pool.request, the yardstick of the data-path issue); sluice with no filters, with router +
+//   headers + telemetry, and with the eight filters of `npm start` (bench/fixtures/sluice-*.yaml);
+//   nginx (one process) and HAProxy (one thread). Each is started fresh, measured, and stopped.
+// - `sluice --workers 2` (3 filters) gets a max-throughput run only, and only where it can have two
+//   cores of its own (cores 1–2, 4 CPUs or more); on 2 CPUs its row says why it was skipped.
 // - Max throughput: wrk -t1 -c32, 2 s warm-up then 10 s, requests/s.
 // - At a fixed rate of 1000 req/s: Debian has no wrk2, so an open-loop generator in Node (this
 //   file, run as a separate process with --loadgen) sends on schedule with undici, whatever the
@@ -18,13 +29,18 @@
 //   behind the schedule is reported in the notes. 5 s warm-up, then 10 s measured. This runs first,
 //   on a freshly started proxy; max throughput after it (so the proxy is warm by then).
 //   CPU of the proxy process (utime+stime of every thread, /proc/<pid>/stat) over the measured
-//   10 s gives CPU seconds per 1000 requests and cores used (CPU seconds per second).
+//   10 s, divided by the requests answered in it, is the CPU µs per request; divided by the
+//   seconds, the cores used.
+// - Bytes allocated per request (Node-based proxies only): they run with bench/alloc-probe.mjs
+//   preloaded (node --import), which derives the V8 heap bytes allocated from v8.GCProfiler
+//   (used heap now + what every GC freed); the bench asks for the total (SIGUSR2) as the measured
+//   window opens and closes. Off-heap memory (Buffer backing stores, Wasm memory) is not in it.
 // - Noise check: how long the proxy's main thread was runnable but off its core
 //   (/proc/<pid>/schedstat) is in the notes; a large number means the core was shared (with the
 //   proxy's own V8 helper threads, or with other work on the machine) and the numbers suffer.
-// - Peak RSS is VmHWM (/proc/<pid>/status), read after the fixed-rate run (what the ≤ 60 MB
-//   target is about) and again after the max-throughput run. MB here is 10^6 bytes.
-// - Every request carries `x-user: alice` (what the touch-headers filter reads).
+// - Peak RSS is VmHWM (/proc/<pid>/status), read after the fixed-rate run and again after the
+//   max-throughput run. MB here is 10^6 bytes.
+// - Every request carries `x-user: alice`.
 // Tools missing are installed from Debian (apt-get, root only); what cannot be installed turns
 // into rows that say why instead of numbers. Every process started is stopped, also on error.
 
@@ -32,19 +48,19 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer, connect } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { BenchRow } from './table.ts';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { cell, type BenchRow, type Grid } from './table.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 const FIXTURES = join(ROOT, 'bench', 'fixtures');
-const SECONDS = Number(process.env.SLUICE_BENCH_PROXY_SECONDS ?? 10); // measured window; tests of the bench itself shorten it
+const SECONDS = Number(process.env.SLUICE_BENCH_SECONDS ?? process.env.SLUICE_BENCH_PROXY_SECONDS ?? 10); // measured window
 // Warm-up before each measured window. The fixed-rate run comes first and gets longer: sluice
 // needs a few seconds of JIT (and Wasm tier-up) before it keeps up with 1000 req/s, and a queue
 // built while cold would otherwise spill into the measured window (p99 ~1 s after 2 s, ~40 ms after 5 s).
-const RATE_WARMUP = Number(process.env.SLUICE_BENCH_PROXY_WARMUP ?? 5);
+const RATE_WARMUP = Number(process.env.SLUICE_BENCH_WARMUP ?? process.env.SLUICE_BENCH_PROXY_WARMUP ?? 5);
 const WRK_WARMUP = Math.min(RATE_WARMUP, 2);
 const RATE = 1000;
 const CONNECTIONS = 32;
@@ -53,16 +69,17 @@ const BODY_BYTES = 1024;
 const HEADERS = { 'x-user': 'alice' };
 const PROXY_CORE = '1';
 const CLIENT_CORE = '0';
+const ALLOC_PROBE = pathToFileURL(join(ROOT, 'bench', 'alloc-probe.mjs')).href;
 
 // ---------------------------------------------------------------------------------------------
 // Processes: every child goes through start(), and stopAll() ends them (SIGTERM, then SIGKILL).
 
 const children = new Set<ChildProcess>();
 
-function start(argv: string[], opts: { core?: string; log: string; cwd?: string }): ChildProcess {
+function start(argv: string[], opts: { core?: string; log: string; cwd?: string; env?: Record<string, string> }): ChildProcess {
   const [cmd, ...args] = opts.core !== undefined && hasTaskset ? ['taskset', '-c', opts.core, ...argv] : argv;
   const fd = openSync(opts.log, 'a');
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', fd, fd] });
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, stdio: ['ignore', fd, fd], env: opts.env ? { ...process.env, ...opts.env } : undefined });
   closeSync(fd);
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -373,14 +390,22 @@ interface Target {
   skip?: string;
   /** What a correct response carries, checked once before measuring. */
   expectHeaders?: string[];
+  /** Where the proxy's alloc-probe (a Node-based proxy) writes its totals. */
+  allocFile?: string;
+  /** Max throughput only (no fixed-rate run). */
+  maxOnly?: boolean;
 }
 
 interface Measured {
   rps?: number;
   rpsNote?: string;
   rate?: RateResult;
-  cpuPer1000?: number;
+  /** CPU µs per request at the fixed rate. */
+  cpuUs?: number;
   cores?: number;
+  /** V8 heap bytes allocated per request at the fixed rate, and the GCs in that window. */
+  allocBytes?: number;
+  gcs?: number;
   /** ms the proxy waited for its CPU during the fixed-rate window, and during the max-throughput run. */
   waitedAtRate?: number;
   waitedAtMax?: number;
@@ -418,26 +443,8 @@ async function measure(target: Target, upstream: { port: number; child: ChildPro
     const pid = proc.pid!;
     const m: Measured = { of };
 
-    // 1. Fixed rate: latency, CPU, memory.
-    let cpuStart = 0;
-    let wallStart = 0n;
-    let cpu: number | undefined;
-    let waitStart = 0;
-    const rlog = join(dir, `${slug(target.label)}-loadgen.log`);
-    m.rate = await fixedRate(port, rlog, (phase) => {
-      if (phase === 'start') {
-        cpuStart = cpuSeconds(pid);
-        waitStart = waitedMs(pid);
-        wallStart = process.hrtime.bigint();
-      } else {
-        cpu = cpuSeconds(pid) - cpuStart;
-        const wall = Number(process.hrtime.bigint() - wallStart) / 1e9;
-        m.cores = cpu / wall;
-        m.rssAtRate = memory(pid);
-        m.waitedAtRate = waitedMs(pid) - waitStart;
-      }
-    });
-    if (cpu !== undefined && m.rate.ok + m.rate.failed > 0) m.cpuPer1000 = (cpu / (m.rate.ok + m.rate.failed)) * 1000;
+    // 1. Fixed rate: latency, CPU, allocation, memory.
+    if (!target.maxOnly) await fixedRatePhase(target, port, pid, dir, m);
 
     // 2. Max throughput.
     if (wrkMissing) m.rpsNote = `skipped: ${wrkMissing}`;
@@ -459,12 +466,73 @@ async function measure(target: Target, upstream: { port: number; child: ChildPro
   }
 }
 
+async function fixedRatePhase(target: Target, port: number, pid: number, dir: string, m: Measured): Promise<void> {
+  const askAlloc = () => target.allocFile && process.kill(pid, 'SIGUSR2');
+  let cpuStart = 0;
+  let wallStart = 0n;
+  let cpu: number | undefined;
+  let waitStart = 0;
+  const rlog = join(dir, `${slug(target.label)}-loadgen.log`);
+  m.rate = await fixedRate(port, rlog, (phase) => {
+    if (phase === 'start') {
+      askAlloc();
+      cpuStart = cpuSeconds(pid);
+      waitStart = waitedMs(pid);
+      wallStart = process.hrtime.bigint();
+    } else {
+      askAlloc();
+      cpu = cpuSeconds(pid) - cpuStart;
+      const wall = Number(process.hrtime.bigint() - wallStart) / 1e9;
+      m.cores = cpu / wall;
+      m.rssAtRate = memory(pid);
+      m.waitedAtRate = waitedMs(pid) - waitStart;
+    }
+  });
+  const answered = m.rate.ok + m.rate.failed;
+  if (cpu !== undefined && answered > 0) m.cpuUs = (cpu / answered) * 1e6;
+  if (target.allocFile && answered > 0) {
+    // The probe answers a signal from its event loop: give it a moment to write the second line.
+    let totals: Array<{ allocated: number; gcs: number }> = [];
+    for (let i = 0; i < 20 && totals.length < 2; i++) {
+      await sleep(50);
+      totals = existsSync(target.allocFile) ? readFileSync(target.allocFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+    }
+    if (totals.length >= 2) {
+      m.allocBytes = (totals[totals.length - 1]!.allocated - totals[0]!.allocated) / answered;
+      m.gcs = totals[totals.length - 1]!.gcs - totals[0]!.gcs;
+    }
+  }
+}
+
 function slug(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 }
 
-export async function benchProxy(): Promise<BenchRow[]> {
-  const rows: BenchRow[] = [];
+/** What the data-plane benchmark prints: one row per proxy, then the ratios the data-path issue's targets are stated in. */
+export interface ProxyBench {
+  table: Grid;
+  summary: BenchRow[];
+}
+
+const LABELS = {
+  direct: 'direct to the upstream',
+  plain: 'plain Node.js proxy',
+  none: 'sluice, no filters',
+  three: 'sluice, router + headers + telemetry',
+  eight: 'sluice, npm start chain of 8',
+  workers: 'sluice --workers 2, 3 filters',
+  nginx: 'nginx proxy, 1 worker',
+  haproxy: 'HAProxy, 1 thread',
+} as const;
+
+export async function benchProxy(): Promise<ProxyBench> {
+  const table: Grid = {
+    title: `data plane, per proxy (pinned to core ${PROXY_CORE}; max: wrk -t1 -c${CONNECTIONS}; CPU, heap, latency: open loop at ${RATE} req/s)`,
+    header: ['proxy', 'max req/s', `CPU µs/req`, 'cores', 'heap B/req', 'GCs', 'p50 ms', 'p99 ms', 'p99.9 ms', 'RSS MB', 'note'],
+    rows: [],
+    notes: [],
+  };
+  const summary: BenchRow[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-proxy-'));
   chmodSync(dir, 0o755); // nginx may read as another user
   let keep = false;
@@ -475,13 +543,18 @@ export async function benchProxy(): Promise<BenchRow[]> {
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  const skipRow = (label: string, why: string) => table.rows.push([label, '', '', '', '', '', '', '', '', '', `skipped: ${why}`]);
   try {
     const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    if (Number(loadBefore.split(' ')[0]) > cpus().length) {
+      table.notes!.push(`THE MACHINE IS BUSY: load average ${loadBefore.split(' ')[0]} on ${cpus().length} CPUs before the run. The proxy's core is shared with other work (see "off-CPU while runnable"): compare nothing across runs, and ratios within this run only roughly.`);
+    }
     const tools = ensureTools();
-    if (!hasTaskset) rows.push({ name: 'setup', value: NaN, unit: '', note: 'taskset missing: nothing is pinned, numbers are noisier' });
+    if (!hasTaskset) table.notes!.push('taskset missing: nothing is pinned, numbers are noisier');
     const sluiceMain = join(ROOT, 'dist', 'runtime', 'cli', 'main.js');
-    const wasm = join(ROOT, 'build', 'fixtures', 'touch-headers.wasm');
+    const missingBuild = ['router', 'headers', 'telemetry', 'authz', 'ratelimit', 'fault', 'retry', 'hello'].filter((f) => !existsSync(join(ROOT, 'build', 'filters', `${f}.wasm`)));
     const sluiceSkip = !existsSync(sluiceMain) ? 'dist/ missing: run npm run build' : undefined;
+    const filtersSkip = sluiceSkip ?? (missingBuild.length ? `build/filters/${missingBuild[0]}.wasm missing: run npm run build` : undefined);
 
     // The upstream, on the client core.
     mkdirSync(join(dir, 'www'));
@@ -506,28 +579,48 @@ export async function benchProxy(): Promise<BenchRow[]> {
         await ready(upstreamPort, upstreamChild, ulog);
       } catch (error2) {
         keep = true;
-        return [{ name: 'upstream', value: NaN, unit: '', note: `no upstream, nothing measured: ${(error2 as Error).message} (logs kept in ${dir})` }];
+        skipRow('upstream', `no upstream, nothing measured: ${(error2 as Error).message} (logs kept in ${dir})`);
+        return { table, summary };
       }
     }
     process.stderr.write(`bench/proxy: upstream ${upstreamKind} on 127.0.0.1:${upstreamPort}; ${SECONDS} s per measurement after ${RATE_WARMUP} s (fixed rate) / ${WRK_WARMUP} s (wrk) warm-up\n`);
 
-    const sluice = (config: string) => (port: number) => {
-      const file = join(dir, config);
-      writeFileSync(file, fill(config, { ROOT, PORT: port, UPSTREAM_PORT: upstreamPort }));
-      const log = join(dir, `${config}.log`);
-      return { child: start([process.execPath, join(ROOT, 'bin', 'sluice.js'), 'run', '-c', file, '--drain-ms', '500'], { core: PROXY_CORE, log }), log };
+    // Node-based proxies run with the allocation probe preloaded.
+    const node = (label: string, args: string[], core = PROXY_CORE) => (port: number) => {
+      const log = join(dir, `${slug(label)}.log`);
+      const allocFile = join(dir, `${slug(label)}.alloc`);
+      const child = start([process.execPath, `--import=${ALLOC_PROBE}`, ...args.map((a) => a.replace('{{PORT}}', String(port)))], { core, log, env: { SLUICE_BENCH_ALLOC_FILE: allocFile } });
+      return { child, log };
     };
+    const sluice = (label: string, config: string, extra: string[] = [], core = PROXY_CORE) => (port: number) => {
+      const file = join(dir, `${slug(label)}.yaml`);
+      writeFileSync(file, fill(config, { ROOT, PORT: port, UPSTREAM_PORT: upstreamPort }));
+      return node(label, [join(ROOT, 'bin', 'sluice.js'), 'run', '-c', file, '--drain-ms', '500', ...extra], core)(port);
+    };
+    // Two workers need two cores of their own, with the load generator and the upstream elsewhere.
+    const manyCpus = cpus().length >= 4;
+    const workersShared = !manyCpus && process.env.SLUICE_BENCH_WORKERS2 === 'shared';
+    const workersCores = manyCpus ? '1,2' : '0,1';
+    const workersSkip =
+      filtersSkip ??
+      (manyCpus || workersShared
+        ? undefined
+        : `${cpus().length} CPUs: two workers would share core ${CLIENT_CORE} with wrk and the upstream, so the ratio to one worker would not be fair (needs 4 CPUs; SLUICE_BENCH_WORKERS2=shared measures it anyway)`);
     const targets: Target[] = [
-      { label: 'direct to the upstream' },
-      { label: 'sluice, no filters', start: sluice('sluice-no-filters.yaml'), skip: sluiceSkip },
+      { label: LABELS.direct },
+      { label: LABELS.plain, start: node(LABELS.plain, [join(ROOT, 'bench', 'plain-node-proxy.mjs'), '{{PORT}}', String(upstreamPort)]) },
+      { label: LABELS.none, start: sluice(LABELS.none, 'sluice-no-filters.yaml'), skip: sluiceSkip },
+      { label: LABELS.three, start: sluice(LABELS.three, 'sluice-3-filters.yaml'), skip: filtersSkip, expectHeaders: ['x-served-by', 'x-request-id', 'x-trace-id'] },
+      { label: LABELS.eight, start: sluice(LABELS.eight, 'sluice-8-filters.yaml'), skip: filtersSkip, expectHeaders: ['x-served-by', 'x-request-id', 'x-hello'] },
       {
-        label: 'sluice, 3 Wasm filters',
-        start: sluice('sluice-3-filters.yaml'),
-        skip: sluiceSkip ?? (existsSync(wasm) ? undefined : 'build/fixtures/touch-headers.wasm missing: run npm run build'),
-        expectHeaders: ['x-touched-a', 'x-touched-b', 'x-touched-c'],
+        label: LABELS.workers,
+        start: sluice(LABELS.workers, 'sluice-3-filters.yaml', ['--workers', '2'], workersCores),
+        skip: workersSkip,
+        expectHeaders: ['x-served-by'],
+        maxOnly: true,
       },
       {
-        label: 'nginx proxy',
+        label: LABELS.nginx,
         skip: tools.nginx,
         start: (port) => {
           const conf = join(dir, 'nginx-proxy.conf');
@@ -537,7 +630,7 @@ export async function benchProxy(): Promise<BenchRow[]> {
         },
       },
       {
-        label: 'HAProxy',
+        label: LABELS.haproxy,
         skip: tools.haproxy,
         start: (port) => {
           const conf = join(dir, 'haproxy.cfg');
@@ -547,70 +640,87 @@ export async function benchProxy(): Promise<BenchRow[]> {
         },
       },
     ];
+    const only = process.env.SLUICE_BENCH_TARGETS?.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
 
     const results = new Map<string, Measured>();
     for (const t of targets) {
+      if (only && !only.some((o) => t.label.toLowerCase().includes(o))) continue;
       if (t.skip) {
-        rows.push({ name: `${t.label}`, value: NaN, unit: '', note: `skipped: ${t.skip}` });
+        skipRow(t.label, t.skip);
         continue;
       }
+      if (t.start && t.label !== LABELS.nginx && t.label !== LABELS.haproxy) t.allocFile = join(dir, `${slug(t.label)}.alloc`);
       process.stderr.write(`bench/proxy: ${t.label}\n`);
       const m = await measure(t, { port: upstreamPort, child: upstreamChild }, dir, tools.wrk);
       results.set(t.label, m);
       if (m.error) {
         keep = true;
-        rows.push({ name: `${t.label}`, value: NaN, unit: '', note: `failed: ${m.error} (logs kept in ${dir})` });
+        table.rows.push([t.label, '', '', '', '', '', '', '', '', '', `failed: ${m.error} (logs kept in ${dir})`]);
         continue;
       }
-      const r = m.rate!;
-      const rateNote = `${r.ok}/${r.sent} ok${r.failed ? `, ${r.failed} failed (${r.firstError})` : ''}, p99.9 ${r.p999.toFixed(2)} ms, generator lag ≤ ${r.maxLagMs.toFixed(1)} ms`;
+      const r = m.rate;
+      const notes: string[] = [];
+      if (m.rpsNote) notes.push(m.rpsNote);
+      if (t.maxOnly) notes.push(`max throughput only; cores ${workersCores}${workersShared ? ', shared with wrk and the upstream: not a fair ratio' : ''}`);
+      if (r && r.failed) notes.push(`${r.failed} of ${r.sent} failed at ${RATE} req/s (${r.firstError})`);
+      if (r && r.p50 > 50) notes.push(`did not keep up with ${RATE} req/s (p50 ${r.p50.toFixed(0)} ms: a queue), so its fixed-rate numbers are of an overloaded proxy`);
+      if (r && r.maxLagMs > 5) notes.push(`generator lag ≤ ${r.maxLagMs.toFixed(0)} ms`);
       // The upstream shares its core with the load generator by design, so only the proxy's wait says something.
-      const contended = m.of === 'the proxy' && (m.waitedAtMax ?? 0) > 0.02 * SECONDS * 1000 ? `main thread runnable but off-CPU ${m.waitedAtMax!.toFixed(0)} ms of ${SECONDS} s` : undefined;
-      rows.push({ name: `${t.label}: max throughput (wrk -t1 -c${CONNECTIONS})`, value: m.rps ?? NaN, unit: 'req/s', note: [m.rpsNote, contended].filter(Boolean).join('; ') || undefined });
-      rows.push({ name: `${t.label}: latency p50 at ${RATE} req/s`, value: r.p50, unit: 'ms' });
-      rows.push({ name: `${t.label}: latency p99 at ${RATE} req/s`, value: r.p99, unit: 'ms', note: rateNote });
-      rows.push({ name: `${t.label}: CPU per 1000 requests at ${RATE} req/s`, value: m.cpuPer1000 ?? NaN, unit: 'CPU s', note: `of ${m.of}; its main thread was runnable but off-CPU ${m.waitedAtRate?.toFixed(0)} ms of the ${SECONDS} s` });
-      rows.push({
-        name: `${t.label}: peak RSS after max throughput`,
-        value: m.rssPeak ?? NaN,
-        unit: 'MB',
-        note: `of ${m.of}`,
-      });
+      const share = (ms: number | undefined) => `${Math.round((100 * (ms ?? 0)) / (SECONDS * 1000))}%`;
+      if (m.of === 'the proxy' && (m.waitedAtMax ?? 0) > 0.02 * SECONDS * 1000) notes.push(`off-CPU while runnable ${share(m.waitedAtMax)} of the max run`);
+      if (m.of === 'the proxy' && (m.waitedAtRate ?? 0) > 0.02 * SECONDS * 1000) notes.push(`${share(m.waitedAtRate)} of the ${RATE}/s run`);
+      if (m.of === 'the upstream') notes.push('CPU, RSS: of the upstream');
+      table.rows.push([
+        t.label,
+        cell(m.rps, 0),
+        cell(m.cpuUs, 0),
+        cell(m.cores, 2),
+        m.allocBytes === undefined ? '–' : Math.round(m.allocBytes).toLocaleString('en-US'),
+        m.gcs === undefined ? '–' : String(m.gcs),
+        cell(r?.p50),
+        cell(r?.p99),
+        cell(r?.p999),
+        cell(m.rssAtRate?.peak, 0), // a max-only run has none (and with --workers its pid is only the primary)
+        notes.join('; '),
+      ]);
     }
+    table.notes!.push(
+      `CPU µs/req: utime+stime of the proxy process (all threads) over the ${SECONDS} s at ${RATE} req/s ÷ requests; cores: the same ÷ seconds.`,
+      `heap B/req: V8 heap bytes allocated per request in that window (used heap + what each GC freed, v8.GCProfiler via bench/alloc-probe.mjs; Node-based proxies only; off-heap Buffers and Wasm memory not counted); GCs: collections in the window.`,
+      `p50/p99/p99.9: dispatch to last body byte, open-loop Node/undici generator (no wrk2 in Debian), ${RATE_WARMUP} s warm-up; RSS: peak (VmHWM) after the fixed-rate run; MB = 10^6 bytes.`,
+      `"off-CPU while runnable": the share of the window the proxy's main thread waited for its core (schedstat): its own GC/compiler threads or other work on the machine.`,
+      `upstream: ${upstreamKind}, sharing core ${CLIENT_CORE} with the load generators; proxy alone on core ${PROXY_CORE}; load average before ${loadBefore}, after ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}.`,
+    );
 
-    // The summary the issue asks for.
+    // The ratios the data-path issue's targets are stated in.
     const get = (label: string) => {
       const m = results.get(label);
       return m && !m.error ? m : undefined;
     };
-    const none = get('sluice, no filters');
-    const three = get('sluice, 3 Wasm filters');
-    const nginx = get('nginx proxy');
-    const haproxy = get('HAProxy');
-    const direct = get('direct to the upstream');
-    const ratio = (name: string, a: number | undefined, b: number | undefined, target?: string) =>
-      rows.push({ name, value: a !== undefined && b !== undefined ? a / b : NaN, unit: '×', target, note: a === undefined || b === undefined ? 'not measured' : undefined });
-    ratio('throughput: sluice 3 filters / sluice no filters', three?.rps, none?.rps, '≥ 0.90');
-    ratio('throughput: sluice no filters / nginx proxy', none?.rps, nginx?.rps);
-    ratio('throughput: sluice 3 filters / nginx proxy', three?.rps, nginx?.rps);
-    ratio('throughput: sluice no filters / HAProxy', none?.rps, haproxy?.rps);
-    ratio('throughput: sluice no filters / direct', none?.rps, direct?.rps);
-    for (const [label, m] of [['sluice, no filters', none], ['sluice, 3 Wasm filters', three], ['nginx proxy', nginx], ['HAProxy', haproxy]] as const) {
-      const is3 = label === 'sluice, 3 Wasm filters';
-      rows.push({ name: `CPU used at ${RATE} req/s: ${label}`, value: m?.cores ?? NaN, unit: 'cores', target: is3 ? '≤ 0.20' : undefined, note: m ? undefined : 'not measured' });
-    }
-    for (const [label, m] of [['sluice, no filters', none], ['sluice, 3 Wasm filters', three], ['nginx proxy', nginx], ['HAProxy', haproxy]] as const) {
-      const is3 = label === 'sluice, 3 Wasm filters';
-      rows.push({
-        name: `peak RSS at ${RATE} req/s: ${label}`,
-        value: m?.rssAtRate?.peak ?? NaN,
-        unit: 'MB',
-        target: is3 ? '≤ 60' : undefined,
-        note: m?.rssAtRate ? `RSS then ${m.rssAtRate.now.toFixed(1)} MB` : 'not measured',
-      });
-    }
-    rows.push({ name: 'setup', value: NaN, unit: '', note: `upstream: ${upstreamKind}, sharing core ${CLIENT_CORE} with the load generators; proxy alone on core ${PROXY_CORE}; fixed rate: Node/undici open-loop generator (no wrk2 in Debian); load average before ${loadBefore}, after ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}` });
-    return rows;
+    const [plain, none, three, eight, workers, nginx, haproxy, direct] = [LABELS.plain, LABELS.none, LABELS.three, LABELS.eight, LABELS.workers, LABELS.nginx, LABELS.haproxy, LABELS.direct].map(get);
+    const ratio = (name: string, a: number | undefined, b: number | undefined, target?: string, note?: string) =>
+      summary.push({ name, value: a !== undefined && b !== undefined ? a / b : NaN, unit: '×', target, note: a === undefined || b === undefined ? 'not measured' : note });
+    ratio('max throughput: sluice 3 filters ÷ plain Node', three?.rps, plain?.rps, '≥ 1.0');
+    ratio('max throughput: sluice no filters ÷ plain Node', none?.rps, plain?.rps, '≥ 1.3');
+    ratio('max throughput: sluice chain of 8 ÷ plain Node', eight?.rps, plain?.rps);
+    ratio(`CPU per request at ${RATE} req/s: sluice 3 filters ÷ plain Node`, three?.cpuUs, plain?.cpuUs, '≤ 0.8');
+    ratio(`CPU per request at ${RATE} req/s: sluice no filters ÷ plain Node`, none?.cpuUs, plain?.cpuUs);
+    ratio(`heap bytes per request: sluice 3 filters ÷ plain Node`, three?.allocBytes, plain?.allocBytes);
+    summary.push({ name: `p99 at ${RATE} req/s: sluice 3 filters`, value: three?.rate?.p99 ?? NaN, unit: 'ms', target: '≤ 2', note: three?.rate ? undefined : 'not measured' });
+    summary.push({ name: `peak RSS at ${RATE} req/s: sluice 3 filters`, value: three?.rssAtRate?.peak ?? NaN, unit: 'MB', target: '≤ 80', note: three?.rssAtRate ? undefined : 'not measured' });
+    ratio(
+      'max throughput: sluice --workers 2 ÷ 1 worker (3 filters)',
+      workers?.rps,
+      workers ? three?.rps : undefined,
+      '≥ 1.8',
+      workersShared ? 'both cores shared with wrk and the upstream: not a fair ratio' : undefined,
+    );
+    if (!workers) summary[summary.length - 1]!.note = workersSkip ? `skipped: ${workersSkip}` : 'not measured';
+    ratio('max throughput: sluice 3 filters ÷ sluice no filters', three?.rps, none?.rps);
+    ratio('max throughput: sluice no filters ÷ nginx', none?.rps, nginx?.rps);
+    ratio('max throughput: sluice no filters ÷ HAProxy', none?.rps, haproxy?.rps);
+    ratio('max throughput: plain Node ÷ direct (the rig\'s ceiling)', plain?.rps, direct?.rps);
+    return { table, summary };
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     await stopAll();
@@ -628,9 +738,10 @@ if (process.argv[1] && resolve(process.argv[1]) === SELF) {
   } else if (mode === '--upstream') {
     nodeUpstream(Number(args[0]));
   } else {
-    const { printTable } = await import('./table.ts');
-    const { cpus } = await import('node:os');
+    const { printGrid, printTable } = await import('./table.ts');
     process.stdout.write(`sluice bench: node ${process.version}, ${cpus().length} cpus\n`);
-    printTable('data plane (proxy pinned to one core; wrk for max throughput, 1000 req/s open loop for latency, CPU, memory)', await benchProxy());
+    const { table, summary } = await benchProxy();
+    printGrid(table);
+    printTable('data plane: the ratios of the data-path issue (same run)', summary);
   }
 }

@@ -17,3 +17,29 @@ export function printTable(title: string, rows: BenchRow[]): void {
   process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
   for (const c of cells) process.stdout.write(line(c) + '\n');
 }
+
+/** A table with its own columns (one row per thing measured); the first column left-aligned, numbers right-aligned. */
+export interface Grid {
+  title: string;
+  header: string[];
+  rows: string[][];
+  /** Lines printed under the table (how it was measured, what a column means). */
+  notes?: string[];
+}
+
+export function printGrid(grid: Grid): void {
+  const widths = grid.header.map((h, i) => Math.max(h.length, ...grid.rows.map((r) => (r[i] ?? '').length)));
+  const last = grid.header.length - 1;
+  const line = (c: string[]) =>
+    c.map((x = '', i) => (i === 0 || i === last ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ').trimEnd();
+  process.stdout.write(`\n${grid.title}\n${line(grid.header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n`);
+  for (const r of grid.rows) process.stdout.write(line(r) + '\n');
+  for (const n of grid.notes ?? []) process.stdout.write(`  ${n}\n`);
+}
+
+/** A number for a table cell: 3 significant digits at most, '–' when there is none. */
+export function cell(v: number | undefined, digits?: number): string {
+  if (v === undefined || !Number.isFinite(v)) return '–';
+  if (digits !== undefined) return v.toFixed(digits);
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
