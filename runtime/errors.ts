@@ -12,6 +12,12 @@ export const ErrorCodes = {
   SLUICE_ERR_STREAM_STATE: 'a stream phase was driven out of order',
   SLUICE_ERR_HARNESS: 'the test harness was used in a way it does not support',
   SLUICE_ERR_CONFIG: 'the configuration is invalid',
+  SLUICE_ERR_PROXY_LAYER: 'a layer of the request path is not a function of the next handler',
+  SLUICE_ERR_UPSTREAM_CONNECT: 'no connection to the upstream endpoint could be made',
+  SLUICE_ERR_UPSTREAM_TIMEOUT: 'the upstream did not answer in time',
+  SLUICE_ERR_UPSTREAM_RESET: 'the upstream connection or stream was reset before the response',
+  SLUICE_ERR_UPSTREAM_PROTOCOL: 'the upstream answered with something that is not valid HTTP',
+  SLUICE_ERR_UPSTREAM_FAILED: 'the upstream request failed for another reason',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -5,6 +5,7 @@
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
 import { Http2Pool } from './h2-pool.ts';
 import { RetryBudget } from './retry.ts';
+import { classifyUpstreamFailure } from './upstream-errors.ts';
 import { Http1Pool, type UpstreamPool } from './upstream-pool.ts';
 
 export interface UpstreamHost {
@@ -18,8 +19,6 @@ export interface UpstreamHost {
   ejections: number;
   ejectedUntil: number;
 }
-
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** Points each endpoint gets on the hash ring (Envoy's default minimum ring is 1024 in all). */
 const RING_POINTS_PER_HOST = 128;
@@ -105,7 +104,8 @@ export class Cluster {
   /** Outlier detection: the outcome of one try on `host` (a status, or an error). */
   record(host: UpstreamHost, status: number | undefined, error: unknown): void {
     const od = this.config.outlierDetection;
-    const connectFailure = error !== undefined && CONNECT_FAILURES.has((error as { code?: string })?.code ?? '');
+    // Of failures without a status, only connect failures count (as Envoy's origin-less detection).
+    const connectFailure = error !== undefined && classifyUpstreamFailure(error) === 'SLUICE_ERR_UPSTREAM_CONNECT';
     const fiveXx = connectFailure || (status !== undefined && status >= 500);
     const gateway = connectFailure || status === 502 || status === 503 || status === 504;
     if (error !== undefined && !connectFailure) return;
