@@ -2,9 +2,8 @@
 // (keyed on their error codes, never on names or messages) becomes one SLUICE_ERR_UPSTREAM_* code,
 // which retries, outlier detection, metrics and the local reply all act on.
 
+import { errors as undiciErrors } from 'undici';
 import { SluiceError, type ErrorCode } from '../errors.ts';
-import type { LocalReply } from '../host/http-stream.ts';
-import { plainReply } from './layers/local-reply.ts';
 
 export type UpstreamErrorCode = Extract<ErrorCode, `SLUICE_ERR_UPSTREAM_${string}`>;
 
@@ -52,6 +51,8 @@ const PROTOCOL = new Set([
 
 /** The code of an upstream failure; a SluiceError of the proxy's own (a timeout) keeps its code. */
 export function classifyUpstreamFailure(error: unknown): UpstreamErrorCode {
+  // undici's parser errors carry llhttp's code (HPE_*) only for some of its failures.
+  if (error instanceof undiciErrors.HTTPParserError) return 'SLUICE_ERR_UPSTREAM_PROTOCOL';
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return 'SLUICE_ERR_UPSTREAM_FAILED';
   if (code.startsWith('SLUICE_ERR_UPSTREAM_')) return code as UpstreamErrorCode;
@@ -86,12 +87,7 @@ const STATUS: Record<UpstreamErrorCode, number> = {
   SLUICE_ERR_UPSTREAM_FAILED: 502,
 };
 
-/** The local reply for a failed upstream request: its status by class, a text that says what to check. */
-export function upstreamFailureReply(error: unknown, cluster: string, address: string): LocalReply {
-  const kind = classifyUpstreamFailure(error);
-  const e = error as { code?: string; message?: string } | undefined;
-  const status = STATUS[kind];
-  if (kind === 'SLUICE_ERR_UPSTREAM_TIMEOUT') return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" timed out: ${e?.message}\n`);
-  if (kind === 'SLUICE_ERR_UPSTREAM_CONNECT') return plainReply(status, `sluice: upstream connect error to ${address} of cluster "${cluster}" (${e?.code}); is the service running and listening there?\n`);
-  return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" failed: ${e?.code ?? ''} ${e?.message ?? String(error)}\n`);
+/** The status Sluice answers a failure of class `code` with. */
+export function upstreamFailureStatus(code: UpstreamErrorCode): number {
+  return STATUS[code];
 }

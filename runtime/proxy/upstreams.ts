@@ -5,7 +5,7 @@
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
 import { Http2Pool } from './h2-pool.ts';
 import { RetryBudget } from './retry.ts';
-import { classifyUpstreamFailure } from './upstream-errors.ts';
+import { classifyUpstreamFailure, type UpstreamErrorCode } from './upstream-errors.ts';
 import { Http1Pool, type UpstreamPool } from './upstream-pool.ts';
 
 export interface UpstreamHost {
@@ -29,6 +29,8 @@ export class Cluster {
   /** Endpoints ejected by outlier detection so far, and requests refused by a circuit breaker. */
   ejectionsTotal = 0;
   circuitBreakerTrips = 0;
+  /** Tries that failed without a response, by their class (upstream-errors.ts). */
+  readonly failures = new Map<UpstreamErrorCode, number>();
   private next = 0;
   /** ring-hash: sorted point hashes and the host at each. */
   private ring?: { points: Uint32Array; hosts: UpstreamHost[] };
@@ -105,7 +107,9 @@ export class Cluster {
   record(host: UpstreamHost, status: number | undefined, error: unknown): void {
     const od = this.config.outlierDetection;
     // Of failures without a status, only connect failures count (as Envoy's origin-less detection).
-    const connectFailure = error !== undefined && classifyUpstreamFailure(error) === 'SLUICE_ERR_UPSTREAM_CONNECT';
+    const kind = error === undefined ? undefined : classifyUpstreamFailure(error);
+    if (kind) this.failures.set(kind, (this.failures.get(kind) ?? 0) + 1);
+    const connectFailure = kind === 'SLUICE_ERR_UPSTREAM_CONNECT';
     const fiveXx = connectFailure || (status !== undefined && status >= 500);
     const gateway = connectFailure || status === 502 || status === 503 || status === 504;
     if (error !== undefined && !connectFailure) return;

@@ -1,11 +1,13 @@
 // Replies Sluice writes itself (no route, a direct response, an upstream failure, a filter's
 // answer, a deadline): their wire form (Content-Length, no body where HTTP forbids one, gRPC's
-// trailers-only form for gRPC requests), and the outcome of a filter phase acted on.
+// trailers-only form for gRPC requests), the reply naming an upstream failure, and the outcome of
+// a filter phase acted on.
 
 import { HeaderMap } from '../../host/header-map.ts';
 import type { LocalReply, Outcome } from '../../host/http-stream.ts';
 import { endWithHeaders, type DownstreamResponse } from '../downstream.ts';
 import { resetResponse } from '../stream-reset.ts';
+import { classifyUpstreamFailure, upstreamFailureStatus } from '../upstream-errors.ts';
 import { downstreamHeaders } from './headers.ts';
 
 /** What a reply updates on the exchange. */
@@ -101,4 +103,14 @@ function grpcStatusOf(http: number): number {
     default:
       return 2; // UNKNOWN
   }
+}
+
+/** The local reply for a failed upstream request: its status by class, a text that says what to check. */
+export function upstreamFailureReply(error: unknown, cluster: string, address: string): LocalReply {
+  const kind = classifyUpstreamFailure(error);
+  const e = error as { code?: string; message?: string } | undefined;
+  const status = upstreamFailureStatus(kind);
+  if (kind === 'SLUICE_ERR_UPSTREAM_TIMEOUT') return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" timed out: ${e?.message}\n`);
+  if (kind === 'SLUICE_ERR_UPSTREAM_CONNECT') return plainReply(status, `sluice: upstream connect error to ${address} of cluster "${cluster}" (${e?.code}); is the service running and listening there?\n`);
+  return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" failed: ${e?.code ?? ''} ${e?.message ?? String(error)}\n`);
 }

@@ -12,11 +12,11 @@ import { LengthHold, withLength } from '../body-length.ts';
 import { endWithHeaders } from '../downstream.ts';
 import { upstreamChunks } from '../stream-reset.ts';
 import { abandon, type UpstreamResponse } from '../upstream-pool.ts';
-import { classifyUpstreamFailure, upstreamFailureReply } from '../upstream-errors.ts';
+import { classifyUpstreamFailure } from '../upstream-errors.ts';
 import type { Handler } from './compose.ts';
 import type { Exchange } from './context.ts';
 import { downstreamHeaders, downstreamTrailers, responseHeaders, trailerMap } from './headers.ts';
-import { bodiless, finish, writeReply } from './local-reply.ts';
+import { bodiless, finish, upstreamFailureReply, writeReply } from './local-reply.ts';
 
 /** Relays the answer the try got, or replies with what failed. */
 export const relay: Handler<Exchange> = async function relay(x) {

@@ -11,10 +11,9 @@ import { bodyChunks } from '../body-chunks.ts';
 import { LengthHold, type BodyLength } from '../body-length.ts';
 import type { DownstreamRequest } from '../downstream.ts';
 import { requestChunks } from '../stream-reset.ts';
-import { upstreamFailureReply } from '../upstream-errors.ts';
 import type { Layer } from './compose.ts';
 import type { Exchange } from './context.ts';
-import { finish } from './local-reply.ts';
+import { finish, upstreamFailureReply } from './local-reply.ts';
 import { respond } from './relay.ts';
 import { retryPolicy } from './retry.ts';
 
