@@ -12,6 +12,7 @@ import type { Router } from '../router.ts';
 import type { SpanExporter } from '../span-export.ts';
 import type { StreamDeadline } from '../stream-deadline.ts';
 import type { Telemetry } from '../telemetry.ts';
+import type { StopSignal } from '../stop-signal.ts';
 import type { Span } from '../trace-context.ts';
 import type { UpstreamErrorCode } from '../upstream-errors.ts';
 import type { UpstreamResponse } from '../upstream-pool.ts';
@@ -76,7 +77,7 @@ export interface Exchange {
   pinned?: boolean;
   hashKey?: string;
   // timeout.ts: aborted with the reason the exchange stopped (route timeout, client gone, body interrupted).
-  abort?: AbortController;
+  abort?: StopSignal;
   // request-body.ts
   bufferLimit: number;
   policy?: RetryPolicy;

@@ -10,6 +10,7 @@ import { writeBounded } from '../backpressure.ts';
 import { bodyChunks } from '../body-chunks.ts';
 import { LengthHold, type BodyLength } from '../body-length.ts';
 import type { DownstreamRequest } from '../downstream.ts';
+import type { StopSignal } from '../stop-signal.ts';
 import { requestChunks } from '../stream-reset.ts';
 import type { Layer } from './compose.ts';
 import type { Exchange } from './context.ts';
@@ -29,16 +30,16 @@ export const requestBody: Layer<Exchange> = (next) =>
     x.holdLength = x.headers!.has('content-length') && stream.mayChangeBody(false);
     const pump = (x.pump = new BodyPump(stream, x.req, x, retryPolicy(x).numRetries > 0 ? Math.min(REPLAY_LIMIT, bufferLimit) : 0, bufferLimit, x.holdLength));
     if (pump.length) {
-      x.bodyLength = await Promise.race([pump.length, whenAborted(abort.signal)]);
+      x.bodyLength = await Promise.race([pump.length, whenAborted(abort)]);
       // While the length was being decided: a filter answered, the client left, or the route timed out.
       if (pump.answered) return void finish(pump.answered, x.res, x);
-      if (abort.signal.aborted) return stream.isEnded ? undefined : respond(x, upstreamFailureReply(abort.signal.reason, x.cluster, x.host!.address));
+      if (abort.aborted) return stream.isEnded ? undefined : respond(x, upstreamFailureReply(abort.reason, x.cluster, x.host!.address));
     }
     return next(x);
   };
 
 /** Resolves (with undefined) once `signal` is aborted. */
-const whenAborted = (signal: AbortSignal) => new Promise<undefined>((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true })));
+const whenAborted = (signal: StopSignal) => new Promise<undefined>((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', () => resolve(undefined), { once: true })));
 
 /**
  * Streams the request body through the request-body filters into the first try's upstream

@@ -2,13 +2,14 @@
 // sluice.timeout_ms), a client that went away, or an interrupted request body aborts, and every
 // upstream try listens to.
 
+import { StopSignal } from '../stop-signal.ts';
 import { RouteTimeout } from '../upstream-errors.ts';
 import type { Layer } from './compose.ts';
 import type { Exchange } from './context.ts';
 
 export const timeout: Layer<Exchange> = (next) =>
   async function timeout(x) {
-    const abort = (x.abort = new AbortController());
+    const abort = (x.abort = new StopSignal());
     // The client may have gone while the request filters ran (a reset right after the headers).
     if (x.clientGone) throw new Error('aborted');
     x.cancel = () => abort.abort(new Error('the client went away'));

@@ -6,6 +6,7 @@
 import { withLength } from '../body-length.ts';
 import type { RouteConfig } from '../../config/snapshot.ts';
 import type { Outcome } from '../../host/http-stream.ts';
+import { StopSignal } from '../stop-signal.ts';
 import { TryTimeout } from '../upstream-errors.ts';
 import { discard, type UpstreamResponse } from '../upstream-pool.ts';
 import type { Layer } from './compose.ts';
@@ -27,12 +28,12 @@ export const upstreamTry: Layer<Exchange> = (next) =>
     const sent = x.holdLength ? withLength(upstreamHeaders(headers, action.hostRewrite), x.bodyLength) : upstreamHeaders(headers, action.hostRewrite);
     // The upstream sees which try this is (Envoy's x-envoy-attempt-count).
     sent.push('x-sluice-attempt-count', String(attempt));
-    const tryAbort = new AbortController();
+    const tryStop = new StopSignal();
     // The exchange may have been stopped during a retry's backoff (the route timeout).
-    if (abort.signal.aborted) tryAbort.abort(abort.signal.reason);
-    const onAbort = () => tryAbort.abort(abort.signal.reason);
-    abort.signal.addEventListener('abort', onAbort);
-    const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(() => tryAbort.abort(new TryTimeout(policy.perTryTimeoutMs)), policy.perTryTimeoutMs) : undefined;
+    if (abort.aborted) tryStop.abort(abort.reason);
+    const onAbort = () => tryStop.abort(abort.reason);
+    abort.addEventListener('abort', onAbort);
+    const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(() => tryStop.abort(new TryTimeout(policy.perTryTimeoutMs)), policy.perTryTimeoutMs) : undefined;
     current.active++;
     try {
       const upstream = current.pool.request({
@@ -40,7 +41,7 @@ export const upstreamTry: Layer<Exchange> = (next) =>
         path: rewritePath(headers.get(':path') ?? '/', x.routeConfig!, action.prefixRewrite),
         headers: sent,
         body: attempt === 1 ? pump?.stream : pump?.replay(),
-        signal: tryAbort.signal,
+        signal: tryStop,
       });
       upstream.catch(() => {});
       if (pump && attempt === 1) {
@@ -59,13 +60,13 @@ export const upstreamTry: Layer<Exchange> = (next) =>
       } catch (error) {
         failure = error;
       }
-      const interrupted = abort.signal.reason instanceof BodyInterrupted ? abort.signal.reason : undefined;
+      const interrupted = abort.reason instanceof BodyInterrupted ? abort.reason : undefined;
       if (interrupted) {
         if (answer) await discard(answer.body);
         if (interrupted.reply) return void finish(interrupted.reply, x.res, x);
         throw interrupted.error;
       }
-      if (!abort.signal.aborted) {
+      if (!abort.aborted) {
         x.upstreamCluster!.record(current, answer?.statusCode, failure);
         if (wantsRetry(x, answer?.statusCode, failure)) {
           x.again = true;
@@ -78,12 +79,12 @@ export const upstreamTry: Layer<Exchange> = (next) =>
         }
       }
       if (answer) x.answer = answer;
-      else x.failure = abort.signal.reason ?? failure;
+      else x.failure = abort.reason ?? failure;
       await next(x);
     } finally {
       current.active--;
       if (perTry) clearTimeout(perTry);
-      abort.signal.removeEventListener('abort', onAbort);
+      abort.removeEventListener('abort', onAbort);
     }
   };
 
