@@ -19,6 +19,12 @@ export const ErrorCodes = {
   SLUICE_ERR_CAPTURE_RULES_MISMATCH: 'the pod redirect rules are missing or not as installed',
   SLUICE_ERR_CNI_INSTALL: 'sluice cni install/uninstall could not set up the node',
   SLUICE_ERR_AGENT: 'node mode (`sluice run --controller`) was given settings it cannot run with',
+  SLUICE_ERR_PROXY_LAYER: 'a layer of the request path is not a function of the next handler',
+  SLUICE_ERR_UPSTREAM_CONNECT: 'no connection to the upstream endpoint could be made',
+  SLUICE_ERR_UPSTREAM_TIMEOUT: 'the upstream did not answer in time',
+  SLUICE_ERR_UPSTREAM_RESET: 'the upstream connection or stream was reset before the response',
+  SLUICE_ERR_UPSTREAM_PROTOCOL: 'the upstream answered with something that is not valid HTTP',
+  SLUICE_ERR_UPSTREAM_FAILED: 'the upstream request failed for another reason',
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

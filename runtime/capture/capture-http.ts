@@ -10,7 +10,7 @@ import type { ClusterConfig, ListenerConfig, RouteConfig } from '../config/snaps
 import type { HostEnvironment } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { downstreamServer, downstreamSocket, type Downstream } from '../proxy/downstream.ts';
-import { proxyRequest, type ListenerState } from '../proxy/http-proxy.ts';
+import { buildRequestPath, proxyRequest, type ListenerState } from '../proxy/http-proxy.ts';
 import { DEFAULT_LISTENER_LIMITS } from '../proxy/node-proxy.ts';
 import { Router } from '../proxy/router.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
@@ -104,7 +104,8 @@ export class CaptureHttp {
     const current = (base: ListenerState | undefined): ListenerState | undefined => {
       const lent = base && proxy.currentListenerState?.(base.config.name);
       if (!base || !lent || lent.config.protocol !== 'http') return base;
-      return { ...base, config: { ...base.config, filters: lent.config.filters, accessLog: lent.config.accessLog }, chain: lent.chain, accessLog: lent.accessLog, spans: lent.spans };
+      // The composed request path is kept on the base state: composing it per request would cost.
+      return { ...base, config: { ...base.config, filters: lent.config.filters, accessLog: lent.config.accessLog }, chain: lent.chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()) };
     };
     this.downstream = downstreamServer(DEFAULT_LISTENER_LIMITS, undefined, {
       request: (req, res) => {

@@ -15,6 +15,7 @@ import { MAX_REQUEST_HEADERS_CEILING } from '../config/index.ts';
 import type { ListenerTls } from '../config/snapshot.ts';
 import type { ConnectionInfo } from '../host/stream.ts';
 import { guardRapidResets } from './h2-reset-guard.ts';
+import { log } from '../log.ts';
 
 export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
 
@@ -82,7 +83,7 @@ export function downstreamServer(limits: DownstreamLimits, tls: ListenerTls | un
     session.once('close', () => sessions.delete(session));
     session.on('error', () => {});
     guardRapidResets(session, socket.remoteAddress ?? '', (msg) => {
-      process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'warn', msg })}\n`);
+      log('warn', msg);
       handlers.rapidReset?.();
     });
   };

@@ -76,7 +76,7 @@ export class Http2Pool implements UpstreamPool {
       const trailers: Record<string, string | string[]> = {};
       let answered = false;
       let timedOut = false;
-      const headersTimeout = () => Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError' });
+      const headersTimeout = () => Object.assign(new Error(`no response headers within ${timeoutMs} ms`), { name: 'HeadersTimeoutError', code: 'UND_ERR_HEADERS_TIMEOUT' });
       const timer =
         timeoutMs > 0
           ? setTimeout(() => {

@@ -15,7 +15,7 @@ import { log } from '../log.ts';
 import { AccessLog } from './access-log.ts';
 import { adminServer } from './admin.ts';
 import { downstreamServer, type Downstream } from './downstream.ts';
-import { proxyRequest, type ListenerState } from './http-proxy.ts';
+import { buildRequestPath, proxyRequest, type ListenerState } from './http-proxy.ts';
 import { SpanExporter } from './span-export.ts';
 import { Router } from './router.ts';
 import { tcpServer } from './tcp-proxy.ts';
@@ -226,7 +226,7 @@ export class NodeProxy {
     const previous = this.listeners.get(config.name)?.state.accessLog;
     // Keep the open log when its config is unchanged; a changed one is reopened.
     const accessLog = !config.accessLog ? undefined : previous && JSON.stringify(previous.config) === JSON.stringify(config.accessLog) ? previous : new AccessLog(config.accessLog);
-    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters, accessLog, spans: this.spans };
+    return { config, chain: new FilterChain(plugins, this.env), router: new Router(config.routes), clusters, accessLog, spans: this.spans, path: buildRequestPath() };
   }
 
   private async bind(state: ListenerState): Promise<Listener> {

@@ -5,13 +5,12 @@
 
 import { DEFAULT_RETRY_POLICY } from '../config/index.ts';
 import type { RetryOn, RetryPolicy } from '../config/snapshot.ts';
+import { classifyUpstreamFailure } from './upstream-errors.ts';
 
 export { DEFAULT_RETRY_POLICY };
 
 const NO_RETRIES: RetryPolicy = Object.freeze({ ...DEFAULT_RETRY_POLICY, numRetries: 0 });
 const RETRY_ON: readonly RetryOn[] = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-status-codes', 'retriable-4xx'];
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
-const RESET_ERRORS = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'EPIPE', 'UND_ERR_CLOSED']);
 
 /**
  * The policy for one request: the route's, with what a filter set in `sluice.retry_policy` (JSON)
@@ -38,9 +37,10 @@ export function effectivePolicy(route: RetryPolicy | undefined, fromFilter: stri
 export function retriable(policy: RetryPolicy, status: number | undefined, error: unknown): boolean {
   const on = policy.retryOn;
   if (error !== undefined) {
-    const code = (error as { code?: string })?.code ?? '';
-    if (CONNECT_ERRORS.has(code)) return on.includes('connect-failure') || on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
-    if (RESET_ERRORS.has(code) || (error as Error)?.name === 'PerTryTimeout') return on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
+    const kind = classifyUpstreamFailure(error);
+    if (kind === 'SLUICE_ERR_UPSTREAM_CONNECT') return on.includes('connect-failure') || on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
+    // A try that timed out is a reset to the policy (Envoy: 5xx covers "does not respond at all").
+    if (kind === 'SLUICE_ERR_UPSTREAM_RESET' || kind === 'SLUICE_ERR_UPSTREAM_TIMEOUT') return on.includes('reset') || on.includes('5xx') || on.includes('gateway-error');
     return false;
   }
   if (status === undefined) return false;

@@ -174,6 +174,8 @@ export class Telemetry {
     clusterStat('sluice_cluster_outlier_ejections_total', 'counter', 'Endpoints ejected by outlier detection.', (c) => c.ejectionsTotal);
     clusterStat('sluice_cluster_outlier_ejected', 'gauge', 'Endpoints ejected now.', (c) => c.ejected);
     clusterStat('sluice_cluster_circuit_breaker_open_total', 'counter', 'Requests refused by a circuit breaker.', (c) => c.circuitBreakerTrips);
+    const failures = clusters.flatMap((c) => [...c.failures].map(([code, n]) => [`cluster="${escape(c.name)}",code="${code}"`, n] as [string, number]));
+    if (failures.length > 0) labelled(out, 'sluice_cluster_upstream_rq_failures_total', 'counter', 'Tries that got no response, by why (docs/errors.md: SLUICE_ERR_UPSTREAM_*).', failures);
 
     const spans = this.spans();
     if (spans) {

@@ -2,7 +2,7 @@
 // and becomes the parent; without one (or with a malformed one) a new trace starts. The upstream
 // sees the proxy's span as its parent.
 
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './random-ids.ts';
 
 export interface Span {
   traceId: string;
@@ -16,7 +16,7 @@ const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 export function spanFor(traceparent: string | undefined): Span {
   const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
   // One draw per request: 16 bytes of trace id (used when a new trace starts), 8 of span id.
-  const ids = randomBytes(24).toString('hex');
+  const ids = randomHex(24);
   const spanId = ids.slice(32);
   // All-zero ids are invalid (W3C): treat them like no header.
   if (m && !/^0+$/.test(m[1]) && !/^0+$/.test(m[2])) return { traceId: m[1], spanId, parentId: m[2], flags: m[3] };

@@ -9,10 +9,12 @@
 import { STATUS_CODES, ServerResponse, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { CONFIG_DEFAULTS } from '../config/index.ts';
+import { log } from '../log.ts';
+import { classifyUpstreamFailure, upstreamFailureStatus } from './upstream-errors.ts';
 import { HeaderMap } from '../host/header-map.ts';
 import type { HttpStream, Outcome } from '../host/http-stream.ts';
 import { EMPTY } from '../host/stream.ts';
-import type { ListenerState } from './http-proxy.ts';
+import type { ListenerState } from './layers/context.ts';
 import { pickWeighted } from './router.ts';
 
 /** Headers that belong to one connection: never relayed from the upstream's non-101 answer. */
@@ -62,7 +64,7 @@ export async function proxyUpgrade(state: ListenerState, req: IncomingMessage, c
     });
   } catch (error) {
     // A bug here must cost one connection, never the proxy.
-    process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'upgrade failed', error: String((error as Error)?.stack ?? error) })}\n`);
+    log('error', 'upgrade failed', { error: String((error as Error)?.stack ?? error) });
     client.destroy();
   } finally {
     stream.end();
@@ -139,7 +141,7 @@ function exchange(stream: HttpStream, client: Socket, req: IncomingMessage, head
     });
     upstream.on('error', (error: Error & { code?: string }) => {
       if (!answered && !client.destroyed) {
-        const status = error.cause === 'timeout' ? 504 : error.code === 'ECONNREFUSED' ? 503 : 502;
+        const status = upstreamFailureStatus(error.cause === 'timeout' ? 'SLUICE_ERR_UPSTREAM_TIMEOUT' : classifyUpstreamFailure(error));
         rawReply(client, status, Buffer.from(`sluice: upgrade to ${target.address} failed: ${error.message}\n`));
       }
       settle();

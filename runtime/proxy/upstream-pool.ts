@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import { cancelStream } from './h2-pool.ts';
+import type { StopSignalLike } from './stop-signal.ts';
 
 export interface UpstreamRequest {
   method: string;
@@ -13,7 +14,7 @@ export interface UpstreamRequest {
   /** Flat name/value list; `host` carries the authority. */
   headers: string[];
   body?: Readable | Uint8Array;
-  signal?: AbortSignal;
+  signal?: StopSignalLike;
   /** Time to the response headers, and between body chunks (ms). */
   headersTimeout?: number;
   bodyTimeout?: number;

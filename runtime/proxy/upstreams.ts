@@ -5,6 +5,7 @@
 import type { ClusterConfig, Endpoint } from '../config/snapshot.ts';
 import { Http2Pool } from './h2-pool.ts';
 import { RetryBudget } from './retry.ts';
+import { classifyUpstreamFailure, type UpstreamErrorCode } from './upstream-errors.ts';
 import { Http1Pool, type Connector, type UpstreamPool } from './upstream-pool.ts';
 
 export interface UpstreamHost {
@@ -19,8 +20,6 @@ export interface UpstreamHost {
   ejectedUntil: number;
 }
 
-const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
-
 /** Points each endpoint gets on the hash ring (Envoy's default minimum ring is 1024 in all). */
 const RING_POINTS_PER_HOST = 128;
 
@@ -30,6 +29,8 @@ export class Cluster {
   /** Endpoints ejected by outlier detection so far, and requests refused by a circuit breaker. */
   ejectionsTotal = 0;
   circuitBreakerTrips = 0;
+  /** Tries that failed without a response, by their class (upstream-errors.ts). */
+  readonly failures = new Map<UpstreamErrorCode, number>();
   private next = 0;
   /** ring-hash: sorted point hashes and the host at each. */
   private ring?: { points: Uint32Array; hosts: UpstreamHost[] };
@@ -106,7 +107,10 @@ export class Cluster {
   /** Outlier detection: the outcome of one try on `host` (a status, or an error). */
   record(host: UpstreamHost, status: number | undefined, error: unknown): void {
     const od = this.config.outlierDetection;
-    const connectFailure = error !== undefined && CONNECT_FAILURES.has((error as { code?: string })?.code ?? '');
+    // Of failures without a status, only connect failures count (as Envoy's origin-less detection).
+    const kind = error === undefined ? undefined : classifyUpstreamFailure(error);
+    if (kind) this.failures.set(kind, (this.failures.get(kind) ?? 0) + 1);
+    const connectFailure = kind === 'SLUICE_ERR_UPSTREAM_CONNECT';
     const fiveXx = connectFailure || (status !== undefined && status >= 500);
     const gateway = connectFailure || status === 502 || status === 503 || status === 504;
     if (error !== undefined && !connectFailure) return;
