@@ -56,6 +56,12 @@ export async function runCni(args: string[]): Promise<number> {
   // creation, so they stay so until recreated.
   log('warn', 'pods already running on this node are not captured until they are recreated (kubectl rollout restart)');
   if (!values.watch) return 0;
+  // Listen for the end before anything can make the caller think we are up (a SIGTERM right after
+  // the first repair must still end us cleanly).
+  const stopped = new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
   const watcher = watchAndRepair(
     opts,
     (f) => log('warn', `the chain in ${f} was rewritten (by the primary CNI?); sluice-cni chained again`),
@@ -63,10 +69,7 @@ export async function runCni(args: string[]): Promise<number> {
   );
   // A rewrite that happened between install and the watch's start.
   await chain(opts);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
+  await stopped;
   watcher.close();
   return 0;
 }
