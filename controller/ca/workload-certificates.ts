@@ -45,7 +45,7 @@ export class WorkloadCertificates {
       spiffeId = csr.spiffeId;
       await this.authorize(nodeName, csr.namespace, csr.serviceAccount);
       const issued = await ca.issue({ publicKey: csr.publicKey, uris: [csr.spiffeId], lifetimeMs: this.o.lifetimeMs });
-      this.o.counter.inc({ result: 'signed', reason: '' });
+      this.o.counter.inc({ result: 'signed' });
       this.o.log.info('certificate issued', { node: nodeName, identity: spiffeId, serial: issued.serial, notAfter: issued.notAfter.toISOString() });
       return { spiffeId, chainPem: issued.chainPem, trustBundle: ca.trustBundle };
     } catch (error) {
