@@ -70,7 +70,10 @@ export class ServingCertificate implements experimental.CertificateProvider {
 
   addIdentityCertificateListener(listener: Listener): void {
     this.listeners.add(listener);
-    if (this.current) listener({ certificate: this.current.certificate, privateKey: this.current.privateKey });
+    // Later, not now: grpc-js registers its own watcher only after this call returns, and would miss it.
+    queueMicrotask(() => {
+      if (this.current && this.listeners.has(listener)) listener({ certificate: this.current.certificate, privateKey: this.current.privateKey });
+    });
   }
   removeIdentityCertificateListener(listener: Listener): void {
     this.listeners.delete(listener);
