@@ -17,7 +17,7 @@ import { makeKeyAndCsr, NodeAgent, type IdentityChange, type NodeAgentOptions } 
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
 import { startControllerCluster, type ControllerCluster } from '../helpers/controller-env.ts';
 import { openStream, recordingLogger } from '../helpers/distribution-client.ts';
-import { until } from '../helpers/sluice-run.ts';
+import { spawnSluice, until } from '../helpers/sluice-run.ts';
 
 const TD = 'cluster.local';
 const id = (ns: string, sa: string) => `spiffe://${TD}/ns/${ns}/sa/${sa}`;
@@ -35,6 +35,7 @@ interface Ctx {
   tokens: Record<string, string>;
   log: ReturnType<typeof recordingLogger>;
   agents: NodeAgent[];
+  proc?: ReturnType<typeof spawnSluice>;
 }
 const ctx = { agents: [] } as unknown as Ctx;
 
@@ -60,13 +61,15 @@ test.before(async () => {
     ['sluice-system', 'agent-a', 'node-a', 'sluice-node'],
     ['sluice-system', 'agent-b', 'node-b', 'sluice-node'],
     ['sluice-system', 'agent-c', 'node-c', 'sluice-node'],
+    ['sluice-system', 'agent-d', 'node-d', 'sluice-node'],
+    ['team-a', 'pod-d', 'node-d', 'c'],
     ['team-a', 'pod-a', 'node-a', 'a'],
     ['team-a', 'pod-b', 'node-b', 'b'],
     ['team-a', 'pod-h', 'node-a', 'h', true],
   ];
   for (const [ns, name, node, sa, hostNetwork] of pods) await k.kubectlOk(['apply', '-f', '-'], { input: pod(ns, name, node, sa, hostNetwork) });
   const token = async (p: string) => (await k.kubectlOk(['create', 'token', 'sluice-node', '-n', 'sluice-system', '--audience=sluice', '--bound-object-kind=Pod', `--bound-object-name=${p}`, '--duration=3600s'])).trim();
-  ctx.tokens = { a: await token('agent-a'), b: await token('agent-b'), c: await token('agent-c') };
+  ctx.tokens = { a: await token('agent-a'), b: await token('agent-b'), c: await token('agent-c'), d: await token('agent-d') };
   ctx.dir = await mkdtemp(join(tmpdir(), 'sluice-identity-'));
   for (const [n, t] of Object.entries(ctx.tokens)) await writeFile(join(ctx.dir, `token-${n}`), t);
   ctx.source = new StaticNodeConfigSource();
@@ -87,6 +90,10 @@ test.before(async () => {
 
 test.after.always(async () => {
   for (const a of ctx.agents) await a.stop();
+  if (ctx.proc && ctx.proc.child.exitCode === null) {
+    ctx.proc.child.kill('SIGKILL');
+    await ctx.proc.exited;
+  }
   await ctx.shortLived?.stop();
   await ctx.controller?.stop();
   await ctx.cluster?.kube.close();
@@ -272,4 +279,15 @@ test.serial('an agent holding another trust bundle cannot connect, and says what
   await writeFile(join(ctx.dir, 'other-root.pem'), ctx.root);
   await until('node-c connected', () => (ctx.controller.distribution.nodes().get('node-c')?.acked ? true : undefined), 30_000);
   t.is(c.identities.trustBundle(), ctx.root);
+});
+
+test.serial('a real sluice run --controller --controller-ca connects over TLS and gets its workload\'s identity', async (t) => {
+  ctx.source.set('node-d', nodeConfig('v1', [['team-a', 'pod-d', 'c']]));
+  ctx.proc = spawnSluice(['run', '--controller', address(), '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--node-name', 'node-d', '--token-file', join(ctx.dir, 'token-d'), '--state-dir', join(ctx.dir, 'state-d'), '--drain-ms', '0']);
+  await until(`node-d ACKs v1; it said:\n${ctx.proc.stderr()}`, () => (ctx.controller.distribution.nodes().get('node-d')?.acked ? true : undefined), 30_000);
+  const issued = await until('a certificate for node-d', () => ctx.log.lines.find((l) => l.msg === 'certificate issued' && l.node === 'node-d'), 30_000);
+  t.is(issued.identity, id('team-a', 'c'));
+  await until('the agent says it is in force', () => (/workload certificate in force/.test(ctx.proc!.stderr()) ? true : undefined), 30_000);
+  t.regex(ctx.proc.stderr(), /node mode: controller 127\.0\.0\.1:\d+ \(TLS, trust bundle [^)]+root-cert\.pem\), node node-d/);
+  t.notRegex(ctx.proc.stderr(), /WITHOUT TLS/);
 });

@@ -119,6 +119,23 @@ test.serial('two replicas starting together create Secret sluice-ca once and ser
   await stopAll();
 });
 
+test.serial('the serving certificate is renewed at half life: new connections get the new one, signed by the same root', async (t) => {
+  const c = controller(() => {}, { servingCertLifetimeMs: 4000 });
+  await c.start();
+  const root = c.ca.workloads.trustBundle()!;
+  const first = c.ca.serving!.issued!.serial;
+  const renewed = await until('a renewed serving certificate', () => (c.ca.serving!.issued!.serial !== first ? c.ca.serving!.issued! : undefined), 30_000);
+  const served = await servingCertificate(c.distributionPort!, root, 'sluice-controller.sluice-system.svc');
+  t.true(served.authorized, served.error);
+  const cert = new X509Certificate(served.raw);
+  const n = (hex: string) => BigInt(`0x${hex}`);
+  t.not(n(cert.serialNumber), n(first));
+  // The renewed one, or (renewed again meanwhile, under load) the one in force now.
+  t.true([n(renewed.serial), n(c.ca.serving!.issued!.serial)].includes(n(cert.serialNumber)));
+  t.true(cert.checkIssued(new X509Certificate(root)) && cert.verify(new X509Certificate(root).publicKey));
+  await stopAll();
+});
+
 function operatorCa(): { root: string; intermediate: string; key: string } {
   const at = (f: string) => join(ctx.dir, f);
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: ctx.dir, stdio: ['ignore', 'ignore', 'pipe'] });
