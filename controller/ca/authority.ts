@@ -152,12 +152,13 @@ export class CertificateAuthority {
     if (!nodeCert.checkPrivateKey(createPrivateKey(m.keyPem))) fail('tls.key is not the key of tls.crt');
     // Each certificate must be signed by the next; the last must be self-signed (the root).
     const all = [nodeCert, ...chain.map((pem) => new X509Certificate(pem))];
+    const name = (c: X509Certificate) => c.subject.replace(/\n/g, ', ');
     for (let i = 0; i < all.length; i++) {
       const issuer = all[i + 1] ?? all[i]!;
       if (!all[i]!.checkIssued(issuer) || !all[i]!.verify(issuer.publicKey)) {
         fail(i + 1 < all.length
-          ? `certificate ${i} of the chain (${all[i]!.subject}) is not signed by the next one (${issuer.subject}); ca.crt must hold the chain from the issuer of tls.crt up to the root`
-          : `the chain does not end with a self-signed root (last: ${all[i]!.subject}); put the root in ca.crt`);
+          ? `certificate ${i} of the chain (${name(all[i]!)}) is not signed by the next one (${name(issuer)}); ca.crt must hold the chain from the issuer of tls.crt up to the root`
+          : `the chain does not end with a self-signed root (last: ${name(all[i]!)}); put the root in ca.crt`);
       }
     }
     const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension);
