@@ -130,6 +130,8 @@ export class Controller {
   private running = false;
   private workers: Promise<void>[] = [];
   private resyncTimer?: NodeJS.Timeout;
+  /** The CA still loading in the background (it failed at start). */
+  private caLoading?: Promise<void>;
 
   constructor(private readonly options: ControllerOptions = {}) {
     const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
@@ -250,19 +252,21 @@ export class Controller {
       metrics: () => this.metrics.render(),
     });
     this.log.info('serving /healthz, /readyz, /metrics', { address: `${this.http.address.host}:${this.http.address.port}` });
-    // The distribution port serves with a certificate from the CA: it must be loaded first.
-    if (!(await this.ca.start())) return;
-    const grpc = parseListen(this.options.grpcListen ?? DEFAULTS.grpcListen);
-    const tls = this.ca.serving ? experimental.createCertificateProviderServerCredentials(this.ca.serving, null, false) : ServerCredentials.createInsecure();
-    this.grpcPort = await this.distribution.listen(`${grpc.host.includes(':') ? `[${grpc.host}]` : grpc.host}:${grpc.port}`, tls).catch(async (error: Error) => {
-      this.ca.stop();
-      await this.http?.close();
-      throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `cannot serve the node agents on --grpc-listen ${this.options.grpcListen ?? DEFAULTS.grpcListen}: ${error.message}`, { cause: error });
-    });
-    if (this.ca.serving) {
-      this.log.info('serving the node agents (gRPC, TLS)', { address: `${grpc.host}:${this.grpcPort}` });
+    // The distribution port serves with a certificate from the CA. Usually it loads at once and
+    // start() returns serving; if not (API server away, RBAC, a bad --ca-secret), everything else
+    // starts and the port opens once it loads (the replica is not ready until then).
+    if (await this.ca.tryLoad()) {
+      await this.serveAgents().catch(async (error: Error) => {
+        this.ca.stop();
+        await this.http?.close();
+        throw error;
+      });
     } else {
-      this.log.warn('serving the node agents WITHOUT TLS (--grpc-plaintext): tokens, configs and certificates cross the network in the clear; for tests and benches only', { address: `${grpc.host}:${this.grpcPort}` });
+      this.caLoading = this.ca.start(true).then(
+        async (loaded) => {
+          if (loaded && this.running) await this.serveAgents();
+        },
+      ).catch((error: Error & { code?: string }) => this.log.error('cannot serve the node agents', { code: error.code, error: error.message }));
     }
     this.informer.start();
     this.elector.start();
@@ -275,6 +279,19 @@ export class Controller {
       this.resyncTimer.unref();
     }
     void this.informer.waitForSync().then(() => this.log.info('cache synced', { wasmfilters: this.informer.size }));
+  }
+
+  private async serveAgents(): Promise<void> {
+    const grpc = parseListen(this.options.grpcListen ?? DEFAULTS.grpcListen);
+    const tls = this.ca.serving ? experimental.createCertificateProviderServerCredentials(this.ca.serving, null, false) : ServerCredentials.createInsecure();
+    this.grpcPort = await this.distribution.listen(`${grpc.host.includes(':') ? `[${grpc.host}]` : grpc.host}:${grpc.port}`, tls).catch((error: Error) => {
+      throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `cannot serve the node agents on --grpc-listen ${this.options.grpcListen ?? DEFAULTS.grpcListen}: ${error.message}`, { cause: error });
+    });
+    if (this.ca.serving) {
+      this.log.info('serving the node agents (gRPC, TLS)', { address: `${grpc.host}:${this.grpcPort}` });
+    } else {
+      this.log.warn('serving the node agents WITHOUT TLS (--grpc-plaintext): tokens, configs and certificates cross the network in the clear; for tests and benches only', { address: `${grpc.host}:${this.grpcPort}` });
+    }
   }
 
   private enqueueAll(): void {
@@ -334,6 +351,7 @@ export class Controller {
     this.running = false;
     clearInterval(this.resyncTimer);
     this.ca.stop();
+    await this.caLoading;
     this.queue.shutDown();
     this.informer.stop();
     await Promise.all(this.workers);

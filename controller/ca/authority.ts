@@ -135,7 +135,8 @@ export class CertificateAuthority {
     const certs = splitPem(m.certPem);
     if (certs.length === 0) fail('tls.crt holds no PEM certificate');
     // tls.crt may carry the chain after the CA's own certificate (as cert-manager writes it).
-    const chain = [...certs.slice(1), ...splitPem(m.chainPem)].filter((pem, i, all) => all.indexOf(pem) === i);
+    // An operator's root given as its own ca.crt is a root, not an intermediate: no chain.
+    const chain = [...certs.slice(1), ...splitPem(m.chainPem)].filter((pem, i, all) => all.indexOf(pem) === i && pem !== certs[0]);
     let cert: x509.X509Certificate;
     let nodeCert: X509Certificate;
     try {

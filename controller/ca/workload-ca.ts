@@ -37,25 +37,34 @@ export class WorkloadCa {
     this.workloads = new WorkloadCertificates({ core: o.core, ca: () => this.ca, trustDomain: o.trustDomain, lifetimeMs: o.svidLifetimeMs ?? SVID_LIFETIME_MS, log: o.log, counter: o.counter });
   }
 
-  /** Loads the CA and publishes the trust bundle, retrying (with a logged reason) until it can; false when stopped first. */
-  async start(): Promise<boolean> {
-    let delay = this.o.minRetryMs ?? 500;
-    for (;;) {
-      if (this.stopped) return false;
-      try {
-        const ca = this.o.caSecret ? await loadOperatorCa(this.o.core, this.o.caSecret) : await loadOrCreateRoot(this.o.core, this.o.namespace, this.o.log);
-        await publishTrustBundle(this.o.core, this.o.namespace, ca.trustBundle, this.o.log);
-        if (this.o.serving) {
-          this.serving = new ServingCertificate({ ca, dnsNames: this.o.serving.dnsNames, ips: this.o.serving.ips, lifetimeMs: this.o.serving.lifetimeMs ?? SERVING_LIFETIME_MS, log: this.o.log });
-          await this.serving.start();
-        }
-        this.ca = ca;
-        this.o.log.info('workload CA ready', { mode: ca.intermediate ? `intermediate from ${this.o.caSecret}` : 'self-signed root', issuer: ca.cert.subject, trustDomain: this.o.trustDomain });
-        return true;
-      } catch (error) {
-        const e = error as Error & { code?: unknown };
-        this.o.log.error('workload CA not ready; retrying', { code: typeof e.code === 'string' ? e.code : undefined, status: typeof e.code === 'number' ? e.code : undefined, error: e.message.split('\n')[0], retryInMs: delay });
+  /** One attempt to load the CA and publish the trust bundle; false (with the reason logged) when it cannot now. */
+  async tryLoad(): Promise<boolean> {
+    try {
+      const ca = this.o.caSecret ? await loadOperatorCa(this.o.core, this.o.caSecret) : await loadOrCreateRoot(this.o.core, this.o.namespace, this.o.log);
+      await publishTrustBundle(this.o.core, this.o.namespace, ca.trustBundle, this.o.log);
+      if (this.o.serving) {
+        const serving = new ServingCertificate({ ca, dnsNames: this.o.serving.dnsNames, ips: this.o.serving.ips, lifetimeMs: this.o.serving.lifetimeMs ?? SERVING_LIFETIME_MS, log: this.o.log });
+        await serving.start();
+        if (this.stopped) serving.stop();
+        this.serving = serving;
       }
+      this.ca = ca;
+      this.o.log.info('workload CA ready', { mode: ca.intermediate ? `intermediate from ${this.o.caSecret}` : 'self-signed root', issuer: ca.cert.subject, trustDomain: this.o.trustDomain });
+      return true;
+    } catch (error) {
+      const e = error as Error & { code?: unknown };
+      this.o.log.error('workload CA not ready; retrying', { code: typeof e.code === 'string' ? e.code : undefined, status: typeof e.code === 'number' ? e.code : undefined, error: e.message.split('\n')[0] });
+      return false;
+    }
+  }
+
+  /** Tries until the CA loads (backoff doubling up to 30 s); false when stopped first. `waitFirst`: an attempt just failed. */
+  async start(waitFirst = false): Promise<boolean> {
+    let delay = this.o.minRetryMs ?? 500;
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) return false;
+      if ((attempt > 0 || !waitFirst) && (await this.tryLoad())) return !this.stopped;
+      if (this.stopped) return false;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delay);
         this.wake = () => (clearTimeout(t), resolve());

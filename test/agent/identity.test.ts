@@ -291,3 +291,12 @@ test.serial('a real sluice run --controller --controller-ca connects over TLS an
   t.regex(ctx.proc.stderr(), /node mode: controller 127\.0\.0\.1:\d+ \(TLS, trust bundle [^)]+root-cert\.pem\), node node-d/);
   t.notRegex(ctx.proc.stderr(), /WITHOUT TLS/);
 });
+
+test('sluice run refuses --controller-ca with --controller-plaintext, and either without --controller', async (t) => {
+  const both = spawnSluice(['run', '--controller', '127.0.0.1:1', '--controller-ca', 'root.pem', '--controller-plaintext']);
+  t.is(await both.exited, 2);
+  t.is(both.stderr(), 'sluice run: give either --controller-ca FILE (TLS, the default) or --controller-plaintext, not both\n');
+  const fileMode = spawnSluice(['run', '-c', 'sluice.yaml', '--controller-plaintext']);
+  t.is(await fileMode.exited, 2);
+  t.is(fileMode.stderr(), 'sluice run: --node-name, --token-file, --state-dir, --controller-ca and --controller-plaintext are for node mode; add --controller HOST:PORT\n');
+});

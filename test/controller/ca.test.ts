@@ -200,17 +200,26 @@ test.serial('with --ca-secret, the operator\'s intermediate issues SVIDs and the
   await stopAll();
 });
 
-test.serial('a --ca-secret without ca.crt keeps the controller unready, saying what the Secret lacks', async (t) => {
+test.serial('a --ca-secret without ca.crt keeps the controller unready, saying what the Secret lacks; once fixed it serves', async (t) => {
   const files = operatorCa();
-  await ctx.cluster.kube.kubectlOk(['create', 'secret', 'generic', 'half-ca', '-n', 'team-a', `--from-file=tls.crt=${files.root}`, `--from-file=tls.key=${join(ctx.dir, 'root.key')}`]);
+  const k = ctx.cluster.kube;
+  await k.kubectlOk(['create', 'secret', 'generic', 'half-ca', '-n', 'team-a', `--from-file=tls.crt=${files.root}`, `--from-file=tls.key=${join(ctx.dir, 'root.key')}`]);
   const log = recordingLogger();
   const c = controller(log.write, { caSecret: 'team-a/half-ca' });
-  const started = c.start();
+  await c.start(); // the rest of the controller runs; the distribution port waits for the CA
   const line = await until('the CA error', () => log.lines.find((l) => l.msg === 'workload CA not ready; retrying'), 30_000);
   t.is(line.code, 'SLUICE_ERR_CA_SECRET');
   t.is(line.error, '--ca-secret team-a/half-ca: the Secret lacks ca.crt; it needs tls.crt (the intermediate CA), tls.key (its key) and ca.crt (the chain up to the root)');
   t.false(c.ready);
   t.is(c.distributionPort, undefined);
+  // The operator adds ca.crt (here the root itself: a root given directly is used as is).
+  await k.kubectlOk(['delete', 'secret', 'half-ca', '-n', 'team-a']);
+  await k.kubectlOk(['create', 'secret', 'generic', 'half-ca', '-n', 'team-a', `--from-file=tls.crt=${files.root}`, `--from-file=tls.key=${join(ctx.dir, 'root.key')}`, `--from-file=ca.crt=${files.root}`]);
+  const port = await until('the distribution port', () => c.distributionPort, 30_000);
+  const rootPem = await readFile(files.root, 'utf8');
+  t.is(c.ca.workloads.trustBundle(), rootPem);
+  const served = await servingCertificate(port, rootPem, 'sluice-controller.sluice-system.svc');
+  t.true(served.authorized, served.error);
+  await until('ready', () => (c.ready ? true : undefined), 30_000);
   await stopAll();
-  await started;
 });
