@@ -42,10 +42,15 @@ export interface WorkloadSigner {
 
 type Call = ServerDuplexStream<AgentMessage, ControllerMessage>;
 
+/** CSRs one stream may have waiting for an answer (each costs a Pod list on the API server). */
+export const MAX_CSRS_IN_FLIGHT = 32;
+
 export class DistributionServer {
   private server?: Server;
   private readonly records = new Map<string, NodeRecord>();
   private readonly calls = new Map<Call, string>();
+  /** CSRs being signed, per stream: a node has a few identities, not hundreds at once. */
+  private readonly csrsInFlight = new Map<Call, number>();
   /** Modules sent, by digest (tests: nothing is sent twice to an agent that has it). */
   modulesSent = 0;
 
@@ -93,9 +98,21 @@ export class DistributionServer {
       this.options.log.warn('csr refused', { peer: call.getPeer(), node, reason });
       return reply({ refused: reason });
     }
+    const inFlight = this.csrsInFlight.get(call) ?? 0;
+    if (inFlight >= MAX_CSRS_IN_FLIGHT) {
+      const reason = `more than ${MAX_CSRS_IN_FLIGHT} CSRs in flight on one stream; send the next when one is answered`;
+      this.options.log.warn('csr refused', { node, reason });
+      return reply({ refused: reason });
+    }
+    this.csrsInFlight.set(call, inFlight + 1);
+    const done = () => {
+      const n = (this.csrsInFlight.get(call) ?? 1) - 1;
+      if (n > 0 && !ended()) this.csrsInFlight.set(call, n);
+      else this.csrsInFlight.delete(call);
+    };
     signer.sign(node, csr).then(
-      (signed) => reply({ certChain: signed.chainPem, trustBundle: signed.trustBundle }),
-      (error: Error) => reply({ refused: error.message }),
+      (signed) => (done(), reply({ certChain: signed.chainPem, trustBundle: signed.trustBundle })),
+      (error: Error) => (done(), reply({ refused: error.message })),
     );
   }
 
