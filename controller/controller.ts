@@ -4,6 +4,7 @@
 
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { experimental, ServerCredentials } from '@grpc/grpc-js';
 import { AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, EventsV1Api, KubeConfig } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type WasmFilter } from './crd/index.ts';
 import { ControllerError } from './errors.ts';
@@ -18,6 +19,7 @@ import { parseListen, startHttpServer, type HttpServer } from './http-server.ts'
 import { DiscoveryNodeConfigSource } from './discovery/source.ts';
 import { LIST_PAGE, listAll } from './kube/list.ts';
 import { authenticateAgent, DistributionServer, type NodeConfigSource } from './distribution/index.ts';
+import { WorkloadCa } from './ca/index.ts';
 
 export interface ControllerOptions {
   /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
@@ -53,6 +55,18 @@ export interface ControllerOptions {
   nodeConfigSource?: NodeConfigSource;
   /** The SPIFFE trust domain of workload identities (default cluster.local). */
   trustDomain?: string;
+  /** `namespace/name` of a Secret with an intermediate CA (tls.crt, tls.key, ca.crt: the chain to the root); absent: the controller's own root in Secret sluice-ca. */
+  caSecret?: string;
+  /** Lifetime of workload certificates (default 24 h); agents renew at half life. */
+  svidLifetimeMs?: number;
+  /** Serve the node agents without TLS (tests not about TLS, benches); logged as a warning. */
+  grpcPlaintext?: boolean;
+  /** Extra DNS names in the distribution port's serving certificate (besides sluice-controller.<namespace>.svc[.cluster.local]). */
+  grpcTlsDns?: string[];
+  /** IP addresses in the serving certificate (tests: 127.0.0.1). */
+  grpcTlsIps?: string[];
+  /** Lifetime of the serving certificate (default 24 h); renewed at half life. */
+  servingCertLifetimeMs?: number;
   log?: Logger;
 }
 
@@ -65,6 +79,9 @@ export const DEFAULTS = {
   resyncMs: 10 * 60_000,
   grpcListen: ':15012',
   agentServiceAccount: 'sluice-system/sluice-node',
+  trustDomain: 'cluster.local',
+  /** The Service in front of the controller (the serving certificate's DNS names). */
+  serviceName: 'sluice-controller',
 };
 
 export function loadKubeConfig(file?: string): KubeConfig {
@@ -105,12 +122,16 @@ export class Controller {
   readonly distribution: DistributionServer;
   /** Computes each node's config (absent when a nodeConfigSource was given). */
   readonly discovery?: DiscoveryNodeConfigSource;
+  /** The workload CA: signs node agents' CSRs and the distribution port's certificate. */
+  readonly ca: WorkloadCa;
   private grpcPort?: number;
   private readonly reconciler: Reconciler;
   private http?: HttpServer;
   private running = false;
   private workers: Promise<void>[] = [];
   private resyncTimer?: NodeJS.Timeout;
+  /** The CA still loading in the background (it failed at start). */
+  private caLoading?: Promise<void>;
 
   constructor(private readonly options: ControllerOptions = {}) {
     const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfig);
@@ -171,10 +192,31 @@ export class Controller {
         listPageSize: options.listPageSize,
       });
     }
+    this.ca = new WorkloadCa({
+      core,
+      namespace,
+      caSecret: options.caSecret,
+      trustDomain: options.trustDomain ?? DEFAULTS.trustDomain,
+      svidLifetimeMs: options.svidLifetimeMs,
+      serving: options.grpcPlaintext
+        ? undefined
+        : {
+            dnsNames: [`${DEFAULTS.serviceName}.${namespace}.svc`, `${DEFAULTS.serviceName}.${namespace}.svc.cluster.local`, ...(options.grpcTlsDns ?? [])],
+            ips: options.grpcTlsIps ?? [],
+            lifetimeMs: options.servingCertLifetimeMs,
+          },
+      log: this.log.with({ component: 'ca' }),
+      counter: this.metrics.csrs,
+      minRetryMs: options.minWatchBackoffMs,
+    });
     this.distribution = new DistributionServer({
       source: options.nodeConfigSource ?? this.discovery!,
       authenticate: (token, node) => authenticateAgent(authOptions, token, node),
       log: this.log.with({ component: 'distribution' }),
+      certificates: {
+        trustBundle: () => this.ca.workloads.trustBundle(),
+        sign: (node, csr) => this.ca.workloads.sign(node, csr),
+      },
     });
   }
 
@@ -194,7 +236,7 @@ export class Controller {
   }
 
   get ready(): boolean {
-    return this.informer.synced;
+    return this.informer.synced && this.ca.ca !== undefined;
   }
 
   /** The address /healthz, /readyz and /metrics listen on. */
@@ -210,13 +252,22 @@ export class Controller {
       metrics: () => this.metrics.render(),
     });
     this.log.info('serving /healthz, /readyz, /metrics', { address: `${this.http.address.host}:${this.http.address.port}` });
-    const grpc = parseListen(this.options.grpcListen ?? DEFAULTS.grpcListen);
-    this.grpcPort = await this.distribution.listen(`${grpc.host.includes(':') ? `[${grpc.host}]` : grpc.host}:${grpc.port}`).catch(async (error: Error) => {
-      await this.http?.close();
-      throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `cannot serve the node agents on --grpc-listen ${this.options.grpcListen ?? DEFAULTS.grpcListen}: ${error.message}`, { cause: error });
-    });
-    // Plaintext for now: TLS from the controller's CA is the next step (docs/platform.md#distribution).
-    this.log.info('serving the node agents (gRPC, plaintext)', { address: `${grpc.host}:${this.grpcPort}` });
+    // The distribution port serves with a certificate from the CA. Usually it loads at once and
+    // start() returns serving; if not (API server away, RBAC, a bad --ca-secret), everything else
+    // starts and the port opens once it loads (the replica is not ready until then).
+    if (await this.ca.tryLoad()) {
+      await this.serveAgents().catch(async (error: Error) => {
+        this.ca.stop();
+        await this.http?.close();
+        throw error;
+      });
+    } else {
+      this.caLoading = this.ca.start(true).then(
+        async (loaded) => {
+          if (loaded && this.running) await this.serveAgents();
+        },
+      ).catch((error: Error & { code?: string }) => this.log.error('cannot serve the node agents', { code: error.code, error: error.message }));
+    }
     this.informer.start();
     this.elector.start();
     void this.discovery?.start().catch((error: Error) => this.log.error('discovery failed to start', { error: error.message }));
@@ -228,6 +279,19 @@ export class Controller {
       this.resyncTimer.unref();
     }
     void this.informer.waitForSync().then(() => this.log.info('cache synced', { wasmfilters: this.informer.size }));
+  }
+
+  private async serveAgents(): Promise<void> {
+    const grpc = parseListen(this.options.grpcListen ?? DEFAULTS.grpcListen);
+    const tls = this.ca.serving ? experimental.createCertificateProviderServerCredentials(this.ca.serving, null, false) : ServerCredentials.createInsecure();
+    this.grpcPort = await this.distribution.listen(`${grpc.host.includes(':') ? `[${grpc.host}]` : grpc.host}:${grpc.port}`, tls).catch((error: Error) => {
+      throw new ControllerError('SLUICE_ERR_CONTROLLER_FLAGS', `cannot serve the node agents on --grpc-listen ${this.options.grpcListen ?? DEFAULTS.grpcListen}: ${error.message}`, { cause: error });
+    });
+    if (this.ca.serving) {
+      this.log.info('serving the node agents (gRPC, TLS)', { address: `${grpc.host}:${this.grpcPort}` });
+    } else {
+      this.log.warn('serving the node agents WITHOUT TLS (--grpc-plaintext): tokens, configs and certificates cross the network in the clear; for tests and benches only', { address: `${grpc.host}:${this.grpcPort}` });
+    }
   }
 
   private enqueueAll(): void {
@@ -286,6 +350,8 @@ export class Controller {
     if (!this.running) return;
     this.running = false;
     clearInterval(this.resyncTimer);
+    this.ca.stop();
+    await this.caLoading;
     this.queue.shutDown();
     this.informer.stop();
     await Promise.all(this.workers);

@@ -23,6 +23,8 @@ export const ControllerErrorCodes = {
   // The controller process (controller/controller.ts, `sluice controller`).
   SLUICE_ERR_KUBECONFIG: 'no usable Kubernetes client configuration',
   SLUICE_ERR_CONTROLLER_FLAGS: 'a flag of `sluice controller` is invalid',
+  // The workload CA (controller/ca/).
+  SLUICE_ERR_CA_SECRET: 'the CA Secret (sluice-ca, or the one --ca-secret names) is missing, incomplete or not a usable CA',
 } as const;
 export type ControllerErrorCode = keyof typeof ControllerErrorCodes;
 

@@ -9,3 +9,4 @@ export { WorkQueue } from './kube/work-queue.ts';
 export { validateModule } from './reconcile/validate-module.ts';
 export { REASONS } from './reconcile/status.ts';
 export * from './distribution/index.ts';
+export * from './ca/index.ts';

@@ -72,6 +72,7 @@ export class ControllerMetrics {
   readonly statusWrites = new Counter('sluice_controller_status_writes_total', 'WasmFilter status updates written.');
   readonly events = new Counter('sluice_controller_events_total', 'Kubernetes Events emitted, by reason.');
   readonly watchRestarts = new Counter('sluice_controller_watch_restarts_total', 'Watches renewed, by cause: closed (normal end), expired (410 Gone, relisted), error (backoff).');
+  readonly csrs = new Counter('sluice_controller_csr_total', 'Workload certificate requests from node agents, by result (signed, refused) and reason of a refusal (invalid, not_authorized, unavailable).');
   readonly reconcileDuration = new Histogram('sluice_controller_reconcile_duration_seconds', 'Time of one reconcile, fetch and validation included.', SECONDS);
   readonly validationDuration = new Histogram('sluice_controller_validation_duration_seconds', 'Time to compile a module and run proxy_on_vm_start and proxy_on_configure.', SECONDS);
   private readonly families: Family[];
@@ -83,6 +84,7 @@ export class ControllerMetrics {
       this.statusWrites,
       this.events,
       this.watchRestarts,
+      this.csrs,
       this.reconcileDuration,
       this.validationDuration,
       new Gauge('sluice_controller_queue_depth', 'Keys waiting in the work queue.', read.queueDepth),

@@ -7,3 +7,4 @@ export { Status, MapType, BufferType, LogLevel, LOG_LEVEL_NAMES, MetricType } fr
 export * from './config/index.ts';
 export { NodeProxy } from './proxy/node-proxy.ts';
 export * from './agent/index.ts';
+export * from './identity/index.ts';

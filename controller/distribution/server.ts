@@ -1,7 +1,8 @@
 // The distribution service (gRPC, runtime/agent/sluice-distribution.proto), served by every
 // controller replica: authenticates each agent's stream (agent-auth.ts), subscribes to its node's
 // config, sends the modules the agent lacks and then the snapshot with a nonce, and records the
-// node's answer (ACK, or NACK with the reason).
+// node's answer (ACK, or NACK with the reason). Workload CSRs on the same stream go to the CA
+// (controller/ca/) with the stream's authenticated node.
 
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
@@ -28,25 +29,39 @@ export interface DistributionServerOptions {
   log: Logger;
   /** An agent that sends no hello within this is disconnected. */
   helloTimeoutMs?: number;
+  /** Signs workload CSRs for an authenticated node (controller/ca/); absent: CSRs are refused. */
+  certificates?: WorkloadSigner;
+}
+
+export interface WorkloadSigner {
+  /** The roots sent to every accepted agent; undefined until the CA is loaded. */
+  trustBundle(): string | undefined;
+  /** Resolves with the chain, or rejects with the reason of a refusal (logged and counted by the signer). */
+  sign(nodeName: string, csrPem: string): Promise<{ chainPem: string; trustBundle: string }>;
 }
 
 type Call = ServerDuplexStream<AgentMessage, ControllerMessage>;
+
+/** CSRs one stream may have waiting for an answer (each costs a Pod list on the API server). */
+export const MAX_CSRS_IN_FLIGHT = 32;
 
 export class DistributionServer {
   private server?: Server;
   private readonly records = new Map<string, NodeRecord>();
   private readonly calls = new Map<Call, string>();
+  /** CSRs being signed, per stream: a node has a few identities, not hundreds at once. */
+  private readonly csrsInFlight = new Map<Call, number>();
   /** Modules sent, by digest (tests: nothing is sent twice to an agent that has it). */
   modulesSent = 0;
 
   constructor(private readonly options: DistributionServerOptions) {}
 
-  /** Binds `host:port` (port 0: a free one) and returns the port. Plaintext: TLS with the controller's CA is the next step. */
-  async listen(address: string): Promise<number> {
+  /** Binds `host:port` (port 0: a free one) and returns the port; plaintext unless TLS `credentials` are given. */
+  async listen(address: string, credentials = ServerCredentials.createInsecure()): Promise<number> {
     const server = new Server({ 'grpc.max_send_message_length': 64 * 1024 * 1024 });
     server.addService(distributionProtocol().service, { Stream: (call: Call) => this.onStream(call) });
     const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(address, ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
+      server.bindAsync(address, credentials, (error, p) => (error ? reject(error) : resolve(p))),
     );
     this.server = server;
     return port;
@@ -70,6 +85,35 @@ export class DistributionServer {
     this.server = undefined;
     this.disconnect();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+  }
+
+  /** Signs for the stream's authenticated node only; a CSR before the hello is checked is refused (the agent waits for the trust bundle). */
+  private onCsr(call: Call, node: string | undefined, requestId: string, csr: string, ended: () => boolean): void {
+    const reply = (r: { certChain?: string; trustBundle?: string; refused?: string }) => {
+      if (!ended()) call.write({ certificate: { requestId, certChain: r.certChain ?? '', trustBundle: r.trustBundle ?? '', refused: r.refused ?? '' } });
+    };
+    const signer = this.options.certificates;
+    if (!node || !signer) {
+      const reason = !node ? 'the stream is not authenticated yet: send CSRs after the trust bundle arrives' : 'this controller issues no workload certificates';
+      this.options.log.warn('csr refused', { peer: call.getPeer(), node, reason });
+      return reply({ refused: reason });
+    }
+    const inFlight = this.csrsInFlight.get(call) ?? 0;
+    if (inFlight >= MAX_CSRS_IN_FLIGHT) {
+      const reason = `more than ${MAX_CSRS_IN_FLIGHT} CSRs in flight on one stream; send the next when one is answered`;
+      this.options.log.warn('csr refused', { node, reason });
+      return reply({ refused: reason });
+    }
+    this.csrsInFlight.set(call, inFlight + 1);
+    const done = () => {
+      const n = (this.csrsInFlight.get(call) ?? 1) - 1;
+      if (n > 0 && !ended()) this.csrsInFlight.set(call, n);
+      else this.csrsInFlight.delete(call);
+    };
+    signer.sign(node, csr).then(
+      (signed) => (done(), reply({ certChain: signed.chainPem, trustBundle: signed.trustBundle })),
+      (error: Error) => (done(), reply({ refused: error.message })),
+    );
   }
 
   private onStream(call: Call): void {
@@ -125,6 +169,8 @@ export class DistributionServer {
             this.calls.set(call, who.nodeName);
             have = new Set(hello.haveModules);
             this.options.log.info('agent connected', { node: who.nodeName, pod: `${who.podNamespace}/${who.podName}`, peer, lastVersion: hello.lastVersion || undefined, modules: have.size });
+            const roots = this.options.certificates?.trustBundle();
+            if (roots) call.write({ trustBundle: { roots } });
             let first = true;
             unsubscribe = this.options.source.watch(who.nodeName, (c) => {
               // A resuming agent that already serves the current version is not sent it again.
@@ -144,7 +190,9 @@ export class DistributionServer {
         );
         return;
       }
-      if (node === undefined || !this.calls.has(call)) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
+      if (node === undefined) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
+      if (m.csr) return this.onCsr(call, this.calls.get(call), m.csr.requestId, m.csr.csr, () => ended);
+      if (!this.calls.has(call)) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
       const answer = m.ack ?? m.nack;
       if (!answer) return;
       // An answer to an older snapshot than the last one sent is stale: the newer one decides.

@@ -1,22 +1,29 @@
 // The node agent (`sluice run --controller`): one gRPC stream to the controller, modules into the
 // content-addressed cache, each snapshot parsed with the runtime's own loader and applied to the
 // NodeProxy, answered ACK or NACK; the last good config kept on disk so a restarted agent serves
-// it while the controller is away. Reconnects with exponential backoff and full jitter.
+// it while the controller is away. Reconnects with exponential backoff and full jitter. TLS to the
+// controller, verified with the trust bundle file; the workloads' identities ride the same stream.
 
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { credentials, Metadata, status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type ChannelCredentials, status as GrpcStatus, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { parseConfig } from '../config/index.ts';
 import { SluiceError } from '../errors.ts';
 import { log as defaultLog, type LogLevelName } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
+import { IdentityStore, WorkloadIdentities } from '../identity/index.ts';
+import type { Snapshot } from '../config/index.ts';
 import { atomicWrite, ModuleCache } from './module-cache.ts';
 import { distributionProtocol, MAX_MESSAGE_BYTES, type AgentMessage, type ControllerMessage, type SnapshotMessage } from './protocol.ts';
 
 export interface NodeAgentOptions {
   /** host:port of the controller's distribution service. */
   controller: string;
+  /** The controller's trust bundle (PEM file, read at every connection); its certificate must chain to it and name the host of `controller`. */
+  controllerCa?: string;
+  /** Connect without TLS (tests not about TLS, benches); logged as a warning. */
+  controllerPlaintext?: boolean;
   /** The projected ServiceAccount token (audience `sluice`); read again at every connection (kubelet rotates it). */
   tokenFile: string;
   nodeName: string;
@@ -27,6 +34,8 @@ export interface NodeAgentOptions {
   log?: (level: LogLevelName, msg: string, fields?: Record<string, unknown>) => void;
   /** Called once the proxy serves (from disk or from the first good snapshot). */
   onServing?: (proxy: NodeProxy) => void;
+  /** Workload certificates: first retry after a refusal (doubles up to a minute). */
+  identityRetryMs?: number;
 }
 
 interface LastGood {
@@ -36,6 +45,8 @@ interface LastGood {
 
 export const AGENT_DEFAULTS = {
   tokenFile: '/var/run/secrets/tokens/sluice-token',
+  /** Where the DaemonSet mounts ConfigMap sluice-ca-root. */
+  controllerCa: '/var/run/sluice/ca/root-cert.pem',
   stateDir: '/var/lib/sluice',
   minBackoffMs: 500,
   maxBackoffMs: 30_000,
@@ -47,6 +58,12 @@ export class NodeAgent {
   version = '';
   /** Streams opened so far (tests and logs). */
   connections = 0;
+  /** The node's workload identities (keys and certificates in force, trust bundle) for mTLS. */
+  readonly identities = new IdentityStore();
+  private readonly workloadIdentities: WorkloadIdentities;
+  /** The current stream was accepted (its trust bundle came): CSRs may go on it. */
+  private accepted = false;
+  private clientCa?: string;
   private readonly cache: ModuleCache;
   private readonly log: NonNullable<NodeAgentOptions['log']>;
   private client?: InstanceType<ReturnType<typeof distributionProtocol>['client']>;
@@ -63,6 +80,16 @@ export class NodeAgent {
     }
     this.cache = new ModuleCache(join(options.stateDir, 'modules'));
     this.log = options.log ?? defaultLog;
+    this.workloadIdentities = new WorkloadIdentities({
+      store: this.identities,
+      send: (csr) => {
+        if (!this.stream || !this.accepted) return false;
+        this.stream.write({ csr });
+        return true;
+      },
+      log: (level, msg, fields) => this.log(level, msg, fields),
+      minRetryMs: options.identityRetryMs,
+    });
   }
 
   private get lastGoodFile(): string {
@@ -81,16 +108,47 @@ export class NodeAgent {
         this.log('error', 'the last good config on disk cannot be served; waiting for the controller', { error: (error as Error).message });
       }
     }
+    if (this.options.controllerPlaintext) {
+      this.log('warn', 'connecting to the controller WITHOUT TLS (--controller-plaintext): the token, configs and certificates cross the network in the clear; for tests and benches only', { controller: this.options.controller });
+    }
+    this.connect();
+  }
+
+  /** A client for the current trust bundle file: made again when the file changes (the ConfigMap was updated). */
+  private ensureClient(): boolean {
+    let creds: ChannelCredentials;
+    let ca = '';
+    if (this.options.controllerPlaintext) {
+      creds = credentials.createInsecure();
+    } else {
+      const file = this.options.controllerCa ?? AGENT_DEFAULTS.controllerCa;
+      try {
+        ca = readFileSync(file, 'utf8');
+      } catch (error) {
+        this.log('error', `cannot read the controller's trust bundle ${file}; mount ConfigMap sluice-ca-root there (--controller-ca), or pass --controller-plaintext to a controller run with --grpc-plaintext`, { error: (error as Error).message });
+        return false;
+      }
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+        this.log('error', `the controller's trust bundle ${file} holds no PEM certificate; it should be root-cert.pem of ConfigMap sluice-ca-root`);
+        return false;
+      }
+      if (this.client && ca === this.clientCa) return true;
+      creds = credentials.createSsl(Buffer.from(ca));
+    }
+    if (this.client && this.options.controllerPlaintext) return true;
+    this.client?.close();
     const { client } = distributionProtocol();
-    this.client = new client(this.options.controller, credentials.createInsecure(), {
+    this.client = new client(this.options.controller, creds, {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.keepalive_time_ms': 30_000,
     });
-    this.connect();
+    this.clientCa = ca;
+    return true;
   }
 
   private connect(): void {
     if (this.stopped) return;
+    if (!this.ensureClient()) return this.retry();
     let token: string;
     try {
       token = readFileSync(this.options.tokenFile, 'utf8').trim();
@@ -101,6 +159,7 @@ export class NodeAgent {
     this.connections++;
     const stream = this.client!.Stream(new Metadata()) as ClientDuplexStream<AgentMessage, ControllerMessage>;
     this.stream = stream;
+    this.accepted = false;
     let got = false;
     stream.on('data', (m: ControllerMessage) => {
       got = true;
@@ -111,19 +170,36 @@ export class NodeAgent {
       } else if (m.snapshot) {
         const snap = m.snapshot;
         this.applying = this.applying.then(() => this.onSnapshot(stream, snap));
+      } else if (m.trustBundle) {
+        // Sent once the controller accepted the stream: CSRs are answered from now on.
+        this.workloadIdentities.onTrustBundle(m.trustBundle.roots);
+        if (this.stream === stream) {
+          this.accepted = true;
+          this.workloadIdentities.ready();
+        }
+      } else if (m.certificate) {
+        this.workloadIdentities.onResponse(m.certificate);
       }
     });
     stream.on('error', (error: ServiceError) => {
       if (this.stopped && error.code === GrpcStatus.CANCELLED) return;
       const level = error.code === GrpcStatus.UNAUTHENTICATED || error.code === GrpcStatus.PERMISSION_DENIED ? 'error' : 'warn';
-      this.log(level, `controller stream ended: ${error.details || error.message}`, { controller: this.options.controller, code: GrpcStatus[error.code] ?? error.code, serving: this.version || undefined });
+      const details = error.details || error.message;
+      // A certificate the trust bundle does not verify shows up as an unavailable channel: say what to check.
+      const hint = /certificate|self.signed|altnames|SSL|TLS/i.test(details) && !this.options.controllerPlaintext
+        ? `; the controller's certificate does not verify with --controller-ca ${this.options.controllerCa ?? AGENT_DEFAULTS.controllerCa} (it must be ConfigMap sluice-ca-root of the controller's namespace, and --controller must be a name the certificate holds: sluice-controller.<namespace>.svc or one of --grpc-tls-dns)`
+        : '';
+      this.log(hint ? 'error' : level, `controller stream ended: ${details}${hint}`, { controller: this.options.controller, code: GrpcStatus[error.code] ?? error.code, serving: this.version || undefined });
     });
     // 'status' comes once at the end of every call, however it ended ('close' need not).
     let over = false;
     const ended = () => {
       if (over) return;
       over = true;
-      if (this.stream === stream) this.stream = undefined;
+      if (this.stream === stream) {
+        this.stream = undefined;
+        this.accepted = false;
+      }
       if (!got) this.failures++;
       this.retry();
     };
@@ -167,14 +243,21 @@ export class NodeAgent {
       this.options.onServing?.(this.proxy);
     }
     this.version = good.version;
+    this.workloadIdentities.setWanted(workloadIds(snapshot));
   }
 
   async stop(drainMs = 0): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    this.workloadIdentities.stop();
     this.stream?.cancel();
     this.client?.close();
     await this.applying;
     await this.proxy?.stop(drainMs);
   }
+}
+
+/** One identity per ServiceAccount of the node's workloads (pods of one ServiceAccount share it). */
+function workloadIds(snapshot: Snapshot): Set<string> {
+  return new Set((snapshot.workloads ?? []).map((w) => w.identity));
 }

@@ -19,11 +19,16 @@ export interface AckMessage {
 export interface NackMessage extends AckMessage {
   reason: string;
 }
+export interface CertificateRequestMessage {
+  requestId: string;
+  csr: string;
+}
 export interface AgentMessage {
   hello?: HelloMessage;
   ack?: AckMessage;
   nack?: NackMessage;
-  kind?: 'hello' | 'ack' | 'nack';
+  csr?: CertificateRequestMessage;
+  kind?: 'hello' | 'ack' | 'nack' | 'csr';
 }
 export interface ModuleMessage {
   sha256: string;
@@ -34,10 +39,23 @@ export interface SnapshotMessage {
   nonce: string;
   config: string;
 }
+export interface TrustBundleMessage {
+  roots: string;
+}
+export interface CertificateResponseMessage {
+  requestId: string;
+  /** Leaf first, PEM; '' when refused. */
+  certChain: string;
+  trustBundle: string;
+  /** Why the CSR was refused; '' when signed. */
+  refused: string;
+}
 export interface ControllerMessage {
   module?: ModuleMessage;
   snapshot?: SnapshotMessage;
-  kind?: 'module' | 'snapshot';
+  trustBundle?: TrustBundleMessage;
+  certificate?: CertificateResponseMessage;
+  kind?: 'module' | 'snapshot' | 'trustBundle' | 'certificate';
 }
 
 /** The agent's receive limit: a whole module travels in one message. */

@@ -21,18 +21,26 @@ commands:
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
                            --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
   run --controller HOST:PORT [--node-name N] [--token-file F] [--state-dir DIR] [--drain-ms N]
+      [--controller-ca FILE | --controller-plaintext]
                            node mode: the config comes from the controller (docs/proxy.md#node-mode);
                            defaults: node name from $NODE_NAME, token from
-                           /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice
+                           /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice; TLS
+                           verified with --controller-ca (default /var/run/sluice/ca/root-cert.pem);
+                           --controller-plaintext: no TLS (tests, benches)
   controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
              [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
              [--log-level debug|info|warn|error] [--grpc-listen HOST:PORT]
-             [--agent-service-account NS/NAME]
+             [--agent-service-account NS/NAME] [--trust-domain TD] [--ca-secret NS/NAME]
+             [--svid-lifetime SECONDS] [--grpc-tls-dns NAME]... [--grpc-plaintext]
                            the WasmFilter controller (docs/platform.md): --namespace is the root
                            namespace and holds the leader Lease (default sluice-system);
                            /healthz, /readyz, /metrics on --listen (default :15014); the node
                            agents on --grpc-listen (default :15012), authenticated as
-                           --agent-service-account (default sluice-system/sluice-node)
+                           --agent-service-account (default sluice-system/sluice-node), with
+                           TLS from the controller's CA (docs/platform.md#identities): its own
+                           root in Secret sluice-ca, or the intermediate of --ca-secret; workload
+                           certificates for spiffe://TD/ns/NS/sa/SA (default cluster.local), valid
+                           --svid-lifetime (default 86400); --grpc-plaintext: no TLS (tests, benches)
   cni install|uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--config FILE] [--watch]
                            chain sluice-cni into the node's CNI config, or remove it (docs/capture.md)
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
@@ -54,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' } } });
         if (!values.config && !values.controller) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`, or the controller, e.g. `sluice run --controller sluice-controller.sluice-system:15012`\n');
           return 2;
@@ -63,8 +71,12 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write('sluice run: give either -c FILE or --controller HOST:PORT, not both\n');
           return 2;
         }
-        if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir']) !== undefined) {
-          process.stderr.write('sluice run: --node-name, --token-file and --state-dir are for node mode; add --controller HOST:PORT\n');
+        if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir'] ?? values['controller-ca'] ?? values['controller-plaintext']) !== undefined) {
+          process.stderr.write('sluice run: --node-name, --token-file, --state-dir, --controller-ca and --controller-plaintext are for node mode; add --controller HOST:PORT\n');
+          return 2;
+        }
+        if (values['controller-ca'] !== undefined && values['controller-plaintext']) {
+          process.stderr.write('sluice run: give either --controller-ca FILE (TLS, the default) or --controller-plaintext, not both\n');
           return 2;
         }
         const drainMs = Number(values['drain-ms']);
@@ -93,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
             process.stderr.write('sluice run: --controller runs a single process without capture for now; drop --workers and --capture-socket\n');
             return 2;
           }
-          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], drainMs });
+          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], drainMs });
         }
         return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'] });
       }

@@ -392,7 +392,7 @@ const filter = object(
 );
 
 const workload = object(
-  'A pod on this node, as the controller describes it (node mode). Nothing in the proxy uses it yet.',
+  'A pod on this node, as the controller describes it (node mode). The node agent requests a certificate for its identity; the proxy does not use it yet.',
   {
     namespace: string('name', 'The pod\'s namespace.'),
     name: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s name.' },
@@ -442,7 +442,7 @@ export const configSchema: Readonly<Schema> = deepFreeze({
     listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
     clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },
     filters: { type: 'array', default: [], items: { $ref: '#/$defs/filter' }, description: 'proxy-wasm plugins listeners run.' },
-    workloads: { type: 'array', items: { $ref: '#/$defs/workload' }, description: 'Node mode: the pods on this node, with their identities and the filters selected for each. Informational: nothing in the proxy uses it yet.' },
+    workloads: { type: 'array', items: { $ref: '#/$defs/workload' }, description: 'Node mode: the pods on this node, with their identities and the filters selected for each. The node agent requests a certificate per identity; the proxy does not use it yet.' },
     tracing: object('Span export: the proxy\'s span of every request, to an OpenTelemetry collector.', {
       otlp: object('OTLP/HTTP, JSON encoding.', {
         endpoint: string('http-url', 'The collector\'s traces endpoint, e.g. http://127.0.0.1:4318/v1/traces.'),

@@ -14,7 +14,7 @@ export interface Snapshot {
   readonly filters: readonly FilterConfig[];
   /** Span export; none when absent (trace context is still propagated). */
   readonly tracing?: TracingConfig;
-  /** Node mode: the pods on the node (from the controller). Informational; nothing uses it yet. */
+  /** Node mode: the pods on the node (from the controller). The agent requests their identities; the proxy does not use it yet. */
   readonly workloads?: readonly WorkloadConfig[];
 }
 

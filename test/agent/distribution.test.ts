@@ -1,7 +1,8 @@
 // Distribution end to end against a real kube-apiserver: the controller's gRPC service (run as the
 // controller's own ServiceAccount) feeds an in-process NodeAgent and a real `sluice run
 // --controller` process with a config holding the built headers filter; versions, ACK/NACK,
-// refusals of tokens, a cut stream, and a restart while the controller is down.
+// refusals of tokens, a cut stream, and a restart while the controller is down. Plaintext
+// (--grpc-plaintext): TLS and identities are test/agent/identity.test.ts's.
 import test from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -63,7 +64,7 @@ test.before(async () => {
   for (const [n, t] of Object.entries(ctx.tokens)) await writeFile(join(ctx.dir, `token-${n}`), t);
   ctx.echo = await echoUpstream();
   ctx.source = new StaticNodeConfigSource();
-  ctx.controller = new Controller({ kubeconfig: ctx.cluster.controllerKubeconfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', nodeConfigSource: ctx.source, log: silentLogger });
+  ctx.controller = new Controller({ kubeconfig: ctx.cluster.controllerKubeconfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', grpcPlaintext: true, nodeConfigSource: ctx.source, log: silentLogger });
   await ctx.controller.start();
 });
 
@@ -85,9 +86,9 @@ const record = (node: string) => ctx.controller.distribution.nodes().get(node);
 test.serial('two agents (one a real sluice run --controller) get the config and its module; traffic shows the filter; both ACK', async (t) => {
   ctx.source.set('node-a', nodeConfig('v1', 'one', ctx.echo.port));
   ctx.source.set('node-b', nodeConfig('v1', 'one', ctx.echo.port));
-  ctx.agentA = new NodeAgent({ controller: address(), tokenFile: join(ctx.dir, 'token-a'), nodeName: 'node-a', stateDir: join(ctx.dir, 'state-a'), minBackoffMs: 50, maxBackoffMs: 200, log: () => {} });
+  ctx.agentA = new NodeAgent({ controller: address(), tokenFile: join(ctx.dir, 'token-a'), nodeName: 'node-a', stateDir: join(ctx.dir, 'state-a'), controllerPlaintext: true, minBackoffMs: 50, maxBackoffMs: 200, log: () => {} });
   await ctx.agentA.start();
-  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--drain-ms', '0']);
+  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--drain-ms', '0']);
   await until('both nodes ACK v1', () => (record('node-a')?.acked && record('node-b')?.acked ? true : undefined), 30_000);
   t.deepEqual(record('node-a'), { version: 'v1', acked: true, connected: true });
   t.deepEqual(record('node-b'), { version: 'v1', acked: true, connected: true });
@@ -170,7 +171,7 @@ test.serial('an agent restarted while the controller is down serves the last goo
   await ctx.agentA!.stop();
   ctx.agentA = undefined;
   await ctx.controller.stop();
-  const restarted = new NodeAgent({ controller: address(), tokenFile: join(ctx.dir, 'token-a'), nodeName: 'node-a', stateDir: join(ctx.dir, 'state-a'), minBackoffMs: 50, maxBackoffMs: 200, log: () => {} });
+  const restarted = new NodeAgent({ controller: address(), tokenFile: join(ctx.dir, 'token-a'), nodeName: 'node-a', stateDir: join(ctx.dir, 'state-a'), controllerPlaintext: true, minBackoffMs: 50, maxBackoffMs: 200, log: () => {} });
   ctx.agentA = restarted;
   await restarted.start();
   t.is(restarted.version, 'v5');
@@ -178,7 +179,7 @@ test.serial('an agent restarted while the controller is down serves the last goo
   // The real process too: killed, started again against the stopped controller.
   ctx.procB!.child.kill('SIGKILL');
   await ctx.procB!.exited;
-  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--drain-ms', '0']);
+  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--drain-ms', '0']);
   await until(`node-b serving from disk; it said:\n${ctx.procB.stderr()}`, () => portB() || undefined, 30_000);
   t.regex(ctx.procB.stderr(), /serving the last good config from disk \(version v2\)/);
   t.is(await seen(portB()), 'two');

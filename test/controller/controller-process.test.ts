@@ -150,6 +150,12 @@ test('bad flags and a bad kubeconfig: exit 1 with what to fix', async (t) => {
   const l = spawnSluice(['controller', '--listen', 'localhost']);
   t.is(await l.exited, 1);
   t.is(l.stderr(), 'sluice controller: SLUICE_ERR_CONTROLLER_FLAGS: invalid listen address "localhost": give host:port or :port, e.g. :15014 or 127.0.0.1:0\n');
+  const ca = spawnSluice(['controller', '--ca-secret', 'corp-ca']);
+  t.is(await ca.exited, 1);
+  t.is(ca.stderr(), 'sluice controller: SLUICE_ERR_CONTROLLER_FLAGS: --ca-secret must be namespace/name of a Secret with tls.crt, tls.key and ca.crt, e.g. sluice-system/sluice-intermediate, got "corp-ca"\n');
+  const life = spawnSluice(['controller', '--svid-lifetime', '60']);
+  t.is(await life.exited, 1);
+  t.is(life.stderr(), 'sluice controller: SLUICE_ERR_CONTROLLER_FLAGS: --svid-lifetime must be a whole number from 600 to 31622400, got "60"\n');
   const q = spawnSluice(['controller', '--kubeconfig', '/nonexistent/kubeconfig']);
   t.is(await q.exited, 1);
   t.regex(q.stderr(), /^sluice controller: SLUICE_ERR_KUBECONFIG: cannot load the Kubernetes client configuration from \/nonexistent\/kubeconfig: ENOENT/);

@@ -10,6 +10,8 @@ let kube: KubeCluster;
 
 test.before(async () => {
   kube = await startKube();
+  // The controller's namespace: its CA Secret lives there, and a replica without its CA is not ready.
+  await kube.kubectlOk(['create', 'namespace', 'sluice-system']);
 });
 
 // Serial tests run before the others, which need the CRD this one installs.

@@ -37,7 +37,7 @@ test.before(async () => {
   server = await moduleServer();
   server.set('/hello.wasm', hello);
   const kubeConfig = loadKubeConfig(env.controllerKubeconfig);
-  controller = new Controller({ kubeConfig, listen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  controller = new Controller({ kubeConfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
   await controller.start();
   source = new DiscoveryNodeConfigSource({
     kubeConfig,
@@ -122,7 +122,7 @@ test.serial('each node gets exactly its pods, the services, and the validated fi
 test.serial('every replica holds the modules in force: a follower fetches them once without validating, and so does a leader restarted with an empty memory', async (t) => {
   const kubeConfig = loadKubeConfig(env.controllerKubeconfig);
   const hitsBefore = server.hits('/hello.wasm');
-  const follower = new Controller({ kubeConfig, listen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  const follower = new Controller({ kubeConfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
   const seen: string[] = [];
   follower.onModule((d) => seen.push(d));
   await follower.start();
@@ -140,7 +140,7 @@ test.serial('every replica holds the modules in force: a follower fetches them o
   // and still fetches its module once.
   source.stop();
   await controller.stop();
-  const fresh = new Controller({ kubeConfig, listen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  const fresh = new Controller({ kubeConfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
   controller = fresh;
   await fresh.start();
   await until(() => fresh.elector.isLeader && fresh.moduleByDigest(helloSha) !== undefined, 20_000);
