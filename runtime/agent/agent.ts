@@ -27,6 +27,11 @@ export interface NodeAgentOptions {
   log?: (level: LogLevelName, msg: string, fields?: Record<string, unknown>) => void;
   /** Called once the proxy serves (from disk or from the first good snapshot). */
   onServing?: (proxy: NodeProxy) => void;
+  /**
+   * host:port of the admin endpoint, overriding the snapshot's. Node-local, as Envoy's bootstrap
+   * admin is: the controller's config leaves it to the default 127.0.0.1:15000.
+   */
+  adminAddress?: string;
 }
 
 interface LastGood {
@@ -158,7 +163,8 @@ export class NodeAgent {
   }
 
   private async serve(good: LastGood): Promise<void> {
-    const snapshot = parseConfig(good.config, `controller snapshot ${good.version}`, this.cache.dir);
+    const text = this.options.adminAddress === undefined ? good.config : withAdminAddress(good.config, this.options.adminAddress);
+    const snapshot = parseConfig(text, `controller snapshot ${good.version}`, this.cache.dir);
     if (this.proxy) {
       await this.proxy.apply(snapshot);
     } else {
@@ -177,4 +183,18 @@ export class NodeAgent {
     await this.applying;
     await this.proxy?.stop(drainMs);
   }
+}
+
+/** The config text with admin.address set; text that is not a JSON object is left for the loader to refuse. */
+function withAdminAddress(text: string, address: string): string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return text;
+  const d = doc as { admin?: unknown };
+  const admin = typeof d.admin === 'object' && d.admin !== null && !Array.isArray(d.admin) ? d.admin : {};
+  return JSON.stringify({ ...d, admin: { ...admin, address } });
 }

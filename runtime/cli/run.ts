@@ -52,10 +52,10 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
  * `sluice run --controller HOST:PORT`: node mode (docs/proxy.md#node-mode). The config comes from
  * the controller; the proxy starts on the last good config on disk or on the first good snapshot.
  */
-export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; drainMs: number }): Promise<number> {
+export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; adminAddress?: string; drainMs: number }): Promise<number> {
   const nodeName = opts.nodeName ?? process.env.NODE_NAME ?? '';
   const stateDir = opts.stateDir ?? AGENT_DEFAULTS.stateDir;
-  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir });
+  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir, adminAddress: opts.adminAddress });
   log('info', `node mode: controller ${opts.controller}, node ${nodeName}, state in ${stateDir}`);
   await agent.start();
   await new Promise<void>((resolve) => {
