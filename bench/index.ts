@@ -12,3 +12,4 @@ printTable('built-in filters: each alone in a chain, cost per request beyond the
 printTable('engine (time budget, instantiate, memory)', await benchEngine());
 printTable('data plane (proxy pinned to one core; wrk for max throughput, 1000 req/s open loop for latency, CPU, memory)', await (await import('./proxy.ts')).benchProxy());
 await (await import('./controller.ts')).printControllerBench();
+await (await import('./distribution.ts')).printDistributionBench();
