@@ -9,6 +9,8 @@ import { distributionProtocol, MAX_MESSAGE_BYTES, type AgentMessage, type Contro
 export interface AgentsStart {
   address: string;
   agents: Array<{ node: string; token: string }>;
+  /** Digests every agent says it has (a reconnect after a controller restart). */
+  haveModules?: string[];
 }
 
 export type AgentsReport =
@@ -22,7 +24,7 @@ const send = (m: AgentsReport | { type: 'closed' }) => process.send!(m);
 const streams: Array<{ client: { close(): void }; stream: ClientDuplexStream<AgentMessage, ControllerMessage> }> = [];
 let closing = false;
 
-function open(address: string, node: string, token: string): void {
+function open(address: string, node: string, token: string, haveModules: string[]): void {
   const { client: Client } = distributionProtocol();
   // A local subchannel pool: one TCP connection per agent, as separate nodes have.
   const client = new Client(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': MAX_MESSAGE_BYTES, 'grpc.use_local_subchannel_pool': 1 });
@@ -43,7 +45,7 @@ function open(address: string, node: string, token: string): void {
   stream.on('error', (e: ServiceError) => {
     if (!closing) send({ type: 'ended', node, code: e.code, details: e.details });
   });
-  stream.write({ hello: { nodeName: node, token, haveModules: [], lastVersion: '' } });
+  stream.write({ hello: { nodeName: node, token, haveModules, lastVersion: '' } });
   streams.push({ client, stream });
 }
 
@@ -58,5 +60,5 @@ process.on('message', (m: AgentsStart | { type: 'close' }) => {
     setTimeout(() => process.exit(0), 100);
     return;
   }
-  for (const a of m.agents) open(m.address, a.node, a.token);
+  for (const a of m.agents) open(m.address, a.node, a.token, m.haveModules ?? []);
 });

@@ -65,7 +65,7 @@ interface Children {
   close(): Promise<void>;
 }
 
-function startChildren(address: string, agents: Array<{ node: string; token: string }>): Children {
+function startChildren(address: string, agents: Array<{ node: string; token: string }>, haveModules: string[] = []): Children {
   const acks: Children['acks'] = new Map();
   const ended: Children['ended'] = [];
   const procs: ChildProcess[] = [];
@@ -78,7 +78,7 @@ function startChildren(address: string, agents: Array<{ node: string; token: str
         list.push({ version: m.version, at: m.at, opened: m.opened, modules: m.modules });
       } else if (m.type === 'ended') ended.push(m);
     });
-    child.send({ address, agents: agents.slice(i, i + PER_CHILD) } satisfies AgentsStart);
+    child.send({ address, agents: agents.slice(i, i + PER_CHILD), haveModules } satisfies AgentsStart);
     procs.push(child);
   }
   return {
@@ -122,6 +122,14 @@ async function validated(api: CustomObjectsApi, name: string): Promise<void> {
   }
 }
 
+/** A process's RSS 3 s after it started serving: the median of 5 samples 500 ms apart. */
+async function settledRss(pid: number): Promise<number> {
+  await sleep(3000);
+  const xs: number[] = [];
+  for (let i = 0; i < 5; i++, await sleep(500)) xs.push(rssMiB(pid));
+  return pct(xs, 50);
+}
+
 /** The node-mode agent's RSS against `sluice run -c` on the config it was sent (same modules, same listeners). */
 async function nodeModeRss(core: CoreV1Api, controller: string, dir: string): Promise<BenchRow[]> {
   const node = 'node-rss';
@@ -133,8 +141,7 @@ async function nodeModeRss(core: CoreV1Api, controller: string, dir: string): Pr
   const agent = spawnSluice(['run', '--controller', controller, '--node-name', node, '--token-file', join(dir, 'token-rss'), '--state-dir', state, '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
   try {
     await until(`the node-mode agent applies a version; it said:\n${agent.stderr()}`, () => (/applied version/.test(agent.stderr()) ? true : undefined), 120_000);
-    await sleep(3000);
-    const nodeMode = rssMiB(agent.child.pid!);
+    const nodeMode = await settledRss(agent.child.pid!);
     // The same config as a file: modules resolve next to it, in the agent's cache.
     const saved = JSON.parse(await readFile(join(state, 'last-good.json'), 'utf8')) as { config: string };
     const config = { ...JSON.parse(saved.config), admin: { address: '127.0.0.1:0' } };
@@ -143,12 +150,11 @@ async function nodeModeRss(core: CoreV1Api, controller: string, dir: string): Pr
     const plain = spawnSluice(['run', '-c', file, '--drain-ms', '0']);
     try {
       await until(`sluice run -c serving; it said:\n${plain.stderr()}`, () => (/capture-inbound listening/.test(plain.stderr()) ? true : undefined), 60_000);
-      await sleep(3000);
-      const fileMode = rssMiB(plain.child.pid!);
+      const fileMode = await settledRss(plain.child.pid!);
       return [
         { name: 'agent RSS, sluice run --controller (node mode, connected)', value: nodeMode, unit: 'MiB', note: `filters: ${config.filters.length}, clusters: ${config.clusters.length}` },
         { name: 'agent RSS, sluice run -c on the same config', value: fileMode, unit: 'MiB' },
-        { name: 'node mode, extra RSS', value: nodeMode - fileMode, unit: 'MiB', note: 'gRPC client and protocol' },
+        { name: 'node mode, extra RSS', value: nodeMode - fileMode, unit: 'MiB', note: 'gRPC client and protocol; median of 5 samples each' },
       ];
     } finally {
       plain.child.kill('SIGKILL');
@@ -218,6 +224,8 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
       reviews.push(now() - s);
     });
     const reviewRate = reviews.length / ((now() - t) / 1000);
+    rows.push({ name: 'TokenReview alone, per call, p50', value: pct(reviews, 50), unit: 'ms', note: `${reviews.length} calls, ${CONCURRENCY} at a time: ${reviewRate.toFixed(0)}/s` });
+    rows.push({ name: `${AGENTS} TokenReviews at that rate`, value: AGENTS / reviewRate, unit: 's', note: 'the storm\'s floor while each stream is reviewed' });
 
     // A filter for every pod (root namespace), then the controller.
     const filter = (value: string) => ({ url: server.url('/headers.wasm'), sha256: sha256(headers), pluginConfig: { response: { set: [{ name: 'x-bench', value }] } } });
@@ -231,21 +239,26 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
     const rssNoAgents = rssMiB(pid);
 
     // Connect storm: every agent at once (a controller restart looks like this).
-    children = startChildren(address, agents);
+    const storm = async (label: string, have: string[]): Promise<Children> => {
+      const cpu0 = cpuSeconds(pid);
+      const c = startChildren(address, agents, have);
+      await waitFor(`all ${AGENTS} agents ACK their first snapshot`, () => {
+        if (c.ended.length > 0) throw new Error(`${c.ended.length} streams ended, e.g. ${JSON.stringify(c.ended[0])}`);
+        return c.acks.size === AGENTS;
+      });
+      const cpuUsed = cpuSeconds(pid) - cpu0;
+      const firstOpened = Math.min(...[...c.acks.values()].map((l) => l[0]!.opened));
+      const firsts = [...c.acks.values()].map((l) => l[0]!.at - l[0]!.opened);
+      const total = Math.max(...[...c.acks.values()].map((l) => l[0]!.at)) - firstOpened;
+      if ([...c.acks.values()].some((l) => l[0]!.modules !== (have.length > 0 ? 0 : 1))) throw new Error(`${label}: modules sent ${have.length > 0 ? 'to agents that had them' : 'missing'}`);
+      rows.push({ name: `${label}: ${AGENTS} streams opened → all ACKed, total`, value: total / 1000, unit: 's', note: `TokenReview each; ${have.length > 0 ? 'no module sent (agents have it)' : `module (${(headers.length / 1024).toFixed(0)} KiB) to each`}; ${Math.ceil(AGENTS / PER_CHILD)} processes` });
+      rows.push({ name: `${label}: per agent, hello → ACK sent, p50`, value: pct(firsts, 50), unit: 'ms' });
+      rows.push({ name: `${label}: per agent, hello → ACK sent, p99`, value: pct(firsts, 99), unit: 'ms' });
+      rows.push({ name: `${label}: controller CPU`, value: cpuUsed, unit: 'cpu-s' });
+      return c;
+    };
+    children = await storm('connect storm', []);
     const c = children;
-    await waitFor(`all ${AGENTS} agents ACK their first snapshot`, () => {
-      if (c.ended.length > 0) throw new Error(`${c.ended.length} streams ended, e.g. ${JSON.stringify(c.ended[0])}`);
-      return c.acks.size === AGENTS;
-    });
-    const firstOpened = Math.min(...[...c.acks.values()].map((l) => l[0]!.opened));
-    const firsts = [...c.acks.values()].map((l) => l[0]!.at - l[0]!.opened);
-    const storm = Math.max(...[...c.acks.values()].map((l) => l[0]!.at)) - firstOpened;
-    if ([...c.acks.values()].some((l) => l[0]!.modules !== 1)) throw new Error('an agent ACKed its first snapshot without having been sent the module');
-    rows.push({ name: `connect storm: ${AGENTS} streams opened → all ACKed, total`, value: storm / 1000, unit: 's', note: `TokenReview each, module (${(modules.headers().length / 1024).toFixed(0)} KiB) to each; ${Math.ceil(AGENTS / PER_CHILD)} processes` });
-    rows.push({ name: 'connect storm: per agent, hello → ACK sent, p50', value: pct(firsts, 50), unit: 'ms' });
-    rows.push({ name: 'connect storm: per agent, hello → ACK sent, p99', value: pct(firsts, 99), unit: 'ms' });
-    rows.push({ name: 'TokenReview alone, per call, p50', value: pct(reviews, 50), unit: 'ms', note: `${reviews.length} calls, ${CONCURRENCY} at a time: ${reviewRate.toFixed(0)}/s` });
-    rows.push({ name: `${AGENTS} TokenReviews at that rate`, value: AGENTS / reviewRate, unit: 's', note: 'the storm\'s floor while each stream is reviewed' });
 
     // Idle with every stream open.
     await sleep(5000);
@@ -285,6 +298,11 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
     rows.push({ name: 'controller RSS, leading, no agents', value: rssNoAgents, unit: 'MiB', note: `${2 * AGENTS} Pods in discovery's cache` });
     rows.push({ name: `controller RSS, idle with ${AGENTS} streams`, value: rssIdle, unit: 'MiB' });
     rows.push({ name: 'controller RSS, peak during the changes', value: peak, unit: 'MiB' });
+    await children.close();
+    children = undefined;
+    // Reconnect storm: the same agents, their module cached (what a controller restart gives).
+    await sleep(2000);
+    children = await storm('reconnect storm', [sha256(headers)]);
     await children.close();
     children = undefined;
 
