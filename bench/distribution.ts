@@ -14,7 +14,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { Agent, request, type RequestOptions } from 'node:https';
+import { AuthenticationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { loadKubeConfig } from '../controller/controller.ts';
 import { moduleServer, modules, sha256, startControllerCluster } from '../test/helpers/controller-env.ts';
 import { hasK8sBinaries, k8sBinDir } from '../test/helpers/kube-apiserver.ts';
@@ -122,6 +123,39 @@ async function validated(api: CustomObjectsApi, name: string): Promise<void> {
   }
 }
 
+/**
+ * The same TokenReviews over kept-alive connections (@kubernetes/client-node makes a new https.Agent,
+ * so a new TLS connection, for every call): what reusing connections would save the controller.
+ */
+async function reviewsKeptAlive(kc: KubeConfig, tokens: string[]): Promise<{ cpuMs: number; rate: number; p50: number }> {
+  const opts: RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, ca: opts.ca, cert: opts.cert, key: opts.key, rejectUnauthorized: opts.rejectUnauthorized });
+  const url = new URL('/apis/authentication.k8s.io/v1/tokenreviews', kc.getCurrentCluster()!.server);
+  const review = (token: string) => new Promise<void>((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent, headers: { ...(opts.headers as Record<string, string>), 'content-type': 'application/json' } }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => (res.statusCode === 201 && JSON.parse(body).status?.authenticated ? resolve() : reject(new Error(`TokenReview ${res.statusCode}: ${body}`))));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: ['sluice'] } }));
+  });
+  await review(tokens[0]!); // the first connection's handshake is not what is measured
+  const times: number[] = [];
+  const cpu = process.cpuUsage();
+  const t = now();
+  await pool(tokens.length, async (i) => {
+    const s = now();
+    await review(tokens[i]!);
+    times.push(now() - s);
+  });
+  const rate = tokens.length / ((now() - t) / 1000);
+  const used = process.cpuUsage(cpu);
+  agent.destroy();
+  return { cpuMs: (used.user + used.system) / 1000 / tokens.length, rate, p50: pct(times, 50) };
+}
+
 /** A process's RSS 3 s after it started serving: the median of 5 samples 500 ms apart. */
 async function settledRss(pid: number): Promise<number> {
   await sleep(3000);
@@ -216,6 +250,7 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
 
     // What a TokenReview costs the API server, alone.
     const reviews: number[] = [];
+    const cpuBefore = process.cpuUsage();
     t = now();
     await pool(Math.min(200, AGENTS), async (i) => {
       const s = now();
@@ -224,7 +259,11 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
       reviews.push(now() - s);
     });
     const reviewRate = reviews.length / ((now() - t) / 1000);
+    const reviewCpu = process.cpuUsage(cpuBefore);
+    const keptAlive = await reviewsKeptAlive(kc, agents.slice(0, Math.min(200, AGENTS)).map((a) => a.token));
     rows.push({ name: 'TokenReview alone, per call, p50', value: pct(reviews, 50), unit: 'ms', note: `${reviews.length} calls, ${CONCURRENCY} at a time: ${reviewRate.toFixed(0)}/s` });
+    rows.push({ name: 'TokenReview, client CPU per call', value: (reviewCpu.user + reviewCpu.system) / 1000 / reviews.length, unit: 'ms', note: 'this process, same client as the controller (@kubernetes/client-node)' });
+    rows.push({ name: 'TokenReview, client CPU per call, connections kept alive', value: keptAlive.cpuMs, unit: 'ms', note: `node:https keepAlive, ${CONCURRENCY} at a time: ${keptAlive.rate.toFixed(0)}/s, p50 ${keptAlive.p50.toFixed(1)} ms` });
     rows.push({ name: `${AGENTS} TokenReviews at that rate`, value: AGENTS / reviewRate, unit: 's', note: 'the storm\'s floor while each stream is reviewed' });
 
     // A filter for every pod (root namespace), then the controller.
