@@ -181,3 +181,9 @@ test.serial('agents restarted while the controller is down serve their last good
     t.deepEqual(await through(node, 'capture-inbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
   }
 });
+
+test.serial('--admin-address is for node mode: with -c the config file says where the admin listens', async (t) => {
+  const p = spawnSluice(['run', '-c', join(ctx.dir, 'unused.yaml'), '--admin-address', '127.0.0.1:0']);
+  t.is(await p.exited, 2);
+  t.is(p.stderr(), 'sluice run: --node-name, --token-file, --state-dir and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
+});
