@@ -70,6 +70,7 @@ function startChildren(address: string, agents: Array<{ node: string; token: str
   const acks: Children['acks'] = new Map();
   const ended: Children['ended'] = [];
   const procs: ChildProcess[] = [];
+  let closing = false;
   for (let i = 0; i < agents.length; i += PER_CHILD) {
     const child = fork(fileURLToPath(new URL('./distribution-agents.ts', import.meta.url)), [], { execArgv: ['--import=tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.on('message', (m: AgentsReport | { type: 'closed' }) => {
@@ -79,6 +80,8 @@ function startChildren(address: string, agents: Array<{ node: string; token: str
         list.push({ version: m.version, at: m.at, opened: m.opened, modules: m.modules });
       } else if (m.type === 'ended') ended.push(m);
     });
+    // A child that dies ends the run at once rather than at the timeout.
+    child.on('exit', (code) => closing || ended.push({ node: `(agents process ${i / PER_CHILD})`, code: code ?? -1, details: 'exited' }));
     child.send({ address, agents: agents.slice(i, i + PER_CHILD), haveModules } satisfies AgentsStart);
     procs.push(child);
   }
@@ -87,6 +90,7 @@ function startChildren(address: string, agents: Array<{ node: string; token: str
     acks,
     ended,
     close: async () => {
+      closing = true;
       await Promise.all(procs.map((p) => new Promise<void>((resolve) => {
         if (p.exitCode !== null) return resolve();
         p.once('exit', () => resolve());
