@@ -20,3 +20,4 @@ const { table, summary } = await (await import('./proxy.ts')).benchProxy();
 printGrid(table);
 printTable('data plane: the ratios of the data-path issue (same run)', summary);
 await (await import('./controller.ts')).printControllerBench();
+await (await import('./distribution.ts')).printDistributionBench();

@@ -36,6 +36,11 @@ export interface NodeAgentOptions {
   onServing?: (proxy: NodeProxy) => void;
   /** Workload certificates: first retry after a refusal (doubles up to a minute). */
   identityRetryMs?: number;
+  /**
+   * host:port of the admin endpoint, overriding the snapshot's. Node-local, as Envoy's bootstrap
+   * admin is: the controller's config leaves it to the default 127.0.0.1:15000.
+   */
+  adminAddress?: string;
 }
 
 interface LastGood {
@@ -234,7 +239,8 @@ export class NodeAgent {
   }
 
   private async serve(good: LastGood): Promise<void> {
-    const snapshot = parseConfig(good.config, `controller snapshot ${good.version}`, this.cache.dir);
+    const text = this.options.adminAddress === undefined ? good.config : withAdminAddress(good.config, this.options.adminAddress);
+    const snapshot = parseConfig(text, `controller snapshot ${good.version}`, this.cache.dir);
     if (this.proxy) {
       await this.proxy.apply(snapshot);
     } else {
@@ -260,4 +266,18 @@ export class NodeAgent {
 /** One identity per ServiceAccount of the node's workloads (pods of one ServiceAccount share it). */
 function workloadIds(snapshot: Snapshot): Set<string> {
   return new Set((snapshot.workloads ?? []).map((w) => w.identity));
+}
+
+/** The config text with admin.address set; text that is not a JSON object is left for the loader to refuse. */
+function withAdminAddress(text: string, address: string): string {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return text;
+  const d = doc as { admin?: unknown };
+  const admin = typeof d.admin === 'object' && d.admin !== null && !Array.isArray(d.admin) ? d.admin : {};
+  return JSON.stringify({ ...d, admin: { ...admin, address } });
 }

@@ -21,12 +21,12 @@ commands:
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
                            --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
   run --controller HOST:PORT [--node-name N] [--token-file F] [--state-dir DIR] [--drain-ms N]
-      [--controller-ca FILE | --controller-plaintext]
+      [--controller-ca FILE | --controller-plaintext] [--admin-address HOST:PORT]
                            node mode: the config comes from the controller (docs/proxy.md#node-mode);
                            defaults: node name from $NODE_NAME, token from
-                           /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice; TLS
-                           verified with --controller-ca (default /var/run/sluice/ca/root-cert.pem);
-                           --controller-plaintext: no TLS (tests, benches)
+                           /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice, admin on
+                           127.0.0.1:15000; TLS verified with --controller-ca (default
+                           /var/run/sluice/ca/root-cert.pem); --controller-plaintext: no TLS (tests, benches)
   controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
              [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
              [--log-level debug|info|warn|error] [--grpc-listen HOST:PORT]
@@ -62,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' }, 'admin-address': { type: 'string' } } });
         if (!values.config && !values.controller) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`, or the controller, e.g. `sluice run --controller sluice-controller.sluice-system:15012`\n');
           return 2;
@@ -71,8 +71,8 @@ export async function main(argv: string[]): Promise<number> {
           process.stderr.write('sluice run: give either -c FILE or --controller HOST:PORT, not both\n');
           return 2;
         }
-        if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir'] ?? values['controller-ca'] ?? values['controller-plaintext']) !== undefined) {
-          process.stderr.write('sluice run: --node-name, --token-file, --state-dir, --controller-ca and --controller-plaintext are for node mode; add --controller HOST:PORT\n');
+        if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir'] ?? values['controller-ca'] ?? values['controller-plaintext'] ?? values['admin-address']) !== undefined) {
+          process.stderr.write('sluice run: --node-name, --token-file, --state-dir, --controller-ca, --controller-plaintext and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
           return 2;
         }
         if (values['controller-ca'] !== undefined && values['controller-plaintext']) {
@@ -105,7 +105,7 @@ export async function main(argv: string[]): Promise<number> {
             process.stderr.write('sluice run: --controller runs a single process without capture for now; drop --workers and --capture-socket\n');
             return 2;
           }
-          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], drainMs });
+          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], adminAddress: values['admin-address'], drainMs });
         }
         return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'] });
       }

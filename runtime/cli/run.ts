@@ -52,11 +52,11 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
  * `sluice run --controller HOST:PORT`: node mode (docs/proxy.md#node-mode). The config comes from
  * the controller; the proxy starts on the last good config on disk or on the first good snapshot.
  */
-export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; drainMs: number }): Promise<number> {
+export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; adminAddress?: string; drainMs: number }): Promise<number> {
   const nodeName = opts.nodeName ?? process.env.NODE_NAME ?? '';
   const stateDir = opts.stateDir ?? AGENT_DEFAULTS.stateDir;
   const controllerCa = opts.controllerCa ?? AGENT_DEFAULTS.controllerCa;
-  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir, controllerCa, controllerPlaintext: opts.controllerPlaintext });
+  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir, controllerCa, controllerPlaintext: opts.controllerPlaintext, adminAddress: opts.adminAddress });
   log('info', `node mode: controller ${opts.controller} (${opts.controllerPlaintext ? 'plaintext' : `TLS, trust bundle ${controllerCa}`}), node ${nodeName}, state in ${stateDir}`);
   await agent.start();
   await new Promise<void>((resolve) => {
