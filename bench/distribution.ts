@@ -176,7 +176,7 @@ async function nodeModeRss(core: CoreV1Api, controller: string, dir: string): Pr
   const token = await tokenFor(core, node);
   await writeFile(join(dir, 'token-rss'), token);
   const state = join(dir, 'state-rss');
-  const agent = spawnSluice(['run', '--controller', controller, '--node-name', node, '--token-file', join(dir, 'token-rss'), '--state-dir', state, '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
+  const agent = spawnSluice(['run', '--controller', controller, '--node-name', node, '--token-file', join(dir, 'token-rss'), '--state-dir', state, '--admin-address', '127.0.0.1:0', '--controller-plaintext', '--drain-ms', '0']);
   try {
     await until(`the node-mode agent applies a version; it said:\n${agent.stderr()}`, () => (/applied version/.test(agent.stderr()) ? true : undefined), 120_000);
     const nodeMode = await settledRss(agent.child.pid!);
@@ -275,7 +275,7 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
     await custom.createNamespacedCustomObject({ group: 'sluice.dev', version: 'v1alpha1', namespace: 'sluice-system', plural: 'wasmfilters', body: { apiVersion: 'sluice.dev/v1alpha1', kind: 'WasmFilter', metadata: { name: 'bench' }, spec: filter('v0') } });
     const grpcPort = await freePort();
     const address = `127.0.0.1:${grpcPort}`;
-    proc = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', `127.0.0.1:${await freePort()}`, '--grpc-listen', address, '--log-level', 'warn', '--identity', 'bench']);
+    proc = spawnSluice(['controller', '--kubeconfig', env.controllerKubeconfig, '--listen', `127.0.0.1:${await freePort()}`, '--grpc-listen', address, '--grpc-plaintext', '--log-level', 'warn', '--identity', 'bench']);
     const pid = proc.child.pid!;
     await validated(custom, 'bench');
     await sleep(2000);
@@ -363,7 +363,7 @@ export async function benchDistribution(): Promise<BenchRow[] | string> {
 export async function printDistributionBench(): Promise<void> {
   const started = loadavg().map((x) => x.toFixed(2)).join(' ');
   const r = await benchDistribution();
-  const title = `distribution (${AGENTS} simulated node agents, real protocol and tokens, one sluice controller process with discovery; load average before ${started}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')})`;
+  const title = `distribution (${AGENTS} simulated node agents, real protocol and tokens, one sluice controller process with discovery, gRPC without TLS (--grpc-plaintext); load average before ${started}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')})`;
   if (typeof r === 'string') process.stdout.write(`\n${title}\n${r}\n`);
   else printTable(title, r);
 }

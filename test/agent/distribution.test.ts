@@ -88,7 +88,7 @@ test.serial('two agents (one a real sluice run --controller) get the config and 
   ctx.source.set('node-b', nodeConfig('v1', 'one', ctx.echo.port));
   ctx.agentA = new NodeAgent({ controller: address(), tokenFile: join(ctx.dir, 'token-a'), nodeName: 'node-a', stateDir: join(ctx.dir, 'state-a'), controllerPlaintext: true, minBackoffMs: 50, maxBackoffMs: 200, log: () => {} });
   await ctx.agentA.start();
-  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--drain-ms', '0']);
+  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
   await until('both nodes ACK v1', () => (record('node-a')?.acked && record('node-b')?.acked ? true : undefined), 30_000);
   t.deepEqual(record('node-a'), { version: 'v1', acked: true, connected: true });
   t.deepEqual(record('node-b'), { version: 'v1', acked: true, connected: true });
@@ -179,7 +179,7 @@ test.serial('an agent restarted while the controller is down serves the last goo
   // The real process too: killed, started again against the stopped controller.
   ctx.procB!.child.kill('SIGKILL');
   await ctx.procB!.exited;
-  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--drain-ms', '0']);
+  ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
   await until(`node-b serving from disk; it said:\n${ctx.procB.stderr()}`, () => portB() || undefined, 30_000);
   t.regex(ctx.procB.stderr(), /serving the last good config from disk \(version v2\)/);
   t.is(await seen(portB()), 'two');

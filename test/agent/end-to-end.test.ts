@@ -44,7 +44,7 @@ async function startAgent(node: Node): Promise<Agent> {
   const proc = spawnSluice([
     'run', '--controller', `127.0.0.1:${ctx.controller!.distributionPort}`, '--node-name', node,
     '--token-file', join(ctx.dir, `token-${node}`), '--state-dir', join(ctx.dir, `state-${node}`),
-    '--admin-address', '127.0.0.1:0', '--drain-ms', '0',
+    '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--admin-address', '127.0.0.1:0', '--drain-ms', '0',
   ]);
   const names = ['admin', 'capture-outbound', 'capture-inbound'];
   const ports = await until(`${node} serving; it said:\n${proc.stderr()}`, () => {
@@ -112,8 +112,11 @@ test.before(async () => {
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   });
   await k.kubectlOk(['create', 'configmap', 'headers-module', '-n', 'team-a', `--from-file=filter.wasm=${filterWasm('headers')}`]);
-  ctx.controller = new Controller({ kubeconfig: ctx.cluster.controllerKubeconfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', log: silentLogger });
+  ctx.controller = new Controller({ kubeconfig: ctx.cluster.controllerKubeconfig, listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', grpcTlsIps: ['127.0.0.1'], log: silentLogger });
   await ctx.controller.start();
+  // The agents verify the controller over TLS with the trust bundle it published, as the DaemonSet mounts it.
+  const root = await k.kubectlOk(['get', 'configmap', 'sluice-ca-root', '-n', 'sluice-system', '-o', 'jsonpath={.data.root-cert\\.pem}']);
+  await writeFile(join(ctx.dir, 'root-cert.pem'), root);
   for (const node of NODES) ctx.agents[node] = await startAgent(node);
 });
 
@@ -185,5 +188,5 @@ test.serial('agents restarted while the controller is down serve their last good
 test.serial('--admin-address is for node mode: with -c the config file says where the admin listens', async (t) => {
   const p = spawnSluice(['run', '-c', join(ctx.dir, 'unused.yaml'), '--admin-address', '127.0.0.1:0']);
   t.is(await p.exited, 2);
-  t.is(p.stderr(), 'sluice run: --node-name, --token-file, --state-dir and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
+  t.is(p.stderr(), 'sluice run: --node-name, --token-file, --state-dir, --controller-ca, --controller-plaintext and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
 });

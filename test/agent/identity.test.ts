@@ -283,7 +283,7 @@ test.serial('an agent holding another trust bundle cannot connect, and says what
 
 test.serial('a real sluice run --controller --controller-ca connects over TLS and gets its workload\'s identity', async (t) => {
   ctx.source.set('node-d', nodeConfig('v1', [['team-a', 'pod-d', 'c']]));
-  ctx.proc = spawnSluice(['run', '--controller', address(), '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--node-name', 'node-d', '--token-file', join(ctx.dir, 'token-d'), '--state-dir', join(ctx.dir, 'state-d'), '--drain-ms', '0']);
+  ctx.proc = spawnSluice(['run', '--controller', address(), '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--node-name', 'node-d', '--token-file', join(ctx.dir, 'token-d'), '--state-dir', join(ctx.dir, 'state-d'), '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
   await until(`node-d ACKs v1; it said:\n${ctx.proc.stderr()}`, () => (ctx.controller.distribution.nodes().get('node-d')?.acked ? true : undefined), 30_000);
   const issued = await until('a certificate for node-d', () => ctx.log.lines.find((l) => l.msg === 'certificate issued' && l.node === 'node-d'), 30_000);
   t.is(issued.identity, id('team-a', 'c'));
@@ -298,5 +298,5 @@ test('sluice run refuses --controller-ca with --controller-plaintext, and either
   t.is(both.stderr(), 'sluice run: give either --controller-ca FILE (TLS, the default) or --controller-plaintext, not both\n');
   const fileMode = spawnSluice(['run', '-c', 'sluice.yaml', '--controller-plaintext']);
   t.is(await fileMode.exited, 2);
-  t.is(fileMode.stderr(), 'sluice run: --node-name, --token-file, --state-dir, --controller-ca and --controller-plaintext are for node mode; add --controller HOST:PORT\n');
+  t.is(fileMode.stderr(), 'sluice run: --node-name, --token-file, --state-dir, --controller-ca, --controller-plaintext and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
 });

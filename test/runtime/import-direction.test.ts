@@ -1,5 +1,5 @@
-// Dependencies point one way: inside runtime/, abi ← engine ← host ← config ← proxy, identity ←
-// capture, tunnel, agent ← cli (a folder imports only folders of its rank or below; errors.ts and
+// Dependencies point one way: inside runtime/, abi ← engine ← host ← config ← proxy ← capture,
+// tunnel, agent, identity ← cli (a folder imports only folders of its rank or below; errors.ts and
 // log.ts sit with abi at the bottom), and
 // sdk/ and controller/ reach the runtime only through runtime/index.ts. Every static import,
 // `export ... from` and literal dynamic import of runtime/, sdk/ and controller/ is checked.
@@ -21,14 +21,14 @@ const RUNTIME_RANK: Record<string, number> = {
   host: 2,
   config: 3,
   proxy: 4,
-  identity: 4,
   capture: 5,
+  identity: 5,
   tunnel: 5,
   agent: 5,
   cli: 6,
   'index.ts': 7,
 };
-const RUNTIME_ORDER = 'abi ← engine ← host ← config ← proxy, identity ← capture, tunnel, agent ← cli';
+const RUNTIME_ORDER = 'abi ← engine ← host ← config ← proxy ← capture, tunnel, agent, identity ← cli';
 
 /** What the CLI may use of the controller: its module-source package (build, push) and the controller itself (`sluice controller`), by their indexes. */
 const CLI_MAY_IMPORT = new Set(['controller/source/index.ts', 'controller/index.ts']);
@@ -89,8 +89,8 @@ function importsOf(file: string): string[] {
 }
 
 test('wrongWay flags imports against the direction and allows the rest', (t) => {
-  t.is(wrongWay('runtime/config/load-config.ts', 'runtime/proxy/retry.ts'), 'runtime/config is below runtime/proxy (abi ← engine ← host ← config ← proxy, identity ← capture, tunnel, agent ← cli)');
-  t.is(wrongWay('runtime/abi/host-functions.ts', 'runtime/host/header-map.ts'), 'runtime/abi is below runtime/host (abi ← engine ← host ← config ← proxy, identity ← capture, tunnel, agent ← cli)');
+  t.is(wrongWay('runtime/config/load-config.ts', 'runtime/proxy/retry.ts'), 'runtime/config is below runtime/proxy (abi ← engine ← host ← config ← proxy ← capture, tunnel, agent, identity ← cli)');
+  t.is(wrongWay('runtime/abi/host-functions.ts', 'runtime/host/header-map.ts'), 'runtime/abi is below runtime/host (abi ← engine ← host ← config ← proxy ← capture, tunnel, agent, identity ← cli)');
   t.is(wrongWay('runtime/cli/new.ts', 'sdk/index.ts'), 'the runtime must not import the SDK (the SDK sits on top of the runtime)');
   t.is(wrongWay('sdk/harness/index.ts', 'runtime/host/plugin.ts'), 'sdk/ reaches the runtime only through runtime/index.ts');
   t.is(wrongWay('controller/source/oci.ts', 'runtime/host/index.ts'), 'controller/ reaches the runtime only through runtime/index.ts');
@@ -100,7 +100,7 @@ test('wrongWay flags imports against the direction and allows the rest', (t) => 
   t.is(wrongWay('runtime/cli/push.ts', 'controller/source/index.ts'), undefined);
   t.is(wrongWay('runtime/cli/run.ts', 'controller/index.ts'), undefined);
   t.is(wrongWay('runtime/cli/run.ts', 'controller/distribution/server.ts'), 'the CLI uses the controller only through controller/source/index.ts, controller/index.ts');
-  t.is(wrongWay('runtime/proxy/router.ts', 'runtime/capture/index.ts'), 'runtime/proxy is below runtime/capture (abi ← engine ← host ← config ← proxy, identity ← capture, tunnel, agent ← cli)');
+  t.is(wrongWay('runtime/proxy/router.ts', 'runtime/capture/index.ts'), 'runtime/proxy is below runtime/capture (abi ← engine ← host ← config ← proxy ← capture, tunnel, agent, identity ← cli)');
   t.is(wrongWay('sdk/harness/index.ts', 'runtime/index.ts'), undefined);
 });
 
