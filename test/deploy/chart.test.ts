@@ -1,0 +1,208 @@
+// The Helm chart deploy/charts/sluice: its generated files match deploy/ (CRDs byte for byte,
+// RBAC object for object), the real helm lints and renders it with default and other values, the
+// real API server accepts the rendered objects (server-side dry run, then for real), and the real
+// `sluice controller`, started with the chart's own arguments and a token of the chart's
+// ServiceAccount, reconciles a WasmFilter with the chart's RBAC.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { parseAllDocuments } from 'yaml';
+import { CHART_DIR, chartGeneratedFiles } from '../../scripts/chart-files.ts';
+import { moduleServer, modules, sha256, waitValidated, wasmFilter, type ModuleServer } from '../helpers/controller-env.ts';
+import { repoRoot } from '../helpers/fixtures.ts';
+import { helm, runHelm } from '../helpers/helm.ts';
+import { hasK8sBinaries, startKube, type KubeCluster } from '../helpers/kube-apiserver.ts';
+import { spawnSluice, until } from '../helpers/sluice-run.ts';
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+
+const why = helm().why;
+const helmTest = why ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const kubeWhy = why ?? (hasK8sBinaries() ? undefined : 'the Kubernetes test binaries are missing: run scripts/build-k8s.sh');
+const kubeTest = kubeWhy ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${kubeWhy})`, fn) : test.serial;
+
+const KUBE_VERSION = '1.32.0';
+const NON_DEFAULT = [
+  '--set', 'node.capture.enabled=false',
+  '--set', 'node.controllerCA=false',
+  '--set', 'metrics.serviceMonitor.enabled=true',
+  '--set', 'metrics.podAnnotations=false',
+  '--set', 'controller.networkPolicy.enabled=false',
+  '--set', 'controller.podDisruptionBudget.enabled=false',
+  '--set', 'controller.replicas=3',
+  '--set', 'image.registry=registry.example.com/sluice',
+  '--set', 'image.node.tag=0.1.0-rc1',
+  '--set-json', 'imagePullSecrets=["regcred"]',
+  '--set-json', 'controller.networkPolicy.grpcFrom=[{"ipBlock":{"cidr":"10.0.0.0/16"}}]',
+];
+
+const render = (extra: string[] = [], namespace = 'sluice-system'): string =>
+  runHelm(['template', 'sluice', CHART_DIR, '--namespace', namespace, '--kube-version', KUBE_VERSION, ...extra]);
+const objects = (yaml: string): Obj[] => parseAllDocuments(yaml).map((d) => d.toJSON()).filter((o): o is Obj => o !== null);
+const find = (objs: Obj[], kind: string, name: string): Obj => {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name);
+  if (!o) throw new Error(`no ${kind} ${name} in the rendered chart (${objs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')})`);
+  return o;
+};
+const withoutLabels = (o: Obj): Obj => {
+  const { labels: _labels, ...metadata } = o.metadata;
+  return { ...o, metadata };
+};
+
+test('the chart\'s CRDs and RBAC are the ones generated from deploy/ (npm run gen-crds)', async (t) => {
+  for (const [name, text] of Object.entries(chartGeneratedFiles())) {
+    t.is(await readFile(join(CHART_DIR, name), 'utf8'), text, `deploy/charts/sluice/${name} is stale: run \`npm run gen-crds\` and commit it`);
+  }
+  t.is(readFileSync(join(CHART_DIR, 'crds/wasmfilter.yaml'), 'utf8'), readFileSync(`${repoRoot}deploy/crds/wasmfilter.yaml`, 'utf8'));
+});
+
+helmTest('helm lint --strict passes', (t) => {
+  const out = runHelm(['lint', '--strict', '--kube-version', KUBE_VERSION, CHART_DIR]);
+  t.regex(out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  t.notRegex(out, /\[(WARNING|ERROR)\]/);
+});
+
+helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as designed', (t) => {
+  const objs = objects(render());
+  t.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
+    'ClusterRole/sluice-controller', 'ClusterRoleBinding/sluice-controller', 'ConfigMap/sluice-cni-config', 'DaemonSet/sluice-node',
+    'Deployment/sluice-controller', 'NetworkPolicy/sluice-controller', 'PodDisruptionBudget/sluice-controller', 'Role/sluice-controller-leader-election',
+    'RoleBinding/sluice-controller-leader-election', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
+  ]);
+  for (const o of objs) t.is(o.metadata.labels?.['app.kubernetes.io/part-of'], 'sluice', `${o.kind}/${o.metadata.name} carries the chart's labels`);
+
+  // RBAC: the same objects as deploy/rbac/controller-rbac.yaml, its Namespace aside.
+  const rbacKinds = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
+  const fromFile = objects(readFileSync(`${repoRoot}deploy/rbac/controller-rbac.yaml`, 'utf8'));
+  t.deepEqual(fromFile.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name), ['sluice-system']);
+  t.deepEqual(
+    objs.filter((o) => rbacKinds.includes(o.kind)).map(withoutLabels),
+    fromFile.filter((o) => o.kind !== 'Namespace'),
+  );
+
+  const dep = find(objs, 'Deployment', 'sluice-controller');
+  t.is(dep.spec.replicas, 2);
+  const c = dep.spec.template.spec.containers[0];
+  t.is(dep.spec.template.spec.serviceAccountName, 'sluice-controller');
+  t.deepEqual(c.args, ['controller', '--namespace=sluice-system', '--listen=:15014', '--grpc-listen=:15012', '--agent-service-account=sluice-system/sluice-node', '--lease-duration=15', '--workers=4', '--cache-dir=/var/cache/sluice', '--log-level=info']);
+  t.deepEqual([c.livenessProbe.httpGet, c.readinessProbe.httpGet], [{ path: '/healthz', port: 'http-monitoring' }, { path: '/readyz', port: 'http-monitoring' }]);
+  t.deepEqual(c.ports.map((p: any) => [p.name, p.containerPort]), [['grpc', 15012], ['http-monitoring', 15014]]);
+  t.deepEqual(c.resources.requests, { cpu: '100m', memory: '256Mi' });
+  t.deepEqual(c.securityContext.capabilities, { drop: ['ALL'] });
+  t.is(dep.spec.template.spec.securityContext.runAsNonRoot, true);
+  t.deepEqual(dep.spec.template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '15014', 'prometheus.io/path': '/metrics' });
+  t.deepEqual(find(objs, 'PodDisruptionBudget', 'sluice-controller').spec.minAvailable, 1);
+  t.deepEqual(find(objs, 'Service', 'sluice-controller').spec.ports.map((p: any) => [p.name, p.port, p.appProtocol]), [['grpc', 15012, 'grpc'], ['http-monitoring', 15014, undefined]]);
+  t.deepEqual(find(objs, 'NetworkPolicy', 'sluice-controller').spec.ingress.map((r: any) => r.ports[0].port), [15012, 15014]);
+
+  const ds = find(objs, 'DaemonSet', 'sluice-node');
+  const pod = ds.spec.template.spec;
+  t.is(pod.serviceAccountName, 'sluice-node');
+  t.is(pod.hostNetwork, true);
+  t.is(pod.automountServiceAccountToken, false);
+  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  t.is(pod.terminationGracePeriodSeconds, 30);
+  const proxy = pod.containers[0];
+  t.deepEqual(proxy.args, [
+    'run', '--controller=sluice-controller.sluice-system.svc:15012', '--controller-ca=/var/run/sluice/ca/root-cert.pem', '--token-file=/var/run/secrets/tokens/sluice-token',
+    '--state-dir=/var/lib/sluice', '--drain-ms=20000', '--log-level=info', '--metrics-listen=0.0.0.0:15020', '--capture-socket=/var/run/sluice/cni.sock',
+  ]);
+  t.true(Number(proxy.args.find((a: string) => a.startsWith('--drain-ms=')).slice(11)) < pod.terminationGracePeriodSeconds * 1000, 'the drain ends before the kubelet kills the proxy');
+  t.deepEqual(proxy.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN'] });
+  t.is(proxy.securityContext.privileged, undefined);
+  t.deepEqual(proxy.env, [{ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }]);
+  const vol = (name: string) => pod.volumes.find((v: any) => v.name === name);
+  const mount = (name: string) => proxy.volumeMounts.find((m: any) => m.name === name);
+  t.deepEqual(vol('sluice-token').projected.sources, [{ serviceAccountToken: { audience: 'sluice', expirationSeconds: 3600, path: 'sluice-token' } }]);
+  t.is(mount('sluice-token').mountPath, '/var/run/secrets/tokens');
+  t.deepEqual(vol('ca-root').configMap, { name: 'sluice-ca-root', items: [{ key: 'root-cert.pem', path: 'root-cert.pem' }] });
+  t.is(mount('ca-root').mountPath, '/var/run/sluice/ca');
+  t.is(mount('netns').mountPropagation, 'HostToContainer');
+  const installer = pod.initContainers[0];
+  t.deepEqual([installer.name, installer.restartPolicy], ['cni-install', 'Always']);
+  t.deepEqual(installer.args, ['cni', 'install', '--watch', '--cni-bin-dir=/host/opt/cni/bin', '--cni-conf-dir=/host/etc/cni/net.d', '--config=/etc/sluice-cni/sluice-cni.json']);
+  t.deepEqual(installer.securityContext.capabilities, { drop: ['ALL'] });
+  t.deepEqual(JSON.parse(find(objs, 'ConfigMap', 'sluice-cni-config').data['sluice-cni.json']), {
+    proxySocket: '/var/run/sluice/cni.sock', excludeNamespaces: ['kube-system'], capabilities: { 'io.kubernetes.cri.pod-annotations': true },
+  });
+  t.deepEqual([proxy.readinessProbe.httpGet, proxy.livenessProbe.httpGet], [{ path: '/ready', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
+  t.deepEqual(ds.spec.template.metadata.annotations['prometheus.io/path'], '/stats/prometheus');
+});
+
+helmTest('rendered with other values: capture off uninstalls, ServiceMonitors, no CA, registry and tags', (t) => {
+  const objs = objects(render(NON_DEFAULT, 'mesh'));
+  t.deepEqual(objs.filter((o) => o.kind === 'ServiceMonitor').map((o) => [o.metadata.name, o.spec.endpoints[0].path]), [['sluice-controller', '/metrics'], ['sluice-node', '/stats/prometheus']]);
+  t.false(objs.some((o) => ['NetworkPolicy', 'PodDisruptionBudget', 'ConfigMap'].includes(o.kind)));
+  const dep = find(objs, 'Deployment', 'sluice-controller');
+  t.is(dep.spec.replicas, 3);
+  t.is(dep.spec.template.spec.containers[0].image, 'registry.example.com/sluice/sluice/controller:0.1.0');
+  t.deepEqual(dep.spec.template.spec.imagePullSecrets, [{ name: 'regcred' }]);
+  t.is(dep.spec.template.metadata.annotations, undefined);
+  t.true(dep.spec.template.spec.containers[0].args.includes('--agent-service-account=mesh/sluice-node'));
+  const pod = find(objs, 'DaemonSet', 'sluice-node').spec.template.spec;
+  const proxy = pod.containers[0];
+  t.is(proxy.image, 'registry.example.com/sluice/sluice/node:0.1.0-rc1');
+  t.deepEqual(proxy.args.slice(0, 2), ['run', '--controller=sluice-controller.mesh.svc:15012']);
+  t.false(proxy.args.some((a: string) => a.startsWith('--capture-socket') || a.startsWith('--controller-ca')));
+  t.deepEqual(proxy.securityContext.capabilities, { drop: ['ALL'] }, 'without capture the proxy needs no capability');
+  t.deepEqual(pod.initContainers.map((c: any) => [c.name, c.args.at(-1), c.restartPolicy]), [['cni-uninstall', '--release-pods=/var/run/sluice/pods', undefined]]);
+  t.false(pod.volumes.some((v: any) => v.name === 'ca-root'));
+  // With --set, the RBAC's namespace follows the release too.
+  t.is(find(objs, 'RoleBinding', 'sluice-controller-leader-election').subjects[0].namespace, 'mesh');
+});
+
+let kube: KubeCluster | undefined;
+let server: ModuleServer | undefined;
+let dir: string | undefined;
+test.after.always(async () => {
+  await server?.close();
+  await kube?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+kubeTest('the real API server takes the rendered chart (dry run, then applied), and the controller reconciles with the chart\'s RBAC', async (t) => {
+  kube = await startKube();
+  dir = await mkdtemp(join(tmpdir(), 'sluice-chart-'));
+  await kube.kubectlOk(['create', 'namespace', 'sluice-system']);
+  const rendered = render(['--include-crds']);
+  // ServiceMonitor needs the Prometheus Operator's CRD, which this API server does not have (a
+  // later --set wins).
+  const other = render([...NON_DEFAULT, '--set', 'metrics.serviceMonitor.enabled=false', '--include-crds']);
+  for (const [what, yaml] of [['defaults', rendered], ['other values', other]]) {
+    const dry = await kube.kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=helm', '-f', '-'], { input: yaml });
+    t.is(dry.code, 0, `${what}: ${dry.stderr}`);
+    t.regex(dry.stdout, /daemonset\.apps\/sluice-node serverside-applied \(server dry run\)/);
+  }
+  await kube.kubectlOk(['apply', '--server-side', '--field-manager=helm', '-f', '-'], { input: rendered });
+  await kube.kubectlOk(['wait', '--for=condition=Established', 'crd/wasmfilters.sluice.dev', '--timeout=60s']);
+  t.is((await kube.kubectlOk(['get', 'ds', 'sluice-node', '-n', 'sluice-system', '-o', 'jsonpath={.spec.template.spec.containers[0].securityContext.capabilities.add}'])).trim(), '["NET_ADMIN","SYS_ADMIN"]');
+  await kube.kubectlOk(['create', 'namespace', 'team-a']);
+
+  // The controller as the Deployment runs it: its args, with addresses and the cache moved to
+  // this machine, and a token of the chart's ServiceAccount.
+  const dep = find(objects(rendered), 'Deployment', 'sluice-controller');
+  const args: string[] = dep.spec.template.spec.containers[0].args.map((a: string) =>
+    a.startsWith('--listen=') ? '--listen=127.0.0.1:0' : a.startsWith('--grpc-listen=') ? '--grpc-listen=127.0.0.1:0' : a.startsWith('--cache-dir=') ? `--cache-dir=${dir}/cache` : a);
+  const token = await kube.token('sluice-system', dep.spec.template.spec.serviceAccountName);
+  const kubeconfig = await kube.kubeconfigFor(token, 'chart-controller');
+  const controller = spawnSluice([...args, '--kubeconfig', kubeconfig, '--lease-duration=3', '--identity=chart-test']);
+  try {
+    server = await moduleServer();
+    const hello = modules.hello();
+    server.set('/hello.wasm', hello);
+    await kube.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('hello', 'team-a', { url: server.url('/hello.wasm'), sha256: sha256(hello) }) });
+    const f = await waitValidated(kube, 'team-a', 'hello', 'True', 60).catch((error) => {
+      throw new Error(`${error.message}\ncontroller said:\n${controller.stderr()}`);
+    });
+    t.is(f.status!.digest, `sha256:${sha256(hello)}`);
+    await until('the leader line', () => (controller.stderr().includes('"msg":"became the leader"') ? true : undefined));
+    t.notRegex(controller.stderr(), /forbidden/i, 'no call the chart\'s RBAC refuses');
+    const holder = JSON.parse(await kube.kubectlOk(['get', 'lease', 'sluice-controller', '-n', 'sluice-system', '-o', 'json'])).spec.holderIdentity;
+    t.is(holder, 'chart-test');
+  } finally {
+    controller.child.kill('SIGTERM');
+    await controller.exited;
+  }
+});
