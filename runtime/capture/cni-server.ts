@@ -90,6 +90,11 @@ export class CaptureServer {
     }
   }
 
+  /** The pods captured now, with their connection counters (GET /v1/pods, the admin's /status). */
+  capturedPods(): Array<Record<string, unknown>> {
+    return [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters }));
+  }
+
   /** Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart re-adds). */
   async stop(): Promise<void> {
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -110,7 +115,7 @@ export class CaptureServer {
           answer = { ready: true };
           break;
         case 'GET /v1/pods':
-          answer = { pods: [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters })) };
+          answer = { pods: this.capturedPods() };
           break;
         case 'POST /v1/pods/add':
           answer = await this.serial(() => this.add(podRequest(body, true)));
