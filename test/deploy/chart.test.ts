@@ -2,13 +2,15 @@
 // RBAC object for object), the real helm lints and renders it with default and other values, the
 // real API server accepts the rendered objects (server-side dry run, then for real), and the real
 // `sluice controller`, started with the chart's own arguments and a token of the chart's
-// ServiceAccount, reconciles a WasmFilter with the chart's RBAC.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+// ServiceAccount, reconciles a WasmFilter with the chart's RBAC; then the node agent, started with
+// the DaemonSet's arguments and a token like its projected one, gets that filter from it.
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
+import { captureUnavailable } from '../../runtime/capture/index.ts';
 import { CHART_DIR, chartGeneratedFiles } from '../../scripts/chart-files.ts';
 import { moduleServer, modules, sha256, waitValidated, wasmFilter, type ModuleServer } from '../helpers/controller-env.ts';
 import { repoRoot } from '../helpers/fixtures.ts';
@@ -162,7 +164,7 @@ test.after.always(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-kubeTest('the real API server takes the rendered chart (dry run, then applied), and the controller reconciles with the chart\'s RBAC', async (t) => {
+kubeTest('the real API server takes the rendered chart (dry run, then applied); the controller reconciles with its RBAC and feeds the node agent run as the DaemonSet runs it', async (t) => {
   kube = await startKube();
   dir = await mkdtemp(join(tmpdir(), 'sluice-chart-'));
   await kube.kubectlOk(['create', 'namespace', 'sluice-system']);
@@ -188,9 +190,10 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied), 
   const token = await kube.token('sluice-system', dep.spec.template.spec.serviceAccountName);
   const kubeconfig = await kube.kubeconfigFor(token, 'chart-controller');
   const controller = spawnSluice([...args, '--kubeconfig', kubeconfig, '--lease-duration=3', '--identity=chart-test']);
+  let hello = new Uint8Array();
   try {
     server = await moduleServer();
-    const hello = modules.hello();
+    hello = modules.hello();
     server.set('/hello.wasm', hello);
     await kube.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('hello', 'team-a', { url: server.url('/hello.wasm'), sha256: sha256(hello) }) });
     const f = await waitValidated(kube, 'team-a', 'hello', 'True', 60).catch((error) => {
@@ -201,6 +204,46 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied), 
     t.notRegex(controller.stderr(), /forbidden/i, 'no call the chart\'s RBAC refuses');
     const holder = JSON.parse(await kube.kubectlOk(['get', 'lease', 'sluice-controller', '-n', 'sluice-system', '-o', 'json'])).spec.holderIdentity;
     t.is(holder, 'chart-test');
+
+    // The node agent as the DaemonSet runs it, with a token as its projected volume makes it (the
+    // chart's ServiceAccount and audience, bound to its Pod on node-a), fed by that controller: a
+    // workload on node-a gets the filter. (No kubelet here: the Pods are objects only.)
+    const ds = find(objects(rendered), 'DaemonSet', 'sluice-node').spec.template.spec;
+    const audience = ds.volumes.find((v: any) => v.name === 'sluice-token').projected.sources[0].serviceAccountToken.audience;
+    const pod = (name: string, ns: string, sa: string, labels: Record<string, string> = {}) =>
+      JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: ns, labels }, spec: { nodeName: 'node-a', serviceAccountName: sa, containers: [{ name: 'c', image: 'example:1' }] } });
+    await kube.kubectlOk(['create', 'serviceaccount', 'web', '-n', 'team-a']);
+    await kube.kubectlOk(['apply', '-f', '-'], { input: pod('web-0', 'team-a', 'web', { app: 'web' }) });
+    await kube.kubectlOk(['apply', '-f', '-'], { input: pod('sluice-node-x7k2p', 'sluice-system', ds.serviceAccountName) });
+    const nodeToken = (await kube.kubectlOk(['create', 'token', ds.serviceAccountName, '-n', 'sluice-system', `--audience=${audience}`, '--bound-object-kind=Pod', '--bound-object-name=sluice-node-x7k2p'])).trim();
+    await writeFile(join(dir, 'node-token'), nodeToken);
+    const grpc = await until(`the controller's gRPC address; it said:\n${controller.stderr()}`, () => /"msg":"serving the node agents[^\n]*"address":"127\.0\.0\.1:(\d+)"/.exec(controller.stderr())?.[1]);
+    const capture = captureUnavailable() === undefined;
+    // --controller-ca is left out: the controller on this branch serves plaintext (the CA is being built).
+    const nodeArgs: string[] = ds.containers[0].args.flatMap((a: string) =>
+      a.startsWith('--controller=') ? [`--controller=127.0.0.1:${grpc}`]
+        : a.startsWith('--controller-ca=') ? []
+          : a.startsWith('--token-file=') ? [`--token-file=${dir}/node-token`]
+            : a.startsWith('--state-dir=') ? [`--state-dir=${dir}/state`]
+              : a.startsWith('--metrics-listen=') ? ['--metrics-listen=127.0.0.1:0']
+                : a.startsWith('--capture-socket=') ? (capture ? [`--capture-socket=${dir}/run/cni.sock`] : [])
+                  : [a]);
+    const node = spawnSluice([...nodeArgs, '--node-name=node-a']);
+    try {
+      const metricsPort = Number(await until(`the node's metrics line; it said:\n${node.stderr()}`, () => /metrics listening on [^:]+:(\d+)/.exec(node.stderr())?.[1]));
+      await until(`node-a to apply the controller's config; it said:\n${node.stderr()}`, () => (node.stderr().includes('"msg":"applied version ') ? true : undefined), 30_000);
+      t.is((await fetch(`http://127.0.0.1:${metricsPort}/ready`)).status, 200);
+      t.regex(await (await fetch(`http://127.0.0.1:${metricsPort}/stats/prometheus`)).text(), /^sluice_filter_streams_total\{filter="team-a\.hello"\} 0$/m);
+      // sluice status on the node (node mode's admin is the default 127.0.0.1:15000).
+      const st = spawnSluice(['status', '--json']);
+      t.is(await st.exited, 0, st.stderr());
+      const s = JSON.parse(st.stdout());
+      t.deepEqual([s.ready, s.source, s.filters.map((f: any) => [f.name, f.digest, f.state]), s.capturedPods], [true, { controller: `127.0.0.1:${grpc}`, node: 'node-a' }, [['team-a.hello', sha256(hello), 'active']], capture ? [] : null]);
+      t.regex(s.version, /^\S+$/);
+    } finally {
+      node.child.kill('SIGTERM');
+      t.is(await node.exited, 0, node.stderr());
+    }
   } finally {
     controller.child.kill('SIGTERM');
     await controller.exited;
