@@ -58,6 +58,17 @@ async function startMetrics(address: string, source: () => MetricsSource | undef
 const closeServer = (server: Server | undefined) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
 const shortHash = (text: string | Buffer) => createHash('sha256').update(text).digest('hex').slice(0, 16);
 
+/**
+ * Drains captured pods' requests first (they run the proxy's filters, which the proxy's own drain
+ * closes at its end), then the proxy with what is left of `drainMs`. /ready turns 503 at once.
+ */
+async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | undefined, drainMs: number, stopProxy: (ms: number) => Promise<void>): Promise<void> {
+  const started = Date.now();
+  if (proxy) proxy.ready = false;
+  await capture?.stop(drainMs);
+  await stopProxy(Math.max(0, drainMs - (Date.now() - started)));
+}
+
 /** The capture server for `proxy`, or undefined; a proxy whose capture cannot start is stopped. */
 async function startCapture(socket: string | undefined, proxy: NodeProxy): Promise<CaptureServer | undefined> {
   if (!socket) return undefined;
@@ -84,7 +95,7 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
   // Capture (docs/capture.md) serves the CNI plugin once the proxy's listeners are up.
   const capture = await startCapture(captureSocket, proxy);
   proxy.status = () => ({ source: { file }, version: loaded.version, capturedPods: capture ? capture.capturedPods() : null });
-  return { addresses: proxy.addresses(), view: proxy, reload: () => proxy.reload!(), stop: async (ms) => (await capture?.stop(), await proxy.stop(ms)) };
+  return { addresses: proxy.addresses(), view: proxy, reload: () => proxy.reload!(), stop: (ms) => drainBoth(capture, proxy, ms, (left) => proxy.stop(left)) };
 }
 
 /**
@@ -130,8 +141,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     await closeServer(metrics);
     throw error;
   }
-  await capture?.stop();
-  await agent.stop(opts.drainMs);
+  await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms));
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;

@@ -6,6 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { until } from '../helpers/sluice-run.ts';
 import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 
 const why = labUnavailable();
@@ -184,6 +185,24 @@ serial('a restarted node proxy takes its pods over again: refused while it is do
   t.deepEqual(lab.get(a.netns, `http://${b.ip}:8080/again`), { pod: 'b', remote: b.ip!, local: `${b.ip}:8080`, xff: `${a.ip}, ${a.ip}`, requestId: true, filters: 'outbound, inbound' });
   t.like(await podStats(a), { outbound: 1, inbound: 0 });
   t.like(await podStats(b), { outbound: 0, inbound: 1 });
+});
+
+serial('SIGTERM drains: a captured request in flight finishes; new connections are refused meanwhile, never sent uncaptured', async (t) => {
+  // B answers /slow 1.5 s after the request arrives.
+  const slow = await lab.spawnIn(b.netns, [process.execPath, '-e', `require('http').createServer((q, s) => { console.log('got ' + q.url); setTimeout(() => s.end('slow done'), 1500); }).listen(8090, '0.0.0.0', () => console.log('ready'))`], 'ready');
+  t.teardown(() => void slow.kill());
+  const client = await lab.spawnIn(a.netns, [process.execPath, '-e', `require('http').get('http://${b.ip}:8090/slow', (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log('answer ' + r.statusCode + ' ' + b)); }).on('error', (e) => console.log('error ' + e.message)); console.log('sent')`], 'sent');
+  await until('the slow request to reach B', () => (slow.output().includes('got /slow') ? true : undefined));
+  const exited = new Promise<number | null>((r) => proxy!.once('exit', (code) => r(code)));
+  proxy!.kill('SIGTERM');
+  await until('the drain to start', () => (proxy!.output().includes('SIGTERM: draining') ? true : undefined));
+  const connect = () => sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(8080, '${b.ip}').on('connect', function () { console.log('connected'); this.destroy(); }).on('error', (e) => console.log(e.code))`]).stdout.trim();
+  t.is(await until('new connections to be refused', () => (connect() === 'ECONNREFUSED' ? 'ECONNREFUSED' : undefined), 5000), 'ECONNREFUSED');
+  await until(`the client's answer; it said: ${client.output()}`, () => (/^(answer|error)/m.test(client.output()) ? true : undefined), 10_000);
+  t.is(client.output().trim().split('\n').at(-1), 'answer 200 slow done');
+  t.is(await exited, 0);
+  await startProxy();
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
 });
 
 serial('CHECK passes on the installed rules and fails with an error after tampering', async (t) => {
