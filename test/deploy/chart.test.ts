@@ -155,6 +155,14 @@ helmTest('rendered with other values: capture off uninstalls, ServiceMonitors, n
   t.is(find(objs, 'RoleBinding', 'sluice-controller-leader-election').subjects[0].namespace, 'mesh');
 });
 
+helmTest('values are checked: a misspelt or invalid value, or a drain longer than the grace period, is refused saying which', (t) => {
+  const refused = (args: string[]) => t.throws(() => render(args)).message.split('\n').filter((l) => /^(- |Error: )/.test(l)).join('\n');
+  t.is(refused(['--set', 'controller.replica=3']), "Error: values don't meet the specifications of the schema(s) in the following chart(s):\n- controller: Additional property replica is not allowed");
+  t.is(refused(['--set', 'node.logLevel=verbose']), 'Error: values don\'t meet the specifications of the schema(s) in the following chart(s):\n- node.logLevel: node.logLevel must be one of the following: "trace", "debug", "info", "warn", "error", "critical"');
+  t.regex(refused(['--set', 'node.drainMs=30000']), /node\.drainMs \(30000\) must be shorter than node\.terminationGracePeriodSeconds \(30 s\): kubelet kills the proxy at the end of the grace period, in the middle of its drain/);
+  t.regex(refused(['--set-json', 'node.capture.cniConfig={"type":"sluice-cni"}']), /- node\.capture\.cniConfig: Must not validate the schema \(not\)/);
+});
+
 let kube: KubeCluster | undefined;
 let server: ModuleServer | undefined;
 let dir: string | undefined;
