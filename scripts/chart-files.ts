@@ -24,7 +24,8 @@ export function chartGeneratedFiles(): Record<string, string> {
 export function rbacTemplate(source: string): string {
   const docs = source.split(/^---$/m).filter((d) => !/^kind: Namespace$/m.test(d));
   const out = docs.map((d) => {
-    if (/\bsluice-system\b(?!\/)/.test(d.replace(/namespace: sluice-system$/gm, ''))) {
+    // Only namespace fields are templated; any other mention would silently keep the default.
+    if (d.replace(/namespace: sluice-system$/gm, '').replace(/^#.*$/gm, '').includes('sluice-system')) {
       throw new Error('controller-rbac.yaml names sluice-system outside a namespace field; teach scripts/chart-files.ts what to do with it');
     }
     return d

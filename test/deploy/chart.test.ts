@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
 import { captureUnavailable } from '../../runtime/capture/index.ts';
-import { CHART_DIR, chartGeneratedFiles } from '../../scripts/chart-files.ts';
+import { CHART_DIR, chartGeneratedFiles, rbacTemplate } from '../../scripts/chart-files.ts';
 import { moduleServer, modules, sha256, waitValidated, wasmFilter, type ModuleServer } from '../helpers/controller-env.ts';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { helm, runHelm } from '../helpers/helm.ts';
@@ -58,6 +58,12 @@ test('the chart\'s CRDs and RBAC are the ones generated from deploy/ (npm run ge
     t.is(await readFile(join(CHART_DIR, name), 'utf8'), text, `deploy/charts/sluice/${name} is stale: run \`npm run gen-crds\` and commit it`);
   }
   t.is(readFileSync(join(CHART_DIR, 'crds/wasmfilter.yaml'), 'utf8'), readFileSync(`${repoRoot}deploy/crds/wasmfilter.yaml`, 'utf8'));
+});
+
+test('the RBAC template generator refuses a mention of sluice-system it would not template', (t) => {
+  const source = 'apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n  namespace: sluice-system\n---\nkind: RoleBinding\nmetadata:\n  name: b\nsubjects:\n  - name: system:serviceaccount:sluice-system:a\n';
+  t.is(t.throws(() => rbacTemplate(source)).message, 'controller-rbac.yaml names sluice-system outside a namespace field; teach scripts/chart-files.ts what to do with it');
+  t.regex(rbacTemplate(source.split('---')[0]), /^ {2}namespace: \{\{ \.Release\.Namespace \}\}$/m);
 });
 
 helmTest('helm lint --strict passes', (t) => {
