@@ -4,7 +4,7 @@
 // (chroot, in fresh network, mount and pid namespaces), read back with `sluice status` from
 // inside; the OCI layout's image configs. Needs root and a built image, else skips saying so.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -73,4 +73,44 @@ run('the OCI layout holds both images, with their entrypoint and user', (t) => {
   t.deepEqual(Object.keys(configs).sort(), ['controller', 'node']);
   t.deepEqual([configs.controller.User, configs.controller.Entrypoint, configs.controller.Cmd], ['65532:65532', ['/usr/local/bin/node', '/app/bin/sluice.js'], ['controller']]);
   t.deepEqual([configs.node.User, configs.node.Cmd], ['0:0', ['run', '--controller', 'sluice-controller.sluice-system.svc:15012']]);
+});
+
+/** The final stage's COPY lines of a Dockerfile: [source or undefined (from a stage), destination under /]. */
+function finalCopies(dockerfile: string): Array<{ from?: string; src: string; dest: string }> {
+  const text = readFileSync(join(repoRoot, 'deploy/images', dockerfile), 'utf8').replace(/\\\n/g, ' ');
+  const stages = text.split(/^FROM /m);
+  const last = stages[stages.length - 1];
+  let workdir = '/';
+  const out: Array<{ from?: string; src: string; dest: string }> = [];
+  for (const line of last.split('\n')) {
+    const w = /^WORKDIR (\S+)/.exec(line);
+    if (w) workdir = w[1];
+    const c = /^COPY (?:--from=(\S+) )?(\S+) (\S+)$/.exec(line.trim());
+    if (c) out.push({ from: c[1], src: c[2], dest: c[3].startsWith('/') ? c[3] : join(workdir, c[3]) });
+  }
+  return out;
+}
+
+test('the Dockerfiles copy only what exists here, and put in /app what scripts/build-images.sh puts there', (t) => {
+  for (const [dockerfile, image] of [['Dockerfile.controller', 'controller'], ['Dockerfile.node', 'node']] as const) {
+    const copies = finalCopies(dockerfile);
+    for (const c of copies.filter((x) => !x.from)) t.true(existsSync(join(repoRoot, c.src)), `${dockerfile}: COPY ${c.src}: no such file in the repository`);
+    const dests = copies.map((c) => c.dest.replace(/\/$/, '')).filter((d) => d.startsWith('/app/'));
+    if (why) {
+      t.log(`${dockerfile}: the comparison with the built image is skipped: ${why}`);
+      continue;
+    }
+    const app = join(rootfs(image), 'app');
+    for (const d of dests) t.true(existsSync(join(rootfs(image), d)), `${dockerfile} puts ${d} in the image; build-images.sh does not`);
+    // Everything build-images.sh put in /app is under a destination of the Dockerfile.
+    const uncovered: string[] = [];
+    const walk = (rel: string) => {
+      const abs = join(app, rel);
+      if (dests.includes(`/app/${rel}`)) return;
+      if (!dests.some((d) => d.startsWith(`/app/${rel}/`))) return void uncovered.push(rel);
+      for (const e of readdirSync(abs)) walk(rel ? `${rel}/${e}` : e);
+    };
+    for (const e of readdirSync(app)) walk(e);
+    t.deepEqual(uncovered, [], `${dockerfile}: in the built ${image} image's /app but not in the Dockerfile`);
+  }
 });
