@@ -14,8 +14,11 @@ interface FilterStatus {
   failures?: number;
   quarantines?: number;
   warnings?: string[];
-  lastFailure?: unknown;
+  lastFailure?: { kind?: string; message?: string; callback?: string; at?: number };
 }
+
+/** A filter that failed this recently counts as failing; older failures are history. */
+export const FAILING_WINDOW_MS = 5 * 60_000;
 interface PodStatus {
   namespace?: string;
   name?: string;
@@ -88,8 +91,13 @@ function render(s: Status, admin: string): string {
   else if (src.file) lines.push(`config:   file ${src.file}${s.version ? `, version ${s.version}` : ''}`);
   lines.push(`filters:  ${s.filters.length}`);
   for (const f of s.filters) {
-    const health = f.state === 'quarantined' ? 'QUARANTINED' : (f.failures ?? 0) > 0 ? 'failing' : 'healthy';
+    const recent = f.lastFailure?.at !== undefined && Date.now() - f.lastFailure.at < FAILING_WINDOW_MS;
+    const health = f.state === 'quarantined' ? 'QUARANTINED' : recent ? 'failing' : 'healthy';
     lines.push(`  ${f.name}  ${f.state ?? '?'}  ${health}  ${f.failStrategy ?? ''}  sha256:${(f.digest ?? '').slice(0, 12)}  streams ${f.streams ?? 0}  failures ${f.failures ?? 0}  quarantines ${f.quarantines ?? 0}`);
+    if (f.lastFailure && (recent || f.state === 'quarantined')) {
+      const ago = Math.round((Date.now() - (f.lastFailure.at ?? Date.now())) / 1000);
+      lines.push(`    last failure ${ago} s ago in ${f.lastFailure.callback ?? '?'}: ${f.lastFailure.kind ?? ''} ${f.lastFailure.message ?? ''}`.trimEnd());
+    }
     for (const w of f.warnings ?? []) lines.push(`    warning: ${w}`);
   }
   if (s.capturedPods === null || s.capturedPods === undefined) lines.push('capture:  off (no --capture-socket)');

@@ -149,3 +149,37 @@ test('node mode: /ready waits for a config, then status shows the controller, no
   node.child.kill('SIGTERM');
   t.is(await node.exited, 0);
 });
+
+test('sluice status shows a failing filter with its last failure, and exits 1 once it is quarantined', async (t) => {
+  const run = await runSluice(`
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    filters: [misbehave]
+    routes: [{ match: { prefix: / }, directResponse: { status: 200, body: "ok" } }]
+filters:
+  - name: misbehave
+    module: \${repo}/build/fixtures/containment/misbehave.wasm
+    failStrategy: FAIL_OPEN
+    quarantine: { failures: 2, backoffMs: 60000, maxBackoffMs: 60000 }
+`);
+  t.teardown(() => run.stop());
+  const admin = `127.0.0.1:${await run.adminPort()}`;
+  const web = await run.port('web');
+  const get = async (path: string) => (await request(`http://127.0.0.1:${web}${path}`)).body.text();
+  t.is(await get('/fine'), 'ok');
+  t.regex((await status(['--admin', admin])).stdout.split('\n')[3], /^ {2}misbehave {2}active {2}healthy {2}FAIL_OPEN /);
+
+  t.is(await get('/trap'), 'ok', 'FAIL_OPEN: the request goes on without the filter');
+  const failing = await status(['--admin', admin]);
+  t.is(failing.code, 0, 'failing, not quarantined: still healthy enough to serve');
+  const lines = failing.stdout.split('\n');
+  t.regex(lines[3], /^ {2}misbehave {2}active {2}failing {2}FAIL_OPEN {2}sha256:[0-9a-f]{12} {2}streams 2 {2}failures 1 {2}quarantines 0$/);
+  t.regex(lines[4], /^ {4}last failure \d+ s ago in proxy_on_request_headers: trap .*unreachable/);
+
+  await get('/trap');
+  const quarantined = await status(['--admin', admin]);
+  t.is(quarantined.code, 1);
+  t.regex(quarantined.stdout.split('\n')[3], /^ {2}misbehave {2}quarantined {2}QUARANTINED {2}FAIL_OPEN .* failures 2 {2}quarantines 1$/);
+});
