@@ -4,9 +4,10 @@
 // `sluice controller`, started with the chart's own arguments and a token of the chart's
 // ServiceAccount, reconciles a WasmFilter with the chart's RBAC; then the node agent, started with
 // the DaemonSet's arguments and a token like its projected one, gets that filter from it.
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseAllDocuments } from 'yaml';
@@ -261,5 +262,60 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
   } finally {
     controller.child.kill('SIGTERM');
     await controller.exited;
+  }
+});
+
+// The controller image (scripts/build-images.sh, cached by .ci/run), run as the Deployment runs it:
+// user 65532, the chart's arguments, the chart's ServiceAccount token. Uses the API server of the
+// test above.
+const version = (JSON.parse(readFileSync(`${repoRoot}package.json`, 'utf8')) as { version: string }).version;
+const imageDir = join(process.env.SLUICE_IMAGE_CACHE || join(homedir(), '.cache/sluice/images'), version);
+const imageWhy = kubeWhy ?? (process.getuid?.() !== 0 ? 'needs root (chroot)' : !existsSync(join(imageDir, '.complete')) ? `no image built in ${imageDir}: run scripts/build-images.sh` : undefined);
+const imageTest = imageWhy ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${imageWhy})`, fn) : test.serial;
+
+imageTest('the controller image runs the chart\'s `sluice controller` as 65532: it takes the Lease and validates a filter', async (t) => {
+  if (!kube || !server || !dir) throw new Error('the API server test above did not run');
+  const k = kube;
+  const root = join(imageDir, 'controller/rootfs');
+  // Shared with the chroot on its /tmp (a bind mount in a private mount namespace; no fork, so the
+  // process this test signals is the controller itself): the kubeconfig,
+  // the API server's CA, the module cache.
+  const shared = await mkdtemp(join(tmpdir(), 'sluice-image-controller-'));
+  t.teardown(() => rm(shared, { recursive: true, force: true }));
+  await chmod(shared, 0o777);
+  await copyFile(join(k.dir, 'certs/apiserver.crt'), join(shared, 'ca.crt'));
+  const token = await k.token('sluice-system', 'sluice-controller');
+  await writeFile(join(shared, 'kubeconfig'), JSON.stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'c',
+    clusters: [{ name: 'k', cluster: { server: k.server, 'certificate-authority': '/tmp/ca.crt' } }],
+    users: [{ name: 'u', user: { token } }], contexts: [{ name: 'c', context: { cluster: 'k', user: 'u' } }],
+  }));
+  const dep = find(objects(render()), 'Deployment', 'sluice-controller').spec.template.spec;
+  t.deepEqual([dep.securityContext.runAsUser, dep.securityContext.runAsGroup], [65532, 65532]);
+  const args: string[] = dep.containers[0].args.map((a: string) =>
+    a.startsWith('--listen=') ? '--listen=127.0.0.1:0' : a.startsWith('--grpc-listen=') ? '--grpc-listen=127.0.0.1:0' : a.startsWith('--cache-dir=') ? '--cache-dir=/tmp/cache' : a);
+  const child = spawn('unshare', ['--mount', 'sh', '-c', `mount --bind ${shared} ${root}/tmp && exec chroot --userspec=65532:65532 ${root} /usr/local/bin/node /app/bin/sluice.js "$@"`, 'sh',
+    ...args, '--kubeconfig=/tmp/kubeconfig', '--identity=image-replica', '--lease-duration=3'], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' } });
+  let stderr = '';
+  child.stderr.on('data', (c) => (stderr += c));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    const port = Number(await until(`the image's controller to serve; it said:\n${stderr}`, () => {
+      if (child.exitCode !== null) throw new Error(`it exited with ${child.exitCode}: ${stderr}`);
+      return /"msg":"serving \/healthz, \/readyz, \/metrics"[^\n]*"address":"127\.0\.0\.1:(\d+)"/.exec(stderr)?.[1];
+    }, 30_000));
+    await until(`it to lead; it said:\n${stderr}`, () => (stderr.includes('"msg":"became the leader"') ? true : undefined), 30_000);
+    // A module and configuration nothing has validated yet: compiled and started inside the image.
+    const headers = modules.headers();
+    server.set('/headers.wasm', headers);
+    await k.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('from-image', 'team-a', { url: server.url('/headers.wasm'), sha256: sha256(headers), pluginConfig: { response: { add: [{ name: 'x-from', value: 'image' }] } } }) });
+    const f = await waitValidated(k, 'team-a', 'from-image', 'True', 30);
+    t.is(f.status!.digest, `sha256:${sha256(headers)}`);
+    t.is((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+    t.regex(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), /^sluice_controller_leader 1$/m);
+    t.notRegex(stderr, /forbidden|EACCES|EROFS/i);
+  } finally {
+    child.kill('SIGTERM');
+    t.is(await exited, 0, stderr);
   }
 });
