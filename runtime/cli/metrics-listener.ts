@@ -12,10 +12,10 @@ export interface MetricsSource {
   metrics(): string | Promise<string>;
 }
 
-export function parseHostPort(flag: string, text: string): { host: string; port: number } {
+export function parseHostPort(flag: string, text: string, example = '0.0.0.0:15020'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new SluiceError('SLUICE_ERR_CONFIG', `${flag} must be HOST:PORT, e.g. 0.0.0.0:15020, got "${text}"`);
+  if (!m || port > 65535) throw new SluiceError('SLUICE_ERR_CONFIG', `${flag} must be HOST:PORT, e.g. ${example}, got "${text}"`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 

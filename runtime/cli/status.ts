@@ -40,7 +40,7 @@ export const DEFAULT_ADMIN = '127.0.0.1:15000';
 /** Exit codes: 0 ready and no filter quarantined, 1 not ready or a filter quarantined, 2 bad flags, 3 no answer. */
 export async function runStatus(args: string[], out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> {
   const { values } = parseArgs({ args, options: { admin: { type: 'string', default: DEFAULT_ADMIN }, json: { type: 'boolean', default: false } } });
-  const { host, port } = parseHostPort('--admin', values.admin!);
+  const { host, port } = parseHostPort('--admin', values.admin!, DEFAULT_ADMIN);
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/status`;
   let status: Status;
   try {

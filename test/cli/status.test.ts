@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -79,7 +80,7 @@ test('sluice status says what to check when no proxy answers, and refuses a bad 
   t.regex(none.stderr, /^sluice status: no answer from the node proxy's admin endpoint at http:\/\/127\.0\.0\.1:1\/status \(ECONNREFUSED\); is `sluice run` running here\?/);
   const bad = await status(['--admin', 'localhost']);
   t.is(bad.code, 1);
-  t.regex(bad.stderr, /--admin must be HOST:PORT, e\.g\. 0\.0\.0\.0:15020, got "localhost"/);
+  t.regex(bad.stderr, /^sluice status: SLUICE_ERR_CONFIG: --admin must be HOST:PORT, e\.g\. 127\.0\.0\.1:15000, got "localhost"\n$/);
 });
 
 test('--metrics-listen serves /healthz, /ready and /stats/prometheus read-only, nothing else', async (t) => {
@@ -182,4 +183,21 @@ filters:
   const quarantined = await status(['--admin', admin]);
   t.is(quarantined.code, 1);
   t.regex(quarantined.stdout.split('\n')[3], /^ {2}misbehave {2}quarantined {2}QUARANTINED {2}FAIL_OPEN .* failures 2 {2}quarantines 1$/);
+});
+
+test('--metrics-listen refuses a bad address and a taken port, saying which, and the proxy does not start', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-metrics-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'sluice.yaml');
+  await writeFile(file, config('one').replaceAll('${repo}', repoRoot.replace(/\/$/, '')));
+  const bad = spawnSluice(['run', '-c', file, '--metrics-listen', 'everywhere']);
+  t.is(await bad.exited, 1);
+  t.is(bad.stderr().trim().split('\n').at(-1), 'sluice run: SLUICE_ERR_CONFIG: --metrics-listen must be HOST:PORT, e.g. 0.0.0.0:15020, got "everywhere"');
+  const taken = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => taken.once('listening', r));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as AddressInfo).port;
+  const busy = spawnSluice(['run', '-c', file, '--metrics-listen', `127.0.0.1:${port}`]);
+  t.is(await busy.exited, 1);
+  t.is(busy.stderr().trim().split('\n').at(-1), `sluice run: SLUICE_ERR_CONFIG: --metrics-listen 127.0.0.1:${port}: cannot listen (EADDRINUSE); is another proxy on this node using the port?`);
 });
