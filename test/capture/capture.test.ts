@@ -2,11 +2,11 @@
 // sluice-cni chained, invoked through libcni; the node proxy (`sluice run --capture-socket`)
 // in the node's netns owns listeners inside each captured pod. Root on Linux only.
 
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
-import { until } from '../helpers/sluice-run.ts';
+import { spawnSluice, until } from '../helpers/sluice-run.ts';
 import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 
 const why = labUnavailable();
@@ -268,6 +268,37 @@ serial('DEL with the node proxy down removes the pod\'s tables itself', async (t
   const del = lab.cni('del', e);
   t.is(del.status, 0, del.stdout);
   t.is(lab.nft(e, 'list', 'ruleset').stdout, '');
+});
+
+serial('uninstall: with the proxy stopped, `sluice cni uninstall --release-pods` leaves captured pods talking directly, new pods uncaptured, no rules behind', async (t) => {
+  await startProxy();
+  const g = lab.pod('g');
+  const h = lab.pod('h');
+  for (const p of [g, h]) {
+    const r = lab.cni('add', p);
+    t.is(r.status, 0, r.stdout);
+    p.ip = ipOf(r.stdout);
+  }
+  await lab.serve(h);
+  t.like(lab.get(g.netns, `http://${h.ip}:8080/captured`), { pod: 'h', filters: 'outbound, inbound' });
+  // What the chart's rollout to node.capture.enabled=false does on a node: the proxy stops (its
+  // pods' rules stay: refused), then the init container runs the uninstall.
+  const exited = new Promise((r) => proxy!.once('exit', r));
+  proxy!.kill('SIGTERM');
+  await exited;
+  const uninstall = spawnSluice(['cni', 'uninstall', '--cni-bin-dir', join(lab.dir, 'bin'), '--cni-conf-dir', lab.dir, '--release-pods', join(lab.dir, 'pods')]);
+  t.is(await uninstall.exited, 0, uninstall.stderr());
+  t.regex(uninstall.stderr(), /"msg":"pod default\/g released: its capture rules are removed"/);
+  for (const p of [g, h]) t.is(lab.nft(p, 'list', 'ruleset').stdout, '', `no rules left in ${p.name}`);
+  // Straight to h: no proxy on the way (no x-forwarded-for, no filter), g's own address.
+  const direct = lab.get(g.netns, `http://${h.ip}:8080/direct`);
+  t.deepEqual(direct, { pod: 'h', remote: g.ip!, local: `${h.ip}:8080`, requestId: false });
+  t.deepEqual((JSON.parse(await readFile(lab.conflist, 'utf8')) as { plugins: Array<{ type: string }> }).plugins.map((p) => p.type), ['bridge']);
+  // A pod created now starts (no sluice-cni to fail on the stopped proxy) and gets no rules.
+  const i = lab.pod('i');
+  const add = lab.cni('add', i);
+  t.is(add.status, 0, add.stdout);
+  t.is(lab.nft(i, 'list', 'ruleset').stdout, '');
 });
 
 /** The handle of the rule in `chain` whose text contains `text` (nft -a list). */
