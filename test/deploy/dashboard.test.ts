@@ -1,13 +1,17 @@
 // deploy/dashboards/sluice.json queries only metrics Sluice exports, as they are exported: the
 // node proxy's families from a real `sluice run` scrape (HTTP through a filter to a cluster, a TCP
 // connection, span export on), the controller's from its registry; rate() only over counters and
-// histogram series, gauges read as they are.
+// histogram series, gauges read as they are. The chart's PrometheusRule is the alert table of
+// docs/operations.md, on exported metrics too.
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
 import { ControllerMetrics } from '../../controller/metrics.ts';
+import { parse } from 'yaml';
+import { CHART_DIR } from '../../scripts/chart-files.ts';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { helm, runHelm } from '../helpers/helm.ts';
 import { echoUpstream, runSluice } from '../helpers/sluice-run.ts';
 
 interface Panel { title?: string; panels?: Panel[]; targets?: Array<{ expr: string }> }
@@ -85,14 +89,24 @@ filters:
   }
 }
 
+let exportedOnce: Promise<{ exported: Map<string, string>; series: Map<string, string> }> | undefined;
+/** The families Sluice exports (name -> type), and the series names their samples have. */
+function exportedMetrics(): Promise<{ exported: Map<string, string>; series: Map<string, string> }> {
+  exportedOnce ??= (async () => {
+    const exported = new Map([...(await proxyFamilies()), ...families(new ControllerMetrics({ queueDepth: () => 0, inFlight: () => 0, filters: () => 0, leader: () => false }).render())]);
+    // A histogram's samples are _bucket, _sum and _count.
+    const series = new Map<string, string>();
+    for (const [name, type] of exported) {
+      if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) series.set(name + s, 'histogram');
+      else series.set(name, type);
+    }
+    return { exported, series };
+  })();
+  return exportedOnce;
+}
+
 test('every metric the dashboard queries is exported, and rated only where it is a counter or a histogram', async (t) => {
-  const exported = new Map([...(await proxyFamilies()), ...families(new ControllerMetrics({ queueDepth: () => 0, inFlight: () => 0, filters: () => 0, leader: () => false }).render())]);
-  // The series a family's samples have: a histogram's _bucket, _sum and _count.
-  const series = new Map<string, string>();
-  for (const [name, type] of exported) {
-    if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) series.set(name + s, 'histogram');
-    else series.set(name, type);
-  }
+  const { exported, series } = await exportedMetrics();
   const exprs = expressions();
   t.true(exprs.length >= 30, `${exprs.length} expressions`);
   const used = new Set<string>();
@@ -119,4 +133,19 @@ test('the dashboard is Grafana JSON with a Prometheus datasource variable and un
   const ids = d.panels.map((p) => p.id);
   t.is(new Set(ids).size, ids.length);
   for (const p of d.panels.filter((x) => x.type !== 'row')) t.is(p.datasource?.uid, '${datasource}');
+});
+
+const helmWhy = helm().why;
+(helmWhy ? test.skip : test)(`the chart's PrometheusRule holds the alerts docs/operations.md lists, on exported metrics${helmWhy ? ` (skipped: ${helmWhy})` : ''}`, async (t) => {
+  const rendered = runHelm(['template', 'sluice', CHART_DIR, '--namespace', 'sluice-system', '--kube-version', '1.32.0', '--set', 'metrics.prometheusRule.enabled=true', '--show-only', 'templates/prometheusrule.yaml']);
+  const rules = (parse(rendered) as { spec: { groups: Array<{ rules: Array<{ alert: string; expr: string; for: string }> }> } }).spec.groups.flatMap((g) => g.rules);
+  const docs = readFileSync(`${repoRoot}docs/operations.md`, 'utf8');
+  const table = [...docs.slice(docs.indexOf('Suggested alerts')).matchAll(/^\| (Sluice\w+) \| `([^`]+)` \| (\w+) \|/gm)].map((m) => ({ alert: m[1], expr: m[2], for: m[3] }));
+  t.deepEqual(rules.map((r) => ({ alert: r.alert, expr: r.expr, for: r.for })), table);
+  const { series } = await exportedMetrics();
+  for (const r of rules) {
+    const names = metricNames(r.expr);
+    if (r.alert === 'SluiceNodeProxyDown') t.deepEqual(names, []);
+    for (const name of names) t.true(series.has(name), `${r.alert} uses ${name}, which Sluice does not export`);
+  }
 });
