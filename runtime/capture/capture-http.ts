@@ -98,6 +98,8 @@ export function originalDestinationState(
 export class CaptureHttp {
   private readonly downstream: Downstream;
   private readonly states = new WeakMap<Socket, ListenerState>();
+  /** Captured HTTP requests not answered yet (a drain waits for them). */
+  inFlight = 0;
 
   constructor(proxy: ProxyParts, sockets: Set<Socket>) {
     // Each request runs on the borrowed listener's state current when it arrives (hot reload).
@@ -111,6 +113,8 @@ export class CaptureHttp {
       request: (req, res) => {
         const state = current(this.states.get(downstreamSocket(req)));
         if (!state) return void res.destroy();
+        this.inFlight++;
+        res.once('close', () => this.inFlight--);
         proxyRequest(state, proxy.telemetry, req, res).catch(() => res.destroy());
       },
       upgrade: (req, socket, head, resume) => {
@@ -129,6 +133,11 @@ export class CaptureHttp {
     client.unshift(first);
     this.downstream.server.emit('connection', client);
     client.resume();
+  }
+
+  /** A drain: closes the connections with no request in flight (the others close after theirs). */
+  closeIdle(): void {
+    this.downstream.closeIdle();
   }
 
   /** Closes every captured HTTP connection and stops the timeout checks. */

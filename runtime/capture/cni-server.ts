@@ -90,9 +90,24 @@ export class CaptureServer {
     }
   }
 
-  /** Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart re-adds). */
-  async stop(): Promise<void> {
+  /** The pods captured now, with their connection counters (GET /v1/pods, the admin's /status). */
+  capturedPods(): Array<Record<string, unknown>> {
+    return [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters }));
+  }
+
+  /**
+   * Stops serving the plugin and closes every pod's listeners; the pods' rules stay (a restart
+   * re-adds). With `graceMs`, a drain first: the pods' listeners stop accepting (new connections
+   * are refused, never sent uncaptured) and captured HTTP requests in flight get up to `graceMs`
+   * to finish; TCP passthrough connections are cut at the end, as the proxy's own TCP listeners'.
+   */
+  async stop(graceMs = 0): Promise<void> {
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const p of this.pods.values()) p.stopAccepting();
+    this.parts.http.closeIdle();
+    const deadline = Date.now() + graceMs;
+    while (this.parts.http.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (this.parts.http.inFlight > 0) this.log('warn', `capture: drain deadline of ${graceMs} ms passed with ${this.parts.http.inFlight} captured requests in flight; closing them`);
     for (const p of this.pods.values()) await p.close();
     for (const s of this.sockets) s.destroy();
     this.parts.http.close();
@@ -110,7 +125,7 @@ export class CaptureServer {
           answer = { ready: true };
           break;
         case 'GET /v1/pods':
-          answer = { pods: [...this.pods.values()].map((p) => ({ ...p.pod, ...p.counters })) };
+          answer = { pods: this.capturedPods() };
           break;
         case 'POST /v1/pods/add':
           answer = await this.serial(() => this.add(podRequest(body, true)));

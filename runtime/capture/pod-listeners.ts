@@ -154,6 +154,12 @@ export class PodListeners {
     return state;
   }
 
+  /** The start of a drain: the pod's listeners stop accepting; connections and upstreams stay. */
+  stopAccepting(): void {
+    // Not awaited: a server's close callback waits for every connection to end.
+    for (const s of this.servers) if (s.listening) s.close();
+  }
+
   async close(): Promise<void> {
     for (const state of this.httpStates.values()) for (const c of state.clusters.values()) void c.destroy();
     this.httpStates.clear();

@@ -1,10 +1,13 @@
 // `sluice cni install|uninstall`: sets sluice-cni up on a node (run by the DaemonSet with the
-// node's CNI dirs mounted), or removes it. `--watch` keeps the entry chained until SIGTERM.
+// node's CNI dirs mounted), or removes it. `--watch` keeps the entry chained until SIGTERM;
+// `uninstall --release-pods DIR` also takes the capture rules out of the pods a proxy recorded.
 
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chain, install, uninstall, watchAndRepair } from '../capture/cni-install.ts';
+import { removeRules } from '../capture/nft-rules.ts';
 import { SluiceError } from '../errors.ts';
 import { packageRoot } from './paths.ts';
 
@@ -24,6 +27,7 @@ export async function runCni(args: string[]): Promise<number> {
       binary: { type: 'string' },
       config: { type: 'string' },
       watch: { type: 'boolean', default: false },
+      'release-pods': { type: 'string' },
     },
   });
   const [action] = positionals;
@@ -31,7 +35,11 @@ export async function runCni(args: string[]): Promise<number> {
   if (action === 'uninstall') {
     const files = await uninstall(dirs);
     log('info', files.length > 0 ? `sluice-cni removed from ${files.join(', ')}` : 'sluice-cni was not chained in any config', { binDir: dirs.binDir });
-    return 0;
+    return values['release-pods'] ? releasePods(values['release-pods']) : 0;
+  }
+  if (values['release-pods'] !== undefined) {
+    process.stderr.write('sluice cni: --release-pods goes with `uninstall`\n');
+    return 2;
   }
   if (action !== 'install' || positionals.length !== 1) {
     process.stderr.write('sluice cni: give `install` or `uninstall`, e.g. `sluice cni install --cni-conf-dir /etc/cni/net.d`\n');
@@ -72,4 +80,42 @@ export async function runCni(args: string[]): Promise<number> {
   await stopped;
   watcher.close();
   return 0;
+}
+
+/**
+ * Removes the capture rules (`table ip/ip6 sluice`) from every pod recorded in `dir` (the proxy's
+ * pods/<containerId>.json) whose netns still exists, and the records: run with the proxy stopped,
+ * after the plugin is unchained, so those pods talk directly again. Returns 1 when a pod's rules
+ * could not be removed (the others are still done).
+ */
+async function releasePods(dir: string): Promise<number> {
+  const files = existsSync(dir) ? (await readdir(dir)).filter((f) => f.endsWith('.json')) : [];
+  let failed = 0;
+  for (const file of files) {
+    const path = join(dir, file);
+    let pod: { netns?: unknown; namespace?: unknown; name?: unknown };
+    try {
+      pod = JSON.parse(await readFile(path, 'utf8'));
+    } catch (error) {
+      log('warn', `${path} is not a pod record (${(error as Error).message}); left as it is`);
+      continue;
+    }
+    const who = `${pod.namespace || '?'}/${pod.name || file.slice(0, -5)}`;
+    if (typeof pod.netns !== 'string' || !existsSync(pod.netns)) {
+      await rm(path, { force: true });
+      log('info', `pod ${who} is gone; record removed`);
+      continue;
+    }
+    try {
+      await removeRules(pod.netns);
+      await rm(path, { force: true });
+      log('info', `pod ${who} released: its capture rules are removed`, { netns: pod.netns });
+    } catch (error) {
+      failed++;
+      const e = error as Error & { code?: string };
+      log('error', `pod ${who}: cannot remove its capture rules; its connections stay refused until it is recreated`, { code: e.code, error: e.message, netns: pod.netns });
+    }
+  }
+  log('info', `released ${files.length - failed} of ${files.length} recorded pods`, { dir });
+  return failed > 0 ? 1 : 0;
 }

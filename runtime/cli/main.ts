@@ -8,20 +8,27 @@ import { runCni } from './cni.ts';
 import { runDemo } from './demo.ts';
 import { runNew } from './new.ts';
 import { runNodeAgent, runProxy } from './run.ts';
+import { runStatus } from './status.ts';
+import { packageRoot } from './paths.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { workerCount } from './workers.ts';
 
 const USAGE = `usage: sluice <command> [options]
 
 commands:
   run -c FILE [--drain-ms N] [--workers N|auto] [--log-level LEVEL]
-      [--capture-socket PATH]
+      [--capture-socket PATH] [--metrics-listen HOST:PORT]
                            run the node proxy from a YAML or JSON config (docs/configuration.md);
                            --workers: that many worker processes (auto: one per core; default 1);
                            --log-level: trace, debug, info (default), warn, error or critical, for
                            the proxy's lines and filters' (a filter's logLevel in the config wins)
                            --capture-socket: serve the CNI plugin there and capture pods (docs/capture.md)
+                           --metrics-listen: /healthz, /ready, /stats/prometheus alone on that address
+                           (for Prometheus and kubelet probes; the admin stays where it is)
   run --controller HOST:PORT [--node-name N] [--token-file F] [--state-dir DIR] [--drain-ms N]
       [--controller-ca FILE | --controller-plaintext] [--admin-address HOST:PORT]
+      [--capture-socket PATH] [--metrics-listen HOST:PORT]
                            node mode: the config comes from the controller (docs/proxy.md#node-mode);
                            defaults: node name from $NODE_NAME, token from
                            /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice, admin on
@@ -42,7 +49,15 @@ commands:
                            certificates for spiffe://TD/ns/NS/sa/SA (default cluster.local), valid
                            --svid-lifetime (default 86400); --grpc-plaintext: no TLS (tests, benches)
   cni install|uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--config FILE] [--watch]
-                           chain sluice-cni into the node's CNI config, or remove it (docs/capture.md)
+                    [--release-pods DIR]
+                           chain sluice-cni into the node's CNI config, or remove it (docs/capture.md);
+                           uninstall --release-pods: also remove the capture rules from the pods
+                           recorded in DIR (/var/run/sluice/pods), so they talk directly again
+  status [--admin HOST:PORT] [--json]
+                           what the node proxy here runs (its admin's /status, default
+                           127.0.0.1:15000): config source and version, filters, captured pods;
+                           exit 0 ready and healthy, 1 not ready or a filter quarantined, 3 no answer
+  version, --version       print the version
   demo                     the proxy on examples/local/sluice.yaml with an echo upstream (what npm start runs)
   new <name> [--dir DIR] [--standalone]
                            create a new filter from the SDK template: inside a Sluice checkout
@@ -57,12 +72,17 @@ commands:
   help                     show this text
 `;
 
+/** The version of this installation: package.json's, read where the code runs from. */
+export function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' }, 'admin-address': { type: 'string' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' }, 'admin-address': { type: 'string' }, 'metrics-listen': { type: 'string' } } });
         if (!values.config && !values.controller) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`, or the controller, e.g. `sluice run --controller sluice-controller.sluice-system:15012`\n');
           return 2;
@@ -101,13 +121,13 @@ export async function main(argv: string[]): Promise<number> {
           return 2;
         }
         if (values.controller) {
-          if (workers > 1 || values['capture-socket'] !== undefined) {
-            process.stderr.write('sluice run: --controller runs a single process without capture for now; drop --workers and --capture-socket\n');
+          if (workers > 1) {
+            process.stderr.write('sluice run: --controller runs a single process for now; drop --workers\n');
             return 2;
           }
-          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], adminAddress: values['admin-address'], drainMs });
+          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], adminAddress: values['admin-address'], drainMs, captureSocket: values['capture-socket'], metricsListen: values['metrics-listen'] });
         }
-        return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'] });
+        return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'], metricsListen: values['metrics-listen'] });
       }
       case 'controller': {
         // Loaded only here: the Kubernetes client is not needed by the other commands.
@@ -116,6 +136,14 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'cni':
         return await runCni(rest);
+      case 'status':
+        return await runStatus(rest);
+      case 'version':
+      case '--version':
+      case '-v':
+        parseArgs({ args: rest, options: {} });
+        process.stdout.write(`sluice ${version()}\n`);
+        return 0;
       case 'demo':
         parseArgs({ args: rest, options: {} });
         return await runDemo();

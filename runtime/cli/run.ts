@@ -2,17 +2,26 @@
 // in N worker processes (workers.ts); or `sluice run --controller ADDR`: fed by the controller. Reloads on SIGHUP, on a change of the file and on POST
 // /reload (an invalid file is refused and the running config stays); drains on SIGTERM/SIGINT.
 
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import { loadConfig } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
-import { CaptureServer } from '../capture/index.ts';
+import { CaptureServer, captureUnavailable } from '../capture/index.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
+import { SluiceError } from '../errors.ts';
 import { watchConfig } from './config-watcher.ts';
+import { startMetricsListener, type MetricsSource } from './metrics-listener.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
-export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; onReady?: () => void }): Promise<number> {
+export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; metricsListen?: string; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
   const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file, opts.captureSocket);
+  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => served.view).catch(async (error) => {
+    await served.stop(0);
+    throw error;
+  }) : undefined;
   const reload = (why: string) =>
     served.reload().catch((error: Error & { code?: string }) => log('error', `${why}: config refused, the running one stays`, { code: error.code, error: error.message }));
 
@@ -20,54 +29,124 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
   opts.onReady?.();
   process.on('SIGHUP', () => void reload('SIGHUP'));
   const watcher = watchConfig(file, () => void reload(`${file} changed`));
-  await new Promise<void>((resolve) => {
+  await signalled(opts.drainMs);
+  watcher.close();
+  await served.stop(opts.drainMs);
+  await closeServer(metrics);
+  log('info', 'stopped');
+  return 0;
+}
+
+/** Resolves on SIGTERM or SIGINT, logging the drain that follows. */
+function signalled(drainMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      log('info', `${signal}: draining for up to ${opts.drainMs} ms`);
+      log('info', `${signal}: draining for up to ${drainMs} ms`);
       resolve();
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
-  watcher.close();
-  await served.stop(opts.drainMs);
-  log('info', 'stopped');
-  return 0;
+}
+
+async function startMetrics(address: string, source: () => MetricsSource | undefined): Promise<Server> {
+  const { server, address: a } = await startMetricsListener(address, source);
+  log('info', `metrics listening on ${a.address}:${a.port}`);
+  return server;
+}
+
+const closeServer = (server: Server | undefined) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+const shortHash = (text: string | Buffer) => createHash('sha256').update(text).digest('hex').slice(0, 16);
+
+/**
+ * Drains captured pods' requests first (they run the proxy's filters, which the proxy's own drain
+ * closes at its end), then the proxy with what is left of `drainMs`. /ready turns 503 at once.
+ */
+async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | undefined, drainMs: number, stopProxy: (ms: number) => Promise<void>): Promise<void> {
+  const started = Date.now();
+  if (proxy) proxy.ready = false;
+  await capture?.stop(drainMs);
+  await stopProxy(Math.max(0, drainMs - (Date.now() - started)));
+}
+
+/** The capture server for `proxy`, or undefined; a proxy whose capture cannot start is stopped. */
+async function startCapture(socket: string | undefined, proxy: NodeProxy): Promise<CaptureServer | undefined> {
+  if (!socket) return undefined;
+  return CaptureServer.start(socket, proxy, log).catch(async (error) => {
+    await proxy.stop(0);
+    throw error;
+  });
 }
 
 async function startOne(file: string, captureSocket?: string): Promise<Served> {
-  const proxy = await NodeProxy.start(await loadConfig(file));
+  // The version /status shows: a hash of the file's text as last applied.
+  const load = async () => {
+    const text = await readFile(file);
+    return { snapshot: await loadConfig(file), version: shortHash(text) };
+  };
+  let loaded = await load();
+  const proxy = await NodeProxy.start(loaded.snapshot);
   proxy.reload = async () => {
-    await proxy.apply(await loadConfig(file));
+    const next = await load();
+    await proxy.apply(next.snapshot);
+    loaded = next;
     log('info', `applied ${file}`);
   };
   // Capture (docs/capture.md) serves the CNI plugin once the proxy's listeners are up.
-  const capture = captureSocket ? await CaptureServer.start(captureSocket, proxy, log).catch(async (error) => {
-    await proxy.stop(0);
-    throw error;
-  }) : undefined;
-  return { addresses: proxy.addresses(), reload: () => proxy.reload!(), stop: async (ms) => (await capture?.stop(), await proxy.stop(ms)) };
+  const capture = await startCapture(captureSocket, proxy);
+  proxy.status = () => ({ source: { file }, version: loaded.version, capturedPods: capture ? capture.capturedPods() : null });
+  return { addresses: proxy.addresses(), view: proxy, reload: () => proxy.reload!(), stop: (ms) => drainBoth(capture, proxy, ms, (left) => proxy.stop(left)) };
 }
 
 /**
  * `sluice run --controller HOST:PORT`: node mode (docs/proxy.md#node-mode). The config comes from
  * the controller; the proxy starts on the last good config on disk or on the first good snapshot.
+ * With `captureSocket`, the CNI plugin is served from then on.
  */
-export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; adminAddress?: string; drainMs: number }): Promise<number> {
+export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; adminAddress?: string; drainMs: number; captureSocket?: string; metricsListen?: string }): Promise<number> {
   const nodeName = opts.nodeName ?? process.env.NODE_NAME ?? '';
   const stateDir = opts.stateDir ?? AGENT_DEFAULTS.stateDir;
   const controllerCa = opts.controllerCa ?? AGENT_DEFAULTS.controllerCa;
-  const agent = new NodeAgent({ controller: opts.controller, tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile, nodeName, stateDir, controllerCa, controllerPlaintext: opts.controllerPlaintext, adminAddress: opts.adminAddress });
-  log('info', `node mode: controller ${opts.controller} (${opts.controllerPlaintext ? 'plaintext' : `TLS, trust bundle ${controllerCa}`}), node ${nodeName}, state in ${stateDir}`);
-  await agent.start();
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log('info', `${signal}: draining for up to ${opts.drainMs} ms`);
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  if (opts.captureSocket) {
+    // Said before anything starts: the agent would otherwise serve without the capture asked for.
+    const why = captureUnavailable();
+    if (why) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', `--capture-socket: capture cannot run here: ${why}`);
+  }
+  let capture: CaptureServer | undefined;
+  let failed: ((error: Error) => void) | undefined;
+  const captureFailed = new Promise<never>((_, reject) => (failed = reject));
+  captureFailed.catch(() => undefined);
+  const agent = new NodeAgent({
+    controller: opts.controller,
+    tokenFile: opts.tokenFile ?? AGENT_DEFAULTS.tokenFile,
+    nodeName,
+    stateDir,
+    controllerCa,
+    controllerPlaintext: opts.controllerPlaintext,
+    adminAddress: opts.adminAddress,
+    onServing: (proxy) => {
+      proxy.status = () => ({
+        source: { controller: opts.controller, node: nodeName },
+        version: agent.version,
+        capturedPods: capture ? capture.capturedPods() : null,
+      });
+      if (opts.captureSocket) {
+        startCapture(opts.captureSocket, proxy).then((c) => (capture = c), (error: Error) => failed!(error));
+      }
+    },
   });
-  await agent.stop(opts.drainMs);
+  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => agent.proxy) : undefined;
+  log('info', `node mode: controller ${opts.controller} (${opts.controllerPlaintext ? 'plaintext' : `TLS, trust bundle ${controllerCa}`}), node ${nodeName}, state in ${stateDir}`);
+  try {
+    await agent.start();
+    await Promise.race([signalled(opts.drainMs), captureFailed]);
+  } catch (error) {
+    await agent.stop(0);
+    await closeServer(metrics);
+    throw error;
+  }
+  await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms));
+  await closeServer(metrics);
   log('info', 'stopped');
   return 0;
 }

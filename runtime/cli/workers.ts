@@ -193,6 +193,8 @@ class Primary {
 /** What `sluice run` drives: reload on SIGHUP/file change/POST /reload, stop on SIGTERM. */
 export interface Served {
   readonly addresses: Record<string, AddressInfo>;
+  /** What the admin shows (the --metrics-listen endpoint reads it too). */
+  readonly view: AdminView;
   reload(): Promise<void>;
   stop(drainMs: number): Promise<void>;
 }
@@ -217,6 +219,7 @@ export async function startPrimary(file: string, workers: number): Promise<Serve
     filterStatus: () => primary.filterStatus(),
     workers: () => primary.workersStatus(),
     reload,
+    status: () => ({ source: { file }, capturedPods: null }),
   };
   const admin: Server = adminServer(view);
   await new Promise<void>((resolve, reject) => {
@@ -226,6 +229,7 @@ export async function startPrimary(file: string, workers: number): Promise<Serve
   log('info', `${workers} worker processes serving`);
   return {
     addresses: { ...addresses, admin: admin.address() as AddressInfo },
+    view,
     reload,
     stop: async (drainMs) => {
       await primary.stop(drainMs);

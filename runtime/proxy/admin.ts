@@ -16,6 +16,8 @@ export interface AdminView {
   /** Worker processes, when there are several. */
   workers?(): unknown;
   reload?: () => Promise<void>;
+  /** What `sluice run` adds to /status: where the config comes from, its version, captured pods. */
+  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 const INDEX = `sluice admin
@@ -25,6 +27,7 @@ const INDEX = `sluice admin
   /stats/prometheus   metrics in the Prometheus text format
   /config_dump        the active snapshot, as JSON (what may carry a secret redacted; see admin.configDump.show)
   /filters            each filter: module digest, state, failures, quarantines
+  /status             what this proxy runs, as JSON: config source and version, filters, captured pods (sluice status)
   /workers            with --workers: each worker process, its pid and requests served
   POST /reload        re-read the config file and apply it (sluice run)
 `;
@@ -50,6 +53,8 @@ export function adminServer(proxy: AdminView): Server {
         return send(200, 'application/json', JSON.stringify(redactedSnapshot(proxy.snapshot), null, 2) + '\n');
       case '/filters':
         return send(200, 'application/json', JSON.stringify(await proxy.filterStatus(), null, 2) + '\n');
+      case '/status':
+        return send(200, 'application/json', JSON.stringify({ ready: proxy.ready, ...(await proxy.status?.()), filters: await proxy.filterStatus() }, null, 2) + '\n');
       case '/workers':
         if (!proxy.workers) return send(404, 'text/plain', 'one process, no workers (sluice run --workers N starts several)\n');
         return send(200, 'application/json', JSON.stringify(await proxy.workers(), null, 2) + '\n');

@@ -52,6 +52,8 @@ export class NodeProxy {
   ready = false;
   /** Set by `sluice run`: re-reads the config file and applies it (SIGHUP, file change, POST /reload). */
   reload?: () => Promise<void>;
+  /** Set by `sluice run`: what /status shows besides readiness and filters (admin.ts). */
+  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
   readonly telemetry: Telemetry;
   readonly env: HostEnvironment;
   private current!: Snapshot;

@@ -2,10 +2,11 @@
 // sluice-cni chained, invoked through libcni; the node proxy (`sluice run --capture-socket`)
 // in the node's netns owns listeners inside each captured pod. Root on Linux only.
 
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { spawnSluice, until } from '../helpers/sluice-run.ts';
 import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 
 const why = labUnavailable();
@@ -186,6 +187,24 @@ serial('a restarted node proxy takes its pods over again: refused while it is do
   t.like(await podStats(b), { outbound: 0, inbound: 1 });
 });
 
+serial('SIGTERM drains: a captured request in flight finishes; new connections are refused meanwhile, never sent uncaptured', async (t) => {
+  // B answers /slow 1.5 s after the request arrives.
+  const slow = await lab.spawnIn(b.netns, [process.execPath, '-e', `require('http').createServer((q, s) => { console.log('got ' + q.url); setTimeout(() => s.end('slow done'), 1500); }).listen(8090, '0.0.0.0', () => console.log('ready'))`], 'ready');
+  t.teardown(() => void slow.kill());
+  const client = await lab.spawnIn(a.netns, [process.execPath, '-e', `require('http').get('http://${b.ip}:8090/slow', (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log('answer ' + r.statusCode + ' ' + b)); }).on('error', (e) => console.log('error ' + e.message)); console.log('sent')`], 'sent');
+  await until('the slow request to reach B', () => (slow.output().includes('got /slow') ? true : undefined));
+  const exited = new Promise<number | null>((r) => proxy!.once('exit', (code) => r(code)));
+  proxy!.kill('SIGTERM');
+  await until('the drain to start', () => (proxy!.output().includes('SIGTERM: draining') ? true : undefined));
+  const connect = () => sh('ip', ['netns', 'exec', a.netns, process.execPath, '-e', `require('net').connect(8080, '${b.ip}').on('connect', function () { console.log('connected'); this.destroy(); }).on('error', (e) => console.log(e.code))`]).stdout.trim();
+  t.is(await until('new connections to be refused', () => (connect() === 'ECONNREFUSED' ? 'ECONNREFUSED' : undefined), 5000), 'ECONNREFUSED');
+  await until(`the client's answer; it said: ${client.output()}`, () => (/^(answer|error)/m.test(client.output()) ? true : undefined), 10_000);
+  t.is(client.output().trim().split('\n').at(-1), 'answer 200 slow done');
+  t.is(await exited, 0);
+  await startProxy();
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name).sort(), ['a', 'b']);
+});
+
 serial('CHECK passes on the installed rules and fails with an error after tampering', async (t) => {
   const ok = lab.cni('check', a);
   t.is(ok.status, 0, ok.stdout);
@@ -249,6 +268,37 @@ serial('DEL with the node proxy down removes the pod\'s tables itself', async (t
   const del = lab.cni('del', e);
   t.is(del.status, 0, del.stdout);
   t.is(lab.nft(e, 'list', 'ruleset').stdout, '');
+});
+
+serial('uninstall: with the proxy stopped, `sluice cni uninstall --release-pods` leaves captured pods talking directly, new pods uncaptured, no rules behind', async (t) => {
+  await startProxy();
+  const g = lab.pod('g');
+  const h = lab.pod('h');
+  for (const p of [g, h]) {
+    const r = lab.cni('add', p);
+    t.is(r.status, 0, r.stdout);
+    p.ip = ipOf(r.stdout);
+  }
+  await lab.serve(h);
+  t.like(lab.get(g.netns, `http://${h.ip}:8080/captured`), { pod: 'h', filters: 'outbound, inbound' });
+  // What the chart's rollout to node.capture.enabled=false does on a node: the proxy stops (its
+  // pods' rules stay: refused), then the init container runs the uninstall.
+  const exited = new Promise((r) => proxy!.once('exit', r));
+  proxy!.kill('SIGTERM');
+  await exited;
+  const uninstall = spawnSluice(['cni', 'uninstall', '--cni-bin-dir', join(lab.dir, 'bin'), '--cni-conf-dir', lab.dir, '--release-pods', join(lab.dir, 'pods')]);
+  t.is(await uninstall.exited, 0, uninstall.stderr());
+  t.regex(uninstall.stderr(), /"msg":"pod default\/g released: its capture rules are removed"/);
+  for (const p of [g, h]) t.is(lab.nft(p, 'list', 'ruleset').stdout, '', `no rules left in ${p.name}`);
+  // Straight to h: no proxy on the way (no x-forwarded-for, no filter), g's own address.
+  const direct = lab.get(g.netns, `http://${h.ip}:8080/direct`);
+  t.deepEqual(direct, { pod: 'h', remote: g.ip!, local: `${h.ip}:8080`, requestId: false });
+  t.deepEqual((JSON.parse(await readFile(lab.conflist, 'utf8')) as { plugins: Array<{ type: string }> }).plugins.map((p) => p.type), ['bridge']);
+  // A pod created now starts (no sluice-cni to fail on the stopped proxy) and gets no rules.
+  const i = lab.pod('i');
+  const add = lab.cni('add', i);
+  t.is(add.status, 0, add.stdout);
+  t.is(lab.nft(i, 'list', 'ruleset').stdout, '');
 });
 
 /** The handle of the rule in `chain` whose text contains `text` (nft -a list). */
