@@ -77,8 +77,8 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   const objs = objects(render());
   t.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
     'ClusterRole/sluice-controller', 'ClusterRoleBinding/sluice-controller', 'ConfigMap/sluice-cni-config', 'DaemonSet/sluice-node',
-    'Deployment/sluice-controller', 'NetworkPolicy/sluice-controller', 'PodDisruptionBudget/sluice-controller', 'Role/sluice-controller-leader-election',
-    'RoleBinding/sluice-controller-leader-election', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
+    'Deployment/sluice-controller', 'NetworkPolicy/sluice-controller', 'PodDisruptionBudget/sluice-controller', 'Role/sluice-controller-ca', 'Role/sluice-controller-leader-election',
+    'RoleBinding/sluice-controller-ca', 'RoleBinding/sluice-controller-leader-election', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
   ]);
   for (const o of objs) t.is(o.metadata.labels?.['app.kubernetes.io/part-of'], 'sluice', `${o.kind}/${o.metadata.name} carries the chart's labels`);
 
@@ -86,9 +86,11 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   const rbacKinds = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
   const fromFile = objects(readFileSync(`${repoRoot}deploy/rbac/controller-rbac.yaml`, 'utf8'));
   t.deepEqual(fromFile.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name), ['sluice-system']);
+  // Compared in one order: helm renders by kind, the file reads as its author wrote it.
+  const byName = (a: any, b: any) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`);
   t.deepEqual(
-    objs.filter((o) => rbacKinds.includes(o.kind)).map(withoutLabels),
-    fromFile.filter((o) => o.kind !== 'Namespace'),
+    objs.filter((o) => rbacKinds.includes(o.kind)).map(withoutLabels).sort(byName),
+    fromFile.filter((o) => o.kind !== 'Namespace').sort(byName),
   );
 
   const dep = find(objs, 'Deployment', 'sluice-controller');
@@ -204,7 +206,8 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
     a.startsWith('--listen=') ? '--listen=127.0.0.1:0' : a.startsWith('--grpc-listen=') ? '--grpc-listen=127.0.0.1:0' : a.startsWith('--cache-dir=') ? `--cache-dir=${dir}/cache` : a);
   const token = await kube.token('sluice-system', dep.spec.template.spec.serviceAccountName);
   const kubeconfig = await kube.kubeconfigFor(token, 'chart-controller');
-  const controller = spawnSluice([...args, '--kubeconfig', kubeconfig, '--lease-duration=3', '--identity=chart-test']);
+  // The agent below reaches it as localhost (the chart's names are cluster DNS names).
+  const controller = spawnSluice([...args, '--kubeconfig', kubeconfig, '--lease-duration=3', '--identity=chart-test', '--grpc-tls-dns=localhost']);
   let hello = new Uint8Array();
   try {
     server = await moduleServer();
@@ -234,26 +237,31 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
     await writeFile(join(dir, 'node-token'), nodeToken);
     const grpc = await until(`the controller's gRPC address; it said:\n${controller.stderr()}`, () => /"msg":"serving the node agents[^\n]*"address":"127\.0\.0\.1:(\d+)"/.exec(controller.stderr())?.[1]);
     const capture = captureUnavailable() === undefined;
-    // --controller-ca is left out: the controller on this branch serves plaintext (the CA is being built).
+    // The trust bundle as the DaemonSet mounts it: ConfigMap sluice-ca-root, published by the controller.
+    const caMount = ds.volumes.find((v: any) => v.configMap?.name === 'sluice-ca-root');
+    t.truthy(caMount, 'the DaemonSet mounts ConfigMap sluice-ca-root');
+    const root = await kube.kubectlOk(['get', 'configmap', 'sluice-ca-root', '-n', 'sluice-system', '-o', 'jsonpath={.data.root-cert\\.pem}']);
+    await writeFile(join(dir, 'root-cert.pem'), root);
     const nodeArgs: string[] = ds.containers[0].args.flatMap((a: string) =>
-      a.startsWith('--controller=') ? [`--controller=127.0.0.1:${grpc}`]
-        : a.startsWith('--controller-ca=') ? []
+      a.startsWith('--controller=') ? [`--controller=localhost:${grpc}`]
+        : a.startsWith('--controller-ca=') ? [`--controller-ca=${dir}/root-cert.pem`]
           : a.startsWith('--token-file=') ? [`--token-file=${dir}/node-token`]
             : a.startsWith('--state-dir=') ? [`--state-dir=${dir}/state`]
               : a.startsWith('--metrics-listen=') ? ['--metrics-listen=127.0.0.1:0']
                 : a.startsWith('--capture-socket=') ? (capture ? [`--capture-socket=${dir}/run/cni.sock`] : [])
                   : [a]);
-    const node = spawnSluice([...nodeArgs, '--node-name=node-a']);
+    const node = spawnSluice([...nodeArgs, '--node-name=node-a', '--admin-address=127.0.0.1:0']);
     try {
       const metricsPort = Number(await until(`the node's metrics line; it said:\n${node.stderr()}`, () => /metrics listening on [^:]+:(\d+)/.exec(node.stderr())?.[1]));
       await until(`node-a to apply the controller's config; it said:\n${node.stderr()}`, () => (node.stderr().includes('"msg":"applied version ') ? true : undefined), 30_000);
       t.is((await fetch(`http://127.0.0.1:${metricsPort}/ready`)).status, 200);
       t.regex(await (await fetch(`http://127.0.0.1:${metricsPort}/stats/prometheus`)).text(), /^sluice_filter_streams_total\{filter="team-a\.hello"\} 0$/m);
-      // sluice status on the node (node mode's admin is the default 127.0.0.1:15000).
-      const st = spawnSluice(['status', '--json']);
+      // sluice status on the node (its admin moved off 15000: other tests run beside this one).
+      const adminPort = /"admin listening on [^:]+:(\d+)"/.exec(node.stderr())![1];
+      const st = spawnSluice(['status', '--json', '--admin', `127.0.0.1:${adminPort}`]);
       t.is(await st.exited, 0, st.stderr());
       const s = JSON.parse(st.stdout());
-      t.deepEqual([s.ready, s.source, s.filters.map((f: any) => [f.name, f.digest, f.state]), s.capturedPods], [true, { controller: `127.0.0.1:${grpc}`, node: 'node-a' }, [['team-a.hello', sha256(hello), 'active']], capture ? [] : null]);
+      t.deepEqual([s.ready, s.source, s.filters.map((f: any) => [f.name, f.digest, f.state]), s.capturedPods], [true, { controller: `localhost:${grpc}`, node: 'node-a' }, [['team-a.hello', sha256(hello), 'active']], capture ? [] : null]);
       t.regex(s.version, /^\S+$/);
     } finally {
       node.child.kill('SIGTERM');
