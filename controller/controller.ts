@@ -18,6 +18,7 @@ import { NotLeaderError, Reconciler } from './reconcile/reconciler.ts';
 import { parseListen, startHttpServer, type HttpServer } from './http-server.ts';
 import { DiscoveryNodeConfigSource } from './discovery/source.ts';
 import { LIST_PAGE, listAll } from './kube/list.ts';
+import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
 import { authenticateAgent, DistributionServer, type NodeConfigSource } from './distribution/index.ts';
 import { WorkloadCa } from './ca/index.ts';
 
@@ -85,7 +86,8 @@ export const DEFAULTS = {
 };
 
 export function loadKubeConfig(file?: string): KubeConfig {
-  const kc = new KubeConfig();
+  // Connections to the API server are kept alive and shared by every call (pooled-kube-config.ts).
+  const kc = new PooledKubeConfig();
   try {
     if (file) kc.loadFromFile(file);
     else if (process.env.KUBERNETES_SERVICE_HOST && !process.env.KUBECONFIG) kc.loadFromCluster();
