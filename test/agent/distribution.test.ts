@@ -181,6 +181,7 @@ test.serial('an agent restarted while the controller is down serves the last goo
   await ctx.procB!.exited;
   ctx.procB = spawnSluice(['run', '--controller', address(), '--node-name', 'node-b', '--token-file', join(ctx.dir, 'token-b'), '--state-dir', join(ctx.dir, 'state-b'), '--controller-plaintext', '--admin-address', '127.0.0.1:0', '--drain-ms', '0']);
   await until(`node-b serving from disk; it said:\n${ctx.procB.stderr()}`, () => portB() || undefined, 30_000);
-  t.regex(ctx.procB.stderr(), /serving the last good config from disk \(version v2\)/);
+  // Listening is said while the config is applied, the source of it just after: wait for it.
+  await until(`node-b to say it serves from disk; it said:\n${ctx.procB.stderr()}`, () => /serving the last good config from disk \(version v2\)/.test(ctx.procB!.stderr()) || undefined);
   t.is(await seen(portB()), 'two');
 });

@@ -179,7 +179,9 @@ test.serial('agents restarted while the controller is down serve their last good
   for (const node of NODES) {
     await kill(ctx.agents[node]);
     ctx.agents[node] = await startAgent(node);
-    t.regex(ctx.agents[node]!.proc.stderr(), new RegExp(`serving the last good config from disk \\(version ${versions[node]}\\)`));
+    // Listening is said while the config is applied, the source of it just after: wait for both.
+    const line = new RegExp(`serving the last good config from disk \\(version ${versions[node]}\\)`);
+    await until(`${node} to say it serves from disk; it said:\n${ctx.agents[node]!.proc.stderr()}`, () => line.test(ctx.agents[node]!.proc.stderr()) || undefined);
     t.deepEqual(await through(node, 'capture-outbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
     t.deepEqual(await through(node, 'capture-inbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
   }
