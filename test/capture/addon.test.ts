@@ -5,9 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { createServer, Socket, type AddressInfo } from 'node:net';
 import test from 'ava';
 import { captureUnavailable, loadAddon, PROXY_MARK } from '../../runtime/capture/index.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 const why = captureUnavailable();
-const run = why ? (title: string, fn: Parameters<typeof test>[1]) => test.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const run = skipUnless(why);
 
 const netns = `sl-addon-${process.pid % 10000}${Math.random().toString(36).slice(2, 5)}`;
 const path = `/var/run/netns/${netns}`;

@@ -8,9 +8,10 @@ import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { spawnSluice, until } from '../helpers/sluice-run.ts';
 import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 const why = labUnavailable();
-const serial = why ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const serial = skipUnless(why);
 
 const lab = new Lab();
 let proxy: Awaited<ReturnType<Lab['spawnIn']>> | undefined;

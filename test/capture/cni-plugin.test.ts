@@ -7,10 +7,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 const PLUGIN = join(repoRoot, 'build/cni/sluice-cni');
 const why = existsSync(PLUGIN) ? undefined : `${PLUGIN} is missing (npm run build needs Go on PATH to build it)`;
-const run = why ? (title: string, fn: Parameters<typeof test>[1]) => test.skip(`${title} (skipped: ${why})`, fn) : test;
+const run = skipUnless(why, test);
 
 const prevResult = {
   cniVersion: '1.0.0',

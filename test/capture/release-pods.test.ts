@@ -11,9 +11,10 @@ import test from 'ava';
 import { captureUnavailable } from '../../runtime/capture/index.ts';
 import { installRules, NFT } from '../../runtime/capture/nft-rules.ts';
 import { spawnSluice } from '../helpers/sluice-run.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 const why = captureUnavailable() ?? (spawnSync(NFT, ['--version']).status === 0 ? undefined : 'nft is not installed');
-const run = why ? (title: string, fn: Parameters<typeof test>[1]) => test.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const run = skipUnless(why);
 
 const netns = `sl-rel-${process.pid % 10000}${Math.random().toString(36).slice(2, 5)}`;
 const path = `/var/run/netns/${netns}`;

@@ -18,13 +18,14 @@ import { repoRoot } from '../helpers/fixtures.ts';
 import { helm, runHelm } from '../helpers/helm.ts';
 import { hasK8sBinaries, startKube, type KubeCluster } from '../helpers/kube-apiserver.ts';
 import { spawnSluice, until } from '../helpers/sluice-run.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
 const why = helm().why;
-const helmTest = why ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const helmTest = skipUnless(why);
 const kubeWhy = why ?? (hasK8sBinaries() ? undefined : 'the Kubernetes test binaries are missing: run scripts/build-k8s.sh');
-const kubeTest = kubeWhy ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${kubeWhy})`, fn) : test.serial;
+const kubeTest = skipUnless(kubeWhy);
 
 const KUBE_VERSION = '1.32.0';
 const NON_DEFAULT = [
@@ -279,7 +280,7 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
 const version = (JSON.parse(readFileSync(`${repoRoot}package.json`, 'utf8')) as { version: string }).version;
 const imageDir = join(process.env.SLUICE_IMAGE_CACHE || join(homedir(), '.cache/sluice/images'), version);
 const imageWhy = kubeWhy ?? (process.getuid?.() !== 0 ? 'needs root (chroot)' : !existsSync(join(imageDir, '.complete')) ? `no image built in ${imageDir}: run scripts/build-images.sh` : undefined);
-const imageTest = imageWhy ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${imageWhy})`, fn) : test.serial;
+const imageTest = skipUnless(imageWhy);
 
 imageTest('the controller image runs the chart\'s `sluice controller` as 65532: it takes the Lease and validates a filter', async (t) => {
   if (!kube || !server || !dir) throw new Error('the API server test above did not run');

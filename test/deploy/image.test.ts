@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
 
 const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 const dir = join(process.env.SLUICE_IMAGE_CACHE || join(homedir(), '.cache/sluice/images'), version);
@@ -17,7 +18,7 @@ const why = process.getuid?.() !== 0
   : !existsSync(join(dir, '.complete'))
     ? `no image built in ${dir}: run scripts/build-images.sh (root, debootstrap, umoci; about a minute, .ci/run does it)`
     : undefined;
-const run = why ? (title: string, fn: Parameters<typeof test.serial>[1]) => test.serial.skip(`${title} (skipped: ${why})`, fn) : test.serial;
+const run = skipUnless(why);
 const rootfs = (image: string) => join(dir, image, 'rootfs');
 // The image's environment, not this process's (NODE_EXTRA_CA_CERTS and the like name host files).
 const env = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' };

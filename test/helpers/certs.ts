@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type Implementation } from 'ava';
+import { skipUnless } from './skip-unless.ts';
 
 export interface TestPki {
   dir: string;
@@ -27,8 +28,7 @@ export function hasOpenssl(): boolean {
 
 /** A test that needs certificates: without the openssl CLI it is skipped, its title saying why. */
 export function tlsTest(title: string, fn: Implementation<[]>): void {
-  if (hasOpenssl()) test(title, fn);
-  else test.skip(`${title} (skipped: the openssl CLI makes the certificates; apt-get install openssl)`, fn);
+  skipUnless(hasOpenssl() ? undefined : 'the openssl CLI makes the certificates; apt-get install openssl', test)(title, fn);
 }
 
 export function makePki(): TestPki {
