@@ -4,9 +4,8 @@
 // Standalone: node --import=tsx bench/controller.ts (after `npm run build`). Skipped, saying why,
 // when the Kubernetes binaries (scripts/build-k8s.sh) are missing.
 
-import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { freePort, rssMiB } from './ports-and-proc.ts';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 import { Informer } from '../controller/kube/informer.ts';
 import { loadKubeConfig } from '../controller/controller.ts';
@@ -25,14 +24,6 @@ const pct = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 const median = (xs: number[]) => pct(xs, 50);
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 /** Validation of one module in this process: the first (compiles) and the median of later runs. */
 async function validationTimes(): Promise<{ cold: number; warm: number }> {

@@ -10,7 +10,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -21,6 +20,7 @@ import { moduleServer, modules, sha256, startControllerCluster } from '../test/h
 import { hasK8sBinaries, k8sBinDir } from '../test/helpers/kube-apiserver.ts';
 import { spawnSluice, until } from '../test/helpers/sluice-run.ts';
 import type { AgentsReport, AgentsStart } from './distribution-agents.ts';
+import { freePort, rssMiB } from './ports-and-proc.ts';
 import { printTable, type BenchRow } from './table.ts';
 
 const AGENTS = Number(process.env.SLUICE_BENCH_AGENTS ?? 1000);
@@ -35,14 +35,6 @@ const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 /** CPU seconds (user + system) a process used so far: what process.cpuUsage() says inside it. */
 const cpuSeconds = (pid: number): number => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');

@@ -46,11 +46,12 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer as createNetServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from './ports-and-proc.ts';
 import { cell, type BenchRow, type Grid } from './table.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -143,16 +144,6 @@ function ensureTools(): Record<'wrk' | 'nginx' | 'haproxy', string | undefined> 
 // ---------------------------------------------------------------------------------------------
 // Ports, readiness, /proc.
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createNetServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => done(port));
-    });
-  });
-}
 
 interface Probe {
   status: number;
