@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { Controller, StaticNodeConfigSource, silentLogger, type NodeConfig } from '../../controller/index.ts';
 import { distributionProtocol, NodeAgent } from '../../runtime/index.ts';
-import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
+import { hasK8sBinaries, resignedToken } from '../helpers/kube-apiserver.ts';
 import { modules, sha256, startControllerCluster, type ControllerCluster } from '../helpers/controller-env.ts';
 import { echoUpstream, spawnSluice, until, type EchoUpstream } from '../helpers/sluice-run.ts';
 
@@ -138,7 +138,7 @@ async function hello(token: string, nodeName: string): Promise<ServiceError> {
   }
 }
 
-test.serial('tokens of another node, of a non-Sluice ServiceAccount, for another audience, or none are refused', async (t) => {
+test.serial('tokens of another node, of a non-Sluice ServiceAccount, for another audience, expired, or none are refused', async (t) => {
   const other = await hello(ctx.tokens.b!, 'node-a');
   t.is(other.code, GrpcStatus.PERMISSION_DENIED);
   t.is(other.details, 'token is bound to Pod sluice-system/agent-b on node node-b, not on node node-a');
@@ -148,6 +148,14 @@ test.serial('tokens of another node, of a non-Sluice ServiceAccount, for another
   const aud = await hello(ctx.tokens.wrongAudience!, 'node-a');
   t.is(aud.code, GrpcStatus.UNAUTHENTICATED);
   t.regex(aud.details, /^token refused by the API server.*audience "sluice"$/);
+  // Node a's own token, expired ten minutes ago (past the API server's leeway), signed with the cluster's key.
+  const now = Math.floor(Date.now() / 1000);
+  const expired = await hello(await resignedToken(ctx.cluster.kube, ctx.tokens.a!, { iat: now - 1800, nbf: now - 1800, exp: now - 600 }), 'node-a');
+  t.is(expired.code, GrpcStatus.UNAUTHENTICATED);
+  t.regex(expired.details, /^token refused by the API server \(.*expired.*\): it must be a valid, unexpired ServiceAccount token with audience "sluice"$/);
+  // The same claims with a fresh expiry pass: what was refused is the expiry, not the re-signing.
+  const fresh = await hello(await resignedToken(ctx.cluster.kube, ctx.tokens.a!, { iat: now - 60, nbf: now - 60, exp: now + 600 }), 'node-b');
+  t.is(fresh.details, 'token is bound to Pod sluice-system/agent-a on node node-a, not on node node-b');
   const none = await hello('', 'node-a');
   t.is(none.code, GrpcStatus.UNAUTHENTICATED);
   t.is(ctx.source.watching('node-a'), 1);

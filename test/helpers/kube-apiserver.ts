@@ -2,9 +2,9 @@
 // on loopback with free ports and temporary data, RBAC on, service-account tokens signed with a
 // key made for this run, an admin kubeconfig for the real kubectl, and tokens for any ServiceAccount.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -267,4 +267,18 @@ export async function startKube(): Promise<KubeCluster> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * `token` (a ServiceAccount JWT this cluster issued) signed again with the cluster's own key, its
+ * claims changed by `claims`. For what the TokenRequest API will not issue, such as a token that
+ * has already expired (it refuses lifetimes under 10 minutes); the API server judges the result
+ * exactly as it judges its own tokens.
+ */
+export async function resignedToken(kube: KubeCluster, token: string, claims: Record<string, unknown>): Promise<string> {
+  const [header, payload] = token.split('.');
+  const body = { ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), ...claims };
+  const signed = `${header}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
+  const signature = createSign('RSA-SHA256').update(signed).sign(await readFile(join(kube.dir, 'sa.key'), 'utf8'));
+  return `${signed}.${signature.toString('base64url')}`;
 }
