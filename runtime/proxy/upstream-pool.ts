@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Pool, type buildConnector, type Dispatcher } from 'undici';
 import { cancelStream } from './h2-pool.ts';
+import { DispatchedBody } from './upstream-body.ts';
 import type { StopSignalLike } from './stop-signal.ts';
 
 export interface UpstreamRequest {
@@ -23,12 +24,15 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   statusCode: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Readable;
+  /** HTTP/1.1: the chunks undici dispatches; HTTP/2: the stream. */
+  body: UpstreamBody;
   /** Filled in once the body has been read to its end. */
   trailers: Record<string, string | string[] | undefined>;
   /** HTTP/2: the response ended with its headers (no body, no trailers: gRPC's "trailers-only"). */
   endAfterHeaders?: boolean;
 }
+
+export type UpstreamBody = Readable | DispatchedBody;
 
 export interface UpstreamPool {
   request(request: UpstreamRequest): Promise<UpstreamResponse>;
@@ -69,34 +73,61 @@ export class Http1Pool implements UpstreamPool {
     // undici stops listening to a request body once the request failed, then destroys it with
     // the failure; the failure is reported by the returned promise.
     if (request.body instanceof Readable) request.body.on('error', ignore);
-    const answer = (this.pool.request(request as Dispatcher.RequestOptions) as Promise<UpstreamResponse>).then(guarded);
     const signal = request.signal;
-    if (!signal) return answer;
-    // undici acts on an abort only once the request has a connection: one still queued (every
-    // connection busy) would wait there, counted as pending, until a connection frees. The
-    // caller hears of the abort at once, and the pending count leaves it out.
     return new Promise((resolve, reject) => {
+      let controller: Dispatcher.DispatchController | undefined;
+      let response: UpstreamResponse | undefined;
+      let body: DispatchedBody | undefined;
+      // undici acts on an abort only once the request has a connection: one still queued (every
+      // connection busy) would wait there, counted as pending, until a connection frees. The
+      // caller hears of the abort at once, and the pending count leaves it out.
       let aborted = false;
       const onAbort = () => {
+        if (controller) return controller.abort(signal!.reason as Error);
         aborted = true;
         this.abortedUnsettled++;
-        reject(signal.reason);
+        reject(signal!.reason);
       };
-      signal.addEventListener('abort', onAbort, { once: true });
       const settled = () => {
-        signal.removeEventListener('abort', onAbort);
-        if (aborted) this.abortedUnsettled--;
+        signal?.removeEventListener('abort', onAbort);
+        if (aborted) {
+          aborted = false;
+          this.abortedUnsettled--;
+        }
       };
-      answer.then(
-        (response) => {
-          settled();
-          // Answered after the caller gave up on it: nobody will read it.
-          if (aborted) abandon(response.body);
-          else resolve(response);
-        },
-        (error: unknown) => {
-          settled();
-          reject(error);
+      if (signal) {
+        if (signal.aborted) return reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      this.pool.dispatch(
+        { method: request.method, path: request.path, headers: request.headers, body: request.body, headersTimeout: request.headersTimeout, bodyTimeout: request.bodyTimeout } as Dispatcher.DispatchOptions,
+        {
+          onRequestStart(c) {
+            controller = c;
+            // Aborted while it waited for a connection: it goes no further.
+            if (aborted) c.abort(signal!.reason as Error);
+          },
+          onResponseStart(c, statusCode, headers) {
+            // 1xx (a 100 Continue the upstream sends on its own) are not the answer.
+            if (statusCode < 200) return;
+            if (aborted) return c.abort(signal!.reason as Error);
+            body = new DispatchedBody(c);
+            response = { statusCode, headers: headers as UpstreamResponse['headers'], body, trailers: {} };
+            resolve(response);
+          },
+          onResponseData(_c, chunk) {
+            body?.push(chunk);
+          },
+          onResponseEnd(_c, trailers) {
+            settled();
+            if (response) response.trailers = trailers as UpstreamResponse['trailers'];
+            body?.end();
+          },
+          onResponseError(_c, error) {
+            settled();
+            if (body) body.fail(error);
+            else reject(error);
+          },
         },
       );
     });
@@ -118,21 +149,12 @@ export class Http1Pool implements UpstreamPool {
 const ignore = () => {};
 
 /**
- * A body's errors reach whoever reads it (for await, a dump). One nobody reads any more (a filter
- * answered, the exchange was aborted) is destroyed with an error by undici: without a listener
- * that error would end the process.
- */
-function guarded(response: UpstreamResponse): UpstreamResponse {
-  response.body.on('error', ignore);
-  return response;
-}
-
-/**
  * Stops a response body we will not relay, aborting the rest of the upstream response: an HTTP/2
  * stream is reset (CANCEL; destroy() alone would send NO_ERROR), an HTTP/1.1 one closes its
  * connection.
  */
-export function abandon(body: Readable): void {
+export function abandon(body: UpstreamBody): void {
+  if (body instanceof DispatchedBody) return body.abandon();
   body.on('error', ignore);
   // An HTTP/2 stream (node exports no class to test against).
   if ('rstCode' in body && 'session' in body) return cancelStream(body as ClientHttp2Stream);
@@ -162,7 +184,8 @@ function adapt(connector: Connector, timeoutMs: number): buildConnector.connecto
 }
 
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */
-export function discard(body: Readable): Promise<void> {
+export function discard(body: UpstreamBody): Promise<void> {
+  if (body instanceof DispatchedBody) return body.discard();
   const dump = (body as Readable & { dump?: () => Promise<void> }).dump;
   if (dump) return dump.call(body).catch(() => {});
   abandon(body);

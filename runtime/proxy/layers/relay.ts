@@ -11,6 +11,7 @@ import { bodyChunks } from '../body-chunks.ts';
 import { LengthHold, withLength } from '../body-length.ts';
 import { endWithHeaders } from '../downstream.ts';
 import { upstreamChunks } from '../stream-reset.ts';
+import { DispatchedBody } from '../upstream-body.ts';
 import { abandon, type UpstreamResponse } from '../upstream-pool.ts';
 import { classifyUpstreamFailure } from '../upstream-errors.ts';
 import type { Handler } from './compose.ts';
@@ -118,7 +119,7 @@ function sendUpstreamResponse(x: Exchange, answer: UpstreamResponse): Promise<vo
       headers: responseHeaders(answer),
       status: answer.statusCode,
       endOfStream: answer.endAfterHeaders === true,
-      chunks: () => bodyChunks(upstreamChunks(answer.body), h2, () => Object.keys(answer.trailers).length > 0),
+      chunks: () => bodyChunks(answer.body instanceof DispatchedBody ? answer.body : upstreamChunks(answer.body), h2, () => Object.keys(answer.trailers).length > 0),
       trailers: () => trailerMap(answer.trailers),
       abandon: () => abandon(answer.body),
     },
