@@ -61,9 +61,23 @@ export interface Pod {
   ip6?: string;
 }
 
+export interface LabOptions {
+  /** The pods' IPv4 and IPv6 subnets (host-local ranges). */
+  subnet?: string;
+  subnet6?: string;
+}
+
 export class Lab {
   readonly id = `${process.pid % 10000}${Math.random().toString(36).slice(2, 5)}`;
   readonly node = `sl-node-${this.id}`;
+  readonly subnet: string;
+  readonly subnet6: string;
+
+  constructor(options: LabOptions = {}) {
+    this.subnet = options.subnet ?? '10.248.0.0/24';
+    this.subnet6 = options.subnet6 ?? 'fd00:5c:e2e::/64';
+  }
+
   readonly pods = new Map<string, Pod>();
   readonly children: ChildProcess[] = [];
   dir = '';
@@ -80,7 +94,7 @@ export class Lab {
       cniVersion: '1.0.0',
       name: `sluice-e2e-${this.id}`,
       plugins: [
-        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.248.0.0/24' }], [{ subnet: 'fd00:5c:e2e::/64' }]], dataDir: join(this.dir, 'ipam') } },
+        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: this.subnet }], [{ subnet: this.subnet6 }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }], dataDir: join(this.dir, 'ipam') } },
         { type: 'sluice-cni', proxySocket: this.socket, timeoutMs: 3000, excludeNamespaces: ['kube-system'], excludeOutboundPorts: [9999], capabilities: { 'io.kubernetes.cri.pod-annotations': true } },
       ],
     };

@@ -1,0 +1,229 @@
+// The platform end to end: two "nodes" (a netns each, linked by a veth), pods on each wired by
+// Debian's bridge + host-local with sluice-cni chained (libcni, as a container runtime calls it),
+// one node agent per node (`sluice run --controller --capture-socket` in the node's netns), and
+// the controller on the real API server with Pod, Service and EndpointSlice objects that match
+// the namespaces. WasmFilters applied with kubectl change what pods see. Root on Linux only.
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { Controller, silentLogger } from '../../controller/index.ts';
+import { startControllerCluster, waitValidated, wasmFilter, type ControllerCluster } from '../helpers/controller-env.ts';
+import { repoRoot } from '../helpers/fixtures.ts';
+import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
+import { skipUnless } from '../helpers/skip-unless.ts';
+import { until } from '../helpers/sluice-run.ts';
+import { Lab, labUnavailable, must, sh, type Pod } from './netns-lab.ts';
+
+const why = labUnavailable() ?? (hasK8sBinaries() ? undefined : 'the Kubernetes test binaries are missing (bash scripts/build-k8s.sh)');
+const serial = skipUnless(why);
+
+const NS = 'team-a';
+type NodeName = 'node-a' | 'node-b';
+/** A node: its lab (netns, pods, CNI socket), its agent, its address on the link. */
+interface Node {
+  name: NodeName;
+  lab: Lab;
+  linkIp: string;
+  agent?: Awaited<ReturnType<Lab['spawnIn']>>;
+}
+
+// A /24 per run for the links, so that runs on one machine do not collide in the root netns.
+const net = `10.251.${(process.pid % 200) + 20}`;
+/** The controller's address in the root netns, reachable from both nodes. */
+const CONTROLLER_IP = `${net}.1`;
+const nodes: Record<NodeName, Node> = {
+  'node-a': { name: 'node-a', lab: new Lab({ subnet: '10.248.1.0/24', subnet6: 'fd00:5c:e2e:1::/64' }), linkIp: `${net}.11` },
+  'node-b': { name: 'node-b', lab: new Lab({ subnet: '10.248.2.0/24', subnet6: 'fd00:5c:e2e:2::/64' }), linkIp: `${net}.12` },
+};
+const ctx = {} as { cluster: ControllerCluster; controller: Controller; dir: string; grpc: number; pods: Record<string, Pod & { node: Node }> };
+const rootLinks: string[] = [];
+
+test.after.always(async () => {
+  if (why) return;
+  for (const n of Object.values(nodes)) await n.lab.destroy();
+  for (const l of rootLinks) sh('ip', ['link', 'del', l]);
+  await ctx.controller?.stop();
+  await ctx.cluster?.kube.close();
+  if (ctx.dir) await rm(ctx.dir, { recursive: true, force: true });
+});
+
+/**
+ * Wires the nodes: a veth from the root netns to each node (the controller's address, the same
+ * on both, with a host route to each node: nothing is forwarded by the root netns), and a veth
+ * between the nodes (each node's pod subnet routed over it: the "network" between nodes).
+ */
+function link(): void {
+  const [a, b] = [nodes['node-a'], nodes['node-b']];
+  for (const n of [a, b]) {
+    const root = `slr${n.lab.id}`;
+    must('ip', ['link', 'add', root, 'type', 'veth', 'peer', 'name', 'up0', 'netns', n.lab.node]);
+    rootLinks.push(root);
+    must('ip', ['addr', 'add', `${CONTROLLER_IP}/32`, 'dev', root]);
+    must('ip', ['link', 'set', root, 'up']);
+    must('ip', ['route', 'add', `${n.linkIp}/32`, 'dev', root]);
+    must('ip', ['-n', n.lab.node, 'addr', 'add', `${n.linkIp}/32`, 'dev', 'up0']);
+    must('ip', ['-n', n.lab.node, 'link', 'set', 'up0', 'up']);
+    must('ip', ['-n', n.lab.node, 'route', 'add', `${CONTROLLER_IP}/32`, 'dev', 'up0']);
+    must('ip', ['netns', 'exec', n.lab.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  }
+  must('ip', ['-n', a.lab.node, 'link', 'add', 'peer0', 'type', 'veth', 'peer', 'name', 'peer0', 'netns', b.lab.node]);
+  for (const [n, other] of [[a, b], [b, a]] as const) {
+    must('ip', ['-n', n.lab.node, 'addr', 'add', `${n.linkIp}/32`, 'dev', 'peer0']);
+    must('ip', ['-n', n.lab.node, 'link', 'set', 'peer0', 'up']);
+    must('ip', ['-n', n.lab.node, 'route', 'add', `${other.linkIp}/32`, 'dev', 'peer0']);
+    must('ip', ['-n', n.lab.node, 'route', 'add', other.lab.subnet, 'via', other.linkIp, 'dev', 'peer0', 'onlink']);
+  }
+}
+
+async function startAgent(n: Node): Promise<void> {
+  n.agent = await n.lab.spawnIn(
+    n.lab.node,
+    [
+      process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '--controller', `${CONTROLLER_IP}:${ctx.grpc}`, '--node-name', n.name,
+      '--token-file', join(ctx.dir, `token-${n.name}`), '--state-dir', join(ctx.dir, `state-${n.name}`),
+      '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--admin-address', '127.0.0.1:0', '--drain-ms', '0', '--capture-socket', n.lab.socket,
+    ],
+    'CNI API listening',
+    60_000,
+  );
+}
+
+/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config. */
+function acked(node: NodeName, what: string, check: (config: any) => boolean): Promise<string> {
+  return until(`${node}: ${what}`, () => {
+    const current = ctx.controller.discovery!.current(node);
+    const r = ctx.controller.distribution.nodes().get(node);
+    if (!current || !check(JSON.parse(current.config)) || r?.version !== current.version || !r.acked) return undefined;
+    return current.version;
+  }, 60_000);
+}
+
+const kubectl = (args: string[], input?: string) => ctx.cluster.kube.kubectlOk(args, input === undefined ? undefined : { input });
+const apply = (o: object) => kubectl(['apply', '-f', '-'], JSON.stringify(o));
+const ipOf = (addResult: string) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => !a.includes(':'))!;
+
+/** Makes pod `name` on `node`: its netns wired by the CNI chain, and its Pod object (Running, its IP). */
+async function pod(name: string, node: Node, serviceAccount: string, labels: Record<string, string>, annotations?: Record<string, string>): Promise<Pod & { node: Node }> {
+  const p = Object.assign(node.lab.pod(name, NS), { node });
+  const add = node.lab.cni('add', p, annotations);
+  if (add.status !== 0) throw new Error(`CNI ADD of ${name}: ${add.stdout}${add.stderr}`);
+  p.ip = ipOf(add.stdout);
+  await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels, ...(annotations && { annotations }) }, spec: { nodeName: node.name, serviceAccountName: serviceAccount, containers: [{ name: 'c', image: 'example:test' }] } });
+  await kubectl(['patch', 'pod', name, '-n', NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] } })]);
+  return p;
+}
+
+test.before(async () => {
+  if (why) return;
+  ctx.dir = await mkdtemp(join(tmpdir(), 'sluice-platform-'));
+  for (const n of Object.values(nodes)) await n.lab.create();
+  link();
+  ctx.cluster = await startControllerCluster();
+  for (const sa of ['client-a', 'client-c', 'web']) await kubectl(['create', 'serviceaccount', sa, '-n', NS]);
+  for (const n of Object.values(nodes)) {
+    // The DaemonSet's pod (host network: not a workload), whose bound token identifies the agent.
+    await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `agent-${n.name}`, namespace: 'sluice-system' }, spec: { nodeName: n.name, serviceAccountName: 'sluice-node', hostNetwork: true, containers: [{ name: 'c', image: 'example:test' }] } });
+    const token = await kubectl(['create', 'token', 'sluice-node', '-n', 'sluice-system', '--audience=sluice', '--bound-object-kind=Pod', `--bound-object-name=agent-${n.name}`, '--duration=3600s']);
+    await writeFile(join(ctx.dir, `token-${n.name}`), token.trim());
+  }
+  ctx.controller = new Controller({ kubeconfig: ctx.cluster.controllerKubeconfig, listen: '127.0.0.1:0', grpcListen: `${CONTROLLER_IP}:0`, grpcTlsIps: [CONTROLLER_IP], log: silentLogger });
+  await ctx.controller.start();
+  ctx.grpc = ctx.controller.distributionPort!;
+  await writeFile(join(ctx.dir, 'root-cert.pem'), await kubectl(['get', 'configmap', 'sluice-ca-root', '-n', 'sluice-system', '-o', 'jsonpath={.data.root-cert\\.pem}']));
+  await kubectl(['create', 'configmap', 'headers-module', '-n', NS, `--from-file=filter.wasm=${join(repoRoot, 'build/filters/headers.wasm')}`]);
+  for (const n of Object.values(nodes)) await startAgent(n);
+  ctx.pods = {
+    a: await pod('a', nodes['node-a'], 'client-a', { app: 'client' }),
+    c: await pod('c', nodes['node-a'], 'client-c', { app: 'client' }),
+    b: await pod('b', nodes['node-b'], 'web', { app: 'web' }),
+  };
+  await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: NS }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  await apply({
+    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    metadata: { name: 'web-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'web' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [ctx.pods.b!.ip], conditions: { ready: true } }],
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+  });
+  await nodes['node-b'].lab.serve(ctx.pods.b!);
+});
+
+serial('the agents serve discovery\'s config for their node: the workloads the CNI plugin reported, the Service as a cluster', async (t) => {
+  for (const n of Object.values(nodes)) {
+    await acked(n.name, 'ACKs a config with its workloads', (c) => (c.workloads ?? []).length === (n.name === 'node-a' ? 2 : 1));
+    const pods = (await n.lab.api('GET', '/v1/pods')).body.pods.map((p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`).sort();
+    t.deepEqual(pods, n.name === 'node-a' ? ['team-a/a', 'team-a/c'] : ['team-a/b']);
+  }
+});
+
+serial('pod A (node a) to pod B (node b): through both node proxies, to the original destination', async (t) => {
+  const { a, b } = ctx.pods;
+  const answer = nodes['node-a'].lab.get(a!.netns, `http://${b!.ip}:8080/hello`);
+  // Both proxies' HTTP stacks ran (each added the peer it saw to x-forwarded-for); B's server
+  // was reached on the address A dialled.
+  // B sees its own address as the peer (its inbound proxy connected from B's netns) and A in
+  // x-forwarded-for twice: A's node proxy saw A, and so did B's (A's proxy dials from A's netns).
+  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true });
+});
+
+serial('kubectl apply of an outbound WasmFilter for the clients and an inbound one for web: both change what A sees', async (t) => {
+  const { a, b } = ctx.pods;
+  const stamp = (value: string) => ({ request: { add: [{ name: 'x-filtered', value }] } });
+  await apply(JSON.parse(wasmFilter('stamp-out', NS, { configMap: { name: 'headers-module', key: 'filter.wasm' }, selector: { matchLabels: { app: 'client' } }, match: [{ direction: 'OUTBOUND' }], pluginConfig: stamp('outbound') })));
+  await apply(JSON.parse(wasmFilter('stamp-in', NS, { configMap: { name: 'headers-module', key: 'filter.wasm' }, selector: { matchLabels: { app: 'web' } }, match: [{ direction: 'INBOUND' }], pluginConfig: stamp('inbound') })));
+  await waitValidated(ctx.cluster.kube, NS, 'stamp-out', 'True');
+  await waitValidated(ctx.cluster.kube, NS, 'stamp-in', 'True');
+  const names = (c: any, listener: string) => c.listeners.find((l: { name: string }) => l.name === listener).filters as string[];
+  await acked('node-a', 'the outbound filter on its outbound listener', (c) => names(c, 'capture-outbound').length === 1 && names(c, 'capture-inbound').length === 0);
+  await acked('node-b', 'the inbound filter on its inbound listener', (c) => names(c, 'capture-inbound').length === 1 && names(c, 'capture-outbound').length === 0);
+  const answer = nodes['node-a'].lab.get(a!.netns, `http://${b!.ip}:8080/filtered`);
+  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: 'outbound, inbound' });
+});
+
+serial('an opted-out pod bypasses the proxy: its requests carry no filter and no x-forwarded-for from its own node', async (t) => {
+  const { b } = ctx.pods;
+  // Opted out by annotation: ADD leaves its netns without rules.
+  const d = await pod('d', nodes['node-a'], 'client-a', { app: 'client' }, { 'sluice.dev/capture': 'disabled' });
+  t.is(nodes['node-a'].lab.nft(d, 'list', 'ruleset').stdout, '');
+  // B's inbound side still passes B's proxy: one x-forwarded-for entry (d), the inbound filter only.
+  t.deepEqual(nodes['node-a'].lab.get(d.netns, `http://${b!.ip}:8080/bypass`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: d.ip!, requestId: true, filters: 'inbound' });
+});
+
+serial('a restarted node proxy takes its pods over again; the gap is measured', async (t) => {
+  const { a, b } = ctx.pods;
+  const n = nodes['node-a'];
+  const exited = new Promise((r) => n.agent!.once('exit', r));
+  const stopped = performance.now();
+  n.agent!.kill('SIGTERM');
+  await exited;
+  await startAgent(n);
+  // The first request that gets through after the restart.
+  let answer: Record<string, string | boolean> | undefined;
+  await until('A to reach B again', () => {
+    try {
+      answer = n.lab.get(a!.netns, `http://${b!.ip}:8080/again`);
+      return true;
+    } catch {
+      return undefined;
+    }
+  }, 60_000);
+  t.log(`traffic from A resumed ${Math.round(performance.now() - stopped)} ms after SIGTERM to node-a's agent (restart included)`);
+  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: 'outbound, inbound' });
+});
+
+serial('pod deleted: its rules go with DEL; DEL again succeeds; CHECK after tampering fails', async (t) => {
+  const { c } = ctx.pods;
+  const lab = nodes['node-a'].lab;
+  t.is(lab.cni('check', c!).status, 0);
+  // Tampering: the pod's sluice table removed behind the plugin's back.
+  t.is(lab.nft(c!, 'delete', 'table', 'ip', 'sluice').status, 0);
+  const check = lab.cni('check', c!);
+  t.is(check.status, 1);
+  t.regex(JSON.parse(check.stdout).msg, /sluice/);
+  t.is(lab.cni('del', c!).status, 0);
+  t.is(lab.nft(c!, 'list', 'ruleset').stdout, '');
+  t.is(lab.cni('del', c!).status, 0);
+  t.false((await lab.api('GET', '/v1/pods')).body.pods.some((p: { name: string }) => p.name === 'c'));
+});
