@@ -22,7 +22,7 @@ export interface ServicePortView {
 
 export interface ServiceView {
   metadata: { name: string; namespace: string; resourceVersion?: string };
-  spec?: { type?: string; ports?: ServicePortView[] };
+  spec?: { type?: string; ports?: ServicePortView[]; clusterIP?: string; clusterIPs?: string[] };
 }
 
 export interface EndpointSliceView {
@@ -158,10 +158,17 @@ function clusters(state: ClusterState, scope: Set<string> | 'all', clusterDomain
       }
       // A cluster needs an endpoint; a port with none ready is left out until one is.
       if (endpoints.size === 0) continue;
-      out.push({ name: clusterName(name, namespace, port.port, clusterDomain), endpoints: [...endpoints].sort(), ...(isH2(port) ? { protocol: 'http2' } : {}) });
+      const vips = serviceIps(svc).map((ip) => (ip.includes(':') ? `[${ip}]:${port.port}` : `${ip}:${port.port}`));
+      out.push({ name: clusterName(name, namespace, port.port, clusterDomain), endpoints: [...endpoints].sort(), ...(vips.length > 0 ? { vips } : {}), ...(isH2(port) ? { protocol: 'http2' } : {}) });
     }
   }
   return out.sort((a, b) => String(a.name).localeCompare(String(b.name)));
+}
+
+/** A Service's ClusterIPs (none for a headless Service): captured connections to them go to its endpoints. */
+function serviceIps(svc: ServiceView): string[] {
+  const ips = svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : []);
+  return [...new Set(ips.filter((ip) => ip !== '' && ip !== 'None'))].sort();
 }
 
 function renderFilter(f: ValidatedFilter, clusterNames: Set<string>): Record<string, unknown> {

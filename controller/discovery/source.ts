@@ -62,7 +62,7 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
       ...common,
       path: '/api/v1/services',
       list: () => listAll((c) => core.listServiceForAllNamespaces({ limit, _continue: c })) as never,
-      transform: (s) => ({ metadata: meta(s.metadata), spec: { type: s.spec?.type, ports: (s.spec?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, appProtocol: p.appProtocol })) } }),
+      transform: (s) => ({ metadata: meta(s.metadata), spec: { type: s.spec?.type, clusterIP: s.spec?.clusterIP, clusterIPs: s.spec?.clusterIPs, ports: (s.spec?.ports ?? []).map((p) => ({ name: p.name, port: p.port, protocol: p.protocol, appProtocol: p.appProtocol })) } }),
       onChange: () => this.markAll(),
     });
     this.slices = new Informer<Obj<EndpointSliceView>>({

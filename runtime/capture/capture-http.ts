@@ -41,6 +41,8 @@ export interface ProxyParts {
   readonly env: HostEnvironment;
   /** A configured listener's current state: one named capture-outbound/-inbound lends its filters. */
   currentListenerState?(name: string): ListenerState | undefined;
+  /** The cluster whose Service address (vips) a captured outbound connection dialled. */
+  serviceAt?(address: string, port: number): ClusterConfig | undefined;
 }
 
 interface Template {
@@ -84,13 +86,22 @@ export function originalDestinationState(
 ): ListenerState {
   const t = defaults();
   const clusterName = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-  const cluster = new Cluster({ ...t.cluster, name: clusterName, endpoints: [{ host: address, port }], protocol }, connect);
-  const route: RouteConfig = { ...t.route, action: { kind: 'cluster', clusters: [{ cluster: clusterName, weight: 1 }] } };
+  return clusterState(name, { ...t.cluster, name: clusterName, endpoints: [{ host: address, port }] }, protocol, env, connect);
+}
+
+/**
+ * A state whose one route sends every request to `cluster`, spoken to in the client's protocol,
+ * with connections made by `connect`. For a captured connection to a Service address (one of
+ * `cluster.vips`), the Service's endpoints are picked by the cluster's load balancing.
+ */
+export function clusterState(name: string, cluster: ClusterConfig, protocol: 'http1' | 'http2', env: HostEnvironment, connect: (host: string, port: number) => Socket): ListenerState {
+  const t = defaults();
+  const route: RouteConfig = { ...t.route, action: { kind: 'cluster', clusters: [{ cluster: cluster.name, weight: 1 }] } };
   return {
     config: { ...t.listener, name, routes: [route] },
     chain: new FilterChain([], env),
     router: new Router([route]),
-    clusters: new Map([[clusterName, cluster]]),
+    clusters: new Map([[cluster.name, new Cluster({ ...cluster, protocol }, connect)]]),
   };
 }
 

@@ -8,7 +8,8 @@ import { SluiceError } from '../errors.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
-import { originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import type { ClusterConfig } from '../config/snapshot.ts';
+import { clusterState, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 import type { LogLevelName } from '../log.ts';
 
@@ -45,6 +46,8 @@ export class PodListeners {
   readonly counters: PodCounters = { outbound: 0, inbound: 0, refused: 0 };
   private readonly servers: Server[] = [];
   private readonly httpStates = new Map<string, ListenerState>();
+  /** Per direction, Service cluster and protocol: the state, and the cluster config it was made from. */
+  private readonly serviceStates = new Map<string, { config: ClusterConfig; state: ListenerState }>();
   /** Where the upstream sockets are made: a thread parked in the pod's netns. */
   private netns?: NetnsHandle;
 
@@ -116,17 +119,32 @@ export class PodListeners {
   private async forward(direction: Direction, client: Socket, dst: { address: string; port: number; family: 4 | 6 }): Promise<void> {
     const first = await sniff(client);
     if (client.destroyed) return;
+    // A Service address (ClusterIP): the connection goes to one of the Service's endpoints.
+    const service = direction === 'outbound' ? this.parts.serviceAt?.(dst.address, dst.port) : undefined;
     const protocol = sniffedProtocol(first);
-    if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol));
+    if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol));
     if (first.length > 0) client.unshift(first);
+    // TCP to a Service: a random endpoint per connection.
+    const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };
     let upstream: Socket;
     try {
-      upstream = this.connect(dst.address, dst.port);
+      upstream = this.connect(target.host, target.port);
     } catch (error) {
-      this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${dst.address}:${dst.port}`, { error: (error as Error).message });
+      this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${target.host}:${target.port}`, { error: (error as Error).message });
       return void client.destroy();
     }
-    passthrough(client, upstream, { listener: listenerName(direction), destination: `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+    passthrough(client, upstream, { listener: listenerName(direction), destination: service ? service.name : `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+  }
+
+  /** The HTTP state for a Service's cluster, made again when the snapshot changed the cluster. */
+  private serviceState(direction: Direction, service: ClusterConfig, protocol: 'http1' | 'http2'): ListenerState {
+    const key = `${direction} service ${service.name} ${protocol}`;
+    const kept = this.serviceStates.get(key);
+    if (kept?.config === service) return kept.state;
+    if (kept) for (const c of kept.state.clusters.values()) void c.close();
+    const state = clusterState(listenerName(direction), service, protocol, this.parts.env, (host, port) => this.connect(host, port));
+    this.serviceStates.set(key, { config: service, state });
+    return state;
   }
 
   /**
@@ -161,8 +179,9 @@ export class PodListeners {
   }
 
   async close(): Promise<void> {
-    for (const state of this.httpStates.values()) for (const c of state.clusters.values()) void c.destroy();
+    for (const state of [...this.httpStates.values(), ...[...this.serviceStates.values()].map((s) => s.state)]) for (const c of state.clusters.values()) void c.destroy();
     this.httpStates.clear();
+    this.serviceStates.clear();
     if (this.netns) this.addon.netnsClose(this.netns);
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
   }

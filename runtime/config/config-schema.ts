@@ -330,6 +330,7 @@ const cluster = object(
   {
     name: string('name', 'Unique among clusters.'),
     endpoints: { type: 'array', minItems: 1, uniqueItems: true, items: string('endpoint', 'host:port of an upstream.'), description: 'host:port strings.' },
+    vips: { type: 'array', uniqueItems: true, items: string('endpoint', 'address:port of the Service (its ClusterIP and port).'), description: 'Node mode (discovery fills it in): the Service addresses of this cluster. A captured outbound connection to one goes to the cluster\'s endpoints, picked by its load balancing, instead of to the address the pod dialled.' },
     loadBalancing: { enum: ['round-robin', 'least-request', 'ring-hash'], default: CONFIG_DEFAULTS.loadBalancing, description: 'How an endpoint is picked: in turn, the less busy of two at random, or by a hash of the hashOn header (the same value, the same endpoint).' },
     hashOn: object('ring-hash: what the hash is taken of.', { header: string('header-name', 'A request header name; requests without it go to a random endpoint.') }, ['header']),
     protocol: { enum: ['http1', 'http2'], default: CONFIG_DEFAULTS.upstreamProtocol, description: 'http1: HTTP/1.1; http2: HTTP/2 with prior knowledge (h2c), as gRPC services speak it.' },

@@ -531,10 +531,8 @@ class Resolver {
     if (loadBalancing !== 'ring-hash' && cluster.hashOn !== undefined) this.problem(`${at}.hashOn`, 'only ring-hash clusters hash; set loadBalancing: ring-hash');
     return {
       name: str(cluster.name) ?? '',
-      endpoints: list(cluster.endpoints).flatMap((endpoint): Endpoint[] => {
-        const parsed = typeof endpoint === 'string' ? parseHostPort(endpoint, 1) : undefined;
-        return parsed && !('error' in parsed) ? [{ host: parsed.host, port: parsed.port }] : [];
-      }),
+      endpoints: endpointList(cluster.endpoints),
+      ...(cluster.vips === undefined ? {} : { vips: endpointList(cluster.vips) }),
       loadBalancing,
       ...(hashOn === undefined ? {} : { hashOn: { header: hashOn.toLowerCase() } }),
       protocol: cluster.protocol === 'http2' ? 'http2' : 'http1',
@@ -646,4 +644,12 @@ function withDefaults<T extends Record<string, number>>(given: Raw, defaults: T)
   const out: Record<string, number> = {};
   for (const [k, d] of Object.entries(defaults)) out[k] = whole(given[k], d);
   return out as T;
+}
+
+/** host:port strings as endpoints (the schema has checked them; what does not parse is left out). */
+function endpointList(value: unknown): Endpoint[] {
+  return list(value).flatMap((endpoint): Endpoint[] => {
+    const parsed = typeof endpoint === 'string' ? parseHostPort(endpoint, 1) : undefined;
+    return parsed && !('error' in parsed) ? [{ host: parsed.host, port: parsed.port }] : [];
+  });
 }

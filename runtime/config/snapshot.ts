@@ -157,6 +157,8 @@ export interface WeightedCluster {
 export interface ClusterConfig {
   readonly name: string;
   readonly endpoints: readonly Endpoint[];
+  /** Node mode: the Service addresses (ClusterIP:port) captured outbound connections to which go to this cluster. */
+  readonly vips?: readonly Endpoint[];
   readonly loadBalancing: 'round-robin' | 'least-request' | 'ring-hash';
   /** ring-hash: the request header whose value picks the endpoint. */
   readonly hashOn?: { readonly header: string };

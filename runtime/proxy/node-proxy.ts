@@ -67,6 +67,8 @@ export class NodeProxy {
   /** Open connections of tcp listeners (and their upstreams), closed at the end of a drain. */
   private readonly tcpSockets = new Set<Socket>();
   private stopping?: Promise<void>;
+  /** The clusters of the current snapshot by Service address (vips), made when first asked. */
+  private services?: { snapshot: Snapshot; byAddress: Map<string, ClusterConfig> };
   private applying: Promise<void> = Promise.resolve();
 
   private readonly limits: ListenerLimits;
@@ -191,6 +193,17 @@ export class NodeProxy {
   /** The current state of listener `name`: capture (runtime/capture) borrows its filters and access log. */
   currentListenerState(name: string): ListenerState | undefined {
     return this.listeners.get(name)?.state;
+  }
+
+  /** The cluster of the current snapshot one of whose Service addresses (vips) is `address`:`port`. */
+  serviceAt(address: string, port: number): ClusterConfig | undefined {
+    const snapshot = this.current;
+    if (this.services?.snapshot !== snapshot) {
+      const byAddress = new Map<string, ClusterConfig>();
+      for (const c of snapshot.clusters) for (const vip of c.vips ?? []) byAddress.set(`${vip.host.toLowerCase()} ${vip.port}`, c);
+      this.services = { snapshot, byAddress };
+    }
+    return this.services.byAddress.get(`${address.toLowerCase()} ${port}`);
   }
 
   /** The Prometheus text of /stats/prometheus. */

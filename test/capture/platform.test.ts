@@ -139,13 +139,13 @@ test.before(async () => {
     c: await pod('c', nodes['node-a'], 'client-c', { app: 'client' }),
     b: await pod('b', nodes['node-b'], 'web', { app: 'web' }),
   };
-  await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: NS }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  await apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: NS }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'echo', port: 9000, targetPort: 9000 }] } });
   await apply({
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
     metadata: { name: 'web-1', namespace: NS, labels: { 'kubernetes.io/service-name': 'web' } },
     addressType: 'IPv4',
     endpoints: [{ addresses: [ctx.pods.b!.ip], conditions: { ready: true } }],
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'echo', port: 9000, protocol: 'TCP' }],
   });
   await nodes['node-b'].lab.serve(ctx.pods.b!);
 });
@@ -166,6 +166,17 @@ serial('pod A (node a) to pod B (node b): through both node proxies, to the orig
   // B sees its own address as the peer (its inbound proxy connected from B's netns) and A in
   // x-forwarded-for twice: A's node proxy saw A, and so did B's (A's proxy dials from A's netns).
   t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true });
+});
+
+serial('pod A to B by B\'s Service address (its ClusterIP): node a\'s proxy sends it to the Service\'s endpoint', async (t) => {
+  const { a, b } = ctx.pods;
+  const vip = (await kubectl(['get', 'service', 'web', '-n', NS, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  t.regex(vip, /^\d+\.\d+\.\d+\.\d+$/);
+  await acked('node-a', 'the Service cluster with its address', (c) => c.clusters.some((x: { vips?: string[] }) => x.vips?.includes(`${vip}:9000`)));
+  // No kube-proxy here: nothing but node a's proxy knows where the ClusterIP leads.
+  t.deepEqual(nodes['node-a'].lab.get(a!.netns, `http://${vip}/by-service`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true });
+  // TCP that is not HTTP too (B's upper-casing echo server behind the Service's port 9000).
+  t.is(nodes['node-a'].lab.tcp(a!.netns, vip, 9000, 'ping\n'), 'PING\n');
 });
 
 serial('kubectl apply of an outbound WasmFilter for the clients and an inbound one for web: both change what A sees', async (t) => {

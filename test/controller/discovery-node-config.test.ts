@@ -57,6 +57,25 @@ test('clusters: one per service port, ready (or unknown) endpoints only, ports b
   t.deepEqual(snapshot.clusters[0]!.endpoints, [{ host: '10.0.0.1', port: 8080 }, { host: '10.0.0.2', port: 8080 }, { host: 'fd00::1', port: 8080 }]);
 });
 
+test('clusters carry their Service\'s ClusterIPs with the Service port (vips); a headless Service has none', (t) => {
+  const withIps = (s: ServiceView, clusterIPs: string[]): ServiceView => ({ ...s, spec: { ...s.spec, clusterIP: clusterIPs[0], clusterIPs } });
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1')],
+    services: [withIps(svc('shop', 'cart', [{ name: 'http', port: 80 }]), ['10.96.0.10', 'fd00:96::a']), withIps(svc('shop', 'headless', [{ name: 'http', port: 80 }]), ['None'])],
+    endpointSlices: [
+      slice('shop', 'cart', 'cart-v4', 'IPv4', [{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.1'] }]),
+      slice('shop', 'headless', 'headless-v4', 'IPv4', [{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.2'] }]),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.clusters, [
+    { name: 'cart.shop.svc.cluster.local_80', endpoints: ['10.0.0.1:8080'], vips: ['10.96.0.10:80', '[fd00:96::a]:80'] },
+    { name: 'headless.shop.svc.cluster.local_80', endpoints: ['10.0.0.2:8080'] },
+  ]);
+  t.deepEqual(snapshot.clusters[0]!.vips, [{ host: '10.96.0.10', port: 80 }, { host: 'fd00:96::a', port: 80 }]);
+  t.is(snapshot.clusters[1]!.vips, undefined);
+});
+
 test('workloads: only pods on this node, not hostNetwork, Running or Pending; identity from the ServiceAccount and trust domain', (t) => {
   const state = base({
     pods: [

@@ -91,7 +91,9 @@ test.serial('each node gets exactly its pods, the services, and the validated fi
     ['db-1', { outbound: [], inbound: [] }],
     ['web-2', { outbound: [], inbound: ['team-a.hello'] }],
   ]);
-  t.deepEqual(doc(n1).clusters, [{ name: 'cart.team-a.svc.cluster.local_80', endpoints: ['10.0.0.1:8080', '10.0.0.2:8080'] }]);
+  // The API server gave the Service a ClusterIP: it is the cluster's Service address.
+  const clusterIp = (await k.kubectlOk(['get', 'service', 'cart', '-n', 'team-a', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  t.deepEqual(doc(n1).clusters, [{ name: 'cart.team-a.svc.cluster.local_80', endpoints: ['10.0.0.1:8080', '10.0.0.2:8080'], vips: [`${clusterIp}:80`] }]);
   t.deepEqual(doc(n1).filters, [{ name: 'team-a.hello', module: `${helloSha}.wasm`, failStrategy: 'FAIL_CLOSE' }]);
   t.deepEqual(doc(n1).listeners.map((l: { name: string; filters: string[] }) => [l.name, l.filters]), [['capture-outbound', []], ['capture-inbound', ['team-a.hello']]]);
   t.deepEqual([...n1.modules.keys()], [helloSha]);
