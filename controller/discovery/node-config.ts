@@ -235,7 +235,9 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     };
   });
 
-  // One chain per listener today: the union of what any workload selected, in the global order.
+  // The listeners carry the union of what any workload selected, in the global order (direct
+  // clients, and pods the snapshot does not describe yet); captured traffic of a workload runs
+  // its own selection (workloads[].filters).
   const used = filters.filter((f) => outbound.has(f) || inbound.has(f));
   const modules = new Map<string, Uint8Array>();
   const missing: string[] = [];

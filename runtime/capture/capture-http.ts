@@ -35,12 +35,20 @@ export function sniffedProtocol(first: Buffer): 'http1' | 'http2' | undefined {
   return HTTP1.test(head) ? 'http1' : undefined;
 }
 
+/** The pod a captured connection belongs to. */
+export interface CapturedPod {
+  readonly namespace: string;
+  readonly name: string;
+}
+
 /** The proxy parts captured HTTP runs on. */
 export interface ProxyParts {
   readonly telemetry: Telemetry;
   readonly env: HostEnvironment;
   /** A configured listener's current state: one named capture-outbound/-inbound lends its filters. */
   currentListenerState?(name: string): ListenerState | undefined;
+  /** Node mode: the chain of the filters selected for a pod in a direction, when the snapshot describes the pod. */
+  workloadChain?(namespace: string, name: string, direction: 'outbound' | 'inbound'): FilterChain | undefined;
   /** The cluster whose Service address (vips) a captured outbound connection dialled. */
   serviceAt?(address: string, port: number): ClusterConfig | undefined;
 }
@@ -108,17 +116,22 @@ export function clusterState(name: string, cluster: ClusterConfig, protocol: 'ht
 /** One HTTP server (never listening) that captured HTTP connections are handed to. */
 export class CaptureHttp {
   private readonly downstream: Downstream;
-  private readonly states = new WeakMap<Socket, ListenerState>();
+  private readonly states = new WeakMap<Socket, { state: ListenerState; pod: CapturedPod }>();
   /** Captured HTTP requests not answered yet (a drain waits for them). */
   inFlight = 0;
 
   constructor(proxy: ProxyParts, sockets: Set<Socket>) {
-    // Each request runs on the borrowed listener's state current when it arrives (hot reload).
-    const current = (base: ListenerState | undefined): ListenerState | undefined => {
-      const lent = base && proxy.currentListenerState?.(base.config.name);
-      if (!base || !lent || lent.config.protocol !== 'http') return base;
+    // Each request runs on the borrowed listener's state current when it arrives (hot reload),
+    // with the chain of the filters selected for the pod in node mode.
+    const current = (served: { state: ListenerState; pod: CapturedPod } | undefined): ListenerState | undefined => {
+      if (!served) return undefined;
+      const base = served.state;
+      const lent = proxy.currentListenerState?.(base.config.name);
+      if (!lent || lent.config.protocol !== 'http') return base;
+      const direction = base.config.name === 'capture-inbound' ? 'inbound' : 'outbound';
+      const chain = proxy.workloadChain?.(served.pod.namespace, served.pod.name, direction) ?? lent.chain;
       // The composed request path is kept on the base state: composing it per request would cost.
-      return { ...base, config: { ...base.config, filters: lent.config.filters, accessLog: lent.config.accessLog }, chain: lent.chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()) };
+      return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()) };
     };
     this.downstream = downstreamServer(DEFAULT_LISTENER_LIMITS, undefined, {
       request: (req, res) => {
@@ -138,9 +151,9 @@ export class CaptureHttp {
     this.downstream.server.emit('listening');
   }
 
-  /** Serves `client`, whose `first` bytes were read while sniffing, with `state`. */
-  serve(client: Socket, first: Buffer, state: ListenerState): void {
-    this.states.set(client, state);
+  /** Serves `client` of `pod`, whose `first` bytes were read while sniffing, with `state`. */
+  serve(client: Socket, first: Buffer, state: ListenerState, pod: CapturedPod): void {
+    this.states.set(client, { state, pod });
     client.unshift(first);
     this.downstream.server.emit('connection', client);
     client.resume();

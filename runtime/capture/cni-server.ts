@@ -44,7 +44,7 @@ export class CaptureServer {
     proxy: ProxyParts,
     private readonly log: Log,
   ) {
-    this.parts = { telemetry: proxy.telemetry, env: proxy.env, http: new CaptureHttp(proxy, this.sockets), serviceAt: proxy.serviceAt?.bind(proxy) };
+    this.parts = { telemetry: proxy.telemetry, env: proxy.env, http: new CaptureHttp(proxy, this.sockets), serviceAt: proxy.serviceAt?.bind(proxy), workloadChain: proxy.workloadChain?.bind(proxy) };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
   }

@@ -122,7 +122,7 @@ export class PodListeners {
     // A Service address (ClusterIP): the connection goes to one of the Service's endpoints.
     const service = direction === 'outbound' ? this.parts.serviceAt?.(dst.address, dst.port) : undefined;
     const protocol = sniffedProtocol(first);
-    if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol));
+    if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod);
     if (first.length > 0) client.unshift(first);
     // TCP to a Service: a random endpoint per connection.
     const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };

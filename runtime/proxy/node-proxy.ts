@@ -67,6 +67,8 @@ export class NodeProxy {
   /** Open connections of tcp listeners (and their upstreams), closed at the end of a drain. */
   private readonly tcpSockets = new Set<Socket>();
   private stopping?: Promise<void>;
+  /** Node mode: the filter chain of each workload and direction in the current snapshot, made when first asked. */
+  private workloadChains?: { snapshot: Snapshot; chains: Map<string, FilterChain | null> };
   /** The clusters of the current snapshot by Service address (vips), made when first asked. */
   private services?: { snapshot: Snapshot; byAddress: Map<string, ClusterConfig> };
   private applying: Promise<void> = Promise.resolve();
@@ -193,6 +195,24 @@ export class NodeProxy {
   /** The current state of listener `name`: capture (runtime/capture) borrows its filters and access log. */
   currentListenerState(name: string): ListenerState | undefined {
     return this.listeners.get(name)?.state;
+  }
+
+  /**
+   * Node mode: the chain of the filters the controller selected for pod `namespace`/`name` in
+   * `direction` (the snapshot's workloads), or undefined when the snapshot does not describe it.
+   */
+  workloadChain(namespace: string, name: string, direction: 'outbound' | 'inbound'): FilterChain | undefined {
+    const snapshot = this.current;
+    if (!snapshot.workloads) return undefined;
+    if (this.workloadChains?.snapshot !== snapshot) this.workloadChains = { snapshot, chains: new Map() };
+    const key = `${namespace}/${name} ${direction}`;
+    let chain = this.workloadChains.chains.get(key);
+    if (chain === undefined) {
+      const w = snapshot.workloads.find((x) => x.namespace === namespace && x.name === name);
+      chain = w ? new FilterChain(w.filters[direction].map((f) => this.filters.get(f)!.plugin), this.env) : null;
+      this.workloadChains.chains.set(key, chain);
+    }
+    return chain ?? undefined;
   }
 
   /** The cluster of the current snapshot one of whose Service addresses (vips) is `address`:`port`. */

@@ -193,6 +193,16 @@ serial('kubectl apply of an outbound WasmFilter for the clients and an inbound o
   t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: 'outbound, inbound' });
 });
 
+serial('filters are chosen per workload: a pod on node a the outbound filter does not select gets only B\'s inbound one', async (t) => {
+  const { b } = ctx.pods;
+  const e = await pod('e', nodes['node-a'], 'client-c', { app: 'other' });
+  const workload = (c: any, name: string) => (c.workloads as Array<{ name: string; filters: { outbound: string[] } }>).find((w) => w.name === name);
+  await acked('node-a', 'pod e as a workload without the outbound filter', (c) => workload(c, 'e')?.filters.outbound.length === 0 && workload(c, 'a')?.filters.outbound.length === 1);
+  t.deepEqual(nodes['node-a'].lab.get(e.netns, `http://${b!.ip}:8080/unselected`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${e.ip}, ${e.ip}`, requestId: true, filters: 'inbound' });
+  // A, selected, still gets both.
+  t.is(nodes['node-a'].lab.get(ctx.pods.a!.netns, `http://${b!.ip}:8080/selected`).filters, 'outbound, inbound');
+});
+
 serial('an opted-out pod bypasses the proxy: its requests carry no filter and no x-forwarded-for from its own node', async (t) => {
   const { b } = ctx.pods;
   // Opted out by annotation: ADD leaves its netns without rules.
