@@ -5,6 +5,7 @@
 
 import { createServer, Socket, type Server } from 'node:net';
 import { SluiceError } from '../errors.ts';
+import { setOriginalDestination } from '../proxy/original-destination.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
@@ -122,6 +123,8 @@ export class PodListeners {
     // A Service address (ClusterIP): the connection goes to one of the Service's endpoints.
     const service = direction === 'outbound' ? this.parts.serviceAt?.(dst.address, dst.port) : undefined;
     const protocol = sniffedProtocol(first);
+    // Filters see where the pod's client was going (destination.*), not the proxy's listener.
+    setOriginalDestination(client, dst);
     if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod);
     if (first.length > 0) client.unshift(first);
     // TCP to a Service: a random endpoint per connection.

@@ -181,7 +181,8 @@ serial('pod A to B by B\'s Service address (its ClusterIP): node a\'s proxy send
 
 serial('kubectl apply of an outbound WasmFilter for the clients and an inbound one for web: both change what A sees', async (t) => {
   const { a, b } = ctx.pods;
-  const stamp = (value: string) => ({ request: { add: [{ name: 'x-filtered', value }] } });
+  // Each side stamps the address it saw the client dial (destination.*: the original destination, not the proxy's listener).
+  const stamp = (value: string) => ({ request: { add: [{ name: 'x-filtered', value: `${value} to %DOWNSTREAM_LOCAL_ADDRESS%` }] } });
   await apply(JSON.parse(wasmFilter('stamp-out', NS, { configMap: { name: 'headers-module', key: 'filter.wasm' }, selector: { matchLabels: { app: 'client' } }, match: [{ direction: 'OUTBOUND' }], pluginConfig: stamp('outbound') })));
   await apply(JSON.parse(wasmFilter('stamp-in', NS, { configMap: { name: 'headers-module', key: 'filter.wasm' }, selector: { matchLabels: { app: 'web' } }, match: [{ direction: 'INBOUND' }], pluginConfig: stamp('inbound') })));
   await waitValidated(ctx.cluster.kube, NS, 'stamp-out', 'True');
@@ -190,7 +191,10 @@ serial('kubectl apply of an outbound WasmFilter for the clients and an inbound o
   await acked('node-a', 'the outbound filter on its outbound listener', (c) => names(c, 'capture-outbound').length === 1 && names(c, 'capture-inbound').length === 0);
   await acked('node-b', 'the inbound filter on its inbound listener', (c) => names(c, 'capture-inbound').length === 1 && names(c, 'capture-outbound').length === 0);
   const answer = nodes['node-a'].lab.get(a!.netns, `http://${b!.ip}:8080/filtered`);
-  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: 'outbound, inbound' });
+  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080` });
+  // By the Service address: A's side saw the ClusterIP dialled, B's side the endpoint.
+  const vip = (await kubectl(['get', 'service', 'web', '-n', NS, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+  t.is(nodes['node-a'].lab.get(a!.netns, `http://${vip}/filtered`).filters, `outbound to ${vip}:80, inbound to ${b!.ip}:8080`);
 });
 
 serial('filters are chosen per workload: a pod on node a the outbound filter does not select gets only B\'s inbound one', async (t) => {
@@ -198,9 +202,9 @@ serial('filters are chosen per workload: a pod on node a the outbound filter doe
   const e = await pod('e', nodes['node-a'], 'client-c', { app: 'other' });
   const workload = (c: any, name: string) => (c.workloads as Array<{ name: string; filters: { outbound: string[] } }>).find((w) => w.name === name);
   await acked('node-a', 'pod e as a workload without the outbound filter', (c) => workload(c, 'e')?.filters.outbound.length === 0 && workload(c, 'a')?.filters.outbound.length === 1);
-  t.deepEqual(nodes['node-a'].lab.get(e.netns, `http://${b!.ip}:8080/unselected`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${e.ip}, ${e.ip}`, requestId: true, filters: 'inbound' });
+  t.deepEqual(nodes['node-a'].lab.get(e.netns, `http://${b!.ip}:8080/unselected`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${e.ip}, ${e.ip}`, requestId: true, filters: `inbound to ${b!.ip}:8080` });
   // A, selected, still gets both.
-  t.is(nodes['node-a'].lab.get(ctx.pods.a!.netns, `http://${b!.ip}:8080/selected`).filters, 'outbound, inbound');
+  t.is(nodes['node-a'].lab.get(ctx.pods.a!.netns, `http://${b!.ip}:8080/selected`).filters, `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`);
 });
 
 serial('an opted-out pod bypasses the proxy: its requests carry no filter and no x-forwarded-for from its own node', async (t) => {
@@ -209,7 +213,7 @@ serial('an opted-out pod bypasses the proxy: its requests carry no filter and no
   const d = await pod('d', nodes['node-a'], 'client-a', { app: 'client' }, { 'sluice.dev/capture': 'disabled' });
   t.is(nodes['node-a'].lab.nft(d, 'list', 'ruleset').stdout, '');
   // B's inbound side still passes B's proxy: one x-forwarded-for entry (d), the inbound filter only.
-  t.deepEqual(nodes['node-a'].lab.get(d.netns, `http://${b!.ip}:8080/bypass`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: d.ip!, requestId: true, filters: 'inbound' });
+  t.deepEqual(nodes['node-a'].lab.get(d.netns, `http://${b!.ip}:8080/bypass`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: d.ip!, requestId: true, filters: `inbound to ${b!.ip}:8080` });
 });
 
 serial('a restarted node proxy takes its pods over again; the gap is measured', async (t) => {
@@ -231,7 +235,7 @@ serial('a restarted node proxy takes its pods over again; the gap is measured', 
     }
   }, 60_000);
   t.log(`traffic from A resumed ${Math.round(performance.now() - stopped)} ms after SIGTERM to node-a's agent (restart included)`);
-  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: 'outbound, inbound' });
+  t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080` });
 });
 
 serial('pod deleted: its rules go with DEL; DEL again succeeds; CHECK after tampering fails', async (t) => {

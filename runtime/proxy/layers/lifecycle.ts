@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { log } from '../../log.ts';
 import { DEFAULT_BUFFER_LIMIT_BYTES } from '../backpressure.ts';
 import { downstreamSocket, tlsFacts, type DownstreamRequest, type DownstreamResponse } from '../downstream.ts';
+import { destinationOf } from '../original-destination.ts';
 import { DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamDeadline, type Expiry } from '../stream-deadline.ts';
 import { resetResponse, responseIncomplete } from '../stream-reset.ts';
 import type { Telemetry } from '../telemetry.ts';
@@ -86,7 +87,7 @@ function connectionFacts(req: DownstreamRequest): ConnectionFacts {
     const tls = tlsFacts(socket);
     facts = {
       source: { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
-      destination: { address: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+      destination: destinationOf(socket),
       connection: { id: nextConnection++, ...tls },
       tls: tls.tlsVersion !== undefined,
     };
