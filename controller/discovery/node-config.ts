@@ -8,7 +8,7 @@ import type { NodeConfig } from '../distribution/types.ts';
 
 /** The fields of a Pod discovery reads (the informer drops the rest). */
 export interface PodView {
-  metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string };
+  metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string; ownerReferences?: Array<{ kind: string; name: string; controller?: boolean }> };
   spec?: { nodeName?: string; hostNetwork?: boolean; serviceAccountName?: string };
   status?: { phase?: string; podIPs?: Array<{ ip: string }>; podIP?: string };
 }
@@ -165,6 +165,23 @@ function clusters(state: ClusterState, scope: Set<string> | 'all', clusterDomain
   return out.sort((a, b) => String(a.name).localeCompare(String(b.name)));
 }
 
+/**
+ * The workload a pod belongs to, as Istio names it: a ReplicaSet's Deployment (the ReplicaSet's
+ * name without its pod-template hash), or the controlling owner (StatefulSet, DaemonSet, Job),
+ * or the pod itself.
+ */
+export function workloadName(pod: PodView): string {
+  const owner = pod.metadata.ownerReferences?.find((o) => o.controller) ?? pod.metadata.ownerReferences?.[0];
+  if (!owner) return pod.metadata.name;
+  if (owner.kind === 'ReplicaSet') {
+    const hash = pod.metadata.labels?.['pod-template-hash'];
+    if (hash && owner.name.endsWith(`-${hash}`)) return owner.name.slice(0, -hash.length - 1);
+    const dash = owner.name.lastIndexOf('-');
+    return dash > 0 ? owner.name.slice(0, dash) : owner.name;
+  }
+  return owner.name;
+}
+
 /** A Service's ClusterIPs (none for a headless Service): captured connections to them go to its endpoints. */
 function serviceIps(svc: ServiceView): string[] {
   const ips = svc.spec?.clusterIPs ?? (svc.spec?.clusterIP ? [svc.spec.clusterIP] : []);
@@ -227,6 +244,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     return {
       namespace,
       name,
+      workload: workloadName(pod),
       identity: `spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`,
       serviceAccount: sa,
       labels: Object.fromEntries(Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))),

@@ -210,7 +210,7 @@ const meta = (m: { name?: string; namespace?: string; resourceVersion?: string; 
 /** A Pod as discovery keeps it: what nodeConfig reads, nothing else. */
 function slimPod(p: Obj<PodView> & { metadata: { uid?: string } }): Obj<PodView> {
   return {
-    metadata: { ...meta(p.metadata), labels: p.metadata.labels, ...(p.metadata.annotations?.[EGRESS_ANNOTATION] === undefined ? {} : { annotations: { [EGRESS_ANNOTATION]: p.metadata.annotations[EGRESS_ANNOTATION] } }) },
+    metadata: { ...meta(p.metadata), labels: p.metadata.labels, ...(p.metadata.ownerReferences?.length ? { ownerReferences: p.metadata.ownerReferences.map((o) => ({ kind: o.kind, name: o.name, controller: o.controller })) } : {}), ...(p.metadata.annotations?.[EGRESS_ANNOTATION] === undefined ? {} : { annotations: { [EGRESS_ANNOTATION]: p.metadata.annotations[EGRESS_ANNOTATION] } }) },
     spec: { nodeName: p.spec?.nodeName, hostNetwork: p.spec?.hostNetwork, serviceAccountName: p.spec?.serviceAccountName },
     status: { phase: p.status?.phase, podIPs: p.status?.podIPs?.map((x) => ({ ip: x.ip })), podIP: p.status?.podIP },
   };

@@ -6,7 +6,7 @@
 
 import { Socket } from 'node:net';
 import { parseConfig } from '../config/index.ts';
-import type { ClusterConfig, ListenerConfig, RouteConfig } from '../config/snapshot.ts';
+import type { ClusterConfig, ListenerConfig, RouteConfig, Snapshot } from '../config/snapshot.ts';
 import type { HostEnvironment } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { downstreamServer, downstreamSocket, type Downstream } from '../proxy/downstream.ts';
@@ -14,8 +14,11 @@ import { buildRequestPath, proxyRequest, type ListenerState } from '../proxy/htt
 import { DEFAULT_LISTENER_LIMITS } from '../proxy/node-proxy.ts';
 import { Router } from '../proxy/router.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
+import type { Exchange } from '../proxy/layers/context.ts';
+import { peerLabels, type PeerLabels } from '../proxy/peer-labels.ts';
 import { proxyUpgrade } from '../proxy/upgrade.ts';
 import { Cluster } from '../proxy/upstreams.ts';
+import { directoryOf } from './workload-directory.ts';
 
 /**
  * How long a captured connection may stay silent before it is taken for a server-first protocol
@@ -49,6 +52,8 @@ export interface ProxyParts {
   currentListenerState?(name: string): ListenerState | undefined;
   /** Node mode: the chain of the filters selected for a pod in a direction, when the snapshot describes the pod. */
   workloadChain?(namespace: string, name: string, direction: 'outbound' | 'inbound'): FilterChain | undefined;
+  /** The snapshot in force: its workloads label captured traffic's metrics. */
+  readonly snapshot?: Snapshot;
   /** The cluster whose Service address (vips) a captured outbound connection dialled. */
   serviceAt?(address: string, port: number): ClusterConfig | undefined;
 }
@@ -129,9 +134,10 @@ export class CaptureHttp {
       const lent = proxy.currentListenerState?.(base.config.name);
       if (!lent || lent.config.protocol !== 'http') return base;
       const direction = base.config.name === 'capture-inbound' ? 'inbound' : 'outbound';
-      const chain = proxy.workloadChain?.(served.pod.namespace, served.pod.name, direction) ?? lent.chain;
+      const { pod } = served;
+      const chain = proxy.workloadChain?.(pod.namespace, pod.name, direction) ?? lent.chain;
       // The composed request path is kept on the base state: composing it per request would cost.
-      return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()) };
+      return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()), peers: requestPeers(proxy.snapshot, pod, direction) };
     };
     this.downstream = downstreamServer(DEFAULT_LISTENER_LIMITS, undefined, {
       request: (req, res) => {
@@ -188,4 +194,26 @@ export function sniff(client: Socket): Promise<Buffer> {
     const timer = setTimeout(() => done(Buffer.alloc(0)), SNIFF_MS);
     client.on('data', onData).once('end', onEnd).once('close', onEnd);
   });
+}
+
+/**
+ * The workload labels of a captured request of `pod` in `direction`: outbound, the pod is the
+ * source and the endpoint the request went to the destination; inbound, the pod is the
+ * destination and the client's address the source.
+ */
+function requestPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound'): ((x: Exchange) => PeerLabels) | undefined {
+  if (!snapshot?.workloads) return undefined;
+  const directory = directoryOf(snapshot);
+  const self = directory.pod(pod.namespace, pod.name);
+  return direction === 'outbound'
+    ? (x) => peerLabels('source', self, directory.address(x.current?.endpoint.host ?? x.connection.destination.address), false)
+    : (x) => peerLabels('destination', directory.address(x.connection.source.address), self, false);
+}
+
+/** The workload labels of a captured TCP connection of `pod` to `destination` (outbound) or from `source` (inbound). */
+export function connectionPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound', other: string): PeerLabels | undefined {
+  if (!snapshot?.workloads) return undefined;
+  const directory = directoryOf(snapshot);
+  const self = directory.pod(pod.namespace, pod.name);
+  return direction === 'outbound' ? peerLabels('source', self, directory.address(other), false) : peerLabels('destination', directory.address(other), self, false);
 }

@@ -44,7 +44,16 @@ export class CaptureServer {
     proxy: ProxyParts,
     private readonly log: Log,
   ) {
-    this.parts = { telemetry: proxy.telemetry, env: proxy.env, http: new CaptureHttp(proxy, this.sockets), serviceAt: proxy.serviceAt?.bind(proxy), workloadChain: proxy.workloadChain?.bind(proxy) };
+    this.parts = {
+      telemetry: proxy.telemetry,
+      env: proxy.env,
+      http: new CaptureHttp(proxy, this.sockets),
+      serviceAt: proxy.serviceAt?.bind(proxy),
+      workloadChain: proxy.workloadChain?.bind(proxy),
+      get snapshot() {
+        return proxy.snapshot;
+      },
+    };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
   }

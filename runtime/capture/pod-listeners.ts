@@ -10,7 +10,7 @@ import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import type { ClusterConfig } from '../config/snapshot.ts';
-import { clusterState, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { clusterState, connectionPeers, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 import type { LogLevelName } from '../log.ts';
 
@@ -136,7 +136,8 @@ export class PodListeners {
       this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${target.host}:${target.port}`, { error: (error as Error).message });
       return void client.destroy();
     }
-    passthrough(client, upstream, { listener: listenerName(direction), destination: service ? service.name : `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+    const peers = connectionPeers(this.parts.snapshot, this.pod, direction, direction === 'outbound' ? target.host : (client.remoteAddress ?? ''));
+    passthrough(client, upstream, { listener: listenerName(direction), destination: service ? service.name : `${dst.address}:${dst.port}`, peers }, this.parts.telemetry, this.sockets);
   }
 
   /** The HTTP state for a Service's cluster, made again when the snapshot changed the cluster. */

@@ -393,10 +393,11 @@ const filter = object(
 );
 
 const workload = object(
-  'A pod on this node, as the controller describes it (node mode). The node agent requests a certificate for its identity; the proxy does not use it yet.',
+  'A pod on this node, as the controller describes it (node mode). The node agent requests a certificate for its identity; captured traffic of the pod runs its filters and is labelled with it in the istio_* metrics.',
   {
     namespace: string('name', 'The pod\'s namespace.'),
     name: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s name.' },
+    workload: { type: 'string', minLength: 1, maxLength: 253, description: 'The workload the pod belongs to (its Deployment, StatefulSet, DaemonSet, Job; the pod itself without one): the source_workload / destination_workload label. Default: the pod\'s name.' },
     identity: string('spiffe-id', 'The workload\'s identity: spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount>.'),
     serviceAccount: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s ServiceAccount.' },
     labels: { type: 'object', additionalProperties: { type: 'string' }, default: {}, description: 'The pod\'s labels.' },

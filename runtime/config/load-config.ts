@@ -274,6 +274,7 @@ class Resolver {
       return {
         namespace: str(w.namespace) ?? '',
         name: str(w.name) ?? '',
+        ...(typeof w.workload === 'string' ? { workload: w.workload } : {}),
         identity: str(w.identity) ?? '',
         ...(typeof w.serviceAccount === 'string' ? { serviceAccount: w.serviceAccount } : {}),
         labels,

@@ -22,6 +22,8 @@ export interface Snapshot {
 export interface WorkloadConfig {
   readonly namespace: string;
   readonly name: string;
+  /** The Deployment (StatefulSet, …) the pod belongs to, for the istio_* workload labels; absent: the pod's name. */
+  readonly workload?: string;
   /** spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount> */
   readonly identity: string;
   readonly serviceAccount?: string;

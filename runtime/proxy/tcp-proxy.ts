@@ -2,6 +2,7 @@
 // listener's cluster, bytes copied both ways untouched, counted in Istio's TCP metrics.
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { PeerLabels } from './peer-labels.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { Cluster } from './upstreams.ts';
 
@@ -25,10 +26,10 @@ export function tcpServer(state: () => TcpListenerState, telemetry: Telemetry, s
  * connection under `labels` in the TCP metrics, and tracks both sockets in `sockets` (for a drain)
  * until either side closes. Also used by capture for connections to their original destination.
  */
-export function passthrough(client: Socket, upstream: Socket, labels: { listener: string; destination: string }, telemetry: Telemetry, sockets: Set<Socket>): void {
+export function passthrough(client: Socket, upstream: Socket, labels: { listener: string; destination: string; peers?: PeerLabels }, telemetry: Telemetry, sockets: Set<Socket>): void {
   sockets.add(client);
   sockets.add(upstream);
-  telemetry.tcpOpened(labels.listener, labels.destination);
+  telemetry.tcpOpened(labels.listener, labels.destination, labels.peers);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -37,7 +38,7 @@ export function passthrough(client: Socket, upstream: Socket, labels: { listener
     upstream.destroy();
     sockets.delete(client);
     sockets.delete(upstream);
-    telemetry.tcpClosed(labels.listener, labels.destination, client.bytesRead, client.bytesWritten);
+    telemetry.tcpClosed(labels.listener, labels.destination, client.bytesRead, client.bytesWritten, labels.peers);
   };
   client.on('error', close).on('close', close);
   upstream.on('error', close).on('close', close);

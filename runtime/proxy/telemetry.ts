@@ -7,6 +7,7 @@
 
 import { HISTOGRAM_BUCKETS, type MetricStore } from '../host/metrics.ts';
 import { TIMING_SAMPLE_EVERY, type Plugin } from '../host/plugin.ts';
+import type { PeerLabels } from './peer-labels.ts';
 import type { SpanExporter } from './span-export.ts';
 import type { Cluster } from './upstreams.ts';
 
@@ -37,8 +38,13 @@ interface Series {
   responseBytes: Histogram;
 }
 
+/** Most istio_* request (and TCP) series with workload labels; past it new pairs are counted without them. */
+export const MAX_SERIES = 10_000;
+
 export class Telemetry {
   private readonly series = new Map<string, Series>();
+  /** Requests and connections counted without their workload labels because of MAX_SERIES. */
+  private seriesOverflow = 0;
 
   constructor(
     private readonly metrics: MetricStore,
@@ -49,44 +55,62 @@ export class Telemetry {
 
   private readonly tcp = new Map<string, { labels: string; opened: number; closed: number; received: number; sent: number }>();
 
-  tcpOpened(listener: string, cluster: string): void {
-    this.tcpSeries(listener, cluster).opened++;
+  tcpOpened(listener: string, cluster: string, peers?: PeerLabels): void {
+    this.tcpSeries(listener, cluster, peers).opened++;
   }
 
   /** `received`: bytes from the client; `sent`: bytes to it. */
-  tcpClosed(listener: string, cluster: string, received: number, sent: number): void {
-    const s = this.tcpSeries(listener, cluster);
+  tcpClosed(listener: string, cluster: string, received: number, sent: number, peers?: PeerLabels): void {
+    const s = this.tcpSeries(listener, cluster, peers);
     s.closed++;
     s.received += received;
     s.sent += sent;
   }
 
-  private tcpSeries(listener: string, cluster: string) {
-    const key = `${listener}\u0000${cluster}`;
+  private tcpSeries(listener: string, cluster: string, peers: PeerLabels | undefined) {
+    let key = `${listener}\u0000${cluster}`;
+    if (peers) {
+      if (this.tcp.size >= MAX_SERIES && !this.tcp.has(`${key}\u0000${peers.key}`)) {
+        this.seriesOverflow++;
+        peers = undefined;
+      } else key = `${key}\u0000${peers.key}`;
+    }
     let s = this.tcp.get(key);
     if (!s) {
-      s = { labels: `reporter="source",destination_service="${escape(cluster)}",sluice_listener="${escape(listener)}"`, opened: 0, closed: 0, received: 0, sent: 0 };
+      s = { labels: `${peers ? peers.text : 'reporter="source"'},destination_service="${escape(cluster)}",sluice_listener="${escape(listener)}"`, opened: 0, closed: 0, received: 0, sent: 0 };
       this.tcp.set(key, s);
     }
     return s;
   }
 
-  /** `protocol`: `grpc`, or the request's HTTP version (`1.0`, `1.1`, `2.0`). */
-  request(listener: string, protocol: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number): void {
+  /**
+   * `protocol`: `grpc`, or the request's HTTP version (`1.0`, `1.1`, `2.0`). `peers`: the workload
+   * labels of captured traffic (reporter, source_*, destination_*); without them the reporter is
+   * `source`.
+   */
+  request(listener: string, protocol: string, e: { status: number; requestBytes: number; responseBytes: number; cluster: string }, ms: number, peers?: PeerLabels): void {
     // The series is keyed by the label, not the version: HTTP/1.0 and HTTP/1.1 are one series.
     const label = requestProtocolLabel(protocol);
-    const key = `${listener}\u0000${label}\u0000${e.status}\u0000${e.cluster}`;
+    let key = `${listener}\u0000${label}\u0000${e.status}\u0000${e.cluster}`;
+    if (peers) {
+      // Workload pairs multiply series: past the cap a new pair is counted without them.
+      if (this.series.size >= MAX_SERIES && !this.series.has(`${key}\u0000${peers.key}`)) {
+        this.seriesOverflow++;
+        peers = undefined;
+      } else key = `${key}\u0000${peers.key}`;
+    }
     let s = this.series.get(key);
     if (!s) {
       const labels = [
-        ['reporter', 'source'],
+        ...(peers ? [] : [['reporter', 'source']]),
         ['request_protocol', label],
         ['response_code', String(e.status)],
         ['destination_service', e.cluster || 'unknown'],
         ['sluice_listener', listener],
       ];
+      const text = labels.map(([k, v]) => `${k}="${escape(v)}"`).join(',');
       s = {
-        labels: labels.map(([k, v]) => `${k}="${escape(v)}"`).join(','),
+        labels: peers ? `${peers.text},${text}` : text,
         requests: 0,
         duration: new Histogram(DURATION_BUCKETS),
         requestBytes: new Histogram(SIZE_BUCKETS),
@@ -148,6 +172,8 @@ export class Telemetry {
     tcpStat('istio_tcp_connections_closed_total', (s) => s.closed);
     tcpStat('istio_tcp_received_bytes_total', (s) => s.received);
     tcpStat('istio_tcp_sent_bytes_total', (s) => s.sent);
+
+    if (this.seriesOverflow > 0) labelled(out, 'sluice_telemetry_series_overflow_total', 'counter', `Requests and TCP connections counted without their workload labels: the istio_* metrics hold ${MAX_SERIES} series at most.`, [['', this.seriesOverflow]]);
 
     const downstream = [...this.downstream.values()];
     if (downstream.length > 0) {
@@ -243,6 +269,7 @@ function splitMetricName(name: string): { base: string; labels: string } {
   return { base: name.replace(/[^a-zA-Z0-9_:]/g, '_'), labels: '' };
 }
 
-function escape(v: string): string {
+/** A Prometheus label value, escaped. */
+export function escape(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }

@@ -100,17 +100,23 @@ function acked(node: NodeName, what: string, check: (config: any) => boolean): P
   }, 60_000);
 }
 
+/** GET `path` from a node's admin listener, from inside the node's netns. */
+function adminGet(n: Node, path: string): string {
+  const port = Number(/admin listening on 127\.0\.0\.1:(\d+)/.exec(n.agent!.output())![1]);
+  return sh('ip', ['netns', 'exec', n.lab.node, process.execPath, '-e', `fetch('http://127.0.0.1:${port}${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`]).stdout;
+}
+
 const kubectl = (args: string[], input?: string) => ctx.cluster.kube.kubectlOk(args, input === undefined ? undefined : { input });
 const apply = (o: object) => kubectl(['apply', '-f', '-'], JSON.stringify(o));
 const ipOf = (addResult: string) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => !a.includes(':'))!;
 
 /** Makes pod `name` on `node`: its netns wired by the CNI chain, and its Pod object (Running, its IP). */
-async function pod(name: string, node: Node, serviceAccount: string, labels: Record<string, string>, annotations?: Record<string, string>): Promise<Pod & { node: Node }> {
+async function pod(name: string, node: Node, serviceAccount: string, labels: Record<string, string>, annotations?: Record<string, string>, owner?: { kind: string; name: string }): Promise<Pod & { node: Node }> {
   const p = Object.assign(node.lab.pod(name, NS), { node });
   const add = node.lab.cni('add', p, annotations);
   if (add.status !== 0) throw new Error(`CNI ADD of ${name}: ${add.stdout}${add.stderr}`);
   p.ip = ipOf(add.stdout);
-  await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels, ...(annotations && { annotations }) }, spec: { nodeName: node.name, serviceAccountName: serviceAccount, containers: [{ name: 'c', image: 'example:test' }] } });
+  await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels, ...(annotations && { annotations }), ...(owner && { ownerReferences: [{ apiVersion: 'apps/v1', ...owner, uid: `uid-${owner.name}`, controller: true }] }) }, spec: { nodeName: node.name, serviceAccountName: serviceAccount, containers: [{ name: 'c', image: 'example:test' }] } });
   await kubectl(['patch', 'pod', name, '-n', NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] } })]);
   return p;
 }
@@ -135,7 +141,8 @@ test.before(async () => {
   await kubectl(['create', 'configmap', 'headers-module', '-n', NS, `--from-file=filter.wasm=${join(repoRoot, 'build/filters/headers.wasm')}`]);
   for (const n of Object.values(nodes)) await startAgent(n);
   ctx.pods = {
-    a: await pod('a', nodes['node-a'], 'client-a', { app: 'client' }),
+    // A Deployment's pod (owned by its ReplicaSet): its workload is the Deployment, "client".
+    a: await pod('a', nodes['node-a'], 'client-a', { app: 'client', 'pod-template-hash': '6d4cf56db6' }, undefined, { kind: 'ReplicaSet', name: 'client-6d4cf56db6' }),
     c: await pod('c', nodes['node-a'], 'client-c', { app: 'client' }),
     b: await pod('b', nodes['node-b'], 'web', { app: 'web' }),
   };
@@ -205,6 +212,22 @@ serial('filters are chosen per workload: a pod on node a the outbound filter doe
   t.deepEqual(nodes['node-a'].lab.get(e.netns, `http://${b!.ip}:8080/unselected`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${e.ip}, ${e.ip}`, requestId: true, filters: `inbound to ${b!.ip}:8080` });
   // A, selected, still gets both.
   t.is(nodes['node-a'].lab.get(ctx.pods.a!.netns, `http://${b!.ip}:8080/selected`).filters, `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`);
+});
+
+serial('istio_* metrics carry both sides\' workloads: pod A to pod C on the same node, reported by the source and the destination', async (t) => {
+  const { a, c } = ctx.pods;
+  const lab = nodes['node-a'].lab;
+  await lab.serve(c!);
+  t.like(lab.get(a!.netns, `http://${c!.ip}:8080/labels`), { pod: 'c', local: `${c!.ip}:8080` });
+  t.is(lab.tcp(a!.netns, c!.ip!, 9000, 'labels\n'), 'LABELS\n');
+  const metrics = adminGet(nodes['node-a'], '/stats/prometheus');
+  const pair = 'source_workload="client",source_workload_namespace="team-a",source_principal="spiffe://cluster.local/ns/team-a/sa/client-a",source_app="client",' +
+    'destination_workload="c",destination_workload_namespace="team-a",destination_principal="spiffe://cluster.local/ns/team-a/sa/client-c",destination_app="client",connection_security_policy="none"';
+  const dst = (port: number) => `destination_service="${c!.ip}:${port}"`;
+  t.true(metrics.includes(`istio_requests_total{reporter="source",${pair},request_protocol="http",response_code="200",${dst(8080)},sluice_listener="capture-outbound"} 1\n`), metrics);
+  t.true(metrics.includes(`istio_requests_total{reporter="destination",${pair},request_protocol="http",response_code="200",${dst(8080)},sluice_listener="capture-inbound"} 1\n`), metrics);
+  t.true(metrics.includes(`istio_tcp_connections_opened_total{reporter="source",${pair},${dst(9000)},sluice_listener="capture-outbound"} 1\n`), metrics);
+  t.true(metrics.includes(`istio_tcp_connections_opened_total{reporter="destination",${pair},${dst(9000)},sluice_listener="capture-inbound"} 1\n`), metrics);
 });
 
 serial('an opted-out pod bypasses the proxy: its requests carry no filter and no x-forwarded-for from its own node', async (t) => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseConfig } from '../../runtime/index.ts';
-import { nodeConfig, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
+import { nodeConfig, workloadName, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
 import type { WasmFilterSpec } from '../../controller/crd/index.ts';
 
 const D1 = 'a'.repeat(64);
@@ -76,6 +76,16 @@ test('clusters carry their Service\'s ClusterIPs with the Service port (vips); a
   t.is(snapshot.clusters[1]!.vips, undefined);
 });
 
+test('workload names as Istio gives them: a ReplicaSet\'s Deployment, another controller, or the pod itself', (t) => {
+  const owned = (name: string, labels: Record<string, string>, owners: Array<{ kind: string; name: string; controller?: boolean }>): PodView => ({ metadata: { namespace: 'shop', name, labels, ownerReferences: owners } });
+  t.is(workloadName(owned('web-7d9f8c6b5-x2x9q', { 'pod-template-hash': '7d9f8c6b5' }, [{ kind: 'ReplicaSet', name: 'web-7d9f8c6b5', controller: true }])), 'web');
+  t.is(workloadName(owned('my-web-abc12', {}, [{ kind: 'ReplicaSet', name: 'my-web-5c4f7', controller: true }])), 'my-web');
+  t.is(workloadName(owned('db-0', {}, [{ kind: 'StatefulSet', name: 'db', controller: true }])), 'db');
+  t.is(workloadName(owned('x', {}, [{ kind: 'ConfigMap', name: 'not-it' }, { kind: 'DaemonSet', name: 'agent', controller: true }])), 'agent');
+  t.is(workloadName(owned('lonely', {}, [])), 'lonely');
+  t.is(workloadName({ metadata: { namespace: 'shop', name: 'bare' } }), 'bare');
+});
+
 test('workloads: only pods on this node, not hostNetwork, Running or Pending; identity from the ServiceAccount and trust domain', (t) => {
   const state = base({
     pods: [
@@ -89,8 +99,8 @@ test('workloads: only pods on this node, not hostNetwork, Running or Pending; id
   });
   const { doc, snapshot } = build('n1', state, { ...opts, trustDomain: 'example.org' });
   t.deepEqual(doc.workloads, [
-    { namespace: 'shop', name: 'web-1', identity: 'spiffe://example.org/ns/shop/sa/web', serviceAccount: 'web', labels: { app: 'web' }, addresses: ['10.0.0.7', 'fd00::7'], filters: { outbound: [], inbound: [] } },
-    { namespace: 'shop', name: 'web-2', identity: 'spiffe://example.org/ns/shop/sa/default', serviceAccount: 'default', labels: {}, addresses: [], filters: { outbound: [], inbound: [] } },
+    { namespace: 'shop', name: 'web-1', workload: 'web-1', identity: 'spiffe://example.org/ns/shop/sa/web', serviceAccount: 'web', labels: { app: 'web' }, addresses: ['10.0.0.7', 'fd00::7'], filters: { outbound: [], inbound: [] } },
+    { namespace: 'shop', name: 'web-2', workload: 'web-2', identity: 'spiffe://example.org/ns/shop/sa/default', serviceAccount: 'default', labels: {}, addresses: [], filters: { outbound: [], inbound: [] } },
   ]);
   t.is(snapshot.workloads?.length, 2);
   t.deepEqual(build('n1', base({ pods: [pod('a', 'p', 'n1')] })).doc.workloads[0].identity, 'spiffe://cluster.local/ns/a/sa/default');

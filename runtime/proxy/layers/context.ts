@@ -8,6 +8,7 @@ import type { HttpStream } from '../../host/http-stream.ts';
 import type { StreamInfo } from '../../host/stream.ts';
 import type { AccessLog } from '../access-log.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../downstream.ts';
+import type { PeerLabels } from '../peer-labels.ts';
 import type { Router } from '../router.ts';
 import type { SpanExporter } from '../span-export.ts';
 import type { StreamDeadline } from '../stream-deadline.ts';
@@ -30,6 +31,8 @@ export interface ListenerState {
   readonly spans?: SpanExporter;
   /** The request path, composed once for the listener (layers/path.ts); built on first use when absent. */
   path?: Handler<Exchange>;
+  /** Captured traffic: the workload labels of a finished exchange's istio_* series. */
+  readonly peers?: (x: Exchange) => PeerLabels | undefined;
 }
 
 export type ConnectionFacts = Required<Pick<StreamInfo, 'source' | 'destination' | 'connection'>> & { tls: boolean };

@@ -8,7 +8,7 @@ import { requestEnd } from './diagnostics.ts';
 /** Reports the finished exchange, `ms` after it arrived. */
 export function report(x: Exchange, ms: number): void {
   const { state, stream, req } = x;
-  x.telemetry.request(state.config.name, x.grpc ? 'grpc' : req.httpVersion, x, ms);
+  x.telemetry.request(state.config.name, x.grpc ? 'grpc' : req.httpVersion, x, ms, state.peers?.(x));
   state.accessLog?.write(accessLogEntry(x, ms), filterFields(stream));
   if (state.spans && x.span) state.spans.add(finishedSpan(x, ms));
   if (requestEnd.hasSubscribers) requestEnd.publish({ listener: state.config.name, request: req, status: x.status, route: x.route, cluster: x.cluster, errorCode: x.errorCode, durationMs: ms });

@@ -1,0 +1,41 @@
+// Who is behind a pod address, or a captured pod, as the node's snapshot describes them: the
+// source_* / destination_* labels of captured traffic's istio_* metrics. One directory per
+// snapshot, made when first asked.
+
+import type { Snapshot, WorkloadConfig } from '../config/snapshot.ts';
+import type { Peer } from '../proxy/peer-labels.ts';
+
+export class WorkloadDirectory {
+  private readonly byAddress = new Map<string, Peer>();
+  private readonly byPod = new Map<string, Peer>();
+
+  constructor(workloads: readonly WorkloadConfig[]) {
+    for (const w of workloads) {
+      const peer: Peer = { workload: w.workload ?? w.name, namespace: w.namespace, principal: w.identity, app: w.labels.app ?? w.labels['app.kubernetes.io/name'] ?? '' };
+      this.byPod.set(`${w.namespace}/${w.name}`, peer);
+      for (const address of w.addresses) this.byAddress.set(address.toLowerCase(), peer);
+    }
+  }
+
+  /** The workload with pod address `ip`, if the snapshot has it. */
+  address(ip: string): Peer | undefined {
+    return this.byAddress.get(ip.toLowerCase());
+  }
+
+  /** Pod `namespace`/`name`, if the snapshot has it. */
+  pod(namespace: string, name: string): Peer | undefined {
+    return this.byPod.get(`${namespace}/${name}`);
+  }
+}
+
+const directories = new WeakMap<Snapshot, WorkloadDirectory>();
+
+/** The directory of `snapshot`'s workloads. */
+export function directoryOf(snapshot: Snapshot): WorkloadDirectory {
+  let d = directories.get(snapshot);
+  if (!d) {
+    d = new WorkloadDirectory(snapshot.workloads ?? []);
+    directories.set(snapshot, d);
+  }
+  return d;
+}
