@@ -11,14 +11,14 @@ import type { HostEnvironment } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { downstreamServer, downstreamSocket, type Downstream } from '../proxy/downstream.ts';
 import { buildRequestPath, proxyRequest, type ListenerState } from '../proxy/http-proxy.ts';
+import type { Exchange } from '../proxy/layers/context.ts';
 import { DEFAULT_LISTENER_LIMITS } from '../proxy/node-proxy.ts';
+import type { PeerLabels } from '../proxy/peer-labels.ts';
 import { Router } from '../proxy/router.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
-import type { Exchange } from '../proxy/layers/context.ts';
-import { peerLabels, type PeerLabels } from '../proxy/peer-labels.ts';
 import { proxyUpgrade } from '../proxy/upgrade.ts';
 import { Cluster } from '../proxy/upstreams.ts';
-import { directoryOf } from './workload-directory.ts';
+import { capturedPeers } from './workload-directory.ts';
 
 /**
  * How long a captured connection may stay silent before it is taken for a server-first protocol
@@ -197,23 +197,12 @@ export function sniff(client: Socket): Promise<Buffer> {
 }
 
 /**
- * The workload labels of a captured request of `pod` in `direction`: outbound, the pod is the
- * source and the endpoint the request went to the destination; inbound, the pod is the
- * destination and the client's address the source.
+ * The workload labels of a captured request of `pod` in `direction`: the other side is the
+ * endpoint the request went to (outbound) or the client (inbound).
  */
-function requestPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound'): ((x: Exchange) => PeerLabels) | undefined {
+function requestPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound'): ((x: Exchange) => PeerLabels | undefined) | undefined {
   if (!snapshot?.workloads) return undefined;
-  const directory = directoryOf(snapshot);
-  const self = directory.pod(pod.namespace, pod.name);
   return direction === 'outbound'
-    ? (x) => peerLabels('source', self, directory.address(x.current?.endpoint.host ?? x.connection.destination.address), false)
-    : (x) => peerLabels('destination', directory.address(x.connection.source.address), self, false);
-}
-
-/** The workload labels of a captured TCP connection of `pod` to `destination` (outbound) or from `source` (inbound). */
-export function connectionPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound', other: string): PeerLabels | undefined {
-  if (!snapshot?.workloads) return undefined;
-  const directory = directoryOf(snapshot);
-  const self = directory.pod(pod.namespace, pod.name);
-  return direction === 'outbound' ? peerLabels('source', self, directory.address(other), false) : peerLabels('destination', directory.address(other), self, false);
+    ? (x) => capturedPeers(snapshot, pod, direction, x.current?.endpoint.host ?? x.connection.destination.address)
+    : (x) => capturedPeers(snapshot, pod, direction, x.connection.source.address);
 }

@@ -10,7 +10,8 @@ import { passthrough } from '../proxy/tcp-proxy.ts';
 import type { ListenerState } from '../proxy/http-proxy.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import type { ClusterConfig } from '../config/snapshot.ts';
-import { clusterState, connectionPeers, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { clusterState, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
+import { capturedPeers } from './workload-directory.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 import type { LogLevelName } from '../log.ts';
 
@@ -136,7 +137,7 @@ export class PodListeners {
       this.log('error', `capture: cannot open a socket in ${describe(this.pod)}'s netns for ${target.host}:${target.port}`, { error: (error as Error).message });
       return void client.destroy();
     }
-    const peers = connectionPeers(this.parts.snapshot, this.pod, direction, direction === 'outbound' ? target.host : (client.remoteAddress ?? ''));
+    const peers = capturedPeers(this.parts.snapshot, this.pod, direction, direction === 'outbound' ? target.host : (client.remoteAddress ?? ''));
     passthrough(client, upstream, { listener: listenerName(direction), destination: service ? service.name : `${dst.address}:${dst.port}`, peers }, this.parts.telemetry, this.sockets);
   }
 

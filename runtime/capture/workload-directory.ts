@@ -3,7 +3,7 @@
 // snapshot, made when first asked.
 
 import type { Snapshot, WorkloadConfig } from '../config/snapshot.ts';
-import type { Peer } from '../proxy/peer-labels.ts';
+import { peerLabels, type Peer, type PeerLabels } from '../proxy/peer-labels.ts';
 
 export class WorkloadDirectory {
   private readonly byAddress = new Map<string, Peer>();
@@ -38,4 +38,17 @@ export function directoryOf(snapshot: Snapshot): WorkloadDirectory {
     directories.set(snapshot, d);
   }
   return d;
+}
+
+/**
+ * The workload labels of captured traffic of pod `pod` in `direction` whose other side is at
+ * address `other`: outbound the pod is the source, inbound the destination. Undefined outside
+ * node mode (no workloads in the snapshot).
+ */
+export function capturedPeers(snapshot: Snapshot | undefined, pod: { namespace: string; name: string }, direction: 'outbound' | 'inbound', other: string): PeerLabels | undefined {
+  if (!snapshot?.workloads) return undefined;
+  const directory = directoryOf(snapshot);
+  const self = directory.pod(pod.namespace, pod.name);
+  const peer = directory.address(other);
+  return direction === 'outbound' ? peerLabels('source', self, peer, false) : peerLabels('destination', peer, self, false);
 }
