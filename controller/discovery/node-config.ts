@@ -104,12 +104,38 @@ function selects(filter: ValidatedFilter, pod: PodView, rootNamespace: string): 
   return Object.entries(filter.spec.selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
 }
 
-/** The directions a filter's `match` covers (absent or empty: both). Ports are not told apart yet. */
+/** The `ports` of a workload's filters: only when some filter is limited to some ports. */
+function ports(out: readonly ValidatedFilter[], inb: readonly ValidatedFilter[]): { ports?: { outbound?: Record<string, number[]>; inbound?: Record<string, number[]> } } {
+  const outbound = portLimits(out, 'outbound');
+  const inbound = portLimits(inb, 'inbound');
+  return outbound || inbound ? { ports: { ...(outbound && { outbound }), ...(inbound && { inbound }) } } : {};
+}
+
+/** The directions a filter's `match` covers (absent or empty: both). */
 function directions(spec: WasmFilterSpec): { outbound: boolean; inbound: boolean } {
   const match = spec.match ?? [];
   if (match.length === 0) return { outbound: true, inbound: true };
   const ds = match.map((m) => m.direction ?? 'BOTH');
   return { outbound: ds.some((d) => d !== 'INBOUND'), inbound: ds.some((d) => d !== 'OUTBOUND') };
+}
+
+/**
+ * The destination ports a filter's `match` limits it to in `direction`, sorted; undefined when
+ * it runs on every port (an item of that direction without ports, or no match at all).
+ */
+function portsOf(spec: WasmFilterSpec, direction: 'outbound' | 'inbound'): number[] | undefined {
+  const items = (spec.match ?? []).filter((m) => (m.direction ?? 'BOTH') !== (direction === 'outbound' ? 'INBOUND' : 'OUTBOUND'));
+  if (items.length === 0 || items.some((m) => !m.ports || m.ports.length === 0)) return undefined;
+  return [...new Set(items.flatMap((m) => m.ports!))].sort((a, b) => a - b);
+}
+
+/** Per filter name, the ports of those `chain` filters limited to some in `direction` (absent: none is). */
+function portLimits(chain: readonly ValidatedFilter[], direction: 'outbound' | 'inbound'): Record<string, number[]> | undefined {
+  const limits = chain.flatMap((f) => {
+    const ports = portsOf(f.spec, direction);
+    return ports ? [[filterName(f.namespace, f.name), ports] as const] : [];
+  });
+  return limits.length > 0 ? Object.fromEntries(limits) : undefined;
 }
 
 function compareFilters(a: ValidatedFilter, b: ValidatedFilter): number {
@@ -249,7 +275,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
       serviceAccount: sa,
       labels: Object.fromEntries(Object.entries(pod.metadata.labels ?? {}).sort(([a], [b]) => a.localeCompare(b))),
       addresses,
-      filters: { outbound: out.map((f) => filterName(f.namespace, f.name)), inbound: inb.map((f) => filterName(f.namespace, f.name)) },
+      filters: { outbound: out.map((f) => filterName(f.namespace, f.name)), inbound: inb.map((f) => filterName(f.namespace, f.name)), ...ports(out, inb) },
     };
   });
 

@@ -44,6 +44,13 @@ export interface CapturedPod {
   readonly name: string;
 }
 
+/** A captured HTTP connection: the state it runs on, its pod, its destination port. */
+interface Served {
+  readonly state: ListenerState;
+  readonly pod: CapturedPod;
+  readonly port: number;
+}
+
 /** The proxy parts captured HTTP runs on. */
 export interface ProxyParts {
   readonly telemetry: Telemetry;
@@ -51,7 +58,7 @@ export interface ProxyParts {
   /** A configured listener's current state: one named capture-outbound/-inbound lends its filters. */
   currentListenerState?(name: string): ListenerState | undefined;
   /** Node mode: the chain of the filters selected for a pod in a direction, when the snapshot describes the pod. */
-  workloadChain?(namespace: string, name: string, direction: 'outbound' | 'inbound'): FilterChain | undefined;
+  workloadChain?(namespace: string, name: string, direction: 'outbound' | 'inbound', port: number): FilterChain | undefined;
   /** The snapshot in force: its workloads label captured traffic's metrics. */
   readonly snapshot?: Snapshot;
   /** The cluster whose Service address (vips) a captured outbound connection dialled. */
@@ -121,21 +128,21 @@ export function clusterState(name: string, cluster: ClusterConfig, protocol: 'ht
 /** One HTTP server (never listening) that captured HTTP connections are handed to. */
 export class CaptureHttp {
   private readonly downstream: Downstream;
-  private readonly states = new WeakMap<Socket, { state: ListenerState; pod: CapturedPod }>();
+  private readonly states = new WeakMap<Socket, Served>();
   /** Captured HTTP requests not answered yet (a drain waits for them). */
   inFlight = 0;
 
   constructor(proxy: ProxyParts, sockets: Set<Socket>) {
     // Each request runs on the borrowed listener's state current when it arrives (hot reload),
     // with the chain of the filters selected for the pod in node mode.
-    const current = (served: { state: ListenerState; pod: CapturedPod } | undefined): ListenerState | undefined => {
+    const current = (served: Served | undefined): ListenerState | undefined => {
       if (!served) return undefined;
       const base = served.state;
       const lent = proxy.currentListenerState?.(base.config.name);
       if (!lent || lent.config.protocol !== 'http') return base;
       const direction = base.config.name === 'capture-inbound' ? 'inbound' : 'outbound';
       const { pod } = served;
-      const chain = proxy.workloadChain?.(pod.namespace, pod.name, direction) ?? lent.chain;
+      const chain = proxy.workloadChain?.(pod.namespace, pod.name, direction, served.port) ?? lent.chain;
       // The composed request path is kept on the base state: composing it per request would cost.
       return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()), peers: requestPeers(proxy.snapshot, pod, direction) };
     };
@@ -157,9 +164,12 @@ export class CaptureHttp {
     this.downstream.server.emit('listening');
   }
 
-  /** Serves `client` of `pod`, whose `first` bytes were read while sniffing, with `state`. */
-  serve(client: Socket, first: Buffer, state: ListenerState, pod: CapturedPod): void {
-    this.states.set(client, { state, pod });
+  /**
+   * Serves `client` of `pod`, whose `first` bytes were read while sniffing, with `state`; `port`
+   * is the destination port (the one dialled outbound, the pod's inbound).
+   */
+  serve(client: Socket, first: Buffer, state: ListenerState, pod: CapturedPod, port: number): void {
+    this.states.set(client, { state, pod, port });
     client.unshift(first);
     this.downstream.server.emit('connection', client);
     client.resume();

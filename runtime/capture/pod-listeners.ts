@@ -126,7 +126,7 @@ export class PodListeners {
     const protocol = sniffedProtocol(first);
     // Filters see where the pod's client was going (destination.*), not the proxy's listener.
     setOriginalDestination(client, dst);
-    if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod);
+    if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod, dst.port);
     if (first.length > 0) client.unshift(first);
     // TCP to a Service: a random endpoint per connection.
     const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };

@@ -405,6 +405,10 @@ const workload = object(
     filters: object('The filters selected for this workload, per direction, in chain order (names from the top-level filters).', {
       outbound: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Traffic from the pod.' },
       inbound: { type: 'array', uniqueItems: true, default: [], items: string('name', 'A filter name.'), description: 'Traffic to the pod.' },
+      ports: object('Filters that run only on some destination ports (a WasmFilter\'s match.ports), per direction: filter name to ports. A filter not named runs on every port.', {
+        outbound: { type: 'object', additionalProperties: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 65535 } }, description: 'Outbound: the port the pod dialled.' },
+        inbound: { type: 'object', additionalProperties: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 65535 } }, description: 'Inbound: the pod\'s port.' },
+      }),
     }),
   },
   ['namespace', 'name', 'identity'],

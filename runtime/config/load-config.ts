@@ -279,9 +279,23 @@ class Resolver {
         ...(typeof w.serviceAccount === 'string' ? { serviceAccount: w.serviceAccount } : {}),
         labels,
         addresses: list(w.addresses).filter((a): a is string => typeof a === 'string'),
-        filters: { outbound: names('outbound'), inbound: names('inbound') },
+        filters: { outbound: names('outbound'), inbound: names('inbound'), ...this.workloadPorts(filters.ports, { outbound: names('outbound'), inbound: names('inbound') }, `${at}.filters.ports`) },
       };
     });
+  }
+
+  /** A workload's per-port filters: each must be in its direction's list. */
+  private workloadPorts(given: unknown, chains: Record<'outbound' | 'inbound', string[]>, at: string): Pick<WorkloadConfig['filters'], 'ports'> {
+    if (given === undefined) return {};
+    const ports: Record<string, Record<string, number[]>> = {};
+    for (const direction of ['outbound', 'inbound'] as const) {
+      const byFilter = raw(raw(given)[direction]);
+      for (const [name, value] of Object.entries(byFilter)) {
+        if (!chains[direction].includes(name)) this.problem(`${at}.${direction}.${name}`, `"${name}" is not in filters.${direction}; name a filter of that direction`);
+        (ports[direction] ??= {})[name] = list(value).filter((p): p is number => typeof p === 'number');
+      }
+    }
+    return { ports };
   }
 
   private tracing(otlp: Raw): TracingConfig {

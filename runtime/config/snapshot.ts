@@ -29,8 +29,12 @@ export interface WorkloadConfig {
   readonly serviceAccount?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly addresses: readonly string[];
-  /** Filter names in chain order. */
-  readonly filters: { readonly outbound: readonly string[]; readonly inbound: readonly string[] };
+  /** Filter names in chain order; `ports`: those that run only on some destination ports, per direction. */
+  readonly filters: {
+    readonly outbound: readonly string[];
+    readonly inbound: readonly string[];
+    readonly ports?: { readonly outbound?: Readonly<Record<string, readonly number[]>>; readonly inbound?: Readonly<Record<string, readonly number[]>> };
+  };
 }
 
 export interface TracingConfig {

@@ -6,7 +6,7 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot } from '../config/snapshot.ts';
+import type { ClusterConfig, FilterConfig, ListenerConfig, Snapshot, WorkloadConfig } from '../config/snapshot.ts';
 import { CONFIG_DEFAULTS } from '../config/index.ts';
 import { createEnvironment, type HostEnvironment, type HttpCallResponse } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
@@ -67,8 +67,8 @@ export class NodeProxy {
   /** Open connections of tcp listeners (and their upstreams), closed at the end of a drain. */
   private readonly tcpSockets = new Set<Socket>();
   private stopping?: Promise<void>;
-  /** Node mode: the filter chain of each workload and direction in the current snapshot, made when first asked. */
-  private workloadChains?: { snapshot: Snapshot; chains: Map<string, FilterChain | null> };
+  /** Node mode: the filter chains of the workloads in the current snapshot, made when first asked. */
+  private workloadChains?: { snapshot: Snapshot; workloads: Map<string, WorkloadConfig>; chains: Map<string, FilterChain> };
   /** The clusters of the current snapshot by Service address (vips), made when first asked. */
   private services?: { snapshot: Snapshot; byAddress: Map<string, ClusterConfig> };
   private applying: Promise<void> = Promise.resolve();
@@ -199,20 +199,28 @@ export class NodeProxy {
 
   /**
    * Node mode: the chain of the filters the controller selected for pod `namespace`/`name` in
-   * `direction` (the snapshot's workloads), or undefined when the snapshot does not describe it.
+   * `direction` on destination `port` (the snapshot's workloads; a filter limited to some ports
+   * runs only on those), or undefined when the snapshot does not describe the pod.
    */
-  workloadChain(namespace: string, name: string, direction: 'outbound' | 'inbound'): FilterChain | undefined {
+  workloadChain(namespace: string, name: string, direction: 'outbound' | 'inbound', port: number): FilterChain | undefined {
     const snapshot = this.current;
     if (!snapshot.workloads) return undefined;
-    if (this.workloadChains?.snapshot !== snapshot) this.workloadChains = { snapshot, chains: new Map() };
-    const key = `${namespace}/${name} ${direction}`;
+    if (this.workloadChains?.snapshot !== snapshot) {
+      this.workloadChains = { snapshot, workloads: new Map(snapshot.workloads.map((w) => [`${w.namespace}/${w.name}`, w])), chains: new Map() };
+    }
+    const w = this.workloadChains.workloads.get(`${namespace}/${name}`);
+    if (!w) return undefined;
+    const limits = w.filters.ports?.[direction];
+    // One chain per port some filter is limited to, and one for every other port.
+    const limited = limits !== undefined && Object.values(limits).some((ports) => ports.includes(port));
+    const key = `${namespace}/${name} ${direction} ${limited ? port : '*'}`;
     let chain = this.workloadChains.chains.get(key);
-    if (chain === undefined) {
-      const w = snapshot.workloads.find((x) => x.namespace === namespace && x.name === name);
-      chain = w ? new FilterChain(w.filters[direction].map((f) => this.filters.get(f)!.plugin), this.env) : null;
+    if (!chain) {
+      const names = w.filters[direction].filter((f) => limits?.[f] === undefined || limits[f]!.includes(port));
+      chain = new FilterChain(names.map((f) => this.filters.get(f)!.plugin), this.env);
       this.workloadChains.chains.set(key, chain);
     }
-    return chain ?? undefined;
+    return chain;
   }
 
   /** The cluster of the current snapshot one of whose Service addresses (vips) is `address`:`port`. */

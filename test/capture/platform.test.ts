@@ -214,6 +214,17 @@ serial('filters are chosen per workload: a pod on node a the outbound filter doe
   t.is(nodes['node-a'].lab.get(ctx.pods.a!.netns, `http://${b!.ip}:8080/selected`).filters, `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`);
 });
 
+serial('match.ports: an inbound WasmFilter for port 8082 runs on B\'s h2c port and not on its port 8080', async (t) => {
+  const { a, b } = ctx.pods;
+  await apply(JSON.parse(wasmFilter('stamp-port', NS, { configMap: { name: 'headers-module', key: 'filter.wasm' }, selector: { matchLabels: { app: 'web' } }, match: [{ direction: 'INBOUND', ports: [8082] }], pluginConfig: { request: { add: [{ name: 'x-filtered', value: 'port 8082 only' }] } } })));
+  await waitValidated(ctx.cluster.kube, NS, 'stamp-port', 'True');
+  await acked('node-b', 'stamp-port limited to port 8082 for b', (c) => c.workloads.find((w: { name: string }) => w.name === 'b')?.filters.ports?.inbound?.['team-a.stamp-port']?.[0] === 8082);
+  const lab = nodes['node-a'].lab;
+  t.is(lab.get(a!.netns, `http://${b!.ip}:8080/port`).filters, `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`);
+  t.is(lab.h2get(a!.netns, `http://${b!.ip}:8082/port`).filters, `outbound to ${b!.ip}:8082, inbound to ${b!.ip}:8082, port 8082 only`);
+  await kubectl(['delete', 'wasmfilter', 'stamp-port', '-n', NS]);
+});
+
 serial('istio_* metrics carry both sides\' workloads: pod A to pod C on the same node, reported by the source and the destination', async (t) => {
   const { a, c } = ctx.pods;
   const lab = nodes['node-a'].lab;

@@ -665,4 +665,10 @@ test('workloads (node mode): read with defaults; bad identities, addresses, unkn
     'workloads[0].filters.outbound[0]: no filter named "nope" (filters are: hello)',
     'workloads[1].name: "a/p" is already described by workloads[0]',
   ]);
+  // Port limits: read per direction; a filter named that is not in that direction's chain is refused.
+  const limited = parse(JSON.stringify({ ...base, workloads: [{ namespace: 'a', name: 'p', identity: 'spiffe://cluster.local/ns/a/sa/default', filters: { inbound: ['hello'], ports: { inbound: { hello: [8080, 9090] } } } }] }));
+  t.deepEqual(limited.workloads![0]!.filters, { outbound: [], inbound: ['hello'], ports: { inbound: { hello: [8080, 9090] } } });
+  t.deepEqual(problemsOf(t, JSON.stringify({ ...base, workloads: [{ namespace: 'a', name: 'p', identity: 'spiffe://cluster.local/ns/a/sa/default', filters: { inbound: ['hello'], ports: { outbound: { hello: [80] } } } }] })), [
+    'workloads[0].filters.ports.outbound.hello: "hello" is not in filters.outbound; name a filter of that direction',
+  ]);
 });

@@ -128,10 +128,31 @@ test('filters: selected by namespace (root namespace: all) and matchLabels, orde
   t.deepEqual(doc.filters.map((f: { name: string }) => f.name), ['shop.authn', 'shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain']);
   t.deepEqual(doc.workloads.map((w: { name: string; filters: unknown }) => [w.name, w.filters]), [
     ['db-1', { outbound: ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], inbound: ['shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'] }],
-    ['web-1', { outbound: ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], inbound: ['shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'] }],
+    ['web-1', { outbound: ['shop.authn', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], inbound: ['shop.authz-high', 'shop.authz-low', 'sluice-system.stats', 'shop.a-plain', 'shop.b-plain'], ports: { inbound: { 'shop.authz-high': [8080] } } }],
   ]);
   t.deepEqual([...modules.keys()].sort(), [D1, D2]);
   t.is(snapshot.filters.find((f) => f.name === 'shop.authz-high')!.module, join(cache, `${D2}.wasm`));
+});
+
+test('match.ports: a filter limited to some ports in a direction is listed with them under the workload\'s filters.ports', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1', { labels: { app: 'web' } })],
+    filters: [
+      wf('shop', 'in-8080', { match: [{ direction: 'INBOUND', ports: [8080] }] }),
+      wf('shop', 'both-ports', { match: [{ direction: 'BOTH', ports: [9090, 80] }, { direction: 'OUTBOUND', ports: [443] }] }),
+      wf('shop', 'out-any', { match: [{ direction: 'OUTBOUND', ports: [80] }, { direction: 'OUTBOUND' }] }),
+      wf('shop', 'everywhere', {}),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.workloads[0].filters, {
+    outbound: ['shop.both-ports', 'shop.everywhere', 'shop.out-any'],
+    inbound: ['shop.both-ports', 'shop.everywhere', 'shop.in-8080'],
+    ports: { outbound: { 'shop.both-ports': [80, 443, 9090] }, inbound: { 'shop.both-ports': [80, 9090], 'shop.in-8080': [8080] } },
+  });
+  t.deepEqual(snapshot.workloads![0]!.filters.ports?.inbound, { 'shop.both-ports': [80, 9090], 'shop.in-8080': [8080] });
+  // Without any port limit the field is left out.
+  t.false('ports' in build('n1', base({ pods: state.pods, filters: [wf('shop', 'everywhere', {})] })).doc.workloads[0].filters);
 });
 
 test('a filter is rendered with its module by digest, config as JSON text, ids, fail strategy, limits, capabilities (httpCalls only to clusters the node has)', (t) => {
