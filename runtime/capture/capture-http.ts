@@ -6,7 +6,7 @@
 
 import { Socket } from 'node:net';
 import { parseConfig } from '../config/index.ts';
-import type { ClusterConfig, ListenerConfig, RouteConfig } from '../config/snapshot.ts';
+import type { ClusterConfig, ListenerConfig, RouteConfig, Snapshot } from '../config/snapshot.ts';
 import type { HostEnvironment } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { downstreamServer, downstreamSocket, type Downstream } from '../proxy/downstream.ts';
@@ -41,6 +41,8 @@ export interface ProxyParts {
   readonly env: HostEnvironment;
   /** A configured listener's current state: one named capture-outbound/-inbound lends its filters. */
   currentListenerState?(name: string): ListenerState | undefined;
+  /** The snapshot in force: its workloads and remote workloads route captured connections into the tunnel. */
+  readonly snapshot?: Snapshot;
 }
 
 interface Template {

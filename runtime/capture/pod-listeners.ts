@@ -11,6 +11,8 @@ import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import { originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 import type { LogLevelName } from '../log.ts';
+import { streamSocket, type TunnelRequest } from '../tunnel/index.ts';
+import type { CaptureTunnel } from './tunnel-routes.ts';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -33,7 +35,12 @@ type Log = (level: LogLevelName, msg: string, extra?: Record<string, unknown>) =
 /** What the pod's listeners hand connections to. */
 export interface CaptureParts extends ProxyParts {
   readonly http: CaptureHttp;
+  /** The node-to-node tunnel (node mode): connections to pods on other nodes go through it. */
+  readonly tunnel?: CaptureTunnel;
 }
+
+/** HTTP/1.x answer when a connection to a pod on another node cannot go through the tunnel. */
+const UNAVAILABLE = (why: string) => `HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`;
 
 /** HTTP states kept per pod (one per original destination and direction), oldest dropped first. */
 const MAX_HTTP_STATES = 256;
@@ -43,6 +50,8 @@ export const listenerName = (d: Direction) => `capture-${d}`;
 
 export class PodListeners {
   readonly counters: PodCounters = { outbound: 0, inbound: 0, refused: 0 };
+  /** The pod's addresses (without prefix length): tunneled connections to them are delivered here. */
+  ips: readonly string[] = [];
   private readonly servers: Server[] = [];
   private readonly httpStates = new Map<string, ListenerState>();
   /** Where the upstream sockets are made: a thread parked in the pod's netns. */
@@ -117,6 +126,8 @@ export class PodListeners {
     const first = await sniff(client);
     if (client.destroyed) return;
     const protocol = sniffedProtocol(first);
+    const remote = direction === 'outbound' ? this.parts.tunnel?.remote(dst.address) : undefined;
+    if (remote) return this.tunnelOut(client, first, protocol, dst, remote);
     if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol));
     if (first.length > 0) client.unshift(first);
     let upstream: Socket;
@@ -127,6 +138,51 @@ export class PodListeners {
       return void client.destroy();
     }
     passthrough(client, upstream, { listener: listenerName(direction), destination: `${dst.address}:${dst.port}` }, this.parts.telemetry, this.sockets);
+  }
+
+  /**
+   * A connection to a pod on another node: through the tunnel, with this pod's certificate, its
+   * bytes untouched (the receiving node runs the inbound filters with this pod's identity). Never
+   * in plaintext: without a certificate or a tunnel session it is refused (HTTP/1.x gets a 503).
+   */
+  private async tunnelOut(client: Socket, first: Buffer, protocol: 'http1' | 'http2' | undefined, dst: { address: string; port: number }, remote: { namespace: string; name: string; identity: string; tunnel: { host: string; port: number } }): Promise<void> {
+    const tunnel = this.parts.tunnel!;
+    const destination = `${dst.address.includes(':') ? `[${dst.address}]` : dst.address}:${dst.port}`;
+    const refuse = (why: string, fields: Record<string, unknown>) => {
+      this.counters.refused++;
+      this.log('error', `capture: ${describe(this.pod)} to ${destination} (pod ${remote.namespace}/${remote.name} on ${remote.tunnel.host}) refused: ${why}`, fields);
+      if (protocol === 'http1') client.end(UNAVAILABLE(`sluice: ${why}`));
+      else client.resetAndDestroy();
+    };
+    const source = tunnel.identityOf(this.pod);
+    if (!source) return refuse('the controller has not described this pod (no identity for it yet); never sent in plaintext', {});
+    let stream;
+    try {
+      stream = await tunnel.client.open({ node: remote.tunnel, target: dst, source, expectedIdentity: remote.identity, sourceAddress: client.remoteAddress });
+    } catch (error) {
+      const e = error as Error & { code?: string };
+      return refuse(e.message, { code: e.code });
+    }
+    if (client.destroyed) return void stream.destroy();
+    if (first.length > 0) client.unshift(first);
+    const upstream = streamSocket(stream, { remote: { address: remote.tunnel.host, port: remote.tunnel.port }, local: { address: '', port: 0 }, connection: { mtls: true } });
+    passthrough(client, upstream, { listener: listenerName('outbound'), destination }, this.parts.telemetry, this.sockets);
+  }
+
+  /**
+   * A connection that came through the tunnel for this pod: the inbound side as for a captured
+   * one (HTTP through the capture-inbound filters, which see the peer's SPIFFE ID; other TCP
+   * passed through), to the pod's server from the pod's netns.
+   */
+  deliverTunneled(r: TunnelRequest): void {
+    this.counters.inbound++;
+    const stream = r.accept();
+    const client = streamSocket(stream, {
+      remote: r.source ?? r.remote,
+      local: r.target,
+      connection: { mtls: true, tlsVersion: r.tlsVersion, peerUriSans: [r.peerIdentity], localUriSans: r.localIdentity ? [r.localIdentity] : [] },
+    });
+    void this.forward('inbound', client, { ...r.target, family: r.target.address.includes(':') ? 6 : 4 });
   }
 
   /**

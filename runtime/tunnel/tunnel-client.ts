@@ -26,6 +26,8 @@ export interface TunnelDestination {
   readonly source: string;
   /** The SPIFFE ID the peer must present (the destination pod's), when discovery says it; otherwise any SVID the trust bundle verifies. */
   readonly expectedIdentity?: string;
+  /** The source pod's address, passed on in `forwarded: for=` (the receiving side's x-forwarded-for). */
+  readonly sourceAddress?: string;
 }
 
 export interface TunnelClientOptions {
@@ -80,7 +82,8 @@ export class TunnelClient {
     await entry.ready;
     let stream: ClientHttp2Stream;
     try {
-      stream = entry.session.request({ ':method': 'CONNECT', ':authority': authorityOf(d.target) }, { endStream: false });
+      const forwarded = d.sourceAddress ? { forwarded: `for="${d.sourceAddress.includes(':') ? `[${d.sourceAddress}]` : d.sourceAddress}"` } : {};
+      stream = entry.session.request({ ':method': 'CONNECT', ':authority': authorityOf(d.target), ...forwarded }, { endStream: false });
     } catch (error) {
       // The session went away between ready and now (a GOAWAY): one more try on a fresh one.
       this.drop(entry);

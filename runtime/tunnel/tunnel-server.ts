@@ -5,7 +5,7 @@
 
 import { once } from 'node:events';
 import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import { SluiceError } from '../errors.ts';
@@ -51,6 +51,8 @@ export interface TunnelRequest {
   readonly peerIdentity: string;
   /** The SPIFFE ID of the certificate this server presented (what the client asked for by SNI). */
   readonly localIdentity: string;
+  /** The source pod's address as the peer node says (`forwarded: for=`), when it says. */
+  readonly source?: Address;
   /** The peer node's address, and ours, on the outer TCP connection. */
   readonly remote: Address;
   readonly local: Address;
@@ -220,6 +222,7 @@ export class TunnelServer {
       peerIdentity: ids[0]!,
       localIdentity: localIds[0] ?? '',
       remote,
+      ...forwardedFor(headers.forwarded),
       local: { address: socket?.localAddress ?? '', port: socket?.localPort ?? 0 },
       tlsVersion: socket?.getProtocol() ?? '',
       accept: () => {
@@ -277,6 +280,13 @@ export class TunnelServer {
     const options = this.defaultContextOptions();
     if (options.cert) this.server.setSecureContext({ ...options, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
   }
+}
+
+/** The source address in a `forwarded: for="ip:port"` header (RFC 7239), when it is one. */
+function forwardedFor(header: string | string[] | undefined): { source?: Address } {
+  const m = /for="?\[?([0-9A-Fa-f.:]+?)\]?(?::(\d+))?"?(?:;|,|$)/.exec([header ?? ''].flat()[0] ?? '');
+  if (!m || !isIP(m[1]!)) return {};
+  return { source: { address: m[1]!, port: Number(m[2] ?? 0) } };
 }
 
 /** A reason as an HTTP header value: printable ASCII, bounded. */
