@@ -70,6 +70,9 @@ export class Lab {
   conflist = '';
   socket = '';
 
+  /** `subnet`, `subnet6`: the pods' networks (two labs side by side, as two nodes, need distinct ones). */
+  constructor(readonly subnet = '10.248.0.0/24', readonly subnet6 = 'fd00:5c:e2e::/64') {}
+
   async create(): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), 'sluice-capture-'));
     this.socket = join(this.dir, 'cni.sock');
@@ -80,7 +83,7 @@ export class Lab {
       cniVersion: '1.0.0',
       name: `sluice-e2e-${this.id}`,
       plugins: [
-        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: '10.248.0.0/24' }], [{ subnet: 'fd00:5c:e2e::/64' }]], dataDir: join(this.dir, 'ipam') } },
+        { type: 'bridge', bridge: `slbr${this.id}`, isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: this.subnet }], [{ subnet: this.subnet6 }]], dataDir: join(this.dir, 'ipam') } },
         { type: 'sluice-cni', proxySocket: this.socket, timeoutMs: 3000, excludeNamespaces: ['kube-system'], excludeOutboundPorts: [9999], capabilities: { 'io.kubernetes.cri.pod-annotations': true } },
       ],
     };
