@@ -11,8 +11,9 @@ import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import { originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
 import type { LogLevelName } from '../log.ts';
-import { streamSocket, type TunnelRequest } from '../tunnel/index.ts';
+import { streamSocket, tunnelSocket, type TunnelRequest } from '../tunnel/index.ts';
 import type { CaptureTunnel } from './tunnel-routes.ts';
+import type { RemoteWorkloadConfig } from '../config/snapshot.ts';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -39,8 +40,7 @@ export interface CaptureParts extends ProxyParts {
   readonly tunnel?: CaptureTunnel;
 }
 
-/** HTTP/1.x answer when a connection to a pod on another node cannot go through the tunnel. */
-const UNAVAILABLE = (why: string) => `HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n\r\n${why}\n`;
+
 
 /** HTTP states kept per pod (one per original destination and direction), oldest dropped first. */
 const MAX_HTTP_STATES = 256;
@@ -127,8 +127,10 @@ export class PodListeners {
     if (client.destroyed) return;
     const protocol = sniffedProtocol(first);
     const remote = direction === 'outbound' ? this.parts.tunnel?.remote(dst.address) : undefined;
-    if (remote) return this.tunnelOut(client, first, protocol, dst, remote);
-    if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol));
+    // HTTP to a pod on another node runs the outbound filters here, then goes through the tunnel
+    // (the HTTP state's connections are tunnel streams); other TCP goes through it as bytes.
+    if (protocol) return this.parts.http.serve(client, first, this.httpState(direction, dst, protocol, remote !== undefined));
+    if (remote) return this.tunnelOut(client, first, dst, remote);
     if (first.length > 0) client.unshift(first);
     let upstream: Socket;
     try {
@@ -145,28 +147,31 @@ export class PodListeners {
    * bytes untouched (the receiving node runs the inbound filters with this pod's identity). Never
    * in plaintext: without a certificate or a tunnel session it is refused (HTTP/1.x gets a 503).
    */
-  private async tunnelOut(client: Socket, first: Buffer, protocol: 'http1' | 'http2' | undefined, dst: { address: string; port: number }, remote: { namespace: string; name: string; identity: string; tunnel: { host: string; port: number } }): Promise<void> {
-    const tunnel = this.parts.tunnel!;
+  private async tunnelOut(client: Socket, first: Buffer, dst: { address: string; port: number }, remote: RemoteWorkloadConfig): Promise<void> {
     const destination = `${dst.address.includes(':') ? `[${dst.address}]` : dst.address}:${dst.port}`;
-    const refuse = (why: string, fields: Record<string, unknown>) => {
-      this.counters.refused++;
-      this.log('error', `capture: ${describe(this.pod)} to ${destination} (pod ${remote.namespace}/${remote.name} on ${remote.tunnel.host}) refused: ${why}`, fields);
-      if (protocol === 'http1') client.end(UNAVAILABLE(`sluice: ${why}`));
-      else client.resetAndDestroy();
-    };
-    const source = tunnel.identityOf(this.pod);
-    if (!source) return refuse('the controller has not described this pod (no identity for it yet); never sent in plaintext', {});
     let stream;
     try {
-      stream = await tunnel.client.open({ node: remote.tunnel, target: dst, source, expectedIdentity: remote.identity, sourceAddress: client.remoteAddress });
+      stream = await this.openTunnel(dst.address, dst.port, client.remoteAddress);
     } catch (error) {
       const e = error as Error & { code?: string };
-      return refuse(e.message, { code: e.code });
+      this.counters.refused++;
+      this.log('error', `capture: ${describe(this.pod)} to ${destination} (pod ${remote.namespace}/${remote.name} on ${remote.tunnel.host}) refused: ${e.message}`, { code: e.code });
+      return void client.resetAndDestroy();
     }
     if (client.destroyed) return void stream.destroy();
     if (first.length > 0) client.unshift(first);
     const upstream = streamSocket(stream, { remote: { address: remote.tunnel.host, port: remote.tunnel.port }, local: { address: '', port: 0 }, connection: { mtls: true } });
     passthrough(client, upstream, { listener: listenerName('outbound'), destination }, this.parts.telemetry, this.sockets);
+  }
+
+  /** A CONNECT through the tunnel to a pod on another node, with this pod's certificate. */
+  private openTunnel(address: string, port: number, sourceAddress: string | undefined) {
+    const tunnel = this.parts.tunnel;
+    const remote = tunnel?.remote(address);
+    if (!tunnel || !remote) return Promise.reject(new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', `${address} is no longer a pod on another node`));
+    const source = tunnel.identityOf(this.pod);
+    if (!source) return Promise.reject(new SluiceError('SLUICE_ERR_TUNNEL_IDENTITY', `the controller has not described ${describe(this.pod)} (no identity for it yet); never sent in plaintext`));
+    return tunnel.client.open({ node: remote.tunnel, target: { address, port }, source, expectedIdentity: remote.identity, sourceAddress });
   }
 
   /**
@@ -196,11 +201,12 @@ export class PodListeners {
     return socket.connect(port, host);
   }
 
-  private httpState(direction: Direction, dst: { address: string; port: number }, protocol: 'http1' | 'http2'): ListenerState {
-    const key = `${direction} ${dst.address} ${dst.port} ${protocol}`;
+  private httpState(direction: Direction, dst: { address: string; port: number }, protocol: 'http1' | 'http2', tunneled: boolean): ListenerState {
+    const key = `${direction} ${dst.address} ${dst.port} ${protocol}${tunneled ? ' tunnel' : ''}`;
     let state = this.httpStates.get(key);
     if (state) return state;
-    state = originalDestinationState(listenerName(direction), dst.address, dst.port, protocol, this.parts.env, (host, port) => this.connect(host, port));
+    const connect = tunneled ? (host: string, port: number) => this.tunnelConnect(host, port) : (host: string, port: number) => this.connect(host, port);
+    state = originalDestinationState(listenerName(direction), dst.address, dst.port, protocol, this.parts.env, connect);
     this.httpStates.set(key, state);
     if (this.httpStates.size > MAX_HTTP_STATES) {
       const [oldestKey, oldest] = this.httpStates.entries().next().value!;
@@ -208,6 +214,17 @@ export class PodListeners {
       for (const c of oldest.clusters.values()) void c.close();
     }
     return state;
+  }
+
+  /** An upstream connection of captured HTTP to a pod on another node: a tunnel stream, opened with this pod's address as the source. */
+  private tunnelConnect(host: string, port: number): Socket {
+    const own = this.ips.find((ip) => ip.includes(':') === host.includes(':'));
+    const remote = this.parts.tunnel?.remote(host);
+    return tunnelSocket(() => this.openTunnel(host, port, own).catch((error: Error & { code?: string }) => {
+      this.counters.refused++;
+      this.log('error', `capture: ${describe(this.pod)} to ${host}:${port} (a pod on another node) refused: ${error.message}`, { code: error.code });
+      throw error;
+    }), { remote: { address: remote?.tunnel.host ?? '', port: remote?.tunnel.port ?? 0 }, local: { address: own ?? '', port: 0 }, connection: { mtls: true } });
   }
 
   /** The start of a drain: the pod's listeners stop accepting; connections and upstreams stay. */

@@ -4,4 +4,4 @@
 export { TunnelServer, TUNNEL_PORT, TUNNEL_LIMITS, TUNNEL_ERROR_HEADER, type TunnelLimits, type TunnelRequest, type TunnelServerOptions, type TunnelCounters } from './tunnel-server.ts';
 export { TunnelClient, type TunnelClientOptions, type TunnelDestination } from './tunnel-client.ts';
 export { authorityOf, parseAuthority, serverNameFor, spiffeIds, uriSans, type TunnelTarget } from './peer-identity.ts';
-export { streamSocket, type StreamSocketFacts } from './stream-socket.ts';
+export { streamSocket, tunnelSocket, type StreamSocketFacts } from './stream-socket.ts';

@@ -65,15 +65,16 @@ async function reload(n: Node): Promise<void> {
 }
 
 /** The node's config: capture listeners (node 2's inbound with authz + a header stamping the peer), its workloads, the remote ones. */
-function config(inboundFilters: string[], workloads: Array<[Pod, string]>, remote: Array<[Pod, string, string]>): string {
+function config(outboundFilters: string[], inboundFilters: string[], workloads: Array<[Pod, string]>, remote: Array<[Pod, string, string]>): string {
   return JSON.stringify({
     admin: { address: '127.0.0.1:0' },
     listeners: [
-      { name: 'capture-outbound', address: '127.0.0.1:0', protocol: 'http', routes: [{ name: 'own', directResponse: { status: 404 } }] },
+      { name: 'capture-outbound', address: '127.0.0.1:0', protocol: 'http', filters: outboundFilters, routes: [{ name: 'own', directResponse: { status: 404 } }] },
       { name: 'capture-inbound', address: '127.0.0.1:0', protocol: 'http', filters: inboundFilters, routes: [{ name: 'own', directResponse: { status: 404 } }] },
     ],
     filters: [
       { name: 'authz', module: 'build/filters/authz.wasm', config: JSON.stringify({ rules: [{ name: 'team-a', from: { principals: [A] } }] }) },
+      { name: 'out', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [{ name: 'x-outbound', value: 'ran on node 1' }] } }) },
       { name: 'peer', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [
         { name: 'x-peer', value: '%PROPERTY(sluice.peer_identity)%' },
         { name: 'x-peer-san', value: '%PROPERTY(connection.uri_san_peer_certificate)%' },
@@ -103,12 +104,19 @@ function fetchIn(netns: string, url: string): { status: number; body: string } {
   return JSON.parse(r.stdout);
 }
 
-/** Packets counted on node 2's end of the link: from pod addresses of node 1, and to the tunnel port. */
-function linkCounters(n2: Node, veth: string): { fromPods: number; tunnel: number } {
+/**
+ * Packets counted on node 2's end of the link: from pod addresses of node 1 carrying data (over 80
+ * bytes: not the bare ACKs and FINs with which the plaintext control's kept-alive connection may
+ * close later), and to the tunnel port.
+ */
+function linkCounters(n2: Node): { fromPods: number; tunnel: number } {
   const text = must('ip', ['netns', 'exec', n2.lab.node, NFT, 'list', 'chain', 'inet', 'sltest', 'pre']);
-  const count = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
-  void veth;
-  return { fromPods: count(/ip saddr 10\.249\.1\.0\/24 counter packets (\d+)/), tunnel: count(/tcp dport 15008 counter packets (\d+)/) };
+  const count = (re: RegExp) => {
+    const m = re.exec(text);
+    if (!m) throw new Error(`no counter ${re} in ${text}`);
+    return Number(m[1]);
+  };
+  return { fromPods: count(/ip saddr 10\.249\.1\.0\/24 ip length > 80 counter packets (\d+)/), tunnel: count(/tcp dport 15008 counter packets (\d+)/) };
 }
 
 run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz allows A\'s identity and denies C\'s', async (t) => {
@@ -127,7 +135,7 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   for (const n of [n1, n2]) {
     await n.lab.create();
     n.config = join(n.lab.dir, 'sluice.json');
-    await writeFile(n.config, config([], [], []));
+    await writeFile(n.config, config([], [], [], []));
     must('ip', ['netns', 'exec', n.lab.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
   }
   // The link between the nodes, and routes to each other's pod network over it.
@@ -139,7 +147,7 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   must('ip', ['-n', n2.lab.node, 'link', 'set', `${veth}b`, 'up']);
   must('ip', ['-n', n1.lab.node, 'route', 'add', '10.249.2.0/24', 'via', LINK.n2]);
   must('ip', ['-n', n2.lab.node, 'route', 'add', '10.249.1.0/24', 'via', LINK.n1]);
-  const rules = `table inet sltest {\n chain pre {\n type filter hook prerouting priority -400; policy accept;\n iifname "${veth}b" ip saddr 10.249.1.0/24 counter\n iifname "${veth}b" tcp dport 15008 counter\n }\n}\n`;
+  const rules = `table inet sltest {\n chain pre {\n type filter hook prerouting priority -400; policy accept;\n iifname "${veth}b" ip saddr 10.249.1.0/24 ip length > 80 counter\n iifname "${veth}b" tcp dport 15008 counter\n }\n}\n`;
   const nft = sh('ip', ['netns', 'exec', n2.lab.node, NFT, '-f', '-'], { input: rules });
   if (nft.status !== 0) throw new Error(`nft: ${nft.stderr}`);
 
@@ -156,30 +164,31 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   // B's servers: HTTP answering with what it received, and a TCP one upper-casing a line.
   const script = `const http = require('http'); const net = require('net');
     net.createServer((s) => s.on('data', (x) => s.end(x.toString().toUpperCase()))).listen(9000, '0.0.0.0');
-    http.createServer((q, s) => s.end(JSON.stringify({ pod: 'b', path: q.url, xff: q.headers['x-forwarded-for'], peer: q.headers['x-peer'], peerSan: q.headers['x-peer-san'], mtls: q.headers['x-mtls'] }))).listen(8080, '0.0.0.0', () => console.log('ready'));`;
+    http.createServer((q, s) => s.end(JSON.stringify({ pod: 'b', path: q.url, xff: q.headers['x-forwarded-for'], outbound: q.headers['x-outbound'], peer: q.headers['x-peer'], peerSan: q.headers['x-peer-san'], mtls: q.headers['x-mtls'] }))).listen(8080, '0.0.0.0', () => console.log('ready'));`;
   await n2.lab.spawnIn(b.netns, [process.execPath, '-e', script], 'ready');
 
   // Before the tunnel is configured: plaintext crosses the link (the counters see it), with no identity for B's authz.
-  await writeFile(n2.config, config(['authz', 'peer'], [[b, B]], []));
+  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B]], []));
   await reload(n2);
-  const before = linkCounters(n2, veth);
+  const before = linkCounters(n2);
   const plain = fetchIn(a.netns, `http://${b.ip}:8080/plain`);
   t.is(plain.status, 403, plain.body + n1.driver!.output().slice(-2000) + n2.driver!.output().slice(-2000));
   t.is(plain.body, 'authz: denied: no rule allows (no peer identity) GET /plain\n');
-  const afterPlain = linkCounters(n2, veth);
+  const afterPlain = linkCounters(n2);
   t.true(afterPlain.fromPods > before.fromPods, 'the plaintext call crossed the link from A\'s address');
   t.is(afterPlain.tunnel, before.tunnel);
 
   // The tunnel configured on both nodes (as discovery would: each knows the other's pods).
-  await writeFile(n1.config, config([], [[a, A], [c, C]], [[b, B, `${LINK.n2}:15008`]]));
-  await writeFile(n2.config, config(['authz', 'peer'], [[b, B]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
+  await writeFile(n1.config, config(['out'], [], [[a, A], [c, C]], [[b, B, `${LINK.n2}:15008`]]));
+  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
   await reload(n1);
   await reload(n2);
-  const start = linkCounters(n2, veth);
+  const start = linkCounters(n2);
 
   const ok = fetchIn(a.netns, `http://${b.ip}:8080/secret-path-via-tunnel`);
   t.is(ok.status, 200, ok.body);
-  t.deepEqual(JSON.parse(ok.body), { pod: 'b', path: '/secret-path-via-tunnel', xff: a.ip, peer: A, peerSan: A, mtls: 'true' });
+  // A's outbound filters ran on node 1 (x-outbound), B's inbound ones on node 2 with A's identity; x-forwarded-for has A's address from both sides.
+  t.deepEqual(JSON.parse(ok.body), { pod: 'b', path: '/secret-path-via-tunnel', xff: `${a.ip}, ${a.ip}`, outbound: 'ran on node 1', peer: A, peerSan: A, mtls: 'true' });
 
   const denied = fetchIn(c.netns, `http://${b.ip}:8080/secret`);
   t.is(denied.status, 403);
@@ -188,12 +197,14 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   // TCP that is not HTTP goes through the tunnel too, bytes untouched.
   t.is(n1.lab.tcp(a.netns, b.ip!, 9000, 'hello tunnel\n'), 'HELLO TUNNEL\n');
 
-  // A pod the node has no identity for (not among its workloads) is refused, never sent in plaintext.
+  // A pod the node has no identity for (not among its workloads) is refused, never sent in plaintext: HTTP gets a 503...
   const none = fetchIn(d.netns, `http://${b.ip}:8080/none`);
   t.is(none.status, 503);
-  t.is(none.body, 'sluice: the controller has not described this pod (no identity for it yet); never sent in plaintext\n');
+  t.is(none.body, `sluice: ${b.ip}:8080 is a pod on another node and the tunnel to it failed (SLUICE_ERR_TUNNEL_IDENTITY): the controller has not described pod team-d/d (no identity for it yet); never sent in plaintext\n`);
+  // ...and so is its TCP: reset, nothing crosses.
+  t.is(n1.lab.tcp(d.netns, b.ip!, 9000, 'hello\n'), 'ECONNRESET\n');
 
-  const end = linkCounters(n2, veth);
+  const end = linkCounters(n2);
   t.is(end.fromPods, start.fromPods, 'no packet from a pod address of node 1 crossed the link');
   t.true(end.tunnel > start.tunnel, 'the calls crossed as tunnel traffic');
 });
