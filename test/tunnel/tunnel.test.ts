@@ -271,3 +271,42 @@ test('close() always resolves: ten servers in a row with open streams, idle sess
   }
   t.pass();
 });
+
+test('bounds: streams past maxConcurrentStreams wait for a free one; a stream idle past idleTimeoutMs is reset', async (t) => {
+  const serverStore = await ctx.pki.store([B]);
+  let open = 0;
+  let most = 0;
+  const server = await TunnelServer.start({
+    identities: serverStore,
+    host: '127.0.0.1',
+    port: 0,
+    limits: { maxConcurrentStreams: 1, idleTimeoutMs: 1000 },
+    log: quiet,
+    deliver: (r) => {
+      const s = r.accept();
+      most = Math.max(most, ++open);
+      s.once('close', () => open--);
+      s.on('data', (d) => s.write(`echo:${d}`));
+    },
+  });
+  const client = new TunnelClient({ identities: await ctx.pki.store([A]), log: quiet });
+  t.teardown(async () => {
+    client.close();
+    await server.close(0);
+  });
+  const node = { host: '127.0.0.1', port: server.address().port };
+  const target = { address: '127.0.0.1', port: ctx.echo.port };
+  const first = await client.open({ node, target, source: A, expectedIdentity: B });
+  const second = client.open({ node, target, source: A, expectedIdentity: B });
+  first.write('one');
+  t.is(await readUntil(first, 'echo:one'), 'echo:one');
+  first.destroy();
+  const s2 = await second;
+  s2.write('two');
+  t.is(await readUntil(s2, 'echo:two'), 'echo:two');
+  t.is(most, 1);
+  // Left silent, the stream is reset by the server's idle timeout.
+  s2.on('error', () => {});
+  if (!s2.destroyed) await new Promise((resolve) => s2.once('close', resolve));
+  t.is((s2 as unknown as { rstCode?: number }).rstCode, http2.constants.NGHTTP2_CANCEL);
+});
