@@ -17,6 +17,13 @@ import type { LogLevelName } from '../log.ts';
 import type { TunnelClient, TunnelRequest } from '../tunnel/index.ts';
 import { captureTunnel } from './tunnel-routes.ts';
 
+/** The node-to-node tunnel for captured pods: its client, and this node's own tunnel (same-node traffic goes through it too). */
+export interface CaptureTunnelOptions {
+  client: TunnelClient;
+  /** host:port the proxy reaches its own TunnelServer at; absent: same-node traffic goes directly. */
+  local?: { host: string; port: number };
+}
+
 type Log = (level: LogLevelName, msg: string, extra?: Record<string, unknown>) => void;
 
 interface PodRequest extends PodIdentity {
@@ -45,13 +52,13 @@ export class CaptureServer {
     private readonly addon: CaptureAddon,
     proxy: ProxyParts,
     private readonly log: Log,
-    tunnel?: TunnelClient,
+    tunnel?: CaptureTunnelOptions,
   ) {
     this.parts = {
       telemetry: proxy.telemetry,
       env: proxy.env,
       http: new CaptureHttp(proxy, this.sockets),
-      ...(tunnel ? { tunnel: captureTunnel(tunnel, () => proxy.snapshot) } : {}),
+      ...(tunnel ? { tunnel: captureTunnel(tunnel.client, () => proxy.snapshot, tunnel.local && { address: tunnel.local, captured: (ip) => this.podAt(ip) !== undefined }) } : {}),
     };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
@@ -59,9 +66,10 @@ export class CaptureServer {
 
   /**
    * Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here.
-   * With `tunnel`, connections to pods on other nodes go through it (the snapshot says which).
+   * With `tunnel`, connections to pods on other nodes go through it (the snapshot says which),
+   * and with `tunnel.local` those to this node's captured pods too.
    */
-  static async start(socketPath: string, proxy: ProxyParts, log: Log, tunnel?: TunnelClient): Promise<CaptureServer> {
+  static async start(socketPath: string, proxy: ProxyParts, log: Log, tunnel?: CaptureTunnelOptions): Promise<CaptureServer> {
     const server = new CaptureServer(socketPath, loadAddon(), proxy, log, tunnel);
     await mkdir(dirname(socketPath), { recursive: true });
     // A socket file left by a previous run refuses connections; ours replaces it.
@@ -131,12 +139,17 @@ export class CaptureServer {
    */
   deliver(r: TunnelRequest): void {
     const address = r.target.address;
-    const pod = [...this.pods.values()].find((p) => p.ips.includes(address));
+    const pod = this.podAt(address);
     if (!pod) return r.refuse(403, `${address} is not the address of a captured pod on this node`);
     const identity = this.parts.tunnel?.identityOf(pod.pod);
     // The client verified the certificate presented against the destination's identity; the pod must be that identity's.
     if (identity && r.localIdentity !== identity) return r.refuse(403, `${describe(pod.pod)} is ${identity}, not ${r.localIdentity} whose certificate was presented`);
     pod.deliverTunneled(r);
+  }
+
+  private podAt(address: string): PodListeners | undefined {
+    for (const p of this.pods.values()) if (p.ips.includes(address)) return p;
+    return undefined;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

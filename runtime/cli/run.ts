@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { loadConfig, parseHostPort } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
-import { CaptureServer, captureUnavailable } from '../capture/index.ts';
+import { CaptureServer, captureUnavailable, type CaptureTunnelOptions } from '../capture/index.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
 import { TunnelClient, TunnelServer, TUNNEL_PORT } from '../tunnel/index.ts';
@@ -105,7 +105,7 @@ async function startTunnel(listen: string | undefined, identities: IdentityStore
 }
 
 /** The capture server for `proxy`, or undefined; a proxy whose capture cannot start is stopped. */
-async function startCapture(socket: string | undefined, proxy: NodeProxy, tunnel?: TunnelClient): Promise<CaptureServer | undefined> {
+async function startCapture(socket: string | undefined, proxy: NodeProxy, tunnel?: CaptureTunnelOptions): Promise<CaptureServer | undefined> {
   if (!socket) return undefined;
   return CaptureServer.start(socket, proxy, log, tunnel).catch(async (error) => {
     await proxy.stop(0);
@@ -170,7 +170,10 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
         startTunnel(opts.tunnelListen, agent.identities, () => capture)
           .then((t) => {
             tunnel = t;
-            return startCapture(opts.captureSocket, proxy, t.client);
+            const a = t.server.address();
+            // Same-node traffic goes through the node's own tunnel too (the inbound filters see the caller's identity).
+            const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '::1' : a.address;
+            return startCapture(opts.captureSocket, proxy, { client: t.client, local: { host, port: a.port } });
           })
           .then((c) => (capture = c), (error: Error) => failed!(error));
       }

@@ -26,23 +26,22 @@ const load = () => parseConfig(readFileSync(args.config, 'utf8'), args.config, a
 
 const proxy = await NodeProxy.start(load(), undefined, undefined, { admin: false });
 const client = new TunnelClient({ identities, log });
-const capture = await CaptureServer.start(args.socket, proxy, log, client);
 const listen = parseHostPort(args.tunnelListen, 0);
 if ('error' in listen) throw new Error(listen.error);
-const server = await TunnelServer.start({ identities, host: listen.host, port: listen.port, log, deliver: (r) => capture.deliver(r) });
-const stats = () => JSON.stringify({ tunnel: server.counters, pods: capture.capturedPods() });
+// As run.ts: the tunnel first, then capture, whose same-node traffic goes through the node's own tunnel.
+let capture: CaptureServer | undefined;
+const server = await TunnelServer.start({ identities, host: listen.host, port: listen.port, log, deliver: (r) => (capture ? capture.deliver(r) : r.refuse(503, 'starting')) });
+capture = await CaptureServer.start(args.socket, proxy, log, { client, local: { host: '127.0.0.1', port: server.address().port } });
 console.log('ready');
 
 createInterface({ input: process.stdin }).on('line', (line) => {
   if (line === 'reload') {
     void proxy.apply(load()).then(() => console.log('reloaded'), (error: Error) => console.log(`reload failed: ${error.message}`));
-  } else if (line === 'stats') {
-    console.log(`stats ${stats()}`);
   }
 });
 process.once('SIGTERM', () => {
   void (async () => {
-    await Promise.all([capture.stop(0), server.close(0)]);
+    await Promise.all([capture!.stop(0), server.close(0)]);
     client.close();
     await proxy.stop(0);
     process.exit(0);

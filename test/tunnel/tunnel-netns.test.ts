@@ -4,7 +4,8 @@
 // pod B (node 2): the connection crosses in the tunnel, B's inbound filters see A's SPIFFE ID
 // (an authz filter allows A's ServiceAccount and denies C's), and counters on the link show no
 // packet from a pod's address crossed, only the tunnel's. Before the tunnel is configured the
-// same call crosses in plaintext (the counters can see it) and carries no identity.
+// same call crosses in plaintext (the counters can see it) and carries no identity. A pod of A's
+// ServiceAccount on node 2 reaches B through node 2's own tunnel, its identity seen the same way.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -153,14 +154,15 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
 
   const ca = await testCa();
   await startDriver(n1, await ca.store([A, C]));
-  await startDriver(n2, await ca.store([B]));
+  await startDriver(n2, await ca.store([B, A]));
 
   const a = n1.lab.pod('a', 'team-a');
   const c = n1.lab.pod('c', 'team-c');
   const d = n1.lab.pod('d', 'team-d');
   const b = n2.lab.pod('b', 'team-b');
+  const a2 = n2.lab.pod('a2', 'team-a');
   for (const p of [a, c, d]) add(n1.lab, p);
-  add(n2.lab, b);
+  for (const p of [b, a2]) add(n2.lab, p);
   // B's servers: HTTP answering with what it received, and a TCP one upper-casing a line.
   const script = `const http = require('http'); const net = require('net');
     net.createServer((s) => s.on('data', (x) => s.end(x.toString().toUpperCase()))).listen(9000, '0.0.0.0');
@@ -180,7 +182,7 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
 
   // The tunnel configured on both nodes (as discovery would: each knows the other's pods).
   await writeFile(n1.config, config(['out'], [], [[a, A], [c, C]], [[b, B, `${LINK.n2}:15008`]]));
-  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
+  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B], [a2, A]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
   await reload(n1);
   await reload(n2);
   const start = linkCounters(n2);
@@ -203,6 +205,11 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   t.is(none.body, `sluice: ${b.ip}:8080 is a pod on another node and the tunnel to it failed (SLUICE_ERR_TUNNEL_IDENTITY): the controller has not described pod team-d/d (no identity for it yet); never sent in plaintext\n`);
   // ...and so is its TCP: reset, nothing crosses.
   t.is(n1.lab.tcp(d.netns, b.ip!, 9000, 'hello\n'), 'ECONNRESET\n');
+
+  // Same node: pod a2 (A's ServiceAccount, on node 2) reaches B through node 2's own tunnel, so B's filters see its identity too.
+  const local = fetchIn(a2.netns, `http://${b.ip}:8080/same-node`);
+  t.is(local.status, 200, local.body);
+  t.deepEqual(JSON.parse(local.body), { pod: 'b', path: '/same-node', xff: `${a2.ip}, ${a2.ip}`, peer: A, peerSan: A, mtls: 'true' });
 
   const end = linkCounters(n2);
   t.is(end.fromPods, start.fromPods, 'no packet from a pod address of node 1 crossed the link');
