@@ -4,7 +4,6 @@
 // Sessions are reused, made again when gone, and closed (gracefully) when the source's
 // certificate or the roots change, so that new connections use the new ones.
 
-import { once } from 'node:events';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
@@ -94,20 +93,17 @@ export class TunnelClient {
     stream.once('close', () => entry.open--);
     // A session broken by the peer reports its error on its streams (and not always on itself).
     stream.on('error', (error: Error) => (entry.error ??= /^ERR_SSL_|^ERR_TLS_/.test((error as { code?: string }).code ?? '') ? error : undefined));
-    const [headers] = (await Promise.race([
-      once(stream, 'response'),
-      once(stream, 'close').then(async () => {
-        // A session broken by the peer (a TLS 1.3 alert refusing our certificate arrives after
-        // the handshake completed on our side) cancels its streams first and reports its error
-        // after: wait for it briefly, so the error says why.
-        if (!entry.error && !entry.session.destroyed) await Promise.race([once(entry.session, 'close').catch(() => undefined), new Promise((r) => setTimeout(r, 200))]);
-        if (entry.error) throw new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', `the tunnel session to ${where} as ${d.source} broke: ${entry.error.message.trim()}${hint(entry.error)}`, { cause: entry.error });
-        // A TLS 1.3 server that refuses a client certificate after verifying it just closes the
-        // connection (node sends no alert), before its first HTTP/2 frame.
-        if (!entry.accepted && entry.session.destroyed) throw new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', `node ${where} closed the connection right after the TLS handshake: it did not accept the certificate of ${d.source} (does it verify with the peer's trust bundle? the peer logs "tunnel: TLS handshake ... refused" with the reason)`);
-        throw new SluiceError('SLUICE_ERR_TUNNEL_REFUSED', `the tunnel to ${where} reset the CONNECT to ${authorityOf(d.target)} before answering (code ${stream.rstCode})`);
-      }),
-    ])) as [http2.IncomingHttpHeaders];
+    const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      let answered = false;
+      stream.once('response', (h) => {
+        answered = true;
+        resolve(h);
+      });
+      // Not events.once: it would reject with the stream's raw error; the error is read off the session instead.
+      stream.once('close', () => {
+        if (!answered) void this.whyClosed(entry, stream, where, d).then(reject);
+      });
+    });
     const status = Number(headers[':status']);
     if (status !== 200) {
       stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -115,6 +111,19 @@ export class TunnelClient {
       throw new SluiceError('SLUICE_ERR_TUNNEL_REFUSED', `node ${where} refused CONNECT ${authorityOf(d.target)} from ${d.source} with ${status}${reason ? `: ${reason}` : ''}`);
     }
     return stream;
+  }
+
+  /** Why a CONNECT stream closed before its answer, as the error open() rejects with. */
+  private async whyClosed(entry: Entry, stream: ClientHttp2Stream, where: string, d: TunnelDestination): Promise<SluiceError> {
+    // A session broken by the peer (a TLS 1.3 alert refusing our certificate arrives after the
+    // handshake completed on our side) cancels its streams first and reports its error after:
+    // wait for it briefly, so the error says why.
+    if (!entry.error && !entry.session.destroyed) await Promise.race([new Promise((r) => entry.session.once('close', r)), new Promise((r) => setTimeout(r, 200))]);
+    if (entry.error) return new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', `the tunnel session to ${where} as ${d.source} broke: ${entry.error.message.trim()}${hint(entry.error)}`, { cause: entry.error });
+    // A TLS 1.3 server that refuses a client certificate after verifying it just closes the
+    // connection (node sends no alert), before its first HTTP/2 frame.
+    if (!entry.accepted && entry.session.destroyed) return new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', `node ${where} closed the connection right after the TLS handshake: it did not accept the certificate of ${d.source} (does it verify with the peer's trust bundle? the peer logs "tunnel: TLS handshake ... refused" with the reason)`);
+    return new SluiceError('SLUICE_ERR_TUNNEL_REFUSED', `the tunnel to ${where} reset the CONNECT to ${authorityOf(d.target)} before answering (code ${stream.rstCode})`);
   }
 
   /** Destroys every session (their streams with them). */
