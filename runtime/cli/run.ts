@@ -11,7 +11,7 @@ import { NodeProxy } from '../proxy/node-proxy.ts';
 import { CaptureServer, captureUnavailable, type CaptureTunnelOptions } from '../capture/index.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
-import { TunnelClient, TunnelServer, TUNNEL_PORT } from '../tunnel/index.ts';
+import { TunnelClient, TunnelServer, TUNNEL_PORT, tunnelMetrics } from '../tunnel/index.ts';
 import type { IdentityStore } from '../identity/index.ts';
 import { watchConfig } from './config-watcher.ts';
 import { startMetricsListener, type MetricsSource } from './metrics-listener.ts';
@@ -170,6 +170,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
         startTunnel(opts.tunnelListen, agent.identities, () => capture)
           .then((t) => {
             tunnel = t;
+            proxy.extraMetrics = () => tunnelMetrics(t.server, t.client);
             const a = t.server.address();
             // Same-node traffic goes through the node's own tunnel too (the inbound filters see the caller's identity).
             const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '::1' : a.address;

@@ -48,7 +48,17 @@ interface Entry {
   accepted: boolean;
 }
 
+export interface TunnelClientCounters {
+  /** Sessions opened to peer nodes. */
+  sessions: number;
+  /** CONNECT streams answered 200. */
+  streams: number;
+  /** open() failures, by error code (SLUICE_ERR_TUNNEL_*). */
+  failures: Record<string, number>;
+}
+
 export class TunnelClient {
+  readonly counters: TunnelClientCounters = { sessions: 0, streams: 0, failures: {} };
   private readonly sessions = new Map<string, Entry>();
   /** Sessions taken out of the map (rotation) that still carry streams; destroyed on close(). */
   private readonly retired = new Set<ClientHttp2Session>();
@@ -75,6 +85,18 @@ export class TunnelClient {
    * SLUICE_ERR_TUNNEL_CONNECT (no session to the node) or SLUICE_ERR_TUNNEL_REFUSED (the node said no).
    */
   async open(d: TunnelDestination): Promise<Duplex> {
+    try {
+      const stream = await this.connect(d);
+      this.counters.streams++;
+      return stream;
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? 'other';
+      this.counters.failures[code] = (this.counters.failures[code] ?? 0) + 1;
+      throw error;
+    }
+  }
+
+  private async connect(d: TunnelDestination): Promise<Duplex> {
     if (this.closed) throw new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', 'the tunnel client is closed');
     const entry = this.session(d);
     const where = `${d.node.host}:${d.node.port}`;
@@ -87,7 +109,7 @@ export class TunnelClient {
       // The session went away between ready and now (a GOAWAY): one more try on a fresh one.
       this.drop(entry);
       if ((error as { code?: string }).code !== 'ERR_HTTP2_GOAWAY_SESSION' && (error as { code?: string }).code !== 'ERR_HTTP2_INVALID_SESSION') throw error;
-      return this.open(d);
+      return this.connect(d);
     }
     entry.open++;
     stream.once('close', () => entry.open--);
@@ -209,6 +231,7 @@ export class TunnelClient {
       if (entry.open === 0) session.close();
     });
     this.sessions.set(key, entry);
+    this.counters.sessions++;
     return entry;
   }
 

@@ -153,6 +153,11 @@ export class TunnelServer {
     return t;
   }
 
+  /** Peer sessions open now. */
+  get activeSessions(): number {
+    return this.sessions.size;
+  }
+
   address(): AddressInfo {
     return this.server.address() as AddressInfo;
   }

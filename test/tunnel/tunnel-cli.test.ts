@@ -1,6 +1,6 @@
 // `sluice run --controller … --capture-socket … --tunnel-listen`: the flag's checks, and the real
 // binary starting the tunnel beside capture (serving a last good config from disk, the controller
-// away), draining it on SIGTERM, and stopping with SLUICE_ERR_TUNNEL_LISTEN when the port is taken.
+// away) with its metrics on the admin, draining it on SIGTERM, and stopping with SLUICE_ERR_TUNNEL_LISTEN when the port is taken.
 import test from 'ava';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
@@ -49,6 +49,11 @@ root('node mode with capture starts the tunnel, and drains it on SIGTERM', async
   const port = await until('the tunnel to listen', () => /tunnel listening on 127\.0\.0\.1:(\d+)/.exec(p.stderr())?.[1]);
   t.true(Number(port) > 0);
   await until('capture to serve', () => (p.stderr().includes('capture: CNI API listening') ? true : undefined));
+  // The tunnel's counters are in the admin's metrics.
+  const admin = /admin listening on 127\.0\.0\.1:(\d+)/.exec(p.stderr())![1];
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/stats/prometheus`)).text();
+  t.regex(metrics, /^sluice_tunnel_sessions_active\{direction="inbound"\} 0$/m);
+  t.regex(metrics, /^sluice_tunnel_refused_total\{stage="handshake"\} 0$/m);
   p.child.kill('SIGTERM');
   t.is(await p.exited, 0);
   t.true(p.stderr().includes('"msg":"stopped"'));

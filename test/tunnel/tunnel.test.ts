@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { connect as netConnect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { IdentityStore, TunnelClient, TunnelServer, TUNNEL_ERROR_HEADER, type TunnelRequest } from '../../runtime/index.ts';
+import { IdentityStore, TunnelClient, TunnelServer, TUNNEL_ERROR_HEADER, tunnelMetrics, type TunnelRequest } from '../../runtime/index.ts';
 import { sid, testCa, type TestCa } from './tunnel-pki.ts';
 
 const A = sid('team-a', 'a');
@@ -309,4 +309,31 @@ test('bounds: streams past maxConcurrentStreams wait for a free one; a stream id
   s2.on('error', () => {});
   if (!s2.destroyed) await new Promise((resolve) => s2.once('close', resolve));
   t.is((s2 as unknown as { rstCode?: number }).rstCode, http2.constants.NGHTTP2_CANCEL);
+});
+
+test('metrics: sessions, streams, refusals and open failures in Prometheus text', async (t) => {
+  const { server, client, node } = await pair(t);
+  const target = { address: '127.0.0.1', port: ctx.echo.port };
+  (await client.open({ node, target, source: A, expectedIdentity: B })).destroy();
+  await t.throwsAsync(client.open({ node, target: { address: '10.9.9.9', port: 80 }, source: A, expectedIdentity: B }));
+  await t.throwsAsync(client.open({ node, target, source: sid('team-a', 'nobody') }));
+  t.is(tunnelMetrics(server, client), [
+    '# TYPE sluice_tunnel_sessions_total counter',
+    'sluice_tunnel_sessions_total{direction="inbound"} 1',
+    'sluice_tunnel_sessions_total{direction="outbound"} 1',
+    '# TYPE sluice_tunnel_sessions_active gauge',
+    'sluice_tunnel_sessions_active{direction="inbound"} 1',
+    'sluice_tunnel_sessions_active{direction="outbound"} 1',
+    '# TYPE sluice_tunnel_streams_total counter',
+    'sluice_tunnel_streams_total{direction="inbound"} 2',
+    'sluice_tunnel_streams_total{direction="outbound"} 1',
+    '# TYPE sluice_tunnel_refused_total counter',
+    'sluice_tunnel_refused_total{stage="handshake"} 0',
+    'sluice_tunnel_refused_total{stage="stream"} 1',
+    '# TYPE sluice_tunnel_open_failures_total counter',
+    'sluice_tunnel_open_failures_total{code="SLUICE_ERR_TUNNEL_IDENTITY"} 1',
+    'sluice_tunnel_open_failures_total{code="SLUICE_ERR_TUNNEL_REFUSED"} 1',
+    '',
+  ].join('\n'));
+  t.is(tunnelMetrics(undefined, undefined), '');
 });
