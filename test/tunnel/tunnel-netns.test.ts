@@ -3,7 +3,7 @@
 // capture and the tunnel (node-driver.ts) holding identities from a real CA. Pod A (node 1) calls
 // pod B (node 2): the connection crosses in the tunnel, B's inbound filters see A's SPIFFE ID
 // (an authz filter allows A's ServiceAccount and denies C's), and counters on the link show no
-// packet from a pod's address crossed, only the tunnel's. Before the tunnel is configured the
+// packet from a pod's address crossed, only the tunnel's (HTTP/1.1, h2c and plain TCP). Before the tunnel is configured the
 // same call crosses in plaintext (the counters can see it) and carries no identity. A pod of A's
 // ServiceAccount on node 2 reaches B through node 2's own tunnel, its identity seen the same way.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -166,7 +166,9 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   // B's servers: HTTP answering with what it received, and a TCP one upper-casing a line.
   const script = `const http = require('http'); const net = require('net');
     net.createServer((s) => s.on('data', (x) => s.end(x.toString().toUpperCase()))).listen(9000, '0.0.0.0');
-    http.createServer((q, s) => s.end(JSON.stringify({ pod: 'b', path: q.url, xff: q.headers['x-forwarded-for'], outbound: q.headers['x-outbound'], peer: q.headers['x-peer'], peerSan: q.headers['x-peer-san'], mtls: q.headers['x-mtls'] }))).listen(8080, '0.0.0.0', () => console.log('ready'));`;
+    const h = (q, s) => s.end(JSON.stringify({ pod: 'b', path: q.url, xff: q.headers['x-forwarded-for'], outbound: q.headers['x-outbound'], peer: q.headers['x-peer'], peerSan: q.headers['x-peer-san'], mtls: q.headers['x-mtls'] }));
+    require('http2').createServer(h).listen(8082, '0.0.0.0');
+    http.createServer(h).listen(8080, '0.0.0.0', () => console.log('ready'));`;
   await n2.lab.spawnIn(b.netns, [process.execPath, '-e', script], 'ready');
 
   // Before the tunnel is configured: plaintext crosses the link (the counters see it), with no identity for B's authz.
@@ -195,6 +197,9 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   const denied = fetchIn(c.netns, `http://${b.ip}:8080/secret`);
   t.is(denied.status, 403);
   t.is(denied.body, `authz: denied: no rule allows ${C} GET /secret\n`);
+
+  // h2c (prior knowledge, as gRPC speaks) too: the outbound side's HTTP/2 session runs over a tunnel stream.
+  t.deepEqual(n1.lab.h2get(a.netns, `http://${b.ip}:8082/h2`), { pod: 'b', path: '/h2', xff: `${a.ip}, ${a.ip}`, outbound: 'ran on node 1', peer: A, peerSan: A, mtls: 'true' });
 
   // TCP that is not HTTP goes through the tunnel too, bytes untouched.
   t.is(n1.lab.tcp(a.netns, b.ip!, 9000, 'hello tunnel\n'), 'HELLO TUNNEL\n');
