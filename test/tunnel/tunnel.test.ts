@@ -122,6 +122,20 @@ test('streams share one session per (source, node, expected identity); another s
   for (const s of [one, two, three]) s.destroy();
 });
 
+test('a session that went away is made again on the next open()', async (t) => {
+  const { server, client, node } = await pair(t);
+  const target = { address: '127.0.0.1', port: ctx.echo.port };
+  const first = (await client.open({ node, target, source: A, expectedIdentity: B })) as http2.ClientHttp2Stream;
+  const session = first.session!;
+  session.destroy();
+  if (!session.closed) await new Promise((resolve) => session.once('close', resolve));
+  const again = await client.open({ node, target, source: A, expectedIdentity: B });
+  t.is(await readUntil(again, 'hello\n'), 'hello\n');
+  t.is(server.counters.sessions, 2);
+  t.is(client.sessionCount(), 1);
+  again.destroy();
+});
+
 test('a client certificate from another CA is refused at the handshake; deliver never runs', async (t) => {
   const other = await testCa();
   const clientStore = await other.store([A]);
