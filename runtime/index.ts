@@ -8,3 +8,4 @@ export * from './config/index.ts';
 export { NodeProxy } from './proxy/node-proxy.ts';
 export * from './agent/index.ts';
 export * from './identity/index.ts';
+export * from './tunnel/index.ts';

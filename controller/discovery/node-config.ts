@@ -10,7 +10,7 @@ import type { NodeConfig } from '../distribution/types.ts';
 export interface PodView {
   metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string; ownerReferences?: Array<{ kind: string; name: string; controller?: boolean }> };
   spec?: { nodeName?: string; hostNetwork?: boolean; serviceAccountName?: string };
-  status?: { phase?: string; podIPs?: Array<{ ip: string }>; podIP?: string };
+  status?: { phase?: string; podIPs?: Array<{ ip: string }>; podIP?: string; hostIP?: string };
 }
 
 export interface ServicePortView {
@@ -59,6 +59,8 @@ export interface NodeConfigOptions {
   /** Addresses the capture listeners bind for direct clients (captured traffic arrives in pods' netns). Default 127.0.0.1:0. */
   outboundAddress?: string;
   inboundAddress?: string;
+  /** The node-to-node tunnel's port on every node (docs/capture.md#the-node-to-node-tunnel). Default 15008. */
+  tunnelPort?: number;
 }
 
 export type NodeConfigResult =
@@ -94,6 +96,30 @@ export function workloadsOf(node: string, pods: readonly PodView[]): PodView[] {
   return pods
     .filter((p) => p.spec?.nodeName === node && !p.spec.hostNetwork && (p.status?.phase === 'Running' || p.status?.phase === 'Pending'))
     .sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+}
+
+const podAddresses = (pod: PodView): string[] => [...new Set([...(pod.status?.podIPs ?? []).map((p) => p.ip), ...(pod.status?.podIP ? [pod.status.podIP] : [])])].sort();
+
+/**
+ * Pods on other nodes that `node`'s workloads may call (namespaces in scope), with their node's
+ * tunnel address and identity: the node sends connections to them through the tunnel. Pods
+ * without an address or a hostIP yet, and host-network pods (they are their node), are left out.
+ */
+function remoteWorkloads(node: string, pods: readonly PodView[], scope: Set<string> | 'all', trustDomain: string, tunnelPort: number): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const p of pods) {
+    const { namespace, name } = p.metadata;
+    if (!p.spec?.nodeName || p.spec.nodeName === node || p.spec.hostNetwork) continue;
+    if (p.status?.phase !== 'Running' && p.status?.phase !== 'Pending') continue;
+    if (scope !== 'all' && !scope.has(namespace)) continue;
+    const addresses = podAddresses(p);
+    const hostIP = p.status?.hostIP;
+    if (addresses.length === 0 || !hostIP) continue;
+    const sa = p.spec.serviceAccountName || 'default';
+    const app = appOf(p);
+    out.push({ namespace, name, identity: `spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`, workload: workloadName(p), ...(app && { app }), addresses, tunnel: hostIP.includes(':') ? `[${hostIP}]:${tunnelPort}` : `${hostIP}:${tunnelPort}` });
+  }
+  return out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
 }
 
 const keyOf = (o: { metadata: { namespace: string; name: string } }): string => `${o.metadata.namespace}/${o.metadata.name}`;
@@ -191,6 +217,9 @@ function clusters(state: ClusterState, scope: Set<string> | 'all', clusterDomain
   return out.sort((a, b) => String(a.name).localeCompare(String(b.name)));
 }
 
+/** The pod's app label (Istio's source_app / destination_app), if it has one. */
+const appOf = (pod: PodView): string | undefined => pod.metadata.labels?.app ?? pod.metadata.labels?.['app.kubernetes.io/name'];
+
 /**
  * The workload a pod belongs to, as Istio names it: a ReplicaSet's Deployment (the ReplicaSet's
  * name without its pod-template hash), or the controlling owner (StatefulSet, DaemonSet, Job),
@@ -266,7 +295,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     inb.forEach((f) => inbound.add(f));
     const { namespace, name } = pod.metadata;
     const sa = pod.spec?.serviceAccountName || 'default';
-    const addresses = [...new Set([...(pod.status?.podIPs ?? []).map((p) => p.ip), ...(pod.status?.podIP ? [pod.status.podIP] : [])])].sort();
+    const addresses = podAddresses(pod);
     return {
       namespace,
       name,
@@ -301,6 +330,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     // Captured requests go to their original destination; routes serve only direct clients.
     routes: [{ name: 'direct', directResponse: { status: 404, body: 'sluice: captured traffic only\n' } }],
   });
+  const remote = remoteWorkloads(node, state.pods, scope, trustDomain, options.tunnelPort ?? 15008);
   const document = {
     listeners: [
       listener(OUTBOUND_LISTENER, options.outboundAddress ?? '127.0.0.1:0', used.filter((f) => outbound.has(f))),
@@ -309,6 +339,8 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     clusters: clusterList,
     filters: used.map((f) => renderFilter(f, clusterNames)),
     workloads,
+    // Absent when empty: nodes of a cluster without cross-node pods see no change.
+    ...(remote.length > 0 ? { tunnel: { remoteWorkloads: remote } } : {}),
   };
   const config = JSON.stringify(document);
   const version = createHash('sha256')

@@ -129,6 +129,8 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
     else this.podNode.delete(key);
     if (before) this.mark(before);
     if (now && now !== before) this.mark(now);
+    // Every other node lists the pod among its remote workloads (the tunnel): an unchanged result is not pushed again.
+    this.markAll();
   }
 
   private markAll(): void {
@@ -212,6 +214,6 @@ function slimPod(p: Obj<PodView> & { metadata: { uid?: string } }): Obj<PodView>
   return {
     metadata: { ...meta(p.metadata), labels: p.metadata.labels, ...(p.metadata.ownerReferences?.length ? { ownerReferences: p.metadata.ownerReferences.map((o) => ({ kind: o.kind, name: o.name, controller: o.controller })) } : {}), ...(p.metadata.annotations?.[EGRESS_ANNOTATION] === undefined ? {} : { annotations: { [EGRESS_ANNOTATION]: p.metadata.annotations[EGRESS_ANNOTATION] } }) },
     spec: { nodeName: p.spec?.nodeName, hostNetwork: p.spec?.hostNetwork, serviceAccountName: p.spec?.serviceAccountName },
-    status: { phase: p.status?.phase, podIPs: p.status?.podIPs?.map((x) => ({ ip: x.ip })), podIP: p.status?.podIP },
+    status: { phase: p.status?.phase, podIPs: p.status?.podIPs?.map((x) => ({ ip: x.ip })), podIP: p.status?.podIP, hostIP: p.status?.hostIP },
   };
 }

@@ -11,14 +11,11 @@ import type { HostEnvironment } from '../host/environment.ts';
 import { FilterChain } from '../host/filter-chain.ts';
 import { downstreamServer, downstreamSocket, type Downstream } from '../proxy/downstream.ts';
 import { buildRequestPath, proxyRequest, type ListenerState } from '../proxy/http-proxy.ts';
-import type { Exchange } from '../proxy/layers/context.ts';
 import { DEFAULT_LISTENER_LIMITS } from '../proxy/node-proxy.ts';
-import type { PeerLabels } from '../proxy/peer-labels.ts';
 import { Router } from '../proxy/router.ts';
 import type { Telemetry } from '../proxy/telemetry.ts';
 import { proxyUpgrade } from '../proxy/upgrade.ts';
 import { Cluster } from '../proxy/upstreams.ts';
-import { capturedPeers } from './workload-directory.ts';
 
 /**
  * How long a captured connection may stay silent before it is taken for a server-first protocol
@@ -59,7 +56,7 @@ export interface ProxyParts {
   currentListenerState?(name: string): ListenerState | undefined;
   /** Node mode: the chain of the filters selected for a pod in a direction, when the snapshot describes the pod. */
   workloadChain?(namespace: string, name: string, direction: 'outbound' | 'inbound', port: number): FilterChain | undefined;
-  /** The snapshot in force: its workloads label captured traffic's metrics. */
+  /** The snapshot in force: its workloads (and remote workloads) route captured connections into the tunnel and label their metrics. */
   readonly snapshot?: Snapshot;
   /** The cluster whose Service address (vips) a captured outbound connection dialled. */
   serviceAt?(address: string, port: number): ClusterConfig | undefined;
@@ -103,18 +100,20 @@ export function originalDestinationState(
   protocol: 'http1' | 'http2',
   env: HostEnvironment,
   connect: (host: string, port: number) => Socket,
+  peers?: ListenerState['peers'],
 ): ListenerState {
   const t = defaults();
   const clusterName = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-  return clusterState(name, { ...t.cluster, name: clusterName, endpoints: [{ host: address, port }] }, protocol, env, connect);
+  return clusterState(name, { ...t.cluster, name: clusterName, endpoints: [{ host: address, port }] }, protocol, env, connect, peers);
 }
 
 /**
  * A state whose one route sends every request to `cluster`, spoken to in the client's protocol,
- * with connections made by `connect`. For a captured connection to a Service address (one of
- * `cluster.vips`), the Service's endpoints are picked by the cluster's load balancing.
+ * with connections made by `connect`, its metrics labelled by `peers`. For a captured connection
+ * to a Service address (one of `cluster.vips`), the Service's endpoints are picked by the
+ * cluster's load balancing.
  */
-export function clusterState(name: string, cluster: ClusterConfig, protocol: 'http1' | 'http2', env: HostEnvironment, connect: (host: string, port: number) => Socket): ListenerState {
+export function clusterState(name: string, cluster: ClusterConfig, protocol: 'http1' | 'http2', env: HostEnvironment, connect: (host: string, port: number) => Socket, peers?: ListenerState['peers']): ListenerState {
   const t = defaults();
   const route: RouteConfig = { ...t.route, action: { kind: 'cluster', clusters: [{ cluster: cluster.name, weight: 1 }] } };
   return {
@@ -122,6 +121,7 @@ export function clusterState(name: string, cluster: ClusterConfig, protocol: 'ht
     chain: new FilterChain([], env),
     router: new Router([route]),
     clusters: new Map([[cluster.name, new Cluster({ ...cluster, protocol }, connect)]]),
+    ...(peers && { peers }),
   };
 }
 
@@ -144,7 +144,7 @@ export class CaptureHttp {
       const { pod } = served;
       const chain = proxy.workloadChain?.(pod.namespace, pod.name, direction, served.port) ?? lent.chain;
       // The composed request path is kept on the base state: composing it per request would cost.
-      return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()), peers: requestPeers(proxy.snapshot, pod, direction) };
+      return { ...base, config: { ...base.config, filters: chain === lent.chain ? lent.config.filters : chain.plugins.map((p) => p.name), accessLog: lent.config.accessLog }, chain, accessLog: lent.accessLog, spans: lent.spans, path: (base.path ??= buildRequestPath()) };
     };
     this.downstream = downstreamServer(DEFAULT_LISTENER_LIMITS, undefined, {
       request: (req, res) => {
@@ -204,15 +204,4 @@ export function sniff(client: Socket): Promise<Buffer> {
     const timer = setTimeout(() => done(Buffer.alloc(0)), SNIFF_MS);
     client.on('data', onData).once('end', onEnd).once('close', onEnd);
   });
-}
-
-/**
- * The workload labels of a captured request of `pod` in `direction`: the other side is the
- * endpoint the request went to (outbound) or the client (inbound).
- */
-function requestPeers(snapshot: Snapshot | undefined, pod: CapturedPod, direction: 'outbound' | 'inbound'): ((x: Exchange) => PeerLabels | undefined) | undefined {
-  if (!snapshot?.workloads) return undefined;
-  return direction === 'outbound'
-    ? (x) => capturedPeers(snapshot, pod, direction, x.current?.endpoint.host ?? x.connection.destination.address)
-    : (x) => capturedPeers(snapshot, pod, direction, x.connection.source.address);
 }

@@ -14,6 +14,15 @@ import { loadAddon, type CaptureAddon } from './addon.ts';
 import { checkRules, installRules, removeRules, type Exclusions, type Family } from './nft-rules.ts';
 import { describe, PodListeners, type CaptureParts, type PodIdentity } from './pod-listeners.ts';
 import type { LogLevelName } from '../log.ts';
+import type { TunnelClient, TunnelRequest } from '../tunnel/index.ts';
+import { captureTunnel } from './tunnel-routes.ts';
+
+/** The node-to-node tunnel for captured pods: its client, and this node's own tunnel (same-node traffic goes through it too). */
+export interface CaptureTunnelOptions {
+  client: TunnelClient;
+  /** host:port the proxy reaches its own TunnelServer at; absent: same-node traffic goes directly. */
+  local?: { host: string; port: number };
+}
 
 type Log = (level: LogLevelName, msg: string, extra?: Record<string, unknown>) => void;
 
@@ -43,6 +52,7 @@ export class CaptureServer {
     private readonly addon: CaptureAddon,
     proxy: ProxyParts,
     private readonly log: Log,
+    tunnel?: CaptureTunnelOptions,
   ) {
     this.parts = {
       telemetry: proxy.telemetry,
@@ -53,14 +63,19 @@ export class CaptureServer {
       get snapshot() {
         return proxy.snapshot;
       },
+      ...(tunnel ? { tunnel: captureTunnel(tunnel.client, () => proxy.snapshot, tunnel.local && { address: tunnel.local, captured: (ip) => this.podAt(ip) !== undefined }) } : {}),
     };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
   }
 
-  /** Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here. */
-  static async start(socketPath: string, proxy: ProxyParts, log: Log): Promise<CaptureServer> {
-    const server = new CaptureServer(socketPath, loadAddon(), proxy, log);
+  /**
+   * Listens on `socketPath` (replacing a stale socket file); fails when capture cannot run here.
+   * With `tunnel`, connections to pods on other nodes go through it (the snapshot says which),
+   * and with `tunnel.local` those to this node's captured pods too.
+   */
+  static async start(socketPath: string, proxy: ProxyParts, log: Log, tunnel?: CaptureTunnelOptions): Promise<CaptureServer> {
+    const server = new CaptureServer(socketPath, loadAddon(), proxy, log, tunnel);
     await mkdir(dirname(socketPath), { recursive: true });
     // A socket file left by a previous run refuses connections; ours replaces it.
     await rm(socketPath, { force: true });
@@ -123,6 +138,25 @@ export class CaptureServer {
     this.pods.clear();
   }
 
+  /**
+   * A connection that came through the node-to-node tunnel (TunnelServer's deliver): to a
+   * captured pod of this node, whose identity is the one the server presented; refused otherwise.
+   */
+  deliver(r: TunnelRequest): void {
+    const address = r.target.address;
+    const pod = this.podAt(address);
+    if (!pod) return r.refuse(403, `${address} is not the address of a captured pod on this node`);
+    const identity = this.parts.tunnel?.identityOf(pod.pod);
+    // The client verified the certificate presented against the destination's identity; the pod must be that identity's.
+    if (identity && r.localIdentity !== identity) return r.refuse(403, `${describe(pod.pod)} is ${identity}, not ${r.localIdentity} whose certificate was presented`);
+    pod.deliverTunneled(r);
+  }
+
+  private podAt(address: string): PodListeners | undefined {
+    for (const p of this.pods.values()) if (p.ips.includes(address)) return p;
+    return undefined;
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const body = await readJson(req);
@@ -175,6 +209,7 @@ export class CaptureServer {
     await previous?.close();
     // Listeners before rules: from the moment the rules exist, something answers on 15001/15006.
     const listeners = await PodListeners.open(pod, families(pod), this.addon, this.parts, this.sockets, this.log);
+    listeners.ips = pod.ips.map((ip) => ip.split('/')[0]!);
     try {
       await installRules(pod.netns, withNode(pod), families(pod));
     } catch (error) {

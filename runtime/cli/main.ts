@@ -13,6 +13,7 @@ import { packageRoot } from './paths.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { workerCount } from './workers.ts';
+import { parseHostPort } from '../config/index.ts';
 
 const USAGE = `usage: sluice <command> [options]
 
@@ -28,12 +29,14 @@ commands:
                            (for Prometheus and kubelet probes; the admin stays where it is)
   run --controller HOST:PORT [--node-name N] [--token-file F] [--state-dir DIR] [--drain-ms N]
       [--controller-ca FILE | --controller-plaintext] [--admin-address HOST:PORT]
-      [--capture-socket PATH] [--metrics-listen HOST:PORT]
+      [--capture-socket PATH [--tunnel-listen HOST:PORT]] [--metrics-listen HOST:PORT]
                            node mode: the config comes from the controller (docs/proxy.md#node-mode);
                            defaults: node name from $NODE_NAME, token from
                            /var/run/secrets/tokens/sluice-token, state in /var/lib/sluice, admin on
                            127.0.0.1:15000; TLS verified with --controller-ca (default
-                           /var/run/sluice/ca/root-cert.pem); --controller-plaintext: no TLS (tests, benches)
+                           /var/run/sluice/ca/root-cert.pem); --controller-plaintext: no TLS (tests, benches);
+                           with --capture-socket, the node-to-node mTLS tunnel listens on
+                           --tunnel-listen (default 0.0.0.0:15008; docs/capture.md#the-node-to-node-tunnel)
   controller [--kubeconfig FILE] [--namespace NS] [--listen HOST:PORT] [--lease-name NAME]
              [--lease-duration SECONDS] [--workers N] [--cache-dir DIR] [--allow-insecure-registries]
              [--log-level debug|info|warn|error] [--grpc-listen HOST:PORT]
@@ -82,7 +85,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' }, 'admin-address': { type: 'string' }, 'metrics-listen': { type: 'string' } } });
+        const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, 'drain-ms': { type: 'string', default: '10000' }, workers: { type: 'string', default: '1' }, 'log-level': { type: 'string', default: DEFAULT_LOG_LEVEL }, 'capture-socket': { type: 'string' }, controller: { type: 'string' }, 'node-name': { type: 'string' }, 'token-file': { type: 'string' }, 'state-dir': { type: 'string' }, 'controller-ca': { type: 'string' }, 'controller-plaintext': { type: 'boolean' }, 'admin-address': { type: 'string' }, 'metrics-listen': { type: 'string' }, 'tunnel-listen': { type: 'string' } } });
         if (!values.config && !values.controller) {
           process.stderr.write('sluice run: give the config file, e.g. `sluice run -c sluice.yaml`, or the controller, e.g. `sluice run --controller sluice-controller.sluice-system:15012`\n');
           return 2;
@@ -93,6 +96,14 @@ export async function main(argv: string[]): Promise<number> {
         }
         if (!values.controller && (values['node-name'] ?? values['token-file'] ?? values['state-dir'] ?? values['controller-ca'] ?? values['controller-plaintext'] ?? values['admin-address']) !== undefined) {
           process.stderr.write('sluice run: --node-name, --token-file, --state-dir, --controller-ca, --controller-plaintext and --admin-address are for node mode (with -c the config file sets admin.address); add --controller HOST:PORT\n');
+          return 2;
+        }
+        if (values['tunnel-listen'] !== undefined && (!values.controller || values['capture-socket'] === undefined)) {
+          process.stderr.write('sluice run: --tunnel-listen is for node mode with capture (the tunnel carries captured pods\' connections with their identities from the controller); add --controller HOST:PORT and --capture-socket PATH\n');
+          return 2;
+        }
+        if (values['tunnel-listen'] !== undefined && 'error' in parseHostPort(values['tunnel-listen'], 0)) {
+          process.stderr.write(`sluice run: --tunnel-listen must be HOST:PORT (e.g. 0.0.0.0:15008), got "${values['tunnel-listen']}"\n`);
           return 2;
         }
         if (values['controller-ca'] !== undefined && values['controller-plaintext']) {
@@ -125,7 +136,7 @@ export async function main(argv: string[]): Promise<number> {
             process.stderr.write('sluice run: --controller runs a single process for now; drop --workers\n');
             return 2;
           }
-          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], adminAddress: values['admin-address'], drainMs, captureSocket: values['capture-socket'], metricsListen: values['metrics-listen'] });
+          return await runNodeAgent({ controller: values.controller, nodeName: values['node-name'], tokenFile: values['token-file'], stateDir: values['state-dir'], controllerCa: values['controller-ca'], controllerPlaintext: values['controller-plaintext'], adminAddress: values['admin-address'], drainMs, captureSocket: values['capture-socket'], tunnelListen: values['tunnel-listen'], metricsListen: values['metrics-listen'] });
         }
         return await runProxy(values.config!, { drainMs, workers, captureSocket: values['capture-socket'], metricsListen: values['metrics-listen'] });
       }

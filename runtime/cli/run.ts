@@ -5,12 +5,14 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { loadConfig } from '../config/index.ts';
+import { loadConfig, parseHostPort } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
-import { CaptureServer, captureUnavailable } from '../capture/index.ts';
+import { CaptureServer, captureUnavailable, type CaptureTunnelOptions } from '../capture/index.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
+import { TunnelClient, TunnelServer, TUNNEL_PORT, tunnelMetrics } from '../tunnel/index.ts';
+import type { IdentityStore } from '../identity/index.ts';
 import { watchConfig } from './config-watcher.ts';
 import { startMetricsListener, type MetricsSource } from './metrics-listener.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
@@ -62,17 +64,50 @@ const shortHash = (text: string | Buffer) => createHash('sha256').update(text).d
  * Drains captured pods' requests first (they run the proxy's filters, which the proxy's own drain
  * closes at its end), then the proxy with what is left of `drainMs`. /ready turns 503 at once.
  */
-async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | undefined, drainMs: number, stopProxy: (ms: number) => Promise<void>): Promise<void> {
+async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | undefined, drainMs: number, stopProxy: (ms: number) => Promise<void>, tunnel?: NodeTunnel): Promise<void> {
   const started = Date.now();
   if (proxy) proxy.ready = false;
-  await capture?.stop(drainMs);
+  // The tunnel's streams are captured connections of peer nodes' pods: drained beside the local ones.
+  await Promise.all([capture?.stop(drainMs), tunnel?.server.close(drainMs)]);
+  tunnel?.client.close();
   await stopProxy(Math.max(0, drainMs - (Date.now() - started)));
 }
 
+interface NodeTunnel {
+  server: TunnelServer;
+  client: TunnelClient;
+}
+
+/**
+ * Node mode with capture: the node-to-node tunnel. Its client carries captured connections to
+ * pods on other nodes with the source pod's certificate; its server (on `listen`, default
+ * 0.0.0.0:15008) delivers peers' connections to this node's captured pods.
+ */
+async function startTunnel(listen: string | undefined, identities: IdentityStore, capture: () => CaptureServer | undefined): Promise<NodeTunnel> {
+  const parsed = parseHostPort(listen ?? `0.0.0.0:${TUNNEL_PORT}`, 0);
+  if ('error' in parsed) throw new SluiceError('SLUICE_ERR_TUNNEL_LISTEN', `--tunnel-listen: ${parsed.error}`);
+  const client = new TunnelClient({ identities, log });
+  const server = await TunnelServer.start({
+    identities,
+    host: parsed.host,
+    port: parsed.port,
+    log,
+    deliver: (r) => {
+      const c = capture();
+      if (!c) return r.refuse(503, 'this node does not capture pods yet (starting)');
+      c.deliver(r);
+    },
+  }).catch((error) => {
+    client.close();
+    throw error;
+  });
+  return { server, client };
+}
+
 /** The capture server for `proxy`, or undefined; a proxy whose capture cannot start is stopped. */
-async function startCapture(socket: string | undefined, proxy: NodeProxy): Promise<CaptureServer | undefined> {
+async function startCapture(socket: string | undefined, proxy: NodeProxy, tunnel?: CaptureTunnelOptions): Promise<CaptureServer | undefined> {
   if (!socket) return undefined;
-  return CaptureServer.start(socket, proxy, log).catch(async (error) => {
+  return CaptureServer.start(socket, proxy, log, tunnel).catch(async (error) => {
     await proxy.stop(0);
     throw error;
   });
@@ -103,7 +138,7 @@ async function startOne(file: string, captureSocket?: string): Promise<Served> {
  * the controller; the proxy starts on the last good config on disk or on the first good snapshot.
  * With `captureSocket`, the CNI plugin is served from then on.
  */
-export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; adminAddress?: string; drainMs: number; captureSocket?: string; metricsListen?: string }): Promise<number> {
+export async function runNodeAgent(opts: { controller: string; tokenFile?: string; nodeName?: string; stateDir?: string; controllerCa?: string; controllerPlaintext?: boolean; adminAddress?: string; drainMs: number; captureSocket?: string; tunnelListen?: string; metricsListen?: string }): Promise<number> {
   const nodeName = opts.nodeName ?? process.env.NODE_NAME ?? '';
   const stateDir = opts.stateDir ?? AGENT_DEFAULTS.stateDir;
   const controllerCa = opts.controllerCa ?? AGENT_DEFAULTS.controllerCa;
@@ -113,6 +148,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     if (why) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', `--capture-socket: capture cannot run here: ${why}`);
   }
   let capture: CaptureServer | undefined;
+  let tunnel: NodeTunnel | undefined;
   let failed: ((error: Error) => void) | undefined;
   const captureFailed = new Promise<never>((_, reject) => (failed = reject));
   captureFailed.catch(() => undefined);
@@ -131,7 +167,16 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
         capturedPods: capture ? capture.capturedPods() : null,
       });
       if (opts.captureSocket) {
-        startCapture(opts.captureSocket, proxy).then((c) => (capture = c), (error: Error) => failed!(error));
+        startTunnel(opts.tunnelListen, agent.identities, () => capture)
+          .then((t) => {
+            tunnel = t;
+            proxy.extraMetrics = () => tunnelMetrics(t.server, t.client);
+            const a = t.server.address();
+            // Same-node traffic goes through the node's own tunnel too (the inbound filters see the caller's identity).
+            const host = a.address === '0.0.0.0' ? '127.0.0.1' : a.address === '::' ? '::1' : a.address;
+            return startCapture(opts.captureSocket, proxy, { client: t.client, local: { host, port: a.port } });
+          })
+          .then((c) => (capture = c), (error: Error) => failed!(error));
       }
     },
   });
@@ -141,11 +186,13 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     await agent.start();
     await Promise.race([signalled(opts.drainMs), captureFailed]);
   } catch (error) {
+    await tunnel?.server.close(0);
+    tunnel?.client.close();
     await agent.stop(0);
     await closeServer(metrics);
     throw error;
   }
-  await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms));
+  await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms), tunnel);
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;

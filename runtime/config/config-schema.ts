@@ -414,6 +414,20 @@ const workload = object(
   ['namespace', 'name', 'identity'],
 );
 
+const remoteWorkload = object(
+  'A pod on another node that this node\'s pods may connect to: connections to its addresses go through the node-to-node tunnel (docs/capture.md#the-node-to-node-tunnel).',
+  {
+    namespace: string('name', 'The pod\'s namespace.'),
+    name: { type: 'string', minLength: 1, maxLength: 253, description: 'The pod\'s name.' },
+    identity: string('spiffe-id', 'The SPIFFE ID the pod\'s node must present for it (the pod\'s ServiceAccount).'),
+    workload: { type: 'string', minLength: 1, maxLength: 253, description: 'The workload the pod belongs to, as for workloads[].workload (istio_* labels). Default: the pod\'s name.' },
+    app: { type: 'string', maxLength: 253, description: 'The pod\'s app (or app.kubernetes.io/name) label, for the istio_* source_app / destination_app labels.' },
+    addresses: { type: 'array', uniqueItems: true, minItems: 1, items: string('ip-address', 'An IP address of the pod.'), description: 'The pod\'s IP addresses.' },
+    tunnel: string('bind-address', 'host:port of the tunnel on the pod\'s node (its hostIP and 15008).'),
+  },
+  ['namespace', 'name', 'identity', 'addresses', 'tunnel'],
+);
+
 function deepFreeze<T>(value: T): T {
   if (typeof value === 'object' && value !== null) {
     for (const child of Object.values(value)) deepFreeze(child);
@@ -448,7 +462,10 @@ export const configSchema: Readonly<Schema> = deepFreeze({
     listeners: { type: 'array', minItems: 1, items: { $ref: '#/$defs/listener' }, description: 'Ports Sluice listens on.' },
     clusters: { type: 'array', default: [], items: { $ref: '#/$defs/cluster' }, description: 'Upstreams routes and filters send requests to.' },
     filters: { type: 'array', default: [], items: { $ref: '#/$defs/filter' }, description: 'proxy-wasm plugins listeners run.' },
-    workloads: { type: 'array', items: { $ref: '#/$defs/workload' }, description: 'Node mode: the pods on this node, with their identities and the filters selected for each. The node agent requests a certificate per identity; the proxy does not use it yet.' },
+    workloads: { type: 'array', items: { $ref: '#/$defs/workload' }, description: 'Node mode: the pods on this node, with their identities and the filters selected for each. The node agent requests a certificate per identity; their pods\' connections to remote workloads go through the tunnel with it.' },
+    tunnel: object('Node mode: the node-to-node tunnel (HTTP/2 CONNECT over mTLS on 15008). Captured connections to the pods listed here go through it with the source pod\'s identity.', {
+      remoteWorkloads: { type: 'array', default: [], items: { $ref: '#/$defs/remoteWorkload' }, description: 'Pods on other nodes, with the tunnel address of their node and their identity (from the controller).' },
+    }),
     tracing: object('Span export: the proxy\'s span of every request, to an OpenTelemetry collector.', {
       otlp: object('OTLP/HTTP, JSON encoding.', {
         endpoint: string('http-url', 'The collector\'s traces endpoint, e.g. http://127.0.0.1:4318/v1/traces.'),
@@ -458,5 +475,5 @@ export const configSchema: Readonly<Schema> = deepFreeze({
       }, ['endpoint']),
     }, ['otlp']),
   }, ['listeners']),
-  $defs: { listener, route, headerMatch, queryMatch, cluster, filter, workload },
+  $defs: { listener, route, headerMatch, queryMatch, cluster, filter, workload, remoteWorkload },
 });

@@ -16,4 +16,6 @@ export type {
   Endpoint,
   FilterConfig,
   WorkloadConfig,
+  TunnelConfig,
+  RemoteWorkloadConfig,
 } from './snapshot.ts';

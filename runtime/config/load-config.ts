@@ -27,6 +27,7 @@ import type {
   TracingConfig,
   ValueMatch,
   WorkloadConfig,
+  TunnelConfig,
   WeightedCluster,
 } from './snapshot.ts';
 
@@ -253,6 +254,7 @@ class Resolver {
       filters: filtersRaw.map((filter, i) => this.filter(filter, `filters[${i}]`)),
       ...(root.tracing === undefined ? {} : { tracing: this.tracing(raw(raw(root.tracing).otlp)) }),
       ...(root.workloads === undefined ? {} : { workloads: this.workloads(list(root.workloads).map(raw)) }),
+      ...(root.tunnel === undefined ? {} : { tunnel: this.tunnel(raw(root.tunnel)) }),
     };
   }
 
@@ -296,6 +298,22 @@ class Resolver {
       }
     }
     return { ports };
+  }
+
+  private tunnel(t: Raw): TunnelConfig {
+    const owner = new Map<string, string>();
+    return {
+      remoteWorkloads: list(t.remoteWorkloads).map(raw).map((w, i) => {
+        const at = `tunnel.remoteWorkloads[${i}]`;
+        const addresses = list(w.addresses).filter((a): a is string => typeof a === 'string');
+        addresses.forEach((a, j) => {
+          const first = owner.get(a);
+          if (first !== undefined) this.problem(`${at}.addresses[${j}]`, `${a} is already the address of ${first}`);
+          else owner.set(a, at);
+        });
+        return { namespace: str(w.namespace) ?? '', name: str(w.name) ?? '', identity: str(w.identity) ?? '', ...(typeof w.workload === 'string' ? { workload: w.workload } : {}), ...(typeof w.app === 'string' ? { app: w.app } : {}), addresses, tunnel: hostPort(str(w.tunnel), 1) };
+      }),
+    };
   }
 
   private tracing(otlp: Raw): TracingConfig {

@@ -16,6 +16,24 @@ export interface Snapshot {
   readonly tracing?: TracingConfig;
   /** Node mode: the pods on the node (from the controller). The agent requests their identities; the proxy does not use it yet. */
   readonly workloads?: readonly WorkloadConfig[];
+  /** Node mode: pods on other nodes, reached through the node-to-node tunnel. */
+  readonly tunnel?: TunnelConfig;
+}
+
+export interface TunnelConfig {
+  readonly remoteWorkloads: readonly RemoteWorkloadConfig[];
+}
+
+/** A pod on another node: connections to its addresses go through the tunnel to `tunnel`, which must present `identity`. */
+export interface RemoteWorkloadConfig {
+  readonly namespace: string;
+  readonly name: string;
+  readonly identity: string;
+  /** As WorkloadConfig's, for the istio_* labels. */
+  readonly workload?: string;
+  readonly app?: string;
+  readonly addresses: readonly string[];
+  readonly tunnel: { readonly host: string; readonly port: number };
 }
 
 /** A pod on the node: who it is and the filters the controller selected for it, per direction. */

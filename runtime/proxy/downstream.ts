@@ -204,8 +204,18 @@ export function downstreamSocket(req: DownstreamRequest): Socket {
   return (session && sessionSockets.get(session)) ?? req.socket;
 }
 
+/** Facts given by whoever made a connection that is not a TLSSocket itself (a stream of the node-to-node tunnel). */
+const givenFacts = new WeakMap<object, Omit<ConnectionInfo, 'id'>>();
+
+/** Says what filters see of `socket`'s connection: the tunnel's peer identity for a tunneled stream. */
+export function setConnectionFacts(socket: object, facts: Omit<ConnectionInfo, 'id'>): void {
+  givenFacts.set(socket, facts);
+}
+
 /** What filters see of a TLS connection (connection.* properties, sluice.peer_identity). */
 export function tlsFacts(socket: Socket): Omit<ConnectionInfo, 'id'> {
+  const given = givenFacts.get(socket);
+  if (given) return given;
   if (!(socket instanceof TLSSocket)) return { mtls: false };
   const cert = socket.getPeerCertificate();
   const verified = socket.authorized && cert !== undefined && Object.keys(cert).length > 0;

@@ -54,6 +54,8 @@ export class NodeProxy {
   reload?: () => Promise<void>;
   /** Set by `sluice run`: what /status shows besides readiness and filters (admin.ts). */
   status?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Set by `sluice run`: more Prometheus text for /stats/prometheus (the node-to-node tunnel's). */
+  extraMetrics?: () => string;
   readonly telemetry: Telemetry;
   readonly env: HostEnvironment;
   private current!: Snapshot;
@@ -236,7 +238,8 @@ export class NodeProxy {
 
   /** The Prometheus text of /stats/prometheus. */
   metrics(): string {
-    return this.telemetry.render();
+    // render() ends with a newline; so does the extra text.
+    return this.telemetry.render() + (this.extraMetrics?.() ?? '');
   }
 
   filterStatus(): Array<Record<string, unknown>> {

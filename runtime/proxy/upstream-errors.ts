@@ -19,6 +19,10 @@ const CONNECT = new Set([
   'ENOTFOUND',
   'EAI_AGAIN',
   'UND_ERR_CONNECT_TIMEOUT',
+  // The node-to-node tunnel (runtime/tunnel): no certificate, no session, or the peer node said no.
+  'SLUICE_ERR_TUNNEL_IDENTITY',
+  'SLUICE_ERR_TUNNEL_CONNECT',
+  'SLUICE_ERR_TUNNEL_REFUSED',
 ]);
 
 /** The connection or stream broke before the response headers. */

@@ -61,28 +61,17 @@ export interface Pod {
   ip6?: string;
 }
 
-export interface LabOptions {
-  /** The pods' IPv4 and IPv6 subnets (host-local ranges). */
-  subnet?: string;
-  subnet6?: string;
-}
-
 export class Lab {
   readonly id = `${process.pid % 10000}${Math.random().toString(36).slice(2, 5)}`;
   readonly node = `sl-node-${this.id}`;
-  readonly subnet: string;
-  readonly subnet6: string;
-
-  constructor(options: LabOptions = {}) {
-    this.subnet = options.subnet ?? '10.248.0.0/24';
-    this.subnet6 = options.subnet6 ?? 'fd00:5c:e2e::/64';
-  }
-
   readonly pods = new Map<string, Pod>();
   readonly children: ChildProcess[] = [];
   dir = '';
   conflist = '';
   socket = '';
+
+  /** `subnet`, `subnet6`: the pods' networks (two labs side by side, as two nodes, need distinct ones). */
+  constructor(readonly subnet = '10.248.0.0/24', readonly subnet6 = 'fd00:5c:e2e::/64') {}
 
   async create(): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), 'sluice-capture-'));
@@ -159,7 +148,11 @@ export class Lab {
     const script = `require('http').get(process.argv[1], (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(b)); }).on('error', (e) => { console.error(e.message); process.exit(1); })`;
     const r = sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url]);
     if (r.status !== 0) throw new Error(`GET ${url} from ${netns} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout);
+    try {
+      return JSON.parse(r.stdout);
+    } catch {
+      throw new Error(`GET ${url} from ${netns}: not the test server's JSON: ${r.stdout}`);
+    }
   }
 
   /** The capture API (unix sockets cross network namespaces). */

@@ -14,6 +14,7 @@ import { repoRoot } from '../helpers/fixtures.ts';
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
 import { until } from '../helpers/sluice-run.ts';
+import { NFT } from '../../runtime/capture/nft-rules.ts';
 import { Lab, labUnavailable, must, sh, type Pod } from './netns-lab.ts';
 
 const why = labUnavailable() ?? (hasK8sBinaries() ? undefined : 'the Kubernetes test binaries are missing (bash scripts/build-k8s.sh)');
@@ -34,8 +35,8 @@ const net = `10.251.${(process.pid % 200) + 20}`;
 /** The controller's address in the root netns, reachable from both nodes. */
 const CONTROLLER_IP = `${net}.1`;
 const nodes: Record<NodeName, Node> = {
-  'node-a': { name: 'node-a', lab: new Lab({ subnet: '10.248.1.0/24', subnet6: 'fd00:5c:e2e:1::/64' }), linkIp: `${net}.11` },
-  'node-b': { name: 'node-b', lab: new Lab({ subnet: '10.248.2.0/24', subnet6: 'fd00:5c:e2e:2::/64' }), linkIp: `${net}.12` },
+  'node-a': { name: 'node-a', lab: new Lab('10.248.1.0/24', 'fd00:5c:e2e:1::/64'), linkIp: `${net}.11` },
+  'node-b': { name: 'node-b', lab: new Lab('10.248.2.0/24', 'fd00:5c:e2e:2::/64'), linkIp: `${net}.12` },
 };
 const ctx = {} as { cluster: ControllerCluster; controller: Controller; dir: string; grpc: number; pods: Record<string, Pod & { node: Node }> };
 const rootLinks: string[] = [];
@@ -75,6 +76,18 @@ function link(): void {
     must('ip', ['-n', n.lab.node, 'route', 'add', `${other.linkIp}/32`, 'dev', 'peer0']);
     must('ip', ['-n', n.lab.node, 'route', 'add', other.lab.subnet, 'via', other.linkIp, 'dev', 'peer0', 'onlink']);
   }
+  // What arrives at node b over the link: packets from node a's pods that carry data (plaintext
+  // between pods), and packets to the tunnel's port.
+  const rules = `table inet slplatform {\n chain pre {\n type filter hook prerouting priority -400; policy accept;\n iifname "peer0" ip saddr ${a.lab.subnet} ip length > 80 counter\n iifname "peer0" tcp dport 15008 counter\n }\n}\n`;
+  const r = sh('ip', ['netns', 'exec', b.lab.node, NFT, '-f', '-'], { input: rules });
+  if (r.status !== 0) throw new Error(`nft: ${r.stderr}`);
+}
+
+/** The link's counters at node b (see link()). */
+function linkCounters(): { fromPods: number; tunnel: number } {
+  const text = sh('ip', ['netns', 'exec', nodes['node-b'].lab.node, NFT, 'list', 'table', 'inet', 'slplatform']).stdout;
+  const count = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+  return { fromPods: count(/ip length > 80 counter packets (\d+)/), tunnel: count(/tcp dport 15008 counter packets (\d+)/) };
 }
 
 async function startAgent(n: Node): Promise<void> {
@@ -106,6 +119,14 @@ function adminGet(n: Node, path: string): string {
   return sh('ip', ['netns', 'exec', n.lab.node, process.execPath, '-e', `fetch('http://127.0.0.1:${port}${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`]).stdout;
 }
 
+/** GET from inside a netns: the status and the body, whatever they are. */
+function rawGet(lab: Lab, netns: string, url: string): { status: number; body: string } {
+  const script = `require('http').get(process.argv[1], (r) => { let b = ''; r.on('data', (c) => (b += c)); r.on('end', () => console.log(JSON.stringify({ status: r.statusCode, body: b }))); }).on('error', (e) => { console.error(e.message); process.exit(1); })`;
+  const r = sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script, url]);
+  if (r.status !== 0) throw new Error(`GET ${url} from ${netns} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
 const kubectl = (args: string[], input?: string) => ctx.cluster.kube.kubectlOk(args, input === undefined ? undefined : { input });
 const apply = (o: object) => kubectl(['apply', '-f', '-'], JSON.stringify(o));
 const ipOf = (addResult: string) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => !a.includes(':'))!;
@@ -117,7 +138,7 @@ async function pod(name: string, node: Node, serviceAccount: string, labels: Rec
   if (add.status !== 0) throw new Error(`CNI ADD of ${name}: ${add.stdout}${add.stderr}`);
   p.ip = ipOf(add.stdout);
   await apply({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: NS, labels, ...(annotations && { annotations }), ...(owner && { ownerReferences: [{ apiVersion: 'apps/v1', ...owner, uid: `uid-${owner.name}`, controller: true }] }) }, spec: { nodeName: node.name, serviceAccountName: serviceAccount, containers: [{ name: 'c', image: 'example:test' }] } });
-  await kubectl(['patch', 'pod', name, '-n', NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', podIP: p.ip, podIPs: [{ ip: p.ip }] } })]);
+  await kubectl(['patch', 'pod', name, '-n', NS, '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { phase: 'Running', hostIP: node.linkIp, podIP: p.ip, podIPs: [{ ip: p.ip }] } })]);
   return p;
 }
 
@@ -165,9 +186,15 @@ serial('the agents serve discovery\'s config for their node: the workloads the C
   }
 });
 
-serial('pod A (node a) to pod B (node b): through both node proxies, to the original destination', async (t) => {
+serial('pod A (node a) to pod B (node b): through both node proxies and the mTLS tunnel between them, to the original destination', async (t) => {
   const { a, b } = ctx.pods;
+  const before = linkCounters();
   const answer = nodes['node-a'].lab.get(a!.netns, `http://${b!.ip}:8080/hello`);
+  t.is(nodes['node-a'].lab.tcp(a!.netns, b!.ip!, 9000, 'across\n'), 'ACROSS\n');
+  // Only the tunnel crossed the link: nothing from A's address with data, TLS to 15008.
+  const after = linkCounters();
+  t.is(after.fromPods, before.fromPods);
+  t.true(after.tunnel > before.tunnel);
   // Both proxies' HTTP stacks ran (each added the peer it saw to x-forwarded-for); B's server
   // was reached on the address A dialled.
   // B sees its own address as the peer (its inbound proxy connected from B's netns) and A in
@@ -180,10 +207,13 @@ serial('pod A to B by B\'s Service address (its ClusterIP): node a\'s proxy send
   const vip = (await kubectl(['get', 'service', 'web', '-n', NS, '-o', 'jsonpath={.spec.clusterIP}'])).trim();
   t.regex(vip, /^\d+\.\d+\.\d+\.\d+$/);
   await acked('node-a', 'the Service cluster with its address', (c) => c.clusters.some((x: { vips?: string[] }) => x.vips?.includes(`${vip}:9000`)));
-  // No kube-proxy here: nothing but node a's proxy knows where the ClusterIP leads.
+  // No kube-proxy here: nothing but node a's proxy knows where the ClusterIP leads. The
+  // endpoint is on node b, so the call crosses in the tunnel, never in plaintext.
+  const before = linkCounters();
   t.deepEqual(nodes['node-a'].lab.get(a!.netns, `http://${vip}/by-service`), { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true });
   // TCP that is not HTTP too (B's upper-casing echo server behind the Service's port 9000).
   t.is(nodes['node-a'].lab.tcp(a!.netns, vip, 9000, 'ping\n'), 'PING\n');
+  t.is(linkCounters().fromPods, before.fromPods);
 });
 
 serial('kubectl apply of an outbound WasmFilter for the clients and an inbound one for web: both change what A sees', async (t) => {
@@ -233,12 +263,32 @@ serial('istio_* metrics carry both sides\' workloads: pod A to pod C on the same
   t.is(lab.tcp(a!.netns, c!.ip!, 9000, 'labels\n'), 'LABELS\n');
   const metrics = adminGet(nodes['node-a'], '/stats/prometheus');
   const pair = 'source_workload="client",source_workload_namespace="team-a",source_principal="spiffe://cluster.local/ns/team-a/sa/client-a",source_app="client",' +
-    'destination_workload="c",destination_workload_namespace="team-a",destination_principal="spiffe://cluster.local/ns/team-a/sa/client-c",destination_app="client",connection_security_policy="none"';
+    'destination_workload="c",destination_workload_namespace="team-a",destination_principal="spiffe://cluster.local/ns/team-a/sa/client-c",destination_app="client",connection_security_policy="mutual_tls"';
   const dst = (port: number) => `destination_service="${c!.ip}:${port}"`;
   t.true(metrics.includes(`istio_requests_total{reporter="source",${pair},request_protocol="http",response_code="200",${dst(8080)},sluice_listener="capture-outbound"} 1\n`), metrics);
   t.true(metrics.includes(`istio_requests_total{reporter="destination",${pair},request_protocol="http",response_code="200",${dst(8080)},sluice_listener="capture-inbound"} 1\n`), metrics);
   t.true(metrics.includes(`istio_tcp_connections_opened_total{reporter="source",${pair},${dst(9000)},sluice_listener="capture-outbound"} 1\n`), metrics);
   t.true(metrics.includes(`istio_tcp_connections_opened_total{reporter="destination",${pair},${dst(9000)},sluice_listener="capture-inbound"} 1\n`), metrics);
+});
+
+serial('across nodes too: node b reports A as the source, through the tunnel (mutual_tls)', async (t) => {
+  const metrics = adminGet(nodes['node-b'], '/stats/prometheus');
+  const pair = 'source_workload="client",source_workload_namespace="team-a",source_principal="spiffe://cluster.local/ns/team-a/sa/client-a",source_app="client",' +
+    'destination_workload="b",destination_workload_namespace="team-a",destination_principal="spiffe://cluster.local/ns/team-a/sa/web",destination_app="web",connection_security_policy="mutual_tls"';
+  t.regex(metrics, new RegExp(`istio_requests_total\\{reporter="destination",${pair.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')},request_protocol="http",response_code="200",destination_service="${ctx.pods.b!.ip!.replaceAll('.', '\\.')}:8080",sluice_listener="capture-inbound"\\} \\d+\n`));
+});
+
+serial('an authz WasmFilter on B allows A\'s ServiceAccount and denies C\'s, by the SPIFFE identity the tunnel verified', async (t) => {
+  const { a, b, c } = ctx.pods;
+  await kubectl(['create', 'configmap', 'authz-module', '-n', NS, `--from-file=filter.wasm=${join(repoRoot, 'build/filters/authz.wasm')}`]);
+  await apply(JSON.parse(wasmFilter('only-client-a', NS, { configMap: { name: 'authz-module', key: 'filter.wasm' }, phase: 'AUTHZ', selector: { matchLabels: { app: 'web' } }, match: [{ direction: 'INBOUND' }], pluginConfig: { rules: [{ name: 'client-a', from: { principals: ['spiffe://cluster.local/ns/team-a/sa/client-a'] } }] } })));
+  await waitValidated(ctx.cluster.kube, NS, 'only-client-a', 'True');
+  await acked('node-b', 'the authz filter on b', (c) => c.workloads.find((w: { name: string }) => w.name === 'b')?.filters.inbound.includes('team-a.only-client-a'));
+  const lab = nodes['node-a'].lab;
+  t.deepEqual(rawGet(lab, a!.netns, `http://${b!.ip}:8080/secret`).status, 200);
+  t.deepEqual(rawGet(lab, c!.netns, `http://${b!.ip}:8080/secret`), { status: 403, body: 'authz: denied: no rule allows spiffe://cluster.local/ns/team-a/sa/client-c GET /secret\n' });
+  await kubectl(['delete', 'wasmfilter', 'only-client-a', '-n', NS]);
+  await acked('node-b', 'no authz filter on b', (c) => !c.workloads.find((w: { name: string }) => w.name === 'b')?.filters.inbound.includes('team-a.only-client-a'));
 });
 
 serial('an opted-out pod bypasses the proxy: its requests carry no filter and no x-forwarded-for from its own node', async (t) => {

@@ -125,7 +125,8 @@ test('node mode: /ready waits for a config, then status shows the controller, no
   const socket = join(state, 'run/cni.sock');
   await mkdir(join(state, 'run'));
   await writeFile(join(state, 'last-good.json'), JSON.stringify({ version: 'v-disk-1', config: JSON.stringify({ admin: { address: '127.0.0.1:0' }, listeners: [{ name: 'web', address: '127.0.0.1:0', routes: [{ match: { prefix: '/' }, directResponse: { status: 200 } }] }] }) }));
-  const node = spawnSluice([...args, ...(capture ? ['--capture-socket', socket] : [])]);
+  // The tunnel on a free loopback port: 15008 may be taken by a test running beside this one.
+  const node = spawnSluice([...args, ...(capture ? ['--capture-socket', socket, '--tunnel-listen', '127.0.0.1:0'] : [])]);
   t.teardown(() => void node.child.kill('SIGKILL'));
   const admin = Number(await until(`the admin line; it said:\n${node.stderr()}`, () => /admin listening on [^:]+:(\d+)/.exec(node.stderr())?.[1]));
   if (capture) await until(`the capture socket; it said:\n${node.stderr()}`, () => (node.stderr().includes(`capture: CNI API listening on ${socket}`) ? true : undefined));

@@ -672,3 +672,18 @@ test('workloads (node mode): read with defaults; bad identities, addresses, unkn
     'workloads[0].filters.ports.outbound.hello: "hello" is not in filters.outbound; name a filter of that direction',
   ]);
 });
+
+test('tunnel.remoteWorkloads (node mode): read with the tunnel address parsed; bad identities, addresses and an address owned twice are refused', (t) => {
+  const base = { listeners: [{ name: 'l', address: '127.0.0.1:0', routes: [{ directResponse: { status: 200 } }] }] };
+  const w = { namespace: 'b', name: 'q', identity: 'spiffe://cluster.local/ns/b/sa/api', addresses: ['10.0.1.7', 'fd00::7'], tunnel: '192.168.1.2:15008' };
+  const ok = parse(JSON.stringify({ ...base, tunnel: { remoteWorkloads: [w] } }));
+  t.deepEqual(ok.tunnel, { remoteWorkloads: [{ ...w, tunnel: { host: '192.168.1.2', port: 15008 } }] });
+  t.is(parse(JSON.stringify(base)).tunnel, undefined);
+  const bad = { ...base, tunnel: { remoteWorkloads: [{ ...w, identity: 'b/api', tunnel: '192.168.1.2' }, { ...w, name: 'r', addresses: ['10.0.1.7'] }, { ...w, name: 's', addresses: [] }] } };
+  t.deepEqual(problemsOf(t, JSON.stringify(bad)), [
+    'tunnel.remoteWorkloads[0].identity: "b/api" is not a SPIFFE ID (spiffe://<trust-domain>/<path>, as in spiffe://cluster.local/ns/default/sa/default)',
+    'tunnel.remoteWorkloads[0].tunnel: "192.168.1.2" is not host:port',
+    'tunnel.remoteWorkloads[2].addresses: must not be empty',
+    'tunnel.remoteWorkloads[1].addresses[0]: 10.0.1.7 is already the address of tunnel.remoteWorkloads[0]',
+  ]);
+});

@@ -215,3 +215,33 @@ test('long names are shortened with a hash and stay valid', (t) => {
   t.is(doc.filters[0].name.length, 128);
   t.regex(doc.clusters[0].name, /^x{63}\.x{53}-[0-9a-f]{10}$/);
 });
+
+test('tunnel: pods on other nodes in scope, with their node\'s hostIP:15008 and identity; own, host-network, addressless and out-of-scope pods left out', (t) => {
+  const remote = (ns: string, name: string, node: string, hostIP: string | undefined, extra: Parameters<typeof pod>[3] = {}): PodView => {
+    const p = pod(ns, name, node, extra);
+    return { ...p, status: { ...p.status, ...(hostIP ? { hostIP } : {}) } };
+  };
+  const state = base({
+    pods: [
+      remote('shop', 'web-1', 'n1', '192.168.1.1', { ips: ['10.1.0.5'], egress: 'shop,pay' }),
+      remote('shop', 'cart-1', 'n2', '192.168.1.2', { ips: ['10.2.0.7', 'fd00::7'], sa: 'cart' }),
+      remote('pay', 'api-1', 'n3', 'fd00:1::3', { ips: ['10.3.0.9'], sa: 'api' }),
+      remote('other', 'x-1', 'n2', '192.168.1.2', { ips: ['10.2.0.8'] }),
+      remote('shop', 'new-1', 'n2', '192.168.1.2', { ips: [] }),
+      remote('shop', 'nohost-1', 'n2', undefined, { ips: ['10.2.0.9'] }),
+      remote('shop', 'hostnet-1', 'n2', '192.168.1.2', { ips: ['192.168.1.2'], hostNetwork: true }),
+      remote('shop', 'done-1', 'n2', '192.168.1.2', { ips: ['10.2.0.10'], phase: 'Succeeded' }),
+    ],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.tunnel, {
+    remoteWorkloads: [
+      { namespace: 'pay', name: 'api-1', identity: 'spiffe://cluster.local/ns/pay/sa/api', workload: 'api-1', addresses: ['10.3.0.9'], tunnel: '[fd00:1::3]:15008' },
+      { namespace: 'shop', name: 'cart-1', identity: 'spiffe://cluster.local/ns/shop/sa/cart', workload: 'cart-1', addresses: ['10.2.0.7', 'fd00::7'], tunnel: '192.168.1.2:15008' },
+    ],
+  });
+  t.deepEqual(snapshot.tunnel!.remoteWorkloads[1]!.tunnel, { host: '192.168.1.2', port: 15008 });
+  // A node whose pods call every namespace gets the other one too; a node without workloads gets none.
+  t.deepEqual(build('n3', state).doc.tunnel.remoteWorkloads.map((w: { name: string }) => w.name), ['x-1', 'cart-1', 'web-1']);
+  t.is(build('n9', state).doc.tunnel, undefined);
+});

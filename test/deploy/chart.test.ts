@@ -249,7 +249,8 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
           : a.startsWith('--token-file=') ? [`--token-file=${dir}/node-token`]
             : a.startsWith('--state-dir=') ? [`--state-dir=${dir}/state`]
               : a.startsWith('--metrics-listen=') ? ['--metrics-listen=127.0.0.1:0']
-                : a.startsWith('--capture-socket=') ? (capture ? [`--capture-socket=${dir}/run/cni.sock`] : [])
+                // With capture, the tunnel on a free loopback port (15008 may be taken beside this test).
+                : a.startsWith('--capture-socket=') ? (capture ? [`--capture-socket=${dir}/run/cni.sock`, '--tunnel-listen=127.0.0.1:0'] : [])
                   : [a]);
     const node = spawnSluice([...nodeArgs, '--node-name=node-a', '--admin-address=127.0.0.1:0']);
     try {

@@ -111,6 +111,7 @@ export function upstreamFailureReply(error: unknown, cluster: string, address: s
   const e = error as { code?: string; message?: string } | undefined;
   const status = upstreamFailureStatus(kind);
   if (kind === 'SLUICE_ERR_UPSTREAM_TIMEOUT') return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" timed out: ${e?.message}\n`);
+  if (e?.code?.startsWith('SLUICE_ERR_TUNNEL_')) return plainReply(status, `sluice: ${address} is a pod on another node and the tunnel to it failed (${e.code}): ${e.message}\n`);
   if (kind === 'SLUICE_ERR_UPSTREAM_CONNECT') return plainReply(status, `sluice: upstream connect error to ${address} of cluster "${cluster}" (${e?.code}); is the service running and listening there?\n`);
   return plainReply(status, `sluice: upstream ${address} of cluster "${cluster}" failed: ${e?.code ?? ''} ${e?.message ?? String(error)}\n`);
 }
