@@ -1,10 +1,12 @@
 // An HTTP/1.1 upstream's response body as undici's dispatch hands it over, read by the relay as an
-// async iterable of chunks. It stands in for the Readable that undici's request() would build
+// async iterable of the chunks the response filters get (body-chunks.ts: HTTP/1.1 chunks are
+// never the last; the end comes after them). It stands in for the Readable that undici's request() would build
 // (and the async iterator over it): one queue, one waiting reader, undici paused while the reader
 // is behind by more than HIGH_WATER bytes. A failure while the body streams comes out of the
 // iteration as an UpstreamBodyFailed; leaving the loop early aborts the rest of the response.
 
 import type { Dispatcher } from 'undici';
+import type { BodyChunk } from './body-chunks.ts';
 import { UpstreamBodyFailed } from './stream-reset.ts';
 
 /** Bytes received and not yet read past which undici stops reading the upstream's socket. */
@@ -15,13 +17,13 @@ export const DISCARD_LIMIT = 128 * 1024;
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
-export class DispatchedBody implements AsyncIterable<Buffer>, AsyncIterator<Buffer> {
+export class DispatchedBody implements AsyncIterable<BodyChunk>, AsyncIterator<BodyChunk> {
   private readonly queue: Buffer[] = [];
   private head = 0;
   private queued = 0;
   private ended = false;
   private failure?: UpstreamBodyFailed;
-  private waiting?: { resolve(r: IteratorResult<Buffer>): void; reject(e: unknown): void };
+  private waiting?: { resolve(r: IteratorResult<BodyChunk>): void; reject(e: unknown): void };
   /** Thrown away as it comes (discard): undefined while the body is read. */
   private discarding?: { left: number; done(): void };
 
@@ -37,7 +39,7 @@ export class DispatchedBody implements AsyncIterable<Buffer>, AsyncIterator<Buff
     const waiting = this.waiting;
     if (waiting) {
       this.waiting = undefined;
-      return waiting.resolve({ done: false, value: chunk });
+      return waiting.resolve({ done: false, value: { data: chunk, last: false } });
     }
     this.queue.push(chunk);
     this.queued += chunk.byteLength;
@@ -63,11 +65,11 @@ export class DispatchedBody implements AsyncIterable<Buffer>, AsyncIterator<Buff
     waiting?.reject(this.failure);
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+  [Symbol.asyncIterator](): AsyncIterator<BodyChunk> {
     return this;
   }
 
-  next(): Promise<IteratorResult<Buffer>> {
+  next(): Promise<IteratorResult<BodyChunk>> {
     if (this.head < this.queue.length) {
       const chunk = this.queue[this.head]!;
       this.queue[this.head++] = undefined as unknown as Buffer;
@@ -77,7 +79,7 @@ export class DispatchedBody implements AsyncIterable<Buffer>, AsyncIterator<Buff
         this.head = 0;
         this.controller.resume();
       }
-      return Promise.resolve({ done: false, value: chunk });
+      return Promise.resolve({ done: false, value: { data: chunk, last: false } });
     }
     if (this.failure) return Promise.reject(this.failure);
     if (this.ended) return Promise.resolve(DONE);
@@ -85,7 +87,7 @@ export class DispatchedBody implements AsyncIterable<Buffer>, AsyncIterator<Buff
   }
 
   /** The reader left early: the rest of the response is not wanted (its connection closes). */
-  return(): Promise<IteratorResult<Buffer>> {
+  return(): Promise<IteratorResult<BodyChunk>> {
     this.abandon();
     return Promise.resolve(DONE);
   }

@@ -67,68 +67,18 @@ export class Http1Pool implements UpstreamPool {
   }
 
   /** Requests aborted before undici settled them: those still queued stay in its count until a connection frees. */
-  private abortedUnsettled = 0;
+  abortedUnsettled = 0;
 
   request(request: UpstreamRequest): Promise<UpstreamResponse> {
     // undici stops listening to a request body once the request failed, then destroys it with
     // the failure; the failure is reported by the returned promise.
     if (request.body instanceof Readable) request.body.on('error', ignore);
-    const signal = request.signal;
     return new Promise((resolve, reject) => {
-      let controller: Dispatcher.DispatchController | undefined;
-      let response: UpstreamResponse | undefined;
-      let body: DispatchedBody | undefined;
-      // undici acts on an abort only once the request has a connection: one still queued (every
-      // connection busy) would wait there, counted as pending, until a connection frees. The
-      // caller hears of the abort at once, and the pending count leaves it out.
-      let aborted = false;
-      const onAbort = () => {
-        if (controller) return controller.abort(signal!.reason as Error);
-        aborted = true;
-        this.abortedUnsettled++;
-        reject(signal!.reason);
-      };
-      const settled = () => {
-        signal?.removeEventListener('abort', onAbort);
-        if (aborted) {
-          aborted = false;
-          this.abortedUnsettled--;
-        }
-      };
-      if (signal) {
-        if (signal.aborted) return reject(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
+      const handler = new DispatchedRequest(this, request.signal, resolve, reject);
+      if (handler.refused) return;
       this.pool.dispatch(
         { method: request.method, path: request.path, headers: request.headers, body: request.body, headersTimeout: request.headersTimeout, bodyTimeout: request.bodyTimeout } as Dispatcher.DispatchOptions,
-        {
-          onRequestStart(c) {
-            controller = c;
-            // Aborted while it waited for a connection: it goes no further.
-            if (aborted) c.abort(signal!.reason as Error);
-          },
-          onResponseStart(c, statusCode, headers) {
-            // 1xx (a 100 Continue the upstream sends on its own) are not the answer.
-            if (statusCode < 200) return;
-            if (aborted) return c.abort(signal!.reason as Error);
-            body = new DispatchedBody(c);
-            response = { statusCode, headers: headers as UpstreamResponse['headers'], body, trailers: {} };
-            resolve(response);
-          },
-          onResponseData(_c, chunk) {
-            body?.push(chunk);
-          },
-          onResponseEnd(_c, trailers) {
-            settled();
-            if (response) response.trailers = trailers as UpstreamResponse['trailers'];
-            body?.end();
-          },
-          onResponseError(_c, error) {
-            settled();
-            if (body) body.fail(error);
-            else reject(error);
-          },
-        },
+        handler,
       );
     });
   }
@@ -143,6 +93,83 @@ export class Http1Pool implements UpstreamPool {
 
   destroy(): Promise<void> {
     return this.pool.destroy();
+  }
+}
+
+/**
+ * One request dispatched to undici (its handler): resolves with the response head, then feeds
+ * the body to a DispatchedBody. undici acts on an abort only once the request has a connection:
+ * one still queued (every connection busy) would wait there, counted as pending, until a
+ * connection frees; the caller hears of the abort at once, and the pending count leaves it out.
+ */
+class DispatchedRequest implements Dispatcher.DispatchHandler {
+  private controller?: Dispatcher.DispatchController;
+  private response?: UpstreamResponse;
+  private body?: DispatchedBody;
+  /** Aborted before undici gave it a connection. */
+  private aborted = false;
+  /** The signal was already aborted: nothing is dispatched. */
+  readonly refused: boolean = false;
+
+  constructor(
+    private readonly pool: Http1Pool,
+    private readonly signal: StopSignalLike | undefined,
+    private readonly resolve: (r: UpstreamResponse) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {
+    if (!signal) return;
+    if (signal.aborted) {
+      this.refused = true;
+      reject(signal.reason);
+      return;
+    }
+    signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  private readonly onAbort = (): void => {
+    if (this.controller) return this.controller.abort(this.signal!.reason as Error);
+    this.aborted = true;
+    this.pool.abortedUnsettled++;
+    this.reject(this.signal!.reason);
+  };
+
+  private settled(): void {
+    this.signal?.removeEventListener('abort', this.onAbort);
+    if (this.aborted) {
+      this.aborted = false;
+      this.pool.abortedUnsettled--;
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // Aborted while it waited for a connection: it goes no further.
+    if (this.aborted) controller.abort(this.signal!.reason as Error);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx (a 100 Continue the upstream sends on its own) are not the answer.
+    if (statusCode < 200) return;
+    if (this.aborted) return controller.abort(this.signal!.reason as Error);
+    this.body = new DispatchedBody(controller);
+    this.response = { statusCode, headers, body: this.body, trailers: {} };
+    this.resolve(this.response);
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.body?.push(chunk);
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    this.settled();
+    if (this.response) this.response.trailers = trailers;
+    this.body?.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.settled();
+    if (this.body) this.body.fail(error);
+    else this.reject(error);
   }
 }
 

@@ -119,7 +119,7 @@ function sendUpstreamResponse(x: Exchange, answer: UpstreamResponse): Promise<vo
       headers: responseHeaders(answer),
       status: answer.statusCode,
       endOfStream: answer.endAfterHeaders === true,
-      chunks: () => bodyChunks(answer.body instanceof DispatchedBody ? answer.body : upstreamChunks(answer.body), h2, () => Object.keys(answer.trailers).length > 0),
+      chunks: () => (answer.body instanceof DispatchedBody ? answer.body : bodyChunks(upstreamChunks(answer.body), h2, () => Object.keys(answer.trailers).length > 0)),
       trailers: () => trailerMap(answer.trailers),
       abandon: () => abandon(answer.body),
     },
