@@ -9,7 +9,7 @@ import type { GuestMemory } from '../abi/memory.ts';
 import type { HttpCallResponse } from './environment.ts';
 import type { FilterContext } from './filter-context.ts';
 import { HeaderMap } from './header-map.ts';
-import { resolveProperty } from './properties.ts';
+import { resolveProperty, type PropertyScope } from './properties.ts';
 import type { RootContextState, Vm } from './vm.ts';
 
 export class AbiContext implements AbiHost {
@@ -144,18 +144,14 @@ export class AbiContext implements AbiHost {
     }
   }
 
+  private propertyScope?: PropertyScope;
+
   getProperty(path: string[]): Uint8Array | string | undefined {
     if (this.startSeen && path.length === 1 && path[0] === 'plugin_root_id') this.startSeen.rootId = true;
-    const { spec, env } = this.vm;
-    return resolveProperty(path, {
-      pluginName: spec.name,
-      rootId: spec.rootId,
-      vmId: spec.vmId,
-      node: env.node,
-      now: env.now,
-      stream: this.stream?.stream,
-      rootProperties: this.rootProperties,
-    });
+    // One scope per context, its stream the current one (no object per property read).
+    const scope = (this.propertyScope ??= { pluginName: this.vm.spec.name, rootId: this.vm.spec.rootId, vmId: this.vm.spec.vmId, node: this.vm.env.node, now: this.vm.env.now, stream: undefined, rootProperties: this.rootProperties });
+    scope.stream = this.stream?.stream;
+    return resolveProperty(path, scope);
   }
 
   setProperty(path: string[], value: Uint8Array): Status {

@@ -38,10 +38,24 @@ const nanos = (ms: number): Uint8Array => int64(BigInt(Math.round(ms * 1e6)));
 /** Paths a filter may set on a stream that Sluice itself acts on (see docs/properties.md). */
 export const SLUICE_WRITABLE = ['sluice.cluster', 'sluice.route', 'sluice.retry_policy', 'sluice.timeout_ms', 'sluice.upstream_host'];
 
+/**
+ * A path's two spellings, made once per path array: the ABI's host functions keep one array per
+ * path a filter asks for, so a filter reading `request.path` on every request joins it once.
+ */
+const spellings = new WeakMap<readonly string[], { dotted: string; raw: string }>();
+
+function spell(path: readonly string[]): { dotted: string; raw: string } {
+  let s = spellings.get(path);
+  if (!s) {
+    s = { dotted: path.join('.'), raw: path.join('\u0000') };
+    spellings.set(path, s);
+  }
+  return s;
+}
+
 export function resolveProperty(path: string[], scope: PropertyScope): Value {
-  const key = path.join('.');
+  const { dotted: key, raw } = spell(path);
   const s = scope.stream;
-  const raw = path.join('\u0000');
   const set = s?.properties.get(raw) ?? scope.rootProperties.get(raw);
   if (set !== undefined) return set;
   switch (key) {
