@@ -29,7 +29,7 @@ export interface DeadlineTarget {
 
 export class StreamDeadline {
   private routeTimer?: NodeJS.Timeout;
-  private idleTimer?: NodeJS.Timeout;
+  private idle?: IdleWatch;
   private upstreamTimeout?: () => void;
   private lastProgress: number;
   private quietSince: number;
@@ -44,7 +44,7 @@ export class StreamDeadline {
   ) {
     this.lastProgress = target.progress();
     this.quietSince = started;
-    if (idleMs > 0) this.armIdle();
+    if (idleMs > 0) (this.idle = idleWatch(idleMs)).add(this);
   }
 
   /** Sets the route timeout (0: none), counted from the request's arrival; replaces the one set before. `source` says where it was configured. */
@@ -67,7 +67,7 @@ export class StreamDeadline {
   stop(): void {
     this.done = true;
     if (this.routeTimer) clearTimeout(this.routeTimer);
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idle?.delete(this);
   }
 
   private routeExpired(ms: number, source: string): void {
@@ -78,13 +78,8 @@ export class StreamDeadline {
     this.expire({ status: 504, details: 'route_timeout', text: `sluice: the request did not complete within the route's timeout of ${ms} ms (${source})${held(holder)}\n` });
   }
 
-  // Checked four times per idle period: a stream is ended between 1 and 1.25 periods after the
-  // last movement, for one timer per stream instead of one re-armed on every chunk.
-  private armIdle(): void {
-    this.idleTimer = setTimeout(() => this.idleCheck(), Math.max(1, Math.ceil(this.idleMs / 4)));
-  }
-
-  private idleCheck(): void {
+  /** Called four times per idle period by the shared IdleWatch. */
+  idleCheck(): void {
     if (this.done) return;
     const now = performance.now();
     const progress = this.target.progress();
@@ -96,7 +91,6 @@ export class StreamDeadline {
       const holder = this.target.heldBy();
       return this.expire({ status: 408, details: 'stream_idle_timeout', text: `sluice: nothing moved on the stream for ${this.idleMs} ms (streamIdleTimeoutMs of listener "${this.listener}")${held(holder)}\n` });
     }
-    this.armIdle();
   }
 
   private expire(expiry: Expiry): void {
@@ -106,3 +100,41 @@ export class StreamDeadline {
 }
 
 const held = (holder: string | undefined): string => (holder === undefined ? '' : `; filter "${holder}" held the stream`);
+
+/**
+ * The idle checks of every stream with the same idle period, on one interval timer (four ticks
+ * per period) that runs only while such a stream is open: a stream is ended between 1 and 1.25
+ * periods after its last movement, with no timer of its own.
+ */
+class IdleWatch {
+  private readonly streams = new Set<StreamDeadline>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly periodMs: number) {}
+
+  add(stream: StreamDeadline): void {
+    this.streams.add(stream);
+    this.timer ??= setInterval(() => {
+      for (const s of this.streams) s.idleCheck();
+    }, Math.max(1, Math.ceil(this.periodMs / 4)));
+  }
+
+  delete(stream: StreamDeadline): void {
+    this.streams.delete(stream);
+    if (this.streams.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
+const idleWatches = new Map<number, IdleWatch>();
+
+function idleWatch(periodMs: number): IdleWatch {
+  let w = idleWatches.get(periodMs);
+  if (!w) {
+    w = new IdleWatch(periodMs);
+    idleWatches.set(periodMs, w);
+  }
+  return w;
+}
