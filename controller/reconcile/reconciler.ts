@@ -11,6 +11,7 @@ import type { Logger } from '../log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { resolveModule, type FetchOptions } from './resolve-source.ts';
 import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
+import type { FilterNodes } from '../nodes/node-report.ts';
 import { validateModule } from './validate-module.ts';
 
 export type ReconcileResult =
@@ -30,6 +31,8 @@ export interface ReconcilerDeps {
   rootNamespace: string;
   /** Checked right before each write: only the leader writes. */
   isLeader: () => boolean;
+  /** Where a WasmFilter (`namespace/name`) stands on the nodes, from the replicas' node reports; undefined: no reports. */
+  nodes?: (key: string) => FilterNodes | undefined;
 }
 
 interface Attempt {
@@ -93,7 +96,11 @@ export class Reconciler {
     if (mod.digest === digest) this.keepModule(mod.digest, mod.bytes);
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /**
+   * `nodesOnly`: only what the nodes said changed, so a filter validated for its generation whose
+   * module this replica holds is not resolved again (node reports change often).
+   */
+  async reconcile(key: string, opts: { nodesOnly?: boolean } = {}): Promise<ReconcileResult> {
     const filter = this.deps.informer.get(key);
     if (!filter) {
       this.waiting.delete(key);
@@ -112,16 +119,18 @@ export class Reconciler {
     // Nothing changed since the last validation: same generation, validated, and (when the spec
     // pins the digest) the same module. Unpinned sources are resolved below and compared.
     // After a restart the module's bytes are fetched once more (not validated again): nodes need them.
-    if (status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && pinned !== undefined && status.digest === pinned && this.validated.has(spec256(pinned))) {
-      return { requeue: false, result: 'unchanged' };
-    }
+    const inForce = status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && status.digest !== undefined && this.validated.has(spec256(status.digest));
+    const skip = inForce && ((pinned !== undefined && status!.digest === pinned) || opts.nodesOnly === true);
 
-    const outcome = await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
-    const desired = desiredStatus(filter, outcome, this.scope(filter), new Date());
-    if (!sameStatus(status, desired)) await this.writeStatus(filter, desired);
+    const outcome: Outcome = skip
+      ? { kind: 'validated', digest: status!.digest!, durationMs: 0 }
+      : await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
+    const desired = desiredStatus(filter, outcome, this.scope(filter), new Date(), { nodes: this.deps.nodes?.(key) });
+    const same = sameStatus(status, desired);
+    if (!same) await this.writeStatus(filter, desired);
     if (outcome.kind === 'invalid') return { requeue: false, result: 'invalid' };
     if (outcome.kind === 'refused') return { requeue: true, result: 'refused' };
-    return { requeue: false, result: sameStatus(status, desired) ? 'unchanged' : 'validated' };
+    return { requeue: false, result: same || skip ? 'unchanged' : 'validated' };
   }
 
   private scope(filter: WasmFilter): string {

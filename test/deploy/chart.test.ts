@@ -79,7 +79,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
     'ClusterRole/sluice-controller', 'ClusterRoleBinding/sluice-controller', 'ConfigMap/sluice-cni-config', 'DaemonSet/sluice-node',
     'Deployment/sluice-controller', 'NetworkPolicy/sluice-controller', 'PodDisruptionBudget/sluice-controller', 'Role/sluice-controller-ca', 'Role/sluice-controller-leader-election',
-    'RoleBinding/sluice-controller-ca', 'RoleBinding/sluice-controller-leader-election', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
+    'Role/sluice-controller-node-reports', 'RoleBinding/sluice-controller-ca', 'RoleBinding/sluice-controller-leader-election', 'RoleBinding/sluice-controller-node-reports', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
   ]);
   for (const o of objs) t.is(o.metadata.labels?.['app.kubernetes.io/part-of'], 'sluice', `${o.kind}/${o.metadata.name} carries the chart's labels`);
 

@@ -132,3 +132,14 @@ export async function eventsFor(kube: KubeCluster, namespace: string, name: stri
     .sort((a, b) => String(a.eventTime).localeCompare(String(b.eventTime)))
     .map((e) => ({ reason: e.reason, type: e.type, note: e.note, reportingController: e.reportingController, reportingInstance: e.reportingInstance }));
 }
+
+/** Polls `fn` (e.g. a kubectl get) every `everyMs` until it returns a value; throws naming `what` after `ms`. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 45_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
