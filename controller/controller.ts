@@ -23,6 +23,7 @@ import { authenticateAgent, DistributionServer, type NodeConfigSource } from './
 import { WorkloadCa } from './ca/index.ts';
 import { ReportPublisher } from './nodes/report-publisher.ts';
 import { ReportAggregator } from './nodes/report-aggregator.ts';
+import { ROLLOUT_DEFAULTS } from './rollout/rollout.ts';
 
 export interface ControllerOptions {
   /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
@@ -70,6 +71,10 @@ export interface ControllerOptions {
   grpcTlsIps?: string[];
   /** Lifetime of the serving certificate (default 24 h); renewed at half life. */
   servingCertLifetimeMs?: number;
+  /** How long a new version runs on its canary nodes before it goes to every node (default 60 s). */
+  rolloutSoakMs?: number;
+  /** Failures of a canary version counted on one canary node that roll it back (default 10). */
+  rolloutFailureThreshold?: number;
   /** A replica writes its node report at most this often (default 1 s). */
   reportIntervalMs?: number;
   /** ...and at least this often; the leader ignores reports older than three of these (default 10 s). */
@@ -195,6 +200,8 @@ export class Controller {
       rootNamespace: namespace,
       isLeader: () => this.elector.isLeader,
       nodes: (key) => this.nodeReports.filter(key),
+      candidates: options.nodeConfigSource ? undefined : (f) => this.discovery?.nodesSelecting(f),
+      rollout: { soakMs: options.rolloutSoakMs ?? ROLLOUT_DEFAULTS.soakMs, failureThreshold: options.rolloutFailureThreshold ?? ROLLOUT_DEFAULTS.failureThreshold },
     });
     const heartbeatMs = options.reportHeartbeatMs ?? 10_000;
     this.reports = new ReportPublisher({
@@ -372,6 +379,7 @@ export class Controller {
           this.log.info('filter refused; retrying later', { filter: key, generation: f?.metadata.generation, retryInMs: delay });
         } else {
           this.queue.forget(key);
+          if (r.recheckMs !== undefined) this.queue.addAfter(key, r.recheckMs);
           if (r.result === 'validated' || r.result === 'invalid') this.log.info(`filter ${r.result}`, { filter: key, digest: this.informer.get(key)?.status?.digest });
         }
       } catch (error) {

@@ -126,7 +126,18 @@ export function workloadsOf(node: string, pods: readonly PodView[]): PodView[] {
 
 const keyOf = (o: { metadata: { namespace: string; name: string } }): string => `${o.metadata.namespace}/${o.metadata.name}`;
 
-function selects(filter: ValidatedFilter, pod: PodView, rootNamespace: string): boolean {
+/** The nodes with a workload `filter` selects, sorted (the candidates of a rollout's canary). */
+export function nodesSelecting(filter: { namespace: string; spec: WasmFilterSpec }, pods: readonly PodView[], rootNamespace: string): string[] {
+  const nodes = new Set<string>();
+  for (const p of pods) {
+    const node = p.spec?.nodeName;
+    if (!node || p.spec?.hostNetwork || (p.status?.phase !== 'Running' && p.status?.phase !== 'Pending')) continue;
+    if (selects(filter, p, rootNamespace)) nodes.add(node);
+  }
+  return [...nodes].sort();
+}
+
+function selects(filter: { namespace: string; spec: WasmFilterSpec }, pod: PodView, rootNamespace: string): boolean {
   if (filter.namespace !== rootNamespace && filter.namespace !== pod.metadata.namespace) return false;
   const labels = pod.metadata.labels ?? {};
   return Object.entries(filter.spec.selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);

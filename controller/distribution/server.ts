@@ -174,6 +174,8 @@ export class DistributionServer {
     let unsubscribe: (() => void) | undefined;
     let have = new Set<string>();
     let nonce = '';
+    /** Modules sent on this stream (not those the agent said it had). */
+    const sentHere = new Set<string>();
     /** The config last sent on this stream (its filters, by config name). */
     let sentConfig: NodeConfig | undefined;
     let ended = false;
@@ -188,6 +190,7 @@ export class DistributionServer {
         if (have.has(sha256)) continue;
         call.write({ module: { sha256, bytes } });
         have.add(sha256);
+        sentHere.add(sha256);
         this.modulesSent++;
       }
       nonce = randomBytes(8).toString('hex');
@@ -278,6 +281,8 @@ export class DistributionServer {
         this.options.log.info('node ACKed', { node, version: answer.version });
       } else {
         Object.assign(r, { acked: false, nackReason: m.nack!.reason, rejected: { version: r.version, reason: m.nack!.reason, filters: { ...r.sent } } });
+        // The agent may have failed to store a module it was sent: send the snapshot's modules again next time.
+        for (const d of sentConfig?.modules.keys() ?? []) if (sentHere.delete(d)) have.delete(d);
         this.options.log.warn('node NACKed', { node, version: answer.version, reason: m.nack!.reason });
       }
       this.changed();

@@ -12,11 +12,14 @@ import type { ControllerMetrics } from '../metrics.ts';
 import { resolveModule, type FetchOptions } from './resolve-source.ts';
 import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
 import type { FilterNodes } from '../nodes/node-report.ts';
+import type { FilterVersionRef, RolloutStatus } from '../crd/index.ts';
+import { filterVersion, versionedSpec } from '../discovery/node-config.ts';
+import { nextRollout, ROLLOUT_DEFAULTS, type RolloutOptions } from '../rollout/rollout.ts';
 import { validateModule } from './validate-module.ts';
 
 export type ReconcileResult =
-  /** Nothing to do, or done: no requeue. */
-  | { requeue: false; result: 'validated' | 'unchanged' | 'deleted' | 'invalid' | 'waiting' }
+  /** Nothing to do, or done: no requeue (but a rollout may want a look again after `recheckMs`). */
+  | { requeue: false; result: 'validated' | 'unchanged' | 'deleted' | 'invalid' | 'waiting'; recheckMs?: number }
   /** The module was refused: retried with backoff (the source may be fixed without a spec change). */
   | { requeue: true; result: 'refused' };
 
@@ -33,6 +36,9 @@ export interface ReconcilerDeps {
   isLeader: () => boolean;
   /** Where a WasmFilter (`namespace/name`) stands on the nodes, from the replicas' node reports; undefined: no reports. */
   nodes?: (key: string) => FilterNodes | undefined;
+  /** The nodes with a workload the filter selects (discovery's Pods); absent: no rollouts (every node gets each version at once). */
+  candidates?: (filter: WasmFilter) => string[] | undefined;
+  rollout?: RolloutOptions;
 }
 
 interface Attempt {
@@ -51,6 +57,8 @@ export class Reconciler {
   /** Bytes of every module in force (a filter's status.digest), by sha256 hex: what nodes are sent. */
   private readonly validated = new Map<string, Uint8Array>();
   private readonly moduleListeners = new Set<(digest: string) => void>();
+  /** Digests being loaded for a rollout: kept even before a status names them. */
+  private readonly pinned = new Set<string>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -71,8 +79,13 @@ export class Reconciler {
       this.validated.set(hex, bytes);
       for (const l of this.moduleListeners) l(hex);
     }
-    // Drop modules no filter's status names any more.
-    const inForce = new Set(this.deps.informer.keys().map((k) => this.deps.informer.get(k)?.status?.digest?.replace(/^sha256:/, '')));
+    // Drop modules no filter's status names any more (its digest, its rollout's stable and canary).
+    const inForce = new Set<string | undefined>();
+    for (const k of this.deps.informer.keys()) {
+      const s = this.deps.informer.get(k)?.status;
+      for (const d of [s?.digest, s?.rollout?.stable?.digest, s?.rollout?.canary?.digest]) if (d) inForce.add(spec256(d));
+    }
+    for (const d of this.pinned) inForce.add(d);
     inForce.add(hex);
     for (const d of this.validated.keys()) if (!inForce.has(d)) this.validated.delete(d);
   }
@@ -89,6 +102,7 @@ export class Reconciler {
    */
   async loadModuleInForce(key: string): Promise<void> {
     const filter = this.deps.informer.get(key);
+    if (filter) await this.loadRolloutModules(filter, filter.status?.rollout);
     const digest = filter?.status?.digest;
     if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(spec256(digest))) return;
     if (specProblem(filter)) return;
@@ -125,12 +139,57 @@ export class Reconciler {
     const outcome: Outcome = skip
       ? { kind: 'validated', digest: status!.digest!, durationMs: 0 }
       : await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
-    const desired = desiredStatus(filter, outcome, this.scope(filter), new Date(), { nodes: this.deps.nodes?.(key) });
+    const now = new Date();
+    const nodes = this.deps.nodes?.(key);
+    // A refused or invalid generation leaves the rollout as it is: the stable version stays in force.
+    let rollout = status?.rollout;
+    let recheckMs: number | undefined;
+    if (outcome.kind === 'validated' && this.deps.candidates) {
+      const spec = filter.spec;
+      const target: FilterVersionRef = {
+        version: filterVersion(outcome.digest, spec),
+        digest: outcome.digest,
+        source: Object.fromEntries(Object.entries({ url: spec.url, sha256: spec.sha256, configMap: spec.configMap, imagePullSecret: spec.imagePullSecret }).filter(([, v]) => v !== undefined)),
+        config: versionedSpec(spec),
+      };
+      const candidates = this.deps.candidates(filter);
+      if (candidates === undefined) {
+        // Discovery has not listed the Pods yet: no canary is chosen from a partial view.
+        recheckMs = 1000;
+      } else {
+        const d = nextRollout({ target, current: status?.rollout, spec: spec.rollout, uid: filter.metadata.uid ?? '', candidates, nodes, now }, this.deps.rollout ?? ROLLOUT_DEFAULTS);
+        rollout = d.rollout;
+        recheckMs = d.recheckMs;
+      }
+      await this.loadRolloutModules(filter, rollout);
+    }
+    const desired = desiredStatus(filter, outcome, this.scope(filter), now, { nodes, rollout });
     const same = sameStatus(status, desired);
     if (!same) await this.writeStatus(filter, desired);
     if (outcome.kind === 'invalid') return { requeue: false, result: 'invalid' };
     if (outcome.kind === 'refused') return { requeue: true, result: 'refused' };
-    return { requeue: false, result: same || skip ? 'unchanged' : 'validated' };
+    return { requeue: false, result: same || skip ? 'unchanged' : 'validated', ...(recheckMs !== undefined ? { recheckMs } : {}) };
+  }
+
+  /**
+   * The bytes of the rollout's stable and canary modules, when this replica lacks them (after a
+   * restart): fetched from the source they came from and kept only if they have that digest. A
+   * source that no longer serves them leaves nodes that need them on what they run.
+   */
+  private async loadRolloutModules(filter: WasmFilter, rollout: RolloutStatus | undefined): Promise<void> {
+    for (const ref of [rollout?.stable, rollout?.canary]) {
+      if (!ref || this.validated.has(spec256(ref.digest))) continue;
+      this.pinned.add(spec256(ref.digest));
+      try {
+        const mod = await this.resolve(filter.metadata.namespace, ref.source as WasmFilter['spec']);
+        if (mod.digest === ref.digest) this.keepModule(mod.digest, mod.bytes);
+        else this.deps.log.warn('the module of a rollout version is no longer at its source; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, digest: ref.digest, found: mod.digest });
+      } catch (error) {
+        this.deps.log.warn('cannot fetch the module of a rollout version; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, error: (error as Error).message.split('\n')[0] });
+      } finally {
+        this.pinned.delete(spec256(ref.digest));
+      }
+    }
   }
 
   private scope(filter: WasmFilter): string {
@@ -190,8 +249,17 @@ export class Reconciler {
     this.transitionEvents(filter, status);
   }
 
+  private rolloutEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
+    const e = rolloutEvent(filter.status?.rollout, next.rollout);
+    if (!e) return;
+    const { namespace, name, uid, resourceVersion } = filter.metadata;
+    void this.deps.events.emit({ apiVersion: API_VERSION, kind: KIND, namespace, name, uid, resourceVersion }, e.type, e.reason, 'Rollout', e.note);
+    this.deps.log.info('rollout', { filter: `${namespace}/${name}`, reason: e.reason, note: e.note });
+  }
+
   /** Events are best effort and do not hold up the reconcile (client-go's recorder is asynchronous too). */
   private transitionEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
+    this.rolloutEvents(filter, next);
     const before = conditionOf(filter.status, 'Validated');
     const after = conditionOf(next, 'Validated')!;
     const accepted = conditionOf(next, 'Accepted')!;
@@ -208,6 +276,15 @@ export class Reconciler {
       void this.deps.events.emit(regarding, 'Warning', after.reason, 'Validate', after.message);
     }
   }
+}
+
+/** Events of rollout transitions: a canary started, promoted, rolled back. */
+function rolloutEvent(before: RolloutStatus | undefined, after: RolloutStatus | undefined): { type: 'Normal' | 'Warning'; reason: string; note: string } | undefined {
+  if (!after || (before?.phase === after.phase && before.canary?.version === after.canary?.version && before.stable?.version === after.stable?.version)) return undefined;
+  if (after.phase === 'Canary') return { type: 'Normal', reason: 'RolloutStarted', note: `version ${after.canary!.version} goes to ${after.canaryNodes?.length ?? 0} canary node(s) first: ${(after.canaryNodes ?? []).join(', ') || 'none'}` };
+  if (after.phase === 'RolledBack') return { type: 'Warning', reason: after.reason ?? 'RolledBack', note: `version ${after.failedVersion} rolled back to ${after.stable?.version}: ${after.message ?? ''}` };
+  if (before?.phase === 'Canary' && before.canary?.version === after.stable?.version) return { type: 'Normal', reason: 'RolloutPromoted', note: `version ${after.stable!.version} goes to every node` };
+  return undefined;
 }
 
 const spec256 = (digest: string): string => digest.replace(/^sha256:/, '');
