@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { FilterVersionRef, RolloutStatus, WasmFilterSpec } from '../crd/index.ts';
 import type { FilterNodes } from '../nodes/node-report.ts';
+import { canonicalJson } from '../discovery/node-config.ts';
 
 export interface RolloutOptions {
   /** How long the canary nodes run a version before it goes to every node. */
@@ -65,7 +66,7 @@ export function nextRollout(input: RolloutInput, options: RolloutOptions): Rollo
   if (!r?.stable) return { rollout: { phase: 'Stable', stable: target, since: iso(now) } };
   if (r.stable.version === target.version) {
     // Back to (or still at) the stable version; its source may have moved (a re-tagged image, say).
-    if (r.phase === 'Stable' && !r.canary && JSON.stringify(r.stable.source) === JSON.stringify(target.source)) return { rollout: r };
+    if (r.phase === 'Stable' && !r.canary && canonicalJson(r.stable.source) === canonicalJson(target.source) && r.stable.digest === target.digest) return { rollout: r };
     return { rollout: { phase: 'Stable', stable: target, since: iso(now) } };
   }
   // A version that was rolled back is not tried again until the spec changes.
