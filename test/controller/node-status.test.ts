@@ -2,10 +2,11 @@
 // first leads), node-a's agent connected to the leader and node-b's to the follower. Each replica
 // publishes its agents' ACKs and NACKs in a ConfigMap of its own; the leader counts every node in
 // status.nodes and sets Ready and Degraded. A node that cannot apply a snapshot NACKs it and keeps
-// serving its last good one; a replica that stops takes its report with it.
+// serving its last good one. In the middle of a rollout the leader stops: its report goes with it,
+// and the follower, now leading, resumes the rollout from status and promotes it.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fixture } from '../helpers/fixtures.ts';
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
@@ -14,7 +15,7 @@ import { leaderOf, startNodeEnv, type NodeEnv } from '../helpers/node-env.ts';
 import { until } from '../helpers/sluice-run.ts';
 import { filterVersion } from '../../controller/discovery/node-config.ts';
 import { reportConfigMapName } from '../../controller/nodes/report-publisher.ts';
-import type { Controller } from '../../controller/index.ts';
+import { canaryNodes, type Controller, type RolloutStatus } from '../../controller/index.ts';
 
 const headersDigest = sha256(modules.headers());
 const misbehaveDigest = sha256(new Uint8Array(readFileSync(fixture('containment/misbehave'))));
@@ -51,10 +52,10 @@ async function versionOf(name: string, digest: string): Promise<string> {
 test.before(async () => {
   if (!hasK8sBinaries()) throw new Error('Kubernetes test binaries missing: run scripts/build-k8s.sh');
   ctx.env = await startNodeEnv(['node-a', 'node-b']);
-  const first = await ctx.env.controller();
+  const first = await ctx.env.controller({ rolloutSoakMs: 1000 });
   await until('the first replica to lead', () => leaderOf([first]), 30_000);
   ctx.leader = first;
-  ctx.follower = await ctx.env.controller();
+  ctx.follower = await ctx.env.controller({ rolloutSoakMs: 1000 });
   await ctx.env.agent('node-a', ctx.leader);
   await ctx.env.agent('node-b', ctx.follower);
 });
@@ -113,16 +114,39 @@ test.serial('a snapshot node-b cannot apply (the new module cannot be stored): n
   t.deepEqual(other.status?.nodes, { ready: 2, total: 2 });
 });
 
-test.serial('the follower stops: its ConfigMap goes, and the leader counts only the nodes still reported', async (t) => {
-  await ctx.env.agents.get('node-b')!.stop();
-  ctx.env.agents.delete('node-b');
-  await ctx.follower.stop();
+test.serial('a leader change in the middle of a rollout: both replicas sent each node its version from status; the new leader resumes it, counts only the nodes still reported, and promotes it', async (t) => {
   const k = ctx.env.cluster.kube;
+  // node-b can store modules again, and the filter it refused goes.
+  await rm(join(ctx.env.stateDir('node-b'), 'modules', `${misbehaveDigest}.wasm`), { recursive: true });
+  await k.kubectlOk(['delete', 'wasmfilter', 'probe', '-n', 'team-a']);
+  const v1 = await versionOf('add-header', headersDigest);
+  const runs = (c: Controller, node: string) => c.distribution.nodes().get(node)?.applied['team-a/add-header'];
+  const nodeRuns = () => ({ 'node-a': runs(ctx.leader, 'node-a'), 'node-b': runs(ctx.follower, 'node-b') });
+  await until('both nodes on v1 without the probe filter', () => (ctx.follower.distribution.nodes().get('node-b')?.acked && nodeRuns()['node-b'] === v1 && nodeRuns()['node-a'] === v1 ? true : undefined), 30_000);
+
+  const uid = JSON.parse(await k.kubectlOk(['get', 'wasmfilter', 'add-header', '-n', 'team-a', '-o', 'json'])).metadata.uid;
+  const [canary] = canaryNodes(['node-a', 'node-b'], uid, 50);
+  const other = canary === 'node-a' ? 'node-b' : 'node-a';
+  await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { pluginConfig: { response: { set: [{ name: 'x-sluice-filter', value: 'two' }] } }, rollout: { percent: 50, paused: true } } })]);
+  const before = await waitStatus('add-header', 'a canary', (x) => (x.status as { rollout?: RolloutStatus })?.rollout?.phase === 'Canary');
+  const v2 = await versionOf('add-header', headersDigest);
+  const rolloutBefore = (before.status as { rollout?: RolloutStatus }).rollout!;
+  t.deepEqual(rolloutBefore.canaryNodes, [canary]);
+  // Each replica, from the same status, sends its node the version meant for it.
+  await until(`${canary} on v2 and ${other} on v1: ${JSON.stringify(nodeRuns())}`, () => (nodeRuns()[canary as 'node-a'] === v2 && nodeRuns()[other] === v1 ? true : undefined), 30_000);
+
+  await ctx.leader.stop();
+  await until('the follower to lead', () => (ctx.follower.elector.isLeader ? true : undefined), 30_000);
   const names = JSON.parse(await k.kubectlOk(['get', 'configmaps', '-n', 'sluice-system', '-l', 'sluice.dev/node-report=true', '-o', 'json'])).items.map((c: { metadata: { name: string } }) => c.metadata.name);
-  t.deepEqual(names, [reportConfigMapName(ctx.leader.identity)]);
-  const f = await waitStatus('add-header', '1 of 1 nodes', (x) => x.status?.nodes?.total === 1);
-  t.deepEqual(f.status?.nodes, { ready: 1, total: 1 });
-  const probe = await waitStatus('probe', 'no NACK any more', (x) => x.status?.nodes?.total === 1);
-  t.deepEqual(probe.status?.nodes, { ready: 1, total: 1 });
-  t.like(cond(probe, 'Degraded'), { status: 'False', reason: 'AsExpected' });
+  t.deepEqual(names, [reportConfigMapName(ctx.follower.identity)]);
+  const resumed = await waitStatus('add-header', 'node-b alone counted', (x) => x.status?.nodes?.total === 1);
+  t.deepEqual((resumed.status as { rollout?: RolloutStatus }).rollout, rolloutBefore);
+  t.is(runs(ctx.follower, 'node-b'), 'node-b' === canary ? v2 : v1);
+
+  await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { rollout: { paused: false } } })]);
+  const done = await waitStatus('add-header', 'promoted by the new leader', (x) => (x.status as { rollout?: RolloutStatus })?.rollout?.phase === 'Stable' && x.status?.nodes?.ready === 1);
+  t.is((done.status as { rollout?: RolloutStatus }).rollout!.stable!.version, v2);
+  t.deepEqual(done.status?.nodes, { ready: 1, total: 1 });
+  await until('node-b on v2', () => (runs(ctx.follower, 'node-b') === v2 ? true : undefined), 30_000);
+  t.like(cond(done, 'Ready'), { status: 'True', reason: 'NodesReady' });
 });
