@@ -288,6 +288,7 @@ export function wasmFilterCrd(): Record<string, unknown> {
             { name: 'Digest', type: 'string', jsonPath: '.status.digest' },
             { name: 'Phase', type: 'string', jsonPath: '.spec.phase', priority: 1 },
             { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Validated")].reason', priority: 1 },
+            { name: 'Rollout', type: 'string', jsonPath: '.status.rollout.phase', priority: 1 },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {

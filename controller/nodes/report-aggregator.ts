@@ -25,6 +25,8 @@ export class ReportAggregator {
   private readonly informer: Informer<ReportMap>;
   private timer?: NodeJS.Timeout;
   private fresh = '';
+  /** The merged view, until a report changes or one goes stale (filter() is called once per filter). */
+  private merged?: Map<string, ReportedNode>;
 
   constructor(private readonly o: ReportAggregatorOptions) {
     const core = o.kubeConfig.makeApiClient(CoreV1Api);
@@ -34,7 +36,10 @@ export class ReportAggregator {
       path: `/api/v1/namespaces/${o.namespace}/configmaps`,
       watchParams: { labelSelector },
       list: () => listAll((c) => core.listNamespacedConfigMap({ namespace: o.namespace, labelSelector, limit: 500, _continue: c })) as never,
-      onChange: () => this.o.onChange(),
+      onChange: () => {
+        this.merged = undefined;
+        this.o.onChange();
+      },
       log: o.log,
       minBackoffMs: o.minBackoffMs,
     });
@@ -56,6 +61,7 @@ export class ReportAggregator {
       const fresh = this.reports().map((r) => r.replica).join(',');
       if (fresh !== this.fresh) {
         this.fresh = fresh;
+        this.merged = undefined;
         this.o.onChange();
       }
     }, Math.max(100, Math.round(this.staleMs / 3)));
@@ -81,9 +87,9 @@ export class ReportAggregator {
   }
 
   /** Where WasmFilter `key` stands on the nodes; undefined before the reports are listed or when no replica reports a node. */
-  filter(key: string, now = Date.now()): FilterNodes | undefined {
+  filter(key: string): FilterNodes | undefined {
     if (!this.informer.synced) return undefined;
-    const nodes = this.nodes(now);
+    const nodes = (this.merged ??= this.nodes());
     if (nodes.size === 0) return undefined;
     return filterNodes(nodes, key);
   }

@@ -15,7 +15,7 @@ import { leaderOf, startNodeEnv, type NodeEnv } from '../helpers/node-env.ts';
 import { until } from '../helpers/sluice-run.ts';
 import { filterVersion } from '../../controller/discovery/node-config.ts';
 import { reportConfigMapName } from '../../controller/nodes/report-publisher.ts';
-import { canaryNodes, type Controller, type RolloutStatus } from '../../controller/index.ts';
+import { canaryNodes, type Controller } from '../../controller/index.ts';
 
 const headersDigest = sha256(modules.headers());
 const misbehaveDigest = sha256(new Uint8Array(readFileSync(fixture('containment/misbehave'))));
@@ -128,9 +128,9 @@ test.serial('a leader change in the middle of a rollout: both replicas sent each
   const [canary] = canaryNodes(['node-a', 'node-b'], uid, 50);
   const other = canary === 'node-a' ? 'node-b' : 'node-a';
   await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { pluginConfig: { response: { set: [{ name: 'x-sluice-filter', value: 'two' }] } }, rollout: { percent: 50, paused: true } } })]);
-  const before = await waitStatus('add-header', 'a canary', (x) => (x.status as { rollout?: RolloutStatus })?.rollout?.phase === 'Canary');
+  const before = await waitStatus('add-header', 'a canary', (x) => x.status?.rollout?.phase === 'Canary');
   const v2 = await versionOf('add-header', headersDigest);
-  const rolloutBefore = (before.status as { rollout?: RolloutStatus }).rollout!;
+  const rolloutBefore = before.status!.rollout!;
   t.deepEqual(rolloutBefore.canaryNodes, [canary]);
   // Each replica, from the same status, sends its node the version meant for it.
   await until(`${canary} on v2 and ${other} on v1: ${JSON.stringify(nodeRuns())}`, () => (nodeRuns()[canary as 'node-a'] === v2 && nodeRuns()[other] === v1 ? true : undefined), 30_000);
@@ -140,12 +140,12 @@ test.serial('a leader change in the middle of a rollout: both replicas sent each
   const names = JSON.parse(await k.kubectlOk(['get', 'configmaps', '-n', 'sluice-system', '-l', 'sluice.dev/node-report=true', '-o', 'json'])).items.map((c: { metadata: { name: string } }) => c.metadata.name);
   t.deepEqual(names, [reportConfigMapName(ctx.follower.identity)]);
   const resumed = await waitStatus('add-header', 'node-b alone counted', (x) => x.status?.nodes?.total === 1);
-  t.deepEqual((resumed.status as { rollout?: RolloutStatus }).rollout, rolloutBefore);
+  t.deepEqual(resumed.status?.rollout, rolloutBefore);
   t.is(runs(ctx.follower, 'node-b'), 'node-b' === canary ? v2 : v1);
 
   await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { rollout: { paused: false } } })]);
-  const done = await waitStatus('add-header', 'promoted by the new leader', (x) => (x.status as { rollout?: RolloutStatus })?.rollout?.phase === 'Stable' && x.status?.nodes?.ready === 1);
-  t.is((done.status as { rollout?: RolloutStatus }).rollout!.stable!.version, v2);
+  const done = await waitStatus('add-header', 'promoted by the new leader', (x) => x.status?.rollout?.phase === 'Stable' && x.status?.nodes?.ready === 1);
+  t.is(done.status!.rollout!.stable!.version, v2);
   t.deepEqual(done.status?.nodes, { ready: 1, total: 1 });
   await until('node-b on v2', () => (runs(ctx.follower, 'node-b') === v2 ? true : undefined), 30_000);
   t.like(cond(done, 'Ready'), { status: 'True', reason: 'NodesReady' });

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { RolloutStatus } from '../../controller/index.ts';
 import { filterWasm, fixture, repoRoot } from './fixtures.ts';
 import { startKube, type KubeCluster } from './kube-apiserver.ts';
 
@@ -90,7 +91,7 @@ export interface Cond {
 export interface FilterState {
   generation: number;
   resourceVersion: string;
-  status?: { observedGeneration?: number; digest?: string; conditions?: Cond[]; nodes?: { ready: number; total: number } };
+  status?: { observedGeneration?: number; digest?: string; conditions?: Cond[]; nodes?: { ready: number; total: number; rejected?: Array<{ node: string; version: string; message: string }> }; rollout?: RolloutStatus };
 }
 
 export async function getFilter(kube: KubeCluster, namespace: string, name: string): Promise<FilterState> {
