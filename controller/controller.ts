@@ -200,6 +200,7 @@ export class Controller {
       rootNamespace: namespace,
       isLeader: () => this.elector.isLeader,
       nodes: (key) => this.nodeReports.filter(key),
+      nodesSynced: () => this.nodeReports.synced,
       candidates: options.nodeConfigSource ? undefined : (f) => this.discovery?.nodesSelecting(f),
       rollout: { soakMs: options.rolloutSoakMs ?? ROLLOUT_DEFAULTS.soakMs, failureThreshold: options.rolloutFailureThreshold ?? ROLLOUT_DEFAULTS.failureThreshold },
     });

@@ -38,6 +38,8 @@ export interface ReconcilerDeps {
   nodes?: (key: string) => FilterNodes | undefined;
   /** The nodes with a workload the filter selects (discovery's Pods); absent: no rollouts (every node gets each version at once). */
   candidates?: (filter: WasmFilter) => string[] | undefined;
+  /** False until the replicas' node reports are listed. */
+  nodesSynced?: () => boolean;
   rollout?: RolloutOptions;
 }
 
@@ -153,8 +155,9 @@ export class Reconciler {
         config: versionedSpec(spec),
       };
       const candidates = this.deps.candidates(filter);
-      if (candidates === undefined) {
-        // Discovery has not listed the Pods yet: no canary is chosen from a partial view.
+      if (candidates === undefined || this.deps.nodesSynced?.() === false) {
+        // Discovery has not listed the Pods, or the node reports are not listed yet: no canary is
+        // chosen, and nothing promoted or rolled back, from a partial view.
         recheckMs = 1000;
       } else {
         const d = nextRollout({ target, current: status?.rollout, spec: spec.rollout, uid: filter.metadata.uid ?? '', candidates, nodes, now }, this.deps.rollout ?? ROLLOUT_DEFAULTS);

@@ -94,11 +94,14 @@ export function nextRollout(input: RolloutInput, options: RolloutOptions): Rollo
   if (paused) return { rollout: r };
   const elapsed = now.getTime() - Date.parse(r.since);
   if (elapsed < options.soakMs) return { rollout: r, recheckMs: options.soakMs - elapsed };
-  // Soaked: every canary node that reports the filter must run the canary version.
+  // Soaked: the canary nodes that still have a workload of the filter must have run the canary
+  // version: at least one of them, and every one whose agent reports (a node gone is not waited for).
+  const candidates = new Set(input.candidates);
+  const relevant = [...canarySet].filter((x) => candidates.has(x));
   const reporting = new Set(n?.nodes ?? []);
   const ready = new Set(n?.ready ?? []);
-  const waiting = [...canarySet].filter((x) => reporting.has(x) && !ready.has(x));
-  if (waiting.length > 0) return { rollout: r };
+  const waiting = relevant.filter((x) => reporting.has(x) && !ready.has(x));
+  if (waiting.length > 0 || (relevant.length > 0 && !relevant.some((x) => ready.has(x)))) return { rollout: r };
   return { rollout: { phase: 'Stable', stable: target, since: iso(now) } };
 }
 

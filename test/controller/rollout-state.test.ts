@@ -95,8 +95,13 @@ test('rollout: first version stable at once; a new one starts a canary, soaks, a
   // Soaked, but the canary node has not ACKed: wait.
   const notYet = step('v2', c.rollout, at(21), { nodes: view({ nodes: ['a', 'b'], ready: [] }) });
   t.is(notYet.rollout, c.rollout);
+  // Soaked, but no canary node reports yet (a controller just restarted, say): wait too.
+  t.is(step('v2', c.rollout, at(21), { nodes: view({}) }).rollout, c.rollout);
   const done = step('v2', c.rollout, at(21), { nodes: view({ nodes: ['a', 'b'], ready: canary }) });
   t.deepEqual(done.rollout, { phase: 'Stable', stable: ref('v2'), since: at(21).toISOString() });
+  // A canary node that no longer has a workload of the filter is not waited for.
+  const gone = nextRollout({ target: ref('v2'), current: c.rollout, spec: { percent: 50 }, uid: 'u', candidates: ['a', 'b'].filter((x) => !canary.includes(x)), nodes: view({}), now: at(21) }, OPTS);
+  t.is(gone.rollout.phase, 'Stable');
 });
 
 test('rollout: paused holds the canary past the soak; a NACK or the failure threshold on a canary node rolls back even paused; a rolled-back version is not tried again', (t) => {

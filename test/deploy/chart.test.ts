@@ -98,7 +98,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.is(dep.spec.replicas, 2);
   const c = dep.spec.template.spec.containers[0];
   t.is(dep.spec.template.spec.serviceAccountName, 'sluice-controller');
-  t.deepEqual(c.args, ['controller', '--namespace=sluice-system', '--listen=:15014', '--grpc-listen=:15012', '--agent-service-account=sluice-system/sluice-node', '--lease-duration=15', '--workers=4', '--cache-dir=/var/cache/sluice', '--log-level=info']);
+  t.deepEqual(c.args, ['controller', '--namespace=sluice-system', '--listen=:15014', '--grpc-listen=:15012', '--agent-service-account=sluice-system/sluice-node', '--lease-duration=15', '--workers=4', '--cache-dir=/var/cache/sluice', '--log-level=info', '--rollout-soak=60', '--rollout-failure-threshold=10']);
   t.deepEqual([c.livenessProbe.httpGet, c.readinessProbe.httpGet], [{ path: '/healthz', port: 'http-monitoring' }, { path: '/readyz', port: 'http-monitoring' }]);
   t.deepEqual(c.ports.map((p: any) => [p.name, p.containerPort]), [['grpc', 15012], ['http-monitoring', 15014]]);
   t.deepEqual(c.resources.requests, { cpu: '100m', memory: '256Mi' });
