@@ -104,12 +104,23 @@ export class ReportPublisher {
     clearTimeout(this.timer);
     this.timer = undefined;
     clearInterval(this.heartbeat);
-    await this.writing;
+    if (this.writing) {
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([this.writing, new Promise((r) => (wait = setTimeout(r, 2000)))]);
+      clearTimeout(wait);
+    }
     if (!this.created) return;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.o.core.deleteNamespacedConfigMap({ name: this.name, namespace: this.o.namespace });
+      // Not waited for long: a replica stopping while the API server is away must still stop.
+      await Promise.race([
+        this.o.core.deleteNamespacedConfigMap({ name: this.name, namespace: this.o.namespace }),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000))),
+      ]);
     } catch (error) {
       if ((error as { code?: number }).code !== 404) this.o.log.warn('cannot delete the node report', { configMap: `${this.o.namespace}/${this.name}`, error: String((error as Error).message).split('\n')[0] });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
