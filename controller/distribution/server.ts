@@ -117,11 +117,11 @@ export class DistributionServer {
     }
   }
 
-  /** Failure counters of the filters the node runs (reported for the snapshot it serves). */
-  private onHealth(node: string, health: HealthMessage, sent: NodeConfig | undefined): void {
+  /** Failure counters of the filters the node runs (reported for the snapshot it serves, `applied`). */
+  private onHealth(node: string, health: HealthMessage, applied: NodeConfig | undefined): void {
     const r = this.records.get(node);
-    if (!r || !sent || health.version !== r.appliedVersion || sent.version !== r.appliedVersion) return;
-    const byName = new Map((sent.filters ?? []).map((f) => [f.name, f]));
+    if (!r || !applied || health.version !== applied.version) return;
+    const byName = new Map((applied.filters ?? []).map((f) => [f.name, f]));
     let changed = false;
     for (const h of health.filters ?? []) {
       const f = byName.get(h.name);
@@ -176,8 +176,9 @@ export class DistributionServer {
     let nonce = '';
     /** Modules sent on this stream (not those the agent said it had). */
     const sentHere = new Set<string>();
-    /** The config last sent on this stream (its filters, by config name). */
+    /** The config last sent on this stream, and the one the agent runs (last ACKed, or resumed). */
     let sentConfig: NodeConfig | undefined;
+    let appliedConfig: NodeConfig | undefined;
     let ended = false;
     const refuse = (code: GrpcStatus, details: string) => {
       if (ended) return;
@@ -245,6 +246,7 @@ export class DistributionServer {
                 delete r.nackReason;
                 delete r.rejected;
                 sentConfig = c;
+                appliedConfig = c;
                 this.changed();
                 first = false;
                 return;
@@ -263,7 +265,7 @@ export class DistributionServer {
       if (node === undefined) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
       if (m.csr) return this.onCsr(call, this.calls.get(call), m.csr.requestId, m.csr.csr, () => ended);
       if (!this.calls.has(call)) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
-      if (m.health) return this.onHealth(node, m.health, sentConfig);
+      if (m.health) return this.onHealth(node, m.health, appliedConfig);
       const answer = m.ack ?? m.nack;
       if (!answer) return;
       // An answer to an older snapshot than the last one sent is stale: the newer one decides.
@@ -276,6 +278,7 @@ export class DistributionServer {
         delete r.rejected;
         r.applied = { ...r.sent };
         r.appliedVersion = r.version;
+        appliedConfig = sentConfig;
         // Counters are per filter version: those of versions the node no longer runs go.
         for (const [key, f] of Object.entries(r.failures)) if (r.applied[key] !== f.version) delete r.failures[key];
         this.options.log.info('node ACKed', { node, version: answer.version });

@@ -61,6 +61,8 @@ export class Reconciler {
   private readonly moduleListeners = new Set<(digest: string) => void>();
   /** Digests being loaded for a rollout: kept even before a status names them. */
   private readonly pinned = new Set<string>();
+  /** Rollout modules their source did not have, by filter uid and digest: when to ask again. */
+  private readonly rolloutMisses = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -182,12 +184,17 @@ export class Reconciler {
   private async loadRolloutModules(filter: WasmFilter, rollout: RolloutStatus | undefined): Promise<void> {
     for (const ref of [rollout?.stable, rollout?.canary]) {
       if (!ref || this.validated.has(spec256(ref.digest))) continue;
+      // A source that did not have them is asked again only after a while (reconciles are frequent).
+      const missKey = `${filter.metadata.uid}/${ref.digest}`;
+      if ((this.rolloutMisses.get(missKey) ?? 0) > Date.now()) continue;
       this.pinned.add(spec256(ref.digest));
       try {
         const mod = await this.resolve(filter.metadata.namespace, ref.source as WasmFilter['spec']);
         if (mod.digest === ref.digest) this.keepModule(mod.digest, mod.bytes);
-        else this.deps.log.warn('the module of a rollout version is no longer at its source; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, digest: ref.digest, found: mod.digest });
+        else this.rolloutMisses.set(missKey, Date.now() + ROLLOUT_MISS_RETRY_MS);
+        if (mod.digest !== ref.digest) this.deps.log.warn('the module of a rollout version is no longer at its source; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, digest: ref.digest, found: mod.digest });
       } catch (error) {
+        this.rolloutMisses.set(missKey, Date.now() + ROLLOUT_MISS_RETRY_MS);
         this.deps.log.warn('cannot fetch the module of a rollout version; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, error: (error as Error).message.split('\n')[0] });
       } finally {
         this.pinned.delete(spec256(ref.digest));
@@ -289,6 +296,9 @@ function rolloutEvent(before: RolloutStatus | undefined, after: RolloutStatus | 
   if (before?.phase === 'Canary' && before.canary?.version === after.stable?.version) return { type: 'Normal', reason: 'RolloutPromoted', note: `version ${after.stable!.version} goes to every node` };
   return undefined;
 }
+
+/** How long a rollout module its source did not have is not asked for again. */
+const ROLLOUT_MISS_RETRY_MS = 60_000;
 
 const spec256 = (digest: string): string => digest.replace(/^sha256:/, '');
 

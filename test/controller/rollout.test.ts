@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { canaryNodes, type Controller, type RolloutStatus, type WasmFilterStatus } from '../../controller/index.ts';
 import { filterVersion } from '../../controller/discovery/node-config.ts';
 import { cond, eventsFor, getFilter, modules, sha256, wasmFilter } from '../helpers/controller-env.ts';
-import { fixture } from '../helpers/fixtures.ts';
+import { filterWasm, fixture } from '../helpers/fixtures.ts';
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
 import { leaderOf, startNodeEnv, type NodeEnv } from '../helpers/node-env.ts';
 import { until } from '../helpers/sluice-run.ts';
@@ -22,6 +22,7 @@ const KEY = 'team-a/greet';
 const SOAK_MS = 1500;
 const THRESHOLD = 3;
 const misbehaveDigest = sha256(new Uint8Array(readFileSync(fixture('containment/misbehave'))));
+const helloDigest = sha256(modules.hello());
 
 interface Ctx {
   env: NodeEnv;
@@ -95,6 +96,7 @@ const headersDigest = sha256(modules.headers());
 test.before(async () => {
   if (!hasK8sBinaries()) throw new Error('Kubernetes test binaries missing: run scripts/build-k8s.sh');
   ctx.env = await startNodeEnv(NODES);
+  await ctx.env.cluster.kube.kubectlOk(['create', 'configmap', 'hello-module', '-n', 'team-a', `--from-file=filter.wasm=${filterWasm('hello')}`]);
   ctx.grpcPort = await freePort();
   ctx.controller = await startController();
   for (const n of NODES) await ctx.env.agent(n, ctx.controller);
@@ -157,10 +159,12 @@ test.serial('percent 50 of two nodes: a new version goes to exactly one node (th
   t.true(events.some((e) => e.reason === 'RolloutPromoted' && e.note === `version ${ctx.versions.v2} goes to every node`), JSON.stringify(events));
 });
 
-test.serial('a restarted controller resumes a rollout from status: the canary node keeps the canary version, the other the stable one; then it is promoted', async (t) => {
-  await patch({ pluginConfig: { response: { set: [{ name: 'x-greet', value: 'three' }] } }, rollout: { paused: true } });
+test.serial('a restarted controller resumes a rollout from status: it fetches the stable module again from its source; the canary node keeps the canary version (another module), the other the stable one; then it is promoted', async (t) => {
+  await patch({ configMap: { name: 'misbehave-module', key: 'filter.wasm' }, pluginConfig: { response: { set: [{ name: 'x-greet', value: 'three' }] } }, rollout: { paused: true } });
   const before = await waitStatus('a canary of v3', (x) => x.rollout?.phase === 'Canary');
-  ctx.versions.v3 = await storedVersion(headersDigest);
+  ctx.versions.v3 = await storedVersion(misbehaveDigest);
+  t.is(before.rollout?.stable?.digest, `sha256:${headersDigest}`);
+  t.is(before.rollout?.canary?.digest, `sha256:${misbehaveDigest}`);
   await waitApplied({ [ctx.canary]: ctx.versions.v3, [ctx.other]: ctx.versions.v2 });
 
   await ctx.controller.stop();
@@ -168,6 +172,8 @@ test.serial('a restarted controller resumes a rollout from status: the canary no
   const samples = sampler();
   try {
     await until('both agents reconnect', () => (NODES.every((n) => ctx.controller.distribution.nodes().get(n)?.connected) ? true : undefined), 30_000);
+    // The spec names the canary's module; the stable one came from status.rollout.stable.source.
+    await until('the stable module fetched again', () => ctx.controller.moduleByDigest(headersDigest), 30_000);
     await waitApplied({ [ctx.canary]: ctx.versions.v3, [ctx.other]: ctx.versions.v2 });
     const resumed = await waitStatus('the status as it was', (x) => x.rollout?.phase === 'Canary');
     t.deepEqual(resumed.rollout, before.rollout as RolloutStatus);
@@ -186,11 +192,11 @@ test.serial('a restarted controller resumes a rollout from status: the canary no
 
 test.serial('a version the canary node cannot apply is NACKed and rolled back: Degraded=True NodeRejected names the node; the other node never gets it', async (t) => {
   // A directory where the canary node's agent would store the new module: it cannot apply the snapshot.
-  await mkdir(join(ctx.env.stateDir(ctx.canary), 'modules', `${misbehaveDigest}.wasm`), { recursive: true });
-  await patch({ configMap: { name: 'misbehave-module', key: 'filter.wasm' } });
+  await mkdir(join(ctx.env.stateDir(ctx.canary), 'modules', `${helloDigest}.wasm`), { recursive: true });
+  await patch({ configMap: { name: 'hello-module', key: 'filter.wasm' }, pluginConfig: '{"header": "x-greet", "value": "four"}' }); // a string: a merge patch would merge objects
   const s = await waitStatus('rolled back', (x) => x.rollout?.phase === 'RolledBack');
-  ctx.versions.bad = await storedVersion(misbehaveDigest);
-  t.is(s.digest, `sha256:${misbehaveDigest}`);
+  ctx.versions.bad = await storedVersion(helloDigest);
+  t.is(s.digest, `sha256:${helloDigest}`);
   t.like(s.rollout, { phase: 'RolledBack', failedVersion: ctx.versions.bad, reason: 'NodeRejected' });
   t.is(s.rollout?.stable?.version, ctx.versions.v3);
   t.true(s.rollout!.message!.startsWith(`${ctx.canary} refused version ${ctx.versions.bad}: `), s.rollout!.message);
@@ -200,7 +206,7 @@ test.serial('a version the canary node cannot apply is NACKed and rolled back: D
   t.true(degraded.message.startsWith(`version ${ctx.versions.bad} was rolled back to ${ctx.versions.v3}: ${ctx.canary} refused version ${ctx.versions.bad}: `), degraded.message);
   // Both nodes run the last good version; the other node never got the module.
   await waitApplied({ 'node-a': ctx.versions.v3, 'node-b': ctx.versions.v3 });
-  t.false(existsSync(join(ctx.env.stateDir(ctx.other), 'modules', `${misbehaveDigest}.wasm`)));
+  t.false(existsSync(join(ctx.env.stateDir(ctx.other), 'modules', `${helloDigest}.wasm`)));
   const after = await waitStatus('no refusal pending', (x) => x.nodes?.ready === 2 && (x.nodes.rejected ?? []).length === 0);
   t.like(after.conditions?.find((c) => c.type === 'Degraded'), { status: 'True', reason: 'NodeRejected' });
   const events = await eventsFor(k(), 'team-a', 'greet');
@@ -208,8 +214,10 @@ test.serial('a version the canary node cannot apply is NACKed and rolled back: D
 });
 
 test.serial('a canary version that fails too often on its node is rolled back: Degraded=True FailureThreshold', async (t) => {
-  await rm(join(ctx.env.stateDir(ctx.canary), 'modules', `${misbehaveDigest}.wasm`), { recursive: true });
-  await patch({ failStrategy: 'FAIL_RELOAD', rollout: { paused: true } });
+  await rm(join(ctx.env.stateDir(ctx.canary), 'modules', `${helloDigest}.wasm`), { recursive: true });
+  const samples = sampler();
+  t.teardown(() => samples.stop());
+  await patch({ configMap: { name: 'misbehave-module', key: 'filter.wasm' }, pluginConfig: { response: { set: [{ name: 'x-greet', value: 'three' }] } }, failStrategy: 'FAIL_RELOAD', rollout: { paused: true } });
   await waitStatus('a canary of the misbehaving filter', (x) => x.rollout?.phase === 'Canary');
   ctx.versions.failing = await storedVersion(misbehaveDigest);
   t.is(status()?.rollout?.canary?.version, ctx.versions.failing);
@@ -228,5 +236,5 @@ test.serial('a canary version that fails too often on its node is rolled back: D
   t.like(s.conditions?.find((c) => c.type === 'Degraded'), { status: 'True', reason: 'FailureThreshold' });
   t.false(statuses.has(200), `the misbehaving filter answered ${[...statuses]}`);
   await waitApplied({ 'node-a': ctx.versions.v3, 'node-b': ctx.versions.v3 });
-  t.false(existsSync(join(ctx.env.stateDir(ctx.other), 'modules', `${misbehaveDigest}.wasm`)));
+  t.is(samples.firstSent(ctx.other, ctx.versions.failing), undefined);
 });
