@@ -27,6 +27,8 @@ export class ReportAggregator {
   private fresh = '';
   /** The merged view, until a report changes or one goes stale (filter() is called once per filter). */
   private merged?: Map<string, ReportedNode>;
+  /** Each report's nodes as last seen (JSON), by ConfigMap key. */
+  private readonly seen = new Map<string, string>();
 
   constructor(private readonly o: ReportAggregatorOptions) {
     const core = o.kubeConfig.makeApiClient(CoreV1Api);
@@ -36,8 +38,14 @@ export class ReportAggregator {
       path: `/api/v1/namespaces/${o.namespace}/configmaps`,
       watchParams: { labelSelector },
       list: () => listAll((c) => core.listNamespacedConfigMap({ namespace: o.namespace, labelSelector, limit: 500, _continue: c })) as never,
-      onChange: () => {
+      onChange: (key) => {
         this.merged = undefined;
+        // A heartbeat alone (the same nodes) is no news for the filters.
+        const nodes = this.informer.get(key)?.data?.[REPORT_KEY];
+        const text = nodes === undefined ? undefined : JSON.stringify(parseReport(nodes)?.nodes ?? null);
+        if (text !== undefined && this.seen.get(key) === text) return;
+        if (text === undefined) this.seen.delete(key);
+        else this.seen.set(key, text);
         this.o.onChange();
       },
       log: o.log,
