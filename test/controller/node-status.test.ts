@@ -114,7 +114,7 @@ test.serial('a snapshot node-b cannot apply (the new module cannot be stored): n
   t.deepEqual(other.status?.nodes, { ready: 2, total: 2 });
 });
 
-test.serial('a leader change in the middle of a rollout: both replicas sent each node its version from status; the new leader resumes it, counts only the nodes still reported, and promotes it', async (t) => {
+test.serial('a leader change in the middle of a rollout: both replicas sent each node its version from status; the new leader resumes it, counts only the nodes still reported, takes back the other node\'s agent at its version, and promotes it', async (t) => {
   const k = ctx.env.cluster.kube;
   // node-b can store modules again, and the filter it refused goes.
   await rm(join(ctx.env.stateDir('node-b'), 'modules', `${misbehaveDigest}.wasm`), { recursive: true });
@@ -127,6 +127,7 @@ test.serial('a leader change in the middle of a rollout: both replicas sent each
   const uid = JSON.parse(await k.kubectlOk(['get', 'wasmfilter', 'add-header', '-n', 'team-a', '-o', 'json'])).metadata.uid;
   const [canary] = canaryNodes(['node-a', 'node-b'], uid, 50);
   const other = canary === 'node-a' ? 'node-b' : 'node-a';
+  t.log(`canary: ${canary} (the uid decides; node-a's agent is the one cut off by the leader change)`);
   await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { pluginConfig: { response: { set: [{ name: 'x-sluice-filter', value: 'two' }] } }, rollout: { percent: 50, paused: true } } })]);
   const before = await waitStatus('add-header', 'a canary', (x) => x.status?.rollout?.phase === 'Canary');
   const v2 = await versionOf('add-header', headersDigest);
@@ -143,10 +144,17 @@ test.serial('a leader change in the middle of a rollout: both replicas sent each
   t.deepEqual(resumed.status?.rollout, rolloutBefore);
   t.is(runs(ctx.follower, 'node-b'), 'node-b' === canary ? v2 : v1);
 
+  // node-a's agent comes back, to the new leader: it resumes what it runs (the version meant for it).
+  await ctx.env.agents.get('node-a')!.stop();
+  await ctx.env.agent('node-a', ctx.follower);
+  await until(`node-a resumed on ${canary === 'node-a' ? 'v2' : 'v1'}`, () => (runs(ctx.follower, 'node-a') === (canary === 'node-a' ? v2 : v1) ? true : undefined), 30_000);
+  await waitStatus('add-header', 'both nodes counted again', (x) => x.status?.nodes?.total === 2);
+  t.deepEqual((await getFilter(k, 'team-a', 'add-header')).status?.rollout, rolloutBefore);
+
   await k.kubectlOk(['patch', 'wasmfilter', 'add-header', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { rollout: { paused: false } } })]);
-  const done = await waitStatus('add-header', 'promoted by the new leader', (x) => x.status?.rollout?.phase === 'Stable' && x.status?.nodes?.ready === 1);
+  const done = await waitStatus('add-header', 'promoted by the new leader', (x) => x.status?.rollout?.phase === 'Stable' && x.status?.nodes?.ready === 2);
   t.is(done.status!.rollout!.stable!.version, v2);
-  t.deepEqual(done.status?.nodes, { ready: 1, total: 1 });
-  await until('node-b on v2', () => (runs(ctx.follower, 'node-b') === v2 ? true : undefined), 30_000);
+  t.deepEqual(done.status?.nodes, { ready: 2, total: 2 });
+  await until('both nodes on v2', () => (runs(ctx.follower, 'node-a') === v2 && runs(ctx.follower, 'node-b') === v2 ? true : undefined), 30_000);
   t.like(cond(done, 'Ready'), { status: 'True', reason: 'NodesReady' });
 });
