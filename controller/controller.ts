@@ -21,6 +21,9 @@ import { LIST_PAGE, listAll } from './kube/list.ts';
 import { PooledKubeConfig } from './kube/pooled-kube-config.ts';
 import { authenticateAgent, DistributionServer, type NodeConfigSource } from './distribution/index.ts';
 import { WorkloadCa } from './ca/index.ts';
+import { ReportPublisher } from './nodes/report-publisher.ts';
+import { ReportAggregator } from './nodes/report-aggregator.ts';
+import { ROLLOUT_DEFAULTS } from './rollout/rollout.ts';
 
 export interface ControllerOptions {
   /** A kubeconfig file; absent: in-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config. */
@@ -68,6 +71,14 @@ export interface ControllerOptions {
   grpcTlsIps?: string[];
   /** Lifetime of the serving certificate (default 24 h); renewed at half life. */
   servingCertLifetimeMs?: number;
+  /** How long a new version runs on its canary nodes before it goes to every node (default 60 s). */
+  rolloutSoakMs?: number;
+  /** Failures of a canary version counted on one canary node that roll it back (default 10). */
+  rolloutFailureThreshold?: number;
+  /** A replica writes its node report at most this often (default 1 s). */
+  reportIntervalMs?: number;
+  /** ...and at least this often; the leader ignores reports older than three of these (default 10 s). */
+  reportHeartbeatMs?: number;
   log?: Logger;
 }
 
@@ -128,6 +139,12 @@ export class Controller {
   readonly ca: WorkloadCa;
   private grpcPort?: number;
   private readonly reconciler: Reconciler;
+  /** Publishes what this replica's node agents said (every replica). */
+  readonly reports: ReportPublisher;
+  /** Every replica's node reports (read by the leader for status). */
+  readonly nodeReports: ReportAggregator;
+  /** Keys queued for a full reconcile (a spec change, a resync, a retry), not only for node news. */
+  private readonly fullPending = new Set<string>();
   private http?: HttpServer;
   private running = false;
   private workers: Promise<void>[] = [];
@@ -147,7 +164,7 @@ export class Controller {
       kubeConfig: kc,
       path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
       list: () => listAll((cont) => custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, limit: options.listPageSize ?? LIST_PAGE, _continue: cont })),
-      onChange: (key) => this.queue.add(key),
+      onChange: (key) => this.enqueue(key),
       log: this.log,
       minBackoffMs: options.minWatchBackoffMs,
       transform: slim,
@@ -182,6 +199,32 @@ export class Controller {
       fetchOptions: { cacheDir: options.cacheDir, allowInsecure: options.allowInsecure },
       rootNamespace: namespace,
       isLeader: () => this.elector.isLeader,
+      nodes: (key) => this.nodeReports.filter(key),
+      nodesSynced: () => this.nodeReports.synced,
+      candidates: options.nodeConfigSource ? undefined : (f) => this.discovery?.nodesSelecting(f),
+      rollout: { soakMs: options.rolloutSoakMs ?? ROLLOUT_DEFAULTS.soakMs, failureThreshold: options.rolloutFailureThreshold ?? ROLLOUT_DEFAULTS.failureThreshold },
+    });
+    const heartbeatMs = options.reportHeartbeatMs ?? 10_000;
+    this.reports = new ReportPublisher({
+      core,
+      namespace,
+      identity: this.identity,
+      records: () => this.distribution.nodes(),
+      log: this.log.with({ component: 'node-reports' }),
+      intervalMs: options.reportIntervalMs,
+      heartbeatMs,
+    });
+    this.nodeReports = new ReportAggregator({
+      kubeConfig: kc,
+      namespace,
+      log: this.log.with({ component: 'node-reports' }),
+      staleMs: 3 * heartbeatMs,
+      minBackoffMs: options.minWatchBackoffMs,
+      // Node news changes only Ready, Degraded and nodes: the leader looks at every filter again.
+      onChange: () => {
+        if (!this.elector.isLeader) return;
+        for (const key of this.informer.keys()) this.queue.add(key);
+      },
     });
     const authOptions = { auth: kc.makeApiClient(AuthenticationV1Api), core, serviceAccount: options.agentServiceAccount ?? DEFAULTS.agentServiceAccount };
     if (!options.nodeConfigSource) {
@@ -219,6 +262,7 @@ export class Controller {
         trustBundle: () => this.ca.workloads.trustBundle(),
         sign: (node, csr) => this.ca.workloads.sign(node, csr),
       },
+      onRecordChange: () => this.reports.changed(),
     });
   }
 
@@ -271,6 +315,8 @@ export class Controller {
       ).catch((error: Error & { code?: string }) => this.log.error('cannot serve the node agents', { code: error.code, error: error.message }));
     }
     this.informer.start();
+    this.nodeReports.start();
+    this.reports.start();
     this.elector.start();
     void this.discovery?.start().catch((error: Error) => this.log.error('discovery failed to start', { error: error.message }));
     const n = this.options.workers ?? DEFAULTS.workers;
@@ -297,7 +343,13 @@ export class Controller {
   }
 
   private enqueueAll(): void {
-    for (const key of this.informer.keys()) this.queue.add(key);
+    for (const key of this.informer.keys()) this.enqueue(key);
+  }
+
+  /** Queues a full reconcile of `key`. */
+  private enqueue(key: string): void {
+    this.fullPending.add(key);
+    this.queue.add(key);
   }
 
   private async work(): Promise<void> {
@@ -316,16 +368,19 @@ export class Controller {
         continue;
       }
       const started = performance.now();
+      const full = this.fullPending.delete(key);
       try {
-        const r = await this.reconciler.reconcile(key);
+        const r = await this.reconciler.reconcile(key, { nodesOnly: !full });
         this.metrics.reconciles.inc({ result: r.result });
         if (r.requeue) {
+          this.fullPending.add(key);
           const delay = this.queue.addRateLimited(key);
           this.reconciler.retryScheduled(key, delay);
           const f = this.informer.get(key);
           this.log.info('filter refused; retrying later', { filter: key, generation: f?.metadata.generation, retryInMs: delay });
         } else {
           this.queue.forget(key);
+          if (r.recheckMs !== undefined) this.queue.addAfter(key, r.recheckMs);
           if (r.result === 'validated' || r.result === 'invalid') this.log.info(`filter ${r.result}`, { filter: key, digest: this.informer.get(key)?.status?.digest });
         }
       } catch (error) {
@@ -336,6 +391,7 @@ export class Controller {
           const reason = typeof e.code === 'number' ? (e.code === 409 ? 'conflict' : `http_${e.code}`) : (e.code ?? (e as { cause?: { code?: string } }).cause?.code ?? 'error');
           this.metrics.reconciles.inc({ result: 'error' });
           this.metrics.errors.inc({ reason: String(reason) });
+          if (full) this.fullPending.add(key);
           const delay = this.queue.addRateLimited(key);
           // A conflict only means our copy was stale; the watch brings the new one.
           const level = reason === 'conflict' ? 'debug' : 'warn';
@@ -352,6 +408,8 @@ export class Controller {
     if (!this.running) return;
     this.running = false;
     clearInterval(this.resyncTimer);
+    await this.reports.stop();
+    this.nodeReports.stop();
     this.ca.stop();
     await this.caLoading;
     this.queue.shutDown();

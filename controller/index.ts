@@ -10,3 +10,5 @@ export { validateModule } from './reconcile/validate-module.ts';
 export { REASONS } from './reconcile/status.ts';
 export * from './distribution/index.ts';
 export * from './ca/index.ts';
+export { canaryNodes, nextRollout, ROLLOUT_DEFAULTS, type RolloutOptions } from './rollout/rollout.ts';
+export { filterNodes, mergeReports, type FilterNodes, type ReplicaReport, type ReportedNode } from './nodes/node-report.ts';

@@ -49,7 +49,44 @@ export interface WasmFilterStatus {
   observedGeneration?: number;
   digest?: string;
   conditions?: Condition[];
-  nodes?: { ready: number; total: number };
+  nodes?: NodesStatus;
+  rollout?: RolloutStatus;
+}
+
+export interface NodesStatus {
+  ready: number;
+  total: number;
+  /** Nodes that refused a version of the filter (the first few, by node name). */
+  rejected?: Array<{ node: string; version: string; message: string }>;
+}
+
+/** A version of a filter as the rollout keeps it: enough to send it to nodes again. */
+export interface FilterVersionRef {
+  /** node-config.ts filterVersion: module digest and configuration. */
+  version: string;
+  /** sha256:<hex> of the module. */
+  digest: string;
+  /** Where the module came from (to fetch its bytes again after a restart). */
+  source: Pick<WasmFilterSpec, 'url' | 'sha256' | 'configMap' | 'imagePullSecret'>;
+  /** The versioned spec fields (node-config.ts VERSIONED_FIELDS). */
+  config: Record<string, unknown>;
+}
+
+export const ROLLOUT_PHASES = ['Stable', 'Canary', 'RolledBack'] as const;
+
+export interface RolloutStatus {
+  phase: (typeof ROLLOUT_PHASES)[number];
+  /** The last good version: what every node outside the canary runs. */
+  stable?: FilterVersionRef;
+  /** The version being tried on `canaryNodes`. */
+  canary?: FilterVersionRef;
+  canaryNodes?: string[];
+  /** When the phase began (the canary's soak starts here). */
+  since: string;
+  /** RolledBack: the version that was rolled back, why (NodeRejected, FailureThreshold) and the details. */
+  failedVersion?: string;
+  reason?: string;
+  message?: string;
 }
 
 export interface WasmFilter {
@@ -189,11 +226,45 @@ const statusSchema: Schema = obj('What the controller observed; written by the c
   observedGeneration: int('The generation the status describes.', 0, Number.MAX_SAFE_INTEGER),
   digest: str('sha256:<hex> of the module bytes in force: the last version that validated.', { maxLength: 80 }),
   conditions: { type: 'array', maxItems: 8, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'], items: conditionSchema },
-  nodes: obj('Nodes running the filter (filled in by node agents).', {
-    ready: int('Nodes that run the current version.', 0, 1_000_000),
-    total: int('Nodes the filter should reach.', 0, 1_000_000),
+  nodes: obj('Nodes running the filter, from what their node agents answered.', {
+    ready: int('Nodes that run the version they should run.', 0, 1_000_000),
+    total: int('Nodes the filter should reach (nodes with a workload it selects, whose agent is connected).', 0, 1_000_000),
+    rejected: {
+      type: 'array',
+      maxItems: 5,
+      description: 'Nodes that refused (NACKed) a version of the filter, the first five by node name.',
+      items: obj('A node\'s refusal.', {
+        node: str('The node.', { maxLength: 253 }),
+        version: str('The filter version it refused.', { maxLength: 64 }),
+        message: str('What its agent said.', { maxLength: 4096 }),
+      }),
+    },
+  }),
+  rollout: obj('Where the rollout of the filter\'s versions stands (docs/platform.md#rollouts); kept here so a restarted or new leader resumes it.', {
+    phase: enumOf('Stable: every node runs the stable version. Canary: canaryNodes try the canary version. RolledBack: the canary failed; every node runs the stable version until the spec changes.', ROLLOUT_PHASES),
+    stable: versionRefSchema('The last good version.'),
+    canary: versionRefSchema('The version being tried.'),
+    canaryNodes: { type: 'array', maxItems: 10_000, description: 'The nodes that run the canary version, chosen when the canary started.', items: { type: 'string', maxLength: 253 } },
+    since: str('When the phase began (the soak time counts from here).', { format: 'date-time' }),
+    failedVersion: str('RolledBack: the version that was rolled back.', { maxLength: 64 }),
+    reason: str('RolledBack: NodeRejected or FailureThreshold.', { maxLength: 64 }),
+    message: str('RolledBack: which nodes and what they said.', { maxLength: 4096 }),
   }),
 });
+
+function versionRefSchema(description: string): Schema {
+  return obj(description, {
+    version: str('Module digest prefix and configuration hash.', { maxLength: 64 }),
+    digest: str('sha256:<hex> of the module.', { maxLength: 80 }),
+    source: obj('Where the module came from.', {
+      url: str('spec.url', { maxLength: 2048 }),
+      sha256: str('spec.sha256', { maxLength: 64 }),
+      configMap: obj('spec.configMap', { name: str('name', { maxLength: 253 }), key: str('key', { maxLength: 253 }) }),
+      imagePullSecret: str('spec.imagePullSecret', { maxLength: 253 }),
+    }),
+    config: { type: 'object', description: 'The versioned spec fields (rootId, vmId, pluginConfig, vmConfig, failStrategy, limits, capabilities).', 'x-kubernetes-preserve-unknown-fields': true },
+  });
+}
 
 /** The CustomResourceDefinition object. */
 export function wasmFilterCrd(): Record<string, unknown> {
@@ -217,6 +288,7 @@ export function wasmFilterCrd(): Record<string, unknown> {
             { name: 'Digest', type: 'string', jsonPath: '.status.digest' },
             { name: 'Phase', type: 'string', jsonPath: '.spec.phase', priority: 1 },
             { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Validated")].reason', priority: 1 },
+            { name: 'Rollout', type: 'string', jsonPath: '.status.rollout.phase', priority: 1 },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {

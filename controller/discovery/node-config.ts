@@ -38,6 +38,34 @@ export interface ValidatedFilter {
   name: string;
   spec: WasmFilterSpec;
   digest: string;
+  /** During a rollout: the nodes that run another version of the filter (the canary), and that version. */
+  canary?: { nodes: ReadonlySet<string>; filter: ValidatedFilter };
+}
+
+/** The spec fields that make a filter's version (with its module); the rest (where it applies, its order) applies at once. */
+export const VERSIONED_FIELDS = ['rootId', 'vmId', 'pluginConfig', 'vmConfig', 'failStrategy', 'limits', 'capabilities'] as const;
+export type VersionedSpec = Pick<WasmFilterSpec, (typeof VERSIONED_FIELDS)[number]>;
+
+export function versionedSpec(spec: WasmFilterSpec): VersionedSpec {
+  const out: Record<string, unknown> = {};
+  for (const k of VERSIONED_FIELDS) if (spec[k] !== undefined) out[k] = spec[k];
+  return out as VersionedSpec;
+}
+
+/** JSON with object keys sorted, so equal values hash equal whatever order the API gave. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(v) ?? 'null';
+}
+
+/**
+ * A filter's version: the first 12 hex digits of its module's sha256 and 8 of a hash of its
+ * versioned spec fields, e.g. `3f2a9c01b7de.5e01aa42`. The same on every replica.
+ */
+export function filterVersion(digest: string, spec: WasmFilterSpec): string {
+  const hex = digest.replace(/^sha256:/, '');
+  return `${hex.slice(0, 12)}.${createHash('sha256').update(canonicalJson(versionedSpec(spec))).digest('hex').slice(0, 8)}`;
 }
 
 export interface ClusterState {
@@ -124,7 +152,18 @@ function remoteWorkloads(node: string, pods: readonly PodView[], scope: Set<stri
 
 const keyOf = (o: { metadata: { namespace: string; name: string } }): string => `${o.metadata.namespace}/${o.metadata.name}`;
 
-function selects(filter: ValidatedFilter, pod: PodView, rootNamespace: string): boolean {
+/** The nodes with a workload `filter` selects, sorted (the candidates of a rollout's canary). */
+export function nodesSelecting(filter: { namespace: string; spec: WasmFilterSpec }, pods: readonly PodView[], rootNamespace: string): string[] {
+  const nodes = new Set<string>();
+  for (const p of pods) {
+    const node = p.spec?.nodeName;
+    if (!node || p.spec?.hostNetwork || (p.status?.phase !== 'Running' && p.status?.phase !== 'Pending')) continue;
+    if (selects(filter, p, rootNamespace)) nodes.add(node);
+  }
+  return [...nodes].sort();
+}
+
+function selects(filter: { namespace: string; spec: WasmFilterSpec }, pod: PodView, rootNamespace: string): boolean {
   if (filter.namespace !== rootNamespace && filter.namespace !== pod.metadata.namespace) return false;
   const labels = pod.metadata.labels ?? {};
   return Object.entries(filter.spec.selector?.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
@@ -284,7 +323,8 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
   const clusterList = clusters(state, scope, clusterDomain);
   const clusterNames = new Set(clusterList.map((c) => String(c.name)));
 
-  const filters = [...state.filters].sort(compareFilters);
+  // During a rollout, canary nodes run the canary version of a filter, the others the stable one.
+  const filters = state.filters.map((f) => (f.canary?.nodes.has(node) ? { ...f.canary.filter, namespace: f.namespace, name: f.name } : f)).sort(compareFilters);
   const outbound = new Set<ValidatedFilter>();
   const inbound = new Set<ValidatedFilter>();
   const workloads = pods.map((pod) => {
@@ -349,7 +389,8 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     .update([...modules.keys()].sort().join(','))
     .digest('hex')
     .slice(0, 16);
-  return { ok: true, config: { version, config, modules } };
+  const versions = used.map((f) => ({ name: filterName(f.namespace, f.name), key: `${f.namespace}/${f.name}`, version: filterVersion(f.digest, f.spec) }));
+  return { ok: true, config: { version, config, modules, filters: versions } };
 }
 
 /** The validated WasmFilters among `filters`: Validated=True for their generation, with a digest. */

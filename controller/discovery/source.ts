@@ -3,12 +3,12 @@
 // flush recomputes them from the caches and calls watchers only when a node's version changed.
 
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION, type WasmFilter } from '../crd/index.ts';
+import { GROUP, PLURAL, VERSION, type FilterVersionRef, type RolloutStatus, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
 import { listAll } from '../kube/list.ts';
 import type { NodeConfig, NodeConfigSource } from '../distribution/types.ts';
 import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { Logger } from '../log.ts';
-import { EGRESS_ANNOTATION, nodeConfig, validatedFilter, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from './node-config.ts';
+import { EGRESS_ANNOTATION, nodeConfig, nodesSelecting, validatedFilter, VERSIONED_FIELDS, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from './node-config.ts';
 
 export interface DiscoveryOptions {
   kubeConfig: KubeConfig;
@@ -117,6 +117,13 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
     };
   }
 
+  /** The nodes with a workload `filter` selects (the candidates of its rollout's canary); undefined until the Pods are listed. */
+  nodesSelecting(filter: WasmFilter): string[] | undefined {
+    if (!this.pods.synced) return undefined;
+    const pods = this.pods.keys().map((k) => this.pods.get(k)!).filter(Boolean);
+    return nodesSelecting({ namespace: filter.metadata.namespace, spec: filter.spec }, pods, this.opts.rootNamespace);
+  }
+
   /** The node's current config, if computed (for tests and status). */
   current(nodeName: string): NodeConfig | undefined {
     return this.published.get(nodeName);
@@ -193,18 +200,40 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
       if (!f) continue;
       seen.add(key);
       const uid = f.metadata.uid ?? '';
-      const v = validatedFilter(f);
+      let v = validatedFilter(f);
       if (v) {
         this.lastGood.set(key, { ...v, uid });
-        out.push(v);
-        continue;
+      } else {
+        const old = this.lastGood.get(key);
+        if (old && old.uid === uid) v = old;
       }
-      const old = this.lastGood.get(key);
-      if (old && old.uid === uid) out.push(old);
+      // After a restart with a generation that did not validate, the rollout's stable version is still known.
+      const stableDigest = f.status?.rollout?.stable?.digest;
+      if (!v && stableDigest) v = { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: stableDigest.replace(/^sha256:/, '') };
+      if (!v) continue;
+      out.push(withRollout(v, f.status?.rollout));
     }
     for (const key of this.lastGood.keys()) if (!seen.has(key)) this.lastGood.delete(key);
     return out;
   }
+}
+
+/**
+ * What nodes run of a filter during its rollout (status.rollout, written by the leader): the
+ * stable version everywhere, and on the canary nodes the canary version. Where it applies
+ * (selector, match, phase, priority) is the spec's; the versioned fields and module are each
+ * version's own. A filter without rollout state (no discovery on the leader) runs as validated.
+ */
+export function withRollout(v: ValidatedFilter, rollout: RolloutStatus | undefined): ValidatedFilter {
+  if (!rollout?.stable) return v;
+  const as = (ref: FilterVersionRef): ValidatedFilter => {
+    const spec: Record<string, unknown> = { ...v.spec };
+    for (const k of VERSIONED_FIELDS) delete spec[k];
+    return { namespace: v.namespace, name: v.name, spec: { ...spec, ...ref.config } as WasmFilterSpec, digest: ref.digest.replace(/^sha256:/, '') };
+  };
+  const stable = as(rollout.stable);
+  if (rollout.phase === 'Canary' && rollout.canary) return { ...stable, canary: { nodes: new Set(rollout.canaryNodes ?? []), filter: as(rollout.canary) } };
+  return stable;
 }
 
 const meta = (m: { name?: string; namespace?: string; resourceVersion?: string; uid?: string }) => ({ name: m.name ?? '', namespace: m.namespace ?? '', resourceVersion: m.resourceVersion, uid: m.uid });

@@ -6,7 +6,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream } from '@grpc/grpc-js';
-import { distributionProtocol, type AgentMessage, type ControllerMessage } from '../../runtime/index.ts';
+import { distributionProtocol, type AgentMessage, type ControllerMessage, type HealthMessage } from '../../runtime/index.ts';
 import type { Logger } from '../log.ts';
 import { AgentAuthError, type AgentIdentity } from './agent-auth.ts';
 import type { NodeConfig, NodeConfigSource } from './types.ts';
@@ -21,6 +21,18 @@ export interface NodeRecord {
   nackReason?: string;
   /** A stream of the node is open on this replica. */
   connected: boolean;
+  /** The WasmFilters of the snapshot last sent: `namespace/name` -> filter version. */
+  sent: Record<string, string>;
+  /** The WasmFilters of the snapshot the node last ACKed (what it runs). */
+  applied: Record<string, string>;
+  /** The snapshot version the node last ACKed. */
+  appliedVersion?: string;
+  /** The last snapshot the node NACKed and why; cleared by its next ACK. */
+  rejected?: { version: string; reason: string; filters: Record<string, string> };
+  /** Failures the node reported per WasmFilter, for the filter version it runs. */
+  failures: Record<string, { version: string; failures: number }>;
+  /** When this record last changed (ms since the epoch). */
+  at: number;
 }
 
 export interface DistributionServerOptions {
@@ -31,6 +43,8 @@ export interface DistributionServerOptions {
   helloTimeoutMs?: number;
   /** Signs workload CSRs for an authenticated node (controller/ca/); absent: CSRs are refused. */
   certificates?: WorkloadSigner;
+  /** Called after any node record changed (the node-report publisher). */
+  onRecordChange?: () => void;
 }
 
 export interface WorkloadSigner {
@@ -39,6 +53,8 @@ export interface WorkloadSigner {
   /** Resolves with the chain, or rejects with the reason of a refusal (logged and counted by the signer). */
   sign(nodeName: string, csrPem: string): Promise<{ chainPem: string; trustBundle: string }>;
 }
+
+const filterMap = (c: NodeConfig): Record<string, string> => Object.fromEntries((c.filters ?? []).map((f) => [f.key, f.version]));
 
 type Call = ServerDuplexStream<AgentMessage, ControllerMessage>;
 
@@ -87,6 +103,41 @@ export class DistributionServer {
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
   }
 
+  private record(node: string): NodeRecord {
+    let r = this.records.get(node);
+    if (!r) this.records.set(node, (r = { version: '', acked: false, connected: true, sent: {}, applied: {}, failures: {}, at: Date.now() }));
+    return r;
+  }
+
+  private changed(): void {
+    try {
+      this.options.onRecordChange?.();
+    } catch (error) {
+      this.options.log.error('node record listener threw', { error: (error as Error).message });
+    }
+  }
+
+  /** Failure counters of the filters the node runs (reported for the snapshot it serves, `applied`). */
+  private onHealth(node: string, health: HealthMessage, applied: NodeConfig | undefined): void {
+    const r = this.records.get(node);
+    if (!r || !applied || health.version !== applied.version) return;
+    const byName = new Map((applied.filters ?? []).map((f) => [f.name, f]));
+    let changed = false;
+    for (const h of health.filters ?? []) {
+      const f = byName.get(h.name);
+      const failures = Number(h.failures);
+      if (!f || !Number.isSafeInteger(failures) || failures < 0) continue;
+      const before = r.failures[f.key];
+      if (before?.version === f.version && before.failures === failures) continue;
+      r.failures[f.key] = { version: f.version, failures };
+      changed = true;
+    }
+    if (!changed) return;
+    r.at = Date.now();
+    this.options.log.info('node reported filter failures', { node, failures: Object.fromEntries(Object.entries(r.failures).map(([k, f]) => [k, f.failures])) });
+    this.changed();
+  }
+
   /** Signs for the stream's authenticated node only; a CSR before the hello is checked is refused (the agent waits for the trust bundle). */
   private onCsr(call: Call, node: string | undefined, requestId: string, csr: string, ended: () => boolean): void {
     const reply = (r: { certChain?: string; trustBundle?: string; refused?: string }) => {
@@ -123,6 +174,11 @@ export class DistributionServer {
     let unsubscribe: (() => void) | undefined;
     let have = new Set<string>();
     let nonce = '';
+    /** Modules sent on this stream (not those the agent said it had). */
+    const sentHere = new Set<string>();
+    /** The config last sent on this stream, and the one the agent runs (last ACKed, or resumed). */
+    let sentConfig: NodeConfig | undefined;
+    let appliedConfig: NodeConfig | undefined;
     let ended = false;
     const refuse = (code: GrpcStatus, details: string) => {
       if (ended) return;
@@ -135,10 +191,15 @@ export class DistributionServer {
         if (have.has(sha256)) continue;
         call.write({ module: { sha256, bytes } });
         have.add(sha256);
+        sentHere.add(sha256);
         this.modulesSent++;
       }
       nonce = randomBytes(8).toString('hex');
-      this.records.set(node!, { version: c.version, acked: false, connected: true });
+      sentConfig = c;
+      const r = this.record(node!);
+      Object.assign(r, { version: c.version, acked: false, connected: true, sent: filterMap(c), at: Date.now() });
+      delete r.nackReason;
+      this.changed();
       call.write({ snapshot: { version: c.version, nonce, config: c.config } });
     };
     const end = () => {
@@ -148,7 +209,11 @@ export class DistributionServer {
       unsubscribe?.();
       this.calls.delete(call);
       const r = node ? this.records.get(node) : undefined;
-      if (r && ![...this.calls.values()].includes(node!)) r.connected = false;
+      if (r && ![...this.calls.values()].includes(node!)) {
+        r.connected = false;
+        r.at = Date.now();
+        this.changed();
+      }
     };
     call.on('error', end);
     call.on('cancelled', end);
@@ -175,7 +240,14 @@ export class DistributionServer {
             unsubscribe = this.options.source.watch(who.nodeName, (c) => {
               // A resuming agent that already serves the current version is not sent it again.
               if (first && c.version === hello.lastVersion) {
-                this.records.set(who.nodeName, { version: c.version, acked: true, connected: true });
+                const r = this.record(who.nodeName);
+                const filters = filterMap(c);
+                Object.assign(r, { version: c.version, acked: true, connected: true, sent: filters, applied: filters, appliedVersion: c.version, at: Date.now() });
+                delete r.nackReason;
+                delete r.rejected;
+                sentConfig = c;
+                appliedConfig = c;
+                this.changed();
                 first = false;
                 return;
               }
@@ -193,19 +265,30 @@ export class DistributionServer {
       if (node === undefined) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
       if (m.csr) return this.onCsr(call, this.calls.get(call), m.csr.requestId, m.csr.csr, () => ended);
       if (!this.calls.has(call)) return refuse(GrpcStatus.UNAUTHENTICATED, 'the first message must be a hello');
+      if (m.health) return this.onHealth(node, m.health, appliedConfig);
       const answer = m.ack ?? m.nack;
       if (!answer) return;
       // An answer to an older snapshot than the last one sent is stale: the newer one decides.
       if (answer.nonce !== nonce) return;
       const r = this.records.get(node)!;
+      r.at = Date.now();
       if (m.ack) {
         r.acked = true;
         delete r.nackReason;
+        delete r.rejected;
+        r.applied = { ...r.sent };
+        r.appliedVersion = r.version;
+        appliedConfig = sentConfig;
+        // Counters are per filter version: those of versions the node no longer runs go.
+        for (const [key, f] of Object.entries(r.failures)) if (r.applied[key] !== f.version) delete r.failures[key];
         this.options.log.info('node ACKed', { node, version: answer.version });
       } else {
-        Object.assign(r, { acked: false, nackReason: m.nack!.reason });
+        Object.assign(r, { acked: false, nackReason: m.nack!.reason, rejected: { version: r.version, reason: m.nack!.reason, filters: { ...r.sent } } });
+        // The agent may have failed to store a module it was sent: send the snapshot's modules again next time.
+        for (const d of sentConfig?.modules.keys() ?? []) if (sentHere.delete(d)) have.delete(d);
         this.options.log.warn('node NACKed', { node, version: answer.version, reason: m.nack!.reason });
       }
+      this.changed();
     });
   }
 }

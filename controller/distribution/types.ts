@@ -8,6 +8,18 @@ export interface NodeConfig {
   config: string;
   /** sha256 hex -> module bytes, for every module the config names. */
   modules: ReadonlyMap<string, Uint8Array>;
+  /** The WasmFilters in the config: their name in it, `namespace/name`, and the filter version (status reports per filter). */
+  filters?: readonly FilterVersion[];
+}
+
+/** A WasmFilter as a node config holds it. */
+export interface FilterVersion {
+  /** The filter's name in the node config. */
+  name: string;
+  /** `namespace/name` of the WasmFilter. */
+  key: string;
+  /** Its version: module digest and configuration (node-config.ts filterVersion). */
+  version: string;
 }
 
 export interface NodeConfigSource {

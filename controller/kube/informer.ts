@@ -37,6 +37,8 @@ export interface InformerOptions<T> {
   maxBackoffMs?: number;
   /** The server ends each watch after this long (randomised by up to half), and it is renewed. */
   watchTimeoutSeconds?: number;
+  /** Extra query parameters of the watch, e.g. a labelSelector (`list` must select the same). */
+  watchParams?: Record<string, string>;
   /** Counts restarts, by cause, for metrics. */
   onRestart?: (cause: 'closed' | 'error' | 'expired') => void;
 }
@@ -139,6 +141,7 @@ export class Informer<T extends KubeObject> {
     const gen = ++this.watchGen;
     const current = () => gen === this.watchGen && !this.stopped;
     const params = {
+      ...this.opts.watchParams,
       resourceVersion: this.resourceVersion,
       allowWatchBookmarks: true,
       timeoutSeconds: Math.round(timeout * (1 + Math.random() / 2)),

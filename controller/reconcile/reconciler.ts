@@ -11,11 +11,15 @@ import type { Logger } from '../log.ts';
 import type { ControllerMetrics } from '../metrics.ts';
 import { resolveModule, type FetchOptions } from './resolve-source.ts';
 import { conditionOf, desiredStatus, sameStatus, type Outcome } from './status.ts';
+import type { FilterNodes } from '../nodes/node-report.ts';
+import type { FilterVersionRef, RolloutStatus } from '../crd/index.ts';
+import { filterVersion, versionedSpec } from '../discovery/node-config.ts';
+import { nextRollout, ROLLOUT_DEFAULTS, type RolloutOptions } from '../rollout/rollout.ts';
 import { validateModule } from './validate-module.ts';
 
 export type ReconcileResult =
-  /** Nothing to do, or done: no requeue. */
-  | { requeue: false; result: 'validated' | 'unchanged' | 'deleted' | 'invalid' | 'waiting' }
+  /** Nothing to do, or done: no requeue (but a rollout may want a look again after `recheckMs`). */
+  | { requeue: false; result: 'validated' | 'unchanged' | 'deleted' | 'invalid' | 'waiting'; recheckMs?: number }
   /** The module was refused: retried with backoff (the source may be fixed without a spec change). */
   | { requeue: true; result: 'refused' };
 
@@ -30,6 +34,13 @@ export interface ReconcilerDeps {
   rootNamespace: string;
   /** Checked right before each write: only the leader writes. */
   isLeader: () => boolean;
+  /** Where a WasmFilter (`namespace/name`) stands on the nodes, from the replicas' node reports; undefined: no reports. */
+  nodes?: (key: string) => FilterNodes | undefined;
+  /** The nodes with a workload the filter selects (discovery's Pods); absent: no rollouts (every node gets each version at once). */
+  candidates?: (filter: WasmFilter) => string[] | undefined;
+  /** False until the replicas' node reports are listed. */
+  nodesSynced?: () => boolean;
+  rollout?: RolloutOptions;
 }
 
 interface Attempt {
@@ -48,6 +59,10 @@ export class Reconciler {
   /** Bytes of every module in force (a filter's status.digest), by sha256 hex: what nodes are sent. */
   private readonly validated = new Map<string, Uint8Array>();
   private readonly moduleListeners = new Set<(digest: string) => void>();
+  /** Digests being loaded for a rollout: kept even before a status names them. */
+  private readonly pinned = new Set<string>();
+  /** Rollout modules their source did not have, by filter uid and digest: when to ask again. */
+  private readonly rolloutMisses = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -68,8 +83,13 @@ export class Reconciler {
       this.validated.set(hex, bytes);
       for (const l of this.moduleListeners) l(hex);
     }
-    // Drop modules no filter's status names any more.
-    const inForce = new Set(this.deps.informer.keys().map((k) => this.deps.informer.get(k)?.status?.digest?.replace(/^sha256:/, '')));
+    // Drop modules no filter's status names any more (its digest, its rollout's stable and canary).
+    const inForce = new Set<string | undefined>();
+    for (const k of this.deps.informer.keys()) {
+      const s = this.deps.informer.get(k)?.status;
+      for (const d of [s?.digest, s?.rollout?.stable?.digest, s?.rollout?.canary?.digest]) if (d) inForce.add(spec256(d));
+    }
+    for (const d of this.pinned) inForce.add(d);
     inForce.add(hex);
     for (const d of this.validated.keys()) if (!inForce.has(d)) this.validated.delete(d);
   }
@@ -86,6 +106,7 @@ export class Reconciler {
    */
   async loadModuleInForce(key: string): Promise<void> {
     const filter = this.deps.informer.get(key);
+    if (filter) await this.loadRolloutModules(filter, filter.status?.rollout);
     const digest = filter?.status?.digest;
     if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(spec256(digest))) return;
     if (specProblem(filter)) return;
@@ -93,7 +114,11 @@ export class Reconciler {
     if (mod.digest === digest) this.keepModule(mod.digest, mod.bytes);
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /**
+   * `nodesOnly`: only what the nodes said changed, so a filter validated for its generation whose
+   * module this replica holds is not resolved again (node reports change often).
+   */
+  async reconcile(key: string, opts: { nodesOnly?: boolean } = {}): Promise<ReconcileResult> {
     const filter = this.deps.informer.get(key);
     if (!filter) {
       this.waiting.delete(key);
@@ -112,16 +137,69 @@ export class Reconciler {
     // Nothing changed since the last validation: same generation, validated, and (when the spec
     // pins the digest) the same module. Unpinned sources are resolved below and compared.
     // After a restart the module's bytes are fetched once more (not validated again): nodes need them.
-    if (status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && pinned !== undefined && status.digest === pinned && this.validated.has(spec256(pinned))) {
-      return { requeue: false, result: 'unchanged' };
-    }
+    const inForce = status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && status.digest !== undefined && this.validated.has(spec256(status.digest));
+    const skip = inForce && ((pinned !== undefined && status!.digest === pinned) || opts.nodesOnly === true);
 
-    const outcome = await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
-    const desired = desiredStatus(filter, outcome, this.scope(filter), new Date());
-    if (!sameStatus(status, desired)) await this.writeStatus(filter, desired);
+    const outcome: Outcome = skip
+      ? { kind: 'validated', digest: status!.digest!, durationMs: 0 }
+      : await this.evaluate(filter, status?.observedGeneration === generation && validated?.status === 'True' ? status.digest : undefined);
+    const now = new Date();
+    const nodes = this.deps.nodes?.(key);
+    // A refused or invalid generation leaves the rollout as it is: the stable version stays in force.
+    let rollout = status?.rollout;
+    let recheckMs: number | undefined;
+    if (outcome.kind === 'validated' && this.deps.candidates) {
+      const spec = filter.spec;
+      const target: FilterVersionRef = {
+        version: filterVersion(outcome.digest, spec),
+        digest: outcome.digest,
+        source: Object.fromEntries(Object.entries({ url: spec.url, sha256: spec.sha256, configMap: spec.configMap, imagePullSecret: spec.imagePullSecret }).filter(([, v]) => v !== undefined)),
+        config: versionedSpec(spec),
+      };
+      const candidates = this.deps.candidates(filter);
+      if (candidates === undefined || this.deps.nodesSynced?.() === false) {
+        // Discovery has not listed the Pods, or the node reports are not listed yet: no canary is
+        // chosen, and nothing promoted or rolled back, from a partial view.
+        recheckMs = 1000;
+      } else {
+        const d = nextRollout({ target, current: status?.rollout, spec: spec.rollout, uid: filter.metadata.uid ?? '', candidates, nodes, now }, this.deps.rollout ?? ROLLOUT_DEFAULTS);
+        rollout = d.rollout;
+        recheckMs = d.recheckMs;
+      }
+      await this.loadRolloutModules(filter, rollout);
+    }
+    const desired = desiredStatus(filter, outcome, this.scope(filter), now, { nodes, rollout });
+    const same = sameStatus(status, desired);
+    if (!same) await this.writeStatus(filter, desired);
     if (outcome.kind === 'invalid') return { requeue: false, result: 'invalid' };
     if (outcome.kind === 'refused') return { requeue: true, result: 'refused' };
-    return { requeue: false, result: sameStatus(status, desired) ? 'unchanged' : 'validated' };
+    return { requeue: false, result: same || skip ? 'unchanged' : 'validated', ...(recheckMs !== undefined ? { recheckMs } : {}) };
+  }
+
+  /**
+   * The bytes of the rollout's stable and canary modules, when this replica lacks them (after a
+   * restart): fetched from the source they came from and kept only if they have that digest. A
+   * source that no longer serves them leaves nodes that need them on what they run.
+   */
+  private async loadRolloutModules(filter: WasmFilter, rollout: RolloutStatus | undefined): Promise<void> {
+    for (const ref of [rollout?.stable, rollout?.canary]) {
+      if (!ref || this.validated.has(spec256(ref.digest))) continue;
+      // A source that did not have them is asked again only after a while (reconciles are frequent).
+      const missKey = `${filter.metadata.uid}/${ref.digest}`;
+      if ((this.rolloutMisses.get(missKey) ?? 0) > Date.now()) continue;
+      this.pinned.add(spec256(ref.digest));
+      try {
+        const mod = await this.resolve(filter.metadata.namespace, ref.source as WasmFilter['spec']);
+        if (mod.digest === ref.digest) this.keepModule(mod.digest, mod.bytes);
+        else this.rolloutMisses.set(missKey, Date.now() + ROLLOUT_MISS_RETRY_MS);
+        if (mod.digest !== ref.digest) this.deps.log.warn('the module of a rollout version is no longer at its source; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, digest: ref.digest, found: mod.digest });
+      } catch (error) {
+        this.rolloutMisses.set(missKey, Date.now() + ROLLOUT_MISS_RETRY_MS);
+        this.deps.log.warn('cannot fetch the module of a rollout version; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, error: (error as Error).message.split('\n')[0] });
+      } finally {
+        this.pinned.delete(spec256(ref.digest));
+      }
+    }
   }
 
   private scope(filter: WasmFilter): string {
@@ -181,8 +259,17 @@ export class Reconciler {
     this.transitionEvents(filter, status);
   }
 
+  private rolloutEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
+    const e = rolloutEvent(filter.status?.rollout, next.rollout);
+    if (!e) return;
+    const { namespace, name, uid, resourceVersion } = filter.metadata;
+    void this.deps.events.emit({ apiVersion: API_VERSION, kind: KIND, namespace, name, uid, resourceVersion }, e.type, e.reason, 'Rollout', e.note);
+    this.deps.log.info('rollout', { filter: `${namespace}/${name}`, reason: e.reason, note: e.note });
+  }
+
   /** Events are best effort and do not hold up the reconcile (client-go's recorder is asynchronous too). */
   private transitionEvents(filter: WasmFilter, next: NonNullable<WasmFilter['status']>): void {
+    this.rolloutEvents(filter, next);
     const before = conditionOf(filter.status, 'Validated');
     const after = conditionOf(next, 'Validated')!;
     const accepted = conditionOf(next, 'Accepted')!;
@@ -200,6 +287,18 @@ export class Reconciler {
     }
   }
 }
+
+/** Events of rollout transitions: a canary started, promoted, rolled back. */
+function rolloutEvent(before: RolloutStatus | undefined, after: RolloutStatus | undefined): { type: 'Normal' | 'Warning'; reason: string; note: string } | undefined {
+  if (!after || (before?.phase === after.phase && before.canary?.version === after.canary?.version && before.stable?.version === after.stable?.version)) return undefined;
+  if (after.phase === 'Canary') return { type: 'Normal', reason: 'RolloutStarted', note: `version ${after.canary!.version} goes to ${after.canaryNodes?.length ?? 0} canary node(s) first: ${(after.canaryNodes ?? []).join(', ') || 'none'}` };
+  if (after.phase === 'RolledBack') return { type: 'Warning', reason: after.reason ?? 'RolledBack', note: `version ${after.failedVersion} rolled back to ${after.stable?.version}: ${after.message ?? ''}` };
+  if (before?.phase === 'Canary' && before.canary?.version === after.stable?.version) return { type: 'Normal', reason: 'RolloutPromoted', note: `version ${after.stable!.version} goes to every node` };
+  return undefined;
+}
+
+/** How long a rollout module its source did not have is not asked for again. */
+const ROLLOUT_MISS_RETRY_MS = 60_000;
 
 const spec256 = (digest: string): string => digest.replace(/^sha256:/, '');
 

@@ -3,8 +3,10 @@
 // observedGeneration, and node counts (zero until node agents report).
 
 import { isDeepStrictEqual } from 'node:util';
-import type { Condition, WasmFilter, WasmFilterStatus } from '../crd/index.ts';
+import type { Condition, RolloutStatus, WasmFilter, WasmFilterStatus } from '../crd/index.ts';
 import type { ControllerErrorCode } from '../errors.ts';
+import { MAX_REJECTED, type FilterNodes } from '../nodes/node-report.ts';
+import { canonicalJson } from '../discovery/node-config.ts';
 
 export type Outcome =
   | { kind: 'validated'; digest: string; durationMs: number }
@@ -36,7 +38,15 @@ export const reasonOf = (code: ControllerErrorCode): string => REASONS[code] ?? 
 const MAX_MESSAGE = 4096;
 const cap = (s: string): string => (s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE - 3)}...` : s);
 
-export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: string, now: Date): WasmFilterStatus {
+/** What the node agents said (node-report.ts), and the rollout's state, when known. */
+export interface NodeView {
+  nodes?: FilterNodes;
+  rollout?: RolloutStatus;
+}
+
+const list = (items: string[], max = 5): string => (items.length <= max ? items.join(', ') : `${items.slice(0, max).join(', ')} and ${items.length - max} more`);
+
+export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: string, now: Date, view: NodeView = {}): WasmFilterStatus {
   const generation = filter.metadata.generation ?? 0;
   const old = filter.status ?? {};
   const previous = new Map((old.conditions ?? []).map((c) => [c.type, c]));
@@ -60,15 +70,34 @@ export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: strin
       conditions.push(condition('Validated', 'False', reasonOf(outcome.code), outcome.message));
     }
   }
-  const nodes = old.nodes ?? { ready: 0, total: 0 };
-  conditions.push(condition('Ready', 'Unknown', 'NodesNotReporting', `${nodes.ready} of ${nodes.total} nodes run this version; no node agent reports yet`));
-  if (outcome.kind === 'validated') {
-    conditions.push(condition('Degraded', 'False', 'AsExpected', `generation ${generation} is in force`));
+  const n = view.nodes;
+  const rejected = (n?.rejected ?? []).slice(0, MAX_REJECTED).map((r) => ({ node: r.node, version: r.version, message: cap(r.message) }));
+  const nodes = n ? { ready: n.ready.length, total: n.nodes.length, ...(rejected.length > 0 ? { rejected } : {}) } : { ready: 0, total: 0 };
+  const refusals = (n?.rejected ?? []).map((r) => `${r.node} refused version ${r.version}: ${r.message}`);
+  if (!n) {
+    conditions.push(condition('Ready', 'Unknown', 'NodesNotReporting', 'no node agent reports yet'));
+  } else if (n.nodes.length === 0) {
+    conditions.push(condition('Ready', 'True', 'NoNodes', 'no node with a connected agent runs a workload this filter selects'));
+  } else if (n.ready.length === n.nodes.length) {
+    const versions = Object.keys(n.versions).sort();
+    conditions.push(condition('Ready', 'True', 'NodesReady', `${n.ready.length} of ${n.nodes.length} nodes run the version they should (${versions.join(', ')})`));
   } else {
+    const waiting = n.nodes.filter((x) => !n.ready.includes(x));
+    const reason = refusals.length > 0 ? 'NodeRejected' : 'NodesNotReady';
+    conditions.push(condition('Ready', 'False', reason, `${n.ready.length} of ${n.nodes.length} nodes run the version they should; not yet: ${list(waiting)}${refusals.length > 0 ? `; ${list(refusals, MAX_REJECTED)}` : ''}`));
+  }
+  const r = view.rollout;
+  if (outcome.kind !== 'validated') {
     const reason = outcome.kind === 'invalid' ? 'InvalidSpec' : reasonOf(outcome.code);
     conditions.push(condition('Degraded', 'True', reason, `generation ${generation} is not in force; ${inForce}`));
+  } else if (r?.phase === 'RolledBack' && r.reason) {
+    conditions.push(condition('Degraded', 'True', r.reason, `version ${r.failedVersion} was rolled back to ${r.stable?.version ?? 'nothing'}: ${r.message ?? ''}; change the spec to try a new version`));
+  } else if (refusals.length > 0) {
+    conditions.push(condition('Degraded', 'True', 'NodeRejected', `${list(refusals, MAX_REJECTED)}; those nodes keep serving their last good version`));
+  } else {
+    conditions.push(condition('Degraded', 'False', 'AsExpected', `generation ${generation} is in force`));
   }
-  return { observedGeneration: generation, ...(digest ? { digest } : {}), conditions, nodes };
+  return { observedGeneration: generation, ...(digest ? { digest } : {}), conditions, nodes, ...(r ? { rollout: r } : {}) };
 }
 
 export function sameStatus(a: WasmFilterStatus | undefined, b: WasmFilterStatus): boolean {
@@ -80,7 +109,8 @@ function normalize(s: WasmFilterStatus): unknown {
   return {
     observedGeneration: s.observedGeneration,
     digest: s.digest,
-    nodes: s.nodes ? { ready: s.nodes.ready, total: s.nodes.total } : undefined,
+    nodes: s.nodes ? { ready: s.nodes.ready, total: s.nodes.total, rejected: s.nodes.rejected?.map((r) => ({ node: r.node, version: r.version, message: r.message })) } : undefined,
+    rollout: s.rollout ? JSON.parse(canonicalJson(s.rollout)) : undefined,
     conditions: (s.conditions ?? [])
       .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message, lastTransitionTime: String(c.lastTransitionTime), observedGeneration: c.observedGeneration }))
       .sort((x, y) => x.type.localeCompare(y.type)),

@@ -41,6 +41,8 @@ export interface NodeAgentOptions {
    * admin is: the controller's config leaves it to the default 127.0.0.1:15000.
    */
   adminAddress?: string;
+  /** How often the filters' failure counters are checked and, when they changed, sent to the controller (default 2 s). */
+  healthIntervalMs?: number;
 }
 
 interface LastGood {
@@ -55,6 +57,7 @@ export const AGENT_DEFAULTS = {
   stateDir: '/var/lib/sluice',
   minBackoffMs: 500,
   maxBackoffMs: 30_000,
+  healthIntervalMs: 2_000,
 };
 
 export class NodeAgent {
@@ -76,6 +79,9 @@ export class NodeAgent {
   private stopped = false;
   private failures = 0;
   private retryTimer?: NodeJS.Timeout;
+  private healthTimer?: NodeJS.Timeout;
+  /** The health last sent on the current stream ('' after a reconnect: sent again). */
+  private healthSent = '';
   /** Snapshots are applied one at a time, in the order they came. */
   private applying: Promise<void> = Promise.resolve();
 
@@ -117,6 +123,18 @@ export class NodeAgent {
       this.log('warn', 'connecting to the controller WITHOUT TLS (--controller-plaintext): the token, configs and certificates cross the network in the clear; for tests and benches only', { controller: this.options.controller });
     }
     this.connect();
+    this.healthTimer = setInterval(() => this.sendHealth(), this.options.healthIntervalMs ?? AGENT_DEFAULTS.healthIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  /** The filters' failure counters, sent when they differ from what the controller last got on this stream. */
+  private sendHealth(): void {
+    if (!this.stream || !this.accepted || !this.proxy || !this.version) return;
+    const filters = this.proxy.filterStatus().map((f) => ({ name: String(f.name), failures: Number(f.failures ?? 0) }));
+    const text = JSON.stringify([this.version, filters]);
+    if (text === this.healthSent || filters.every((f) => f.failures === 0)) return;
+    this.healthSent = text;
+    this.stream.write({ health: { version: this.version, filters } });
   }
 
   /** A client for the current trust bundle file: made again when the file changes (the ConfigMap was updated). */
@@ -165,6 +183,7 @@ export class NodeAgent {
     const stream = this.client!.Stream(new Metadata()) as ClientDuplexStream<AgentMessage, ControllerMessage>;
     this.stream = stream;
     this.accepted = false;
+    this.healthSent = '';
     let got = false;
     stream.on('data', (m: ControllerMessage) => {
       got = true;
@@ -255,6 +274,7 @@ export class NodeAgent {
   async stop(drainMs = 0): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.healthTimer);
     this.workloadIdentities.stop();
     this.stream?.cancel();
     this.client?.close();

@@ -4,4 +4,4 @@
 export { NodeAgent, AGENT_DEFAULTS, type NodeAgentOptions } from './agent.ts';
 export { ModuleCache, atomicWrite } from './module-cache.ts';
 export { distributionProtocol, MAX_MESSAGE_BYTES } from './protocol.ts';
-export type { AgentMessage, ControllerMessage, HelloMessage, AckMessage, NackMessage, ModuleMessage, SnapshotMessage, CertificateRequestMessage, CertificateResponseMessage, TrustBundleMessage } from './protocol.ts';
+export type { AgentMessage, ControllerMessage, HelloMessage, AckMessage, NackMessage, ModuleMessage, SnapshotMessage, CertificateRequestMessage, CertificateResponseMessage, TrustBundleMessage, HealthMessage } from './protocol.ts';

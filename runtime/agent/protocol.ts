@@ -23,12 +23,18 @@ export interface CertificateRequestMessage {
   requestId: string;
   csr: string;
 }
+export interface HealthMessage {
+  version: string;
+  /** proto-loader gives uint64 as a decimal string (longs: String); numbers are accepted when sending. */
+  filters: Array<{ name: string; failures: string | number }>;
+}
 export interface AgentMessage {
   hello?: HelloMessage;
   ack?: AckMessage;
   nack?: NackMessage;
   csr?: CertificateRequestMessage;
-  kind?: 'hello' | 'ack' | 'nack' | 'csr';
+  health?: HealthMessage;
+  kind?: 'hello' | 'ack' | 'nack' | 'csr' | 'health';
 }
 export interface ModuleMessage {
   sha256: string;

@@ -1,7 +1,7 @@
 // `sluice controller`: runs the WasmFilter controller until SIGTERM/SIGINT (docs/platform.md).
 
 import { parseArgs } from 'node:util';
-import { Controller, ControllerError, DEFAULTS, jsonLogger, parseListen, SVID_LIFETIME_MS } from '../../controller/index.ts';
+import { Controller, ControllerError, DEFAULTS, jsonLogger, parseListen, ROLLOUT_DEFAULTS, SVID_LIFETIME_MS } from '../../controller/index.ts';
 
 const positiveInt = (flag: string, text: string, max: number, min = 1): number => {
   const n = Number(text);
@@ -30,6 +30,8 @@ export async function runController(args: string[]): Promise<number> {
       'svid-lifetime': { type: 'string', default: String(SVID_LIFETIME_MS / 1000) },
       'grpc-tls-dns': { type: 'string', multiple: true, default: [] },
       'grpc-plaintext': { type: 'boolean', default: false },
+      'rollout-soak': { type: 'string', default: String(ROLLOUT_DEFAULTS.soakMs / 1000) },
+      'rollout-failure-threshold': { type: 'string', default: String(ROLLOUT_DEFAULTS.failureThreshold) },
     },
   });
   const level = values['log-level'] as 'debug' | 'info' | 'warn' | 'error';
@@ -70,6 +72,8 @@ export async function runController(args: string[]): Promise<number> {
     svidLifetimeMs: positiveInt('svid-lifetime', values['svid-lifetime']!, 366 * 86400, 600) * 1000,
     grpcTlsDns: values['grpc-tls-dns'],
     grpcPlaintext: values['grpc-plaintext'],
+    rolloutSoakMs: positiveInt('rollout-soak', values['rollout-soak']!, 7 * 86400, 0) * 1000,
+    rolloutFailureThreshold: positiveInt('rollout-failure-threshold', values['rollout-failure-threshold']!, 1_000_000),
     log,
   });
   await controller.start();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Controller, silentLogger } from '../../controller/index.ts';
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
-import { modules, sha256, startControllerCluster, waitValidated, wasmFilter, type ControllerCluster } from '../helpers/controller-env.ts';
+import { cond, eventually, getFilter, modules, sha256, startControllerCluster, waitValidated, wasmFilter, type ControllerCluster } from '../helpers/controller-env.ts';
 import { filterWasm } from '../helpers/fixtures.ts';
 import { spawnSluice, until } from '../helpers/sluice-run.ts';
 
@@ -159,6 +159,13 @@ test.serial('kubectl apply of a WasmFilter (headers filter from a ConfigMap): bo
     // The module reached the agent's content-addressed cache by digest.
     t.is(sha256(new Uint8Array(await readFile(join(ctx.dir, `state-${node}`, 'modules', `${digest}.wasm`)))), digest);
   }
+  // Both nodes' ACKs come back to the WasmFilter's status.
+  const ready = await eventually('status.nodes to count both nodes', async () => {
+    const now = await getFilter(k, 'team-a', 'add-header');
+    return now.status?.nodes?.ready === 2 && cond(now, 'Ready')?.status === 'True' ? now : undefined;
+  }, 30_000);
+  t.deepEqual(ready.status?.nodes, { ready: 2, total: 2 });
+  t.like(cond(ready, 'Ready'), { status: 'True', reason: 'NodesReady' });
 });
 
 test.serial('kubectl delete of the WasmFilter: both nodes drop it and their traffic no longer shows it', async (t) => {

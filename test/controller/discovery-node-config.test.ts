@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseConfig } from '../../runtime/index.ts';
-import { nodeConfig, workloadName, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
+import { filterVersion, nodeConfig, versionedSpec, workloadName, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
 import type { WasmFilterSpec } from '../../controller/crd/index.ts';
+import { withRollout } from '../../controller/discovery/source.ts';
 
 const D1 = 'a'.repeat(64);
 const D2 = 'b'.repeat(64);
@@ -244,4 +245,39 @@ test('tunnel: pods on other nodes in scope, with their node\'s hostIP:15008 and 
   // A node whose pods call every namespace gets the other one too; a node without workloads gets none.
   t.deepEqual(build('n3', state).doc.tunnel.remoteWorkloads.map((w: { name: string }) => w.name), ['x-1', 'cart-1', 'web-1']);
   t.is(build('n9', state).doc.tunnel, undefined);
+});
+
+test('rollouts: the canary nodes get the canary version (module and configuration), the others the stable one; where it applies is the spec\'s; each config lists its filters\' versions', (t) => {
+  const spec = { selector: { matchLabels: { app: 'web' } }, pluginConfig: { v: 'new' }, failStrategy: 'FAIL_OPEN' as const };
+  const current: ValidatedFilter = wf('team-a', 'f', spec, D2);
+  const rollout = {
+    phase: 'Canary' as const,
+    stable: { version: filterVersion(D1, { pluginConfig: { v: 'old' } }), digest: `sha256:${D1}`, source: { url: 'http://x' }, config: { pluginConfig: { v: 'old' } } },
+    canary: { version: filterVersion(D2, spec), digest: `sha256:${D2}`, source: { url: 'http://x' }, config: versionedSpec(spec) },
+    canaryNodes: ['node-b'],
+    since: '2026-12-05T08:00:00.000Z',
+  };
+  const filters = [withRollout(current, rollout)];
+  const pods = ['node-a', 'node-b', 'node-c'].map((n) => pod('team-a', `web-${n}`, n, { labels: { app: 'web' } }));
+  const a = build('node-a', base({ pods, filters }));
+  const b = build('node-b', base({ pods, filters }));
+  t.like(a.doc.filters[0], { name: 'team-a.f', module: `${D1}.wasm`, config: '{"v":"old"}' });
+  t.is(a.doc.filters[0].failStrategy, undefined);
+  t.like(b.doc.filters[0], { name: 'team-a.f', module: `${D2}.wasm`, config: '{"v":"new"}', failStrategy: 'FAIL_OPEN' });
+  t.deepEqual(a.filters, [{ name: 'team-a.f', key: 'team-a/f', version: rollout.stable.version }]);
+  t.deepEqual(b.filters, [{ name: 'team-a.f', key: 'team-a/f', version: rollout.canary.version }]);
+  t.deepEqual([...a.modules.keys()], [D1]);
+  t.deepEqual([...b.modules.keys()], [D2]);
+  // Promoted: every node gets the new version; rolled back: the stable one.
+  const promoted = [withRollout(current, { phase: 'Stable', stable: rollout.canary, since: rollout.since })];
+  t.is(build('node-a', base({ pods, filters: promoted })).doc.filters[0].module, `${D2}.wasm`);
+  const back = [withRollout(current, { phase: 'RolledBack', stable: rollout.stable, since: rollout.since, failedVersion: rollout.canary.version })];
+  t.is(build('node-b', base({ pods, filters: back })).doc.filters[0].module, `${D1}.wasm`);
+  // The selector is the spec's: a node without a selected workload gets neither version.
+  t.deepEqual(build('node-d', base({ pods: [...pods, pod('team-a', 'db', 'node-d', { labels: { app: 'db' } })], filters })).doc.filters, []);
+  // Versions: the module and the versioned fields count, in any key order; the selector does not.
+  t.is(filterVersion(D1, { pluginConfig: { a: 1, b: 2 }, limits: { callBudgetMs: 5 } }), filterVersion(`sha256:${D1}`, { limits: { callBudgetMs: 5 }, pluginConfig: { b: 2, a: 1 }, selector: { matchLabels: { x: 'y' } } }));
+  t.not(filterVersion(D1, { pluginConfig: { a: 1 } }), filterVersion(D2, { pluginConfig: { a: 1 } }));
+  t.not(filterVersion(D1, { pluginConfig: { a: 1 } }), filterVersion(D1, { pluginConfig: { a: 2 } }));
+  t.regex(filterVersion(D1, {}), /^a{12}\.[0-9a-f]{8}$/);
 });

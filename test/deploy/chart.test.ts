@@ -79,7 +79,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.deepEqual(objs.map((o) => `${o.kind}/${o.metadata.name}`).sort(), [
     'ClusterRole/sluice-controller', 'ClusterRoleBinding/sluice-controller', 'ConfigMap/sluice-cni-config', 'DaemonSet/sluice-node',
     'Deployment/sluice-controller', 'NetworkPolicy/sluice-controller', 'PodDisruptionBudget/sluice-controller', 'Role/sluice-controller-ca', 'Role/sluice-controller-leader-election',
-    'RoleBinding/sluice-controller-ca', 'RoleBinding/sluice-controller-leader-election', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
+    'Role/sluice-controller-node-reports', 'RoleBinding/sluice-controller-ca', 'RoleBinding/sluice-controller-leader-election', 'RoleBinding/sluice-controller-node-reports', 'Service/sluice-controller', 'Service/sluice-node-metrics', 'ServiceAccount/sluice-controller', 'ServiceAccount/sluice-node',
   ]);
   for (const o of objs) t.is(o.metadata.labels?.['app.kubernetes.io/part-of'], 'sluice', `${o.kind}/${o.metadata.name} carries the chart's labels`);
 
@@ -98,7 +98,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.is(dep.spec.replicas, 2);
   const c = dep.spec.template.spec.containers[0];
   t.is(dep.spec.template.spec.serviceAccountName, 'sluice-controller');
-  t.deepEqual(c.args, ['controller', '--namespace=sluice-system', '--listen=:15014', '--grpc-listen=:15012', '--agent-service-account=sluice-system/sluice-node', '--lease-duration=15', '--workers=4', '--cache-dir=/var/cache/sluice', '--log-level=info']);
+  t.deepEqual(c.args, ['controller', '--namespace=sluice-system', '--listen=:15014', '--grpc-listen=:15012', '--agent-service-account=sluice-system/sluice-node', '--lease-duration=15', '--workers=4', '--cache-dir=/var/cache/sluice', '--log-level=info', '--rollout-soak=60', '--rollout-failure-threshold=10']);
   t.deepEqual([c.livenessProbe.httpGet, c.readinessProbe.httpGet], [{ path: '/healthz', port: 'http-monitoring' }, { path: '/readyz', port: 'http-monitoring' }]);
   t.deepEqual(c.ports.map((p: any) => [p.name, p.containerPort]), [['grpc', 15012], ['http-monitoring', 15014]]);
   t.deepEqual(c.resources.requests, { cpu: '100m', memory: '256Mi' });

@@ -140,7 +140,7 @@ const helmWhy = helm().why;
   const rendered = runHelm(['template', 'sluice', CHART_DIR, '--namespace', 'sluice-system', '--kube-version', '1.32.0', '--set', 'metrics.prometheusRule.enabled=true', '--show-only', 'templates/prometheusrule.yaml']);
   const rules = (parse(rendered) as { spec: { groups: Array<{ rules: Array<{ alert: string; expr: string; for: string }> }> } }).spec.groups.flatMap((g) => g.rules);
   const docs = readFileSync(`${repoRoot}docs/operations.md`, 'utf8');
-  const table = [...docs.slice(docs.indexOf('Suggested alerts')).matchAll(/^\| (Sluice\w+) \| `([^`]+)` \| (\w+) \|/gm)].map((m) => ({ alert: m[1], expr: m[2], for: m[3] }));
+  const table = [...docs.slice(docs.indexOf('Suggested alerts')).matchAll(/^\| (Sluice\w+) \| `([^`]+)` \| (\w+) \|/gm)].map((m) => ({ alert: m[1], expr: m[2]!.replaceAll('\\|', '|'), for: m[3] })); // a pipe in a table cell is written \|
   t.deepEqual(rules.map((r) => ({ alert: r.alert, expr: r.expr, for: r.for })), table);
   const { series } = await exportedMetrics();
   for (const r of rules) {

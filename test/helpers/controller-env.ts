@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { RolloutStatus } from '../../controller/index.ts';
 import { filterWasm, fixture, repoRoot } from './fixtures.ts';
 import { startKube, type KubeCluster } from './kube-apiserver.ts';
 
@@ -90,7 +91,7 @@ export interface Cond {
 export interface FilterState {
   generation: number;
   resourceVersion: string;
-  status?: { observedGeneration?: number; digest?: string; conditions?: Cond[]; nodes?: { ready: number; total: number } };
+  status?: { observedGeneration?: number; digest?: string; conditions?: Cond[]; nodes?: { ready: number; total: number; rejected?: Array<{ node: string; version: string; message: string }> }; rollout?: RolloutStatus };
 }
 
 export async function getFilter(kube: KubeCluster, namespace: string, name: string): Promise<FilterState> {
@@ -131,4 +132,15 @@ export async function eventsFor(kube: KubeCluster, namespace: string, name: stri
     .filter((e) => e.regarding?.kind === 'WasmFilter' && e.regarding?.name === name)
     .sort((a, b) => String(a.eventTime).localeCompare(String(b.eventTime)))
     .map((e) => ({ reason: e.reason, type: e.type, note: e.note, reportingController: e.reportingController, reportingInstance: e.reportingInstance }));
+}
+
+/** Polls `fn` (e.g. a kubectl get) every `everyMs` until it returns a value; throws naming `what` after `ms`. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 45_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
