@@ -6,6 +6,7 @@
 // window) + 2 × window + ~15 s of setup. Environment:
 //   SLUICE_BENCH_SECONDS=N   measured window of each run (default 10)
 //   SLUICE_BENCH_TUNNEL_WARMUP=N  warm-up before each fixed-rate window (default 3)
+//   SLUICE_BENCH_TUNNEL_PROF=DIR  run both node proxies with --cpu-prof into DIR/node1, DIR/node2 (whole run)
 // Order: connection setup (tunnel, direct), then the fixed rate (tunnel, direct); the first runs
 // warm the proxies up for the fixed-rate ones.
 //
@@ -203,8 +204,10 @@ export async function benchTunnel(): Promise<TunnelBench> {
     nodes = await twoNodes();
     const { n1, n2 } = nodes;
     const ca = await testCa();
-    await startDriver(n1, await ca.store([A]));
-    await startDriver(n2, await ca.store([B]));
+    const prof = process.env.SLUICE_BENCH_TUNNEL_PROF;
+    const nodeArgs = (name: string) => (prof ? ['--cpu-prof', `--cpu-prof-dir=${join(resolve(prof), name)}`] : []); // one file per thread (the loader's too)
+    await startDriver(n1, await ca.store([A]), nodeArgs('node1'));
+    await startDriver(n2, await ca.store([B]), nodeArgs('node2'));
 
     const a = n1.lab.pod('a', 'bench-a');
     const d = n1.lab.pod('d', 'bench-d');

@@ -97,7 +97,8 @@ async function destroy(nodes: Node[]): Promise<void> {
 }
 
 /** Starts the node's proxy + capture + tunnel in its netns with the identities in `store`; resolves once it is ready. */
-export async function startDriver(n: Node, store: IdentityStore): Promise<void> {
+/** `nodeArgs`: extra node flags (e.g. `--cpu-prof`). */
+export async function startDriver(n: Node, store: IdentityStore, nodeArgs: string[] = []): Promise<void> {
   const args = join(n.lab.dir, 'driver.json');
   await writeFile(args, JSON.stringify({
     config: n.config,
@@ -108,7 +109,7 @@ export async function startDriver(n: Node, store: IdentityStore): Promise<void> 
     identities: store.ids().map((id) => ({ ...store.get(id)!, notAfter: store.get(id)!.notAfter.toISOString() })),
   }));
   // `ip netns exec` execs the command: the child's pid is the driver's node process.
-  const child = spawn('ip', ['netns', 'exec', n.lab.node, process.execPath, '--import=tsx', join(repoRoot, 'test/tunnel/node-driver.ts'), args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', n.lab.node, process.execPath, ...nodeArgs, '--import=tsx', join(repoRoot, 'test/tunnel/node-driver.ts'), args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
   n.lab.children.push(child);
   let output = '';
   child.stdout!.on('data', (c) => (output += c));
