@@ -1,6 +1,6 @@
 // `npm run bench`: every benchmark, one table each. Numbers are for this machine at this moment:
 // run it on a quiet machine, and compare ratios rather than absolute values across machines.
-// About 6–8 minutes on 2 CPUs; SLUICE_BENCH_SECONDS, SLUICE_BENCH_WARMUP, SLUICE_BENCH_TARGETS,
+// About 7–9 minutes on 2 CPUs (the tunnel bench, bench/tunnel.ts, needs root and skips without it); SLUICE_BENCH_SECONDS, SLUICE_BENCH_WARMUP, SLUICE_BENCH_TARGETS,
 // SLUICE_BENCH_ROUNDS and SLUICE_BENCH_REQUESTS shorten it (bench/proxy.ts, bench/filters-in-proxy.ts).
 
 import { benchChain } from './chain.ts';
@@ -21,3 +21,4 @@ printGrid(table);
 printTable('data plane: the ratios of the data-path issue (same run)', summary);
 await (await import('./controller.ts')).printControllerBench();
 await (await import('./distribution.ts')).printDistributionBench();
+await (await import('./tunnel.ts')).printTunnelBench();

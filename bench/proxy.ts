@@ -191,7 +191,7 @@ const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
 
 /** utime + stime of the whole process (every thread), in seconds. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
   return (Number(fields[11]) + Number(fields[12])) / TICK; // fields 14 and 15
@@ -242,7 +242,7 @@ async function wrk(port: number, seconds: number, log: string): Promise<WrkResul
   return { rps, problems };
 }
 
-interface RateResult {
+export interface RateResult {
   sent: number;
   ok: number;
   failed: number;

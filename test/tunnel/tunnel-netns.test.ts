@@ -6,98 +6,31 @@
 // packet from a pod's address crossed, only the tunnel's (HTTP/1.1, h2c and plain TCP). Before the tunnel is configured the
 // same call crosses in plaintext (the counters can see it) and carries no identity. A pod of A's
 // ServiceAccount on node 2 reaches B through node 2's own tunnel, its identity seen the same way.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Lab, labUnavailable, must, sh, type Pod } from '../capture/netns-lab.ts';
+import { labUnavailable, must, sh } from '../capture/netns-lab.ts';
 import { NFT } from '../../runtime/capture/nft-rules.ts';
-import { repoRoot } from '../helpers/fixtures.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
-import type { IdentityStore } from '../../runtime/index.ts';
 import { sid, testCa } from './tunnel-pki.ts';
+import { addPod as add, LINK, nodeConfig, reload, startDriver, twoNodes, type NodeConfigOptions, type TwoNodes } from './two-nodes.ts';
 
 const run = skipUnless(labUnavailable());
 
 const A = sid('team-a', 'a');
 const B = sid('team-b', 'b');
 const C = sid('team-c', 'c');
-const LINK = { n1: '192.168.250.1', n2: '192.168.250.2' };
 
-interface Node {
-  lab: Lab;
-  driver?: ChildProcess & { output(): string };
-  config: string;
-}
-
-const nodes: Node[] = [];
-
-async function startDriver(n: Node, store: IdentityStore): Promise<void> {
-  const args = join(n.lab.dir, 'driver.json');
-  await writeFile(args, JSON.stringify({
-    config: n.config,
-    moduleDir: repoRoot,
-    socket: n.lab.socket,
-    tunnelListen: '0.0.0.0:15008',
-    trustBundle: store.trustBundle(),
-    identities: store.ids().map((id) => ({ ...store.get(id)!, notAfter: store.get(id)!.notAfter.toISOString() })),
-  }));
-  const child = spawn('ip', ['netns', 'exec', n.lab.node, process.execPath, '--import=tsx', join(repoRoot, 'test/tunnel/node-driver.ts'), args], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
-  n.lab.children.push(child);
-  let output = '';
-  child.stdout!.on('data', (c) => (output += c));
-  child.stderr!.on('data', (c) => (output += c));
-  n.driver = Object.assign(child, { output: () => output });
-  await waitFor(n, 'ready');
-}
-
-async function waitFor(n: Node, text: string, from = 0): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (!n.driver!.output().slice(from).includes(text)) {
-    if (n.driver!.exitCode !== null) throw new Error(`node driver exited (${n.driver!.exitCode}): ${n.driver!.output()}`);
-    if (Date.now() > deadline) throw new Error(`timed out waiting for "${text}" from the node driver: ${n.driver!.output()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-async function reload(n: Node): Promise<void> {
-  const from = n.driver!.output().length;
-  n.driver!.stdin!.write('reload\n');
-  await waitFor(n, 'reloaded', from);
-}
+const FILTERS = [
+  { name: 'authz', module: 'build/filters/authz.wasm', config: JSON.stringify({ rules: [{ name: 'team-a', from: { principals: [A] } }] }) },
+  { name: 'out', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [{ name: 'x-outbound', value: 'ran on node 1' }] } }) },
+  { name: 'peer', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [
+    { name: 'x-peer', value: '%PROPERTY(sluice.peer_identity)%' },
+    { name: 'x-peer-san', value: '%PROPERTY(connection.uri_san_peer_certificate)%' },
+    { name: 'x-mtls', value: '%PROPERTY(connection.mtls)%' },
+  ] } }) },
+];
 
 /** The node's config: capture listeners (node 2's inbound with authz + a header stamping the peer), its workloads, the remote ones. */
-function config(outboundFilters: string[], inboundFilters: string[], workloads: Array<[Pod, string]>, remote: Array<[Pod, string, string]>): string {
-  return JSON.stringify({
-    admin: { address: '127.0.0.1:0' },
-    listeners: [
-      { name: 'capture-outbound', address: '127.0.0.1:0', protocol: 'http', filters: outboundFilters, routes: [{ name: 'own', directResponse: { status: 404 } }] },
-      { name: 'capture-inbound', address: '127.0.0.1:0', protocol: 'http', filters: inboundFilters, routes: [{ name: 'own', directResponse: { status: 404 } }] },
-    ],
-    filters: [
-      { name: 'authz', module: 'build/filters/authz.wasm', config: JSON.stringify({ rules: [{ name: 'team-a', from: { principals: [A] } }] }) },
-      { name: 'out', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [{ name: 'x-outbound', value: 'ran on node 1' }] } }) },
-      { name: 'peer', module: 'build/filters/headers.wasm', config: JSON.stringify({ request: { set: [
-        { name: 'x-peer', value: '%PROPERTY(sluice.peer_identity)%' },
-        { name: 'x-peer-san', value: '%PROPERTY(connection.uri_san_peer_certificate)%' },
-        { name: 'x-mtls', value: '%PROPERTY(connection.mtls)%' },
-      ] } }) },
-    ],
-    // Each workload runs the filters selected for it (as discovery lists them): here, the listeners'.
-    workloads: workloads.map(([p, identity]) => ({ namespace: p.namespace, name: p.name, identity, addresses: [p.ip, p.ip6], filters: { outbound: outboundFilters, inbound: inboundFilters } })),
-    ...(remote.length ? { tunnel: { remoteWorkloads: remote.map(([p, identity, tunnel]) => ({ namespace: p.namespace, name: p.name, identity, addresses: [p.ip, p.ip6], tunnel })) } } : {}),
-  });
-}
-
-const ipOf = (addResult: string, v6 = false) => (JSON.parse(addResult).ips as Array<{ address: string }>).map((i) => i.address.split('/')[0]).find((a) => a.includes(':') === v6)!;
-
-function add(lab: Lab, p: Pod): void {
-  const r = lab.cni('add', p);
-  if (r.status !== 0) throw new Error(`CNI ADD ${p.name}: ${r.stdout}${r.stderr}`);
-  p.ip = ipOf(r.stdout);
-  p.ip6 = ipOf(r.stdout, true);
-  // The lab's IPAM gives no default route: the other node's pod network is reached via this node (the bridge's gateway).
-  must('ip', ['-n', p.netns, 'route', 'add', '10.249.0.0/16', 'via', p.ip.replace(/\.\d+$/, '.1')]);
-}
+const config = (outbound: string[], inbound: string[], workloads: NodeConfigOptions['workloads'], remote: NodeConfigOptions['remote']) =>
+  nodeConfig({ outbound, inbound, filters: FILTERS, workloads, remote });
 
 /** GET `url` from inside a netns: status and body. */
 function fetchIn(netns: string, url: string): { status: number; body: string } {
@@ -111,7 +44,7 @@ function fetchIn(netns: string, url: string): { status: number; body: string } {
  * bytes: not the bare ACKs and FINs with which the plaintext control's kept-alive connection may
  * close later), and to the tunnel port.
  */
-function linkCounters(n2: Node): { fromPods: number; tunnel: number } {
+function linkCounters(n2: TwoNodes['n2']): { fromPods: number; tunnel: number } {
   const text = must('ip', ['netns', 'exec', n2.lab.node, NFT, 'list', 'chain', 'inet', 'sltest', 'pre']);
   const count = (re: RegExp) => {
     const m = re.exec(text);
@@ -122,33 +55,10 @@ function linkCounters(n2: Node): { fromPods: number; tunnel: number } {
 }
 
 run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz allows A\'s identity and denies C\'s', async (t) => {
-  const n1: Node = { lab: new Lab('10.249.1.0/24', 'fd00:5c:e31::/64'), config: '' };
-  const n2: Node = { lab: new Lab('10.249.2.0/24', 'fd00:5c:e32::/64'), config: '' };
-  nodes.push(n1, n2);
-  t.teardown(async () => {
-    for (const n of nodes.splice(0)) {
-      if (n.driver && n.driver.exitCode === null) {
-        n.driver.kill('SIGTERM');
-        await Promise.race([new Promise((r) => n.driver!.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
-      }
-      await n.lab.destroy();
-    }
-  });
-  for (const n of [n1, n2]) {
-    await n.lab.create();
-    n.config = join(n.lab.dir, 'sluice.json');
-    await writeFile(n.config, config([], [], [], []));
-    must('ip', ['netns', 'exec', n.lab.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  }
-  // The link between the nodes, and routes to each other's pod network over it.
-  const veth = `slt${n1.lab.id}`;
-  must('ip', ['-n', n1.lab.node, 'link', 'add', `${veth}a`, 'type', 'veth', 'peer', 'name', `${veth}b`, 'netns', n2.lab.node]);
-  must('ip', ['-n', n1.lab.node, 'addr', 'add', `${LINK.n1}/30`, 'dev', `${veth}a`]);
-  must('ip', ['-n', n2.lab.node, 'addr', 'add', `${LINK.n2}/30`, 'dev', `${veth}b`]);
-  must('ip', ['-n', n1.lab.node, 'link', 'set', `${veth}a`, 'up']);
-  must('ip', ['-n', n2.lab.node, 'link', 'set', `${veth}b`, 'up']);
-  must('ip', ['-n', n1.lab.node, 'route', 'add', '10.249.2.0/24', 'via', LINK.n2]);
-  must('ip', ['-n', n2.lab.node, 'route', 'add', '10.249.1.0/24', 'via', LINK.n1]);
+  let lab: TwoNodes | undefined;
+  t.teardown(async () => lab?.destroy());
+  lab = await twoNodes();
+  const { n1, n2, veth } = lab;
   const rules = `table inet sltest {\n chain pre {\n type filter hook prerouting priority -400; policy accept;\n iifname "${veth}b" ip saddr 10.249.1.0/24 ip length > 80 counter\n iifname "${veth}b" tcp dport 15008 counter\n }\n}\n`;
   const nft = sh('ip', ['netns', 'exec', n2.lab.node, NFT, '-f', '-'], { input: rules });
   if (nft.status !== 0) throw new Error(`nft: ${nft.stderr}`);
@@ -173,8 +83,7 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   await n2.lab.spawnIn(b.netns, [process.execPath, '-e', script], 'ready');
 
   // Before the tunnel is configured: plaintext crosses the link (the counters see it), with no identity for B's authz.
-  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B]], []));
-  await reload(n2);
+  await reload(n2, config([], ['authz', 'peer'], [[b, B]], []));
   const before = linkCounters(n2);
   const plain = fetchIn(a.netns, `http://${b.ip}:8080/plain`);
   t.is(plain.status, 403, plain.body + n1.driver!.output().slice(-2000) + n2.driver!.output().slice(-2000));
@@ -184,10 +93,8 @@ run('pod A on node 1 → pod B on node 2 crosses only in the tunnel; B\'s authz 
   t.is(afterPlain.tunnel, before.tunnel);
 
   // The tunnel configured on both nodes (as discovery would: each knows the other's pods).
-  await writeFile(n1.config, config(['out'], [], [[a, A], [c, C]], [[b, B, `${LINK.n2}:15008`]]));
-  await writeFile(n2.config, config([], ['authz', 'peer'], [[b, B], [a2, A]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
-  await reload(n1);
-  await reload(n2);
+  await reload(n1, config(['out'], [], [[a, A], [c, C]], [[b, B, `${LINK.n2}:15008`]]));
+  await reload(n2, config([], ['authz', 'peer'], [[b, B], [a2, A]], [[a, A, `${LINK.n1}:15008`], [c, C, `${LINK.n1}:15008`]]));
   const start = linkCounters(n2);
 
   const ok = fetchIn(a.netns, `http://${b.ip}:8080/secret-path-via-tunnel`);
