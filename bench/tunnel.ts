@@ -94,27 +94,24 @@ function runIn(lab: Lab, netns: string, args: string[], ms: number, onLine: (lin
 }
 
 /** The fixed-rate run from `client` to `url`; `onMeasure` is called as the window opens and closes. */
-async function fixedRate(lab: Lab, client: Pod, url: string, onMeasure: (phase: 'start' | 'end') => void): Promise<RateResult> {
-  const args = ['--import=tsx', PROXY_BENCH, '--loadgen', url, String(RATE), String(WARMUP), String(SECONDS)];
-  const r = await runIn(lab, client.netns, args, (WARMUP + SECONDS + 30) * 1000, (line) => {
-    if (line === 'measure-start') onMeasure('start');
-    else if (line === 'measure-end') onMeasure('end');
-  });
-  const json = r.lines.find((l) => l.startsWith('{'));
-  if (!json) throw new Error(`fixed-rate generator in ${client.netns} failed (${r.code}): ${r.stderr.trim().slice(-500)}`);
-  return JSON.parse(json) as RateResult;
+function fixedRate(lab: Lab, client: Pod, url: string, onMeasure: (phase: 'start' | 'end') => void): Promise<RateResult> {
+  return generate<RateResult>(lab, client, 'fixed-rate', [PROXY_BENCH, '--loadgen', url, String(RATE), String(WARMUP), String(SECONDS)], WARMUP, onMeasure);
 }
 
 /** The connection-setup run from `client` to `url`. */
-async function connectRate(lab: Lab, client: Pod, url: string, onMeasure: (phase: 'start' | 'end') => void): Promise<ConnectResult> {
-  const args = ['--import=tsx', SELF, '--connect', url, String(CONNECT_CLIENTS), String(CONNECT_WARMUP), String(SECONDS)];
-  const r = await runIn(lab, client.netns, args, (CONNECT_WARMUP + SECONDS + 30) * 1000, (line) => {
+function connectRate(lab: Lab, client: Pod, url: string, onMeasure: (phase: 'start' | 'end') => void): Promise<ConnectResult> {
+  return generate<ConnectResult>(lab, client, 'connection-setup', [SELF, '--connect', url, String(CONNECT_CLIENTS), String(CONNECT_WARMUP), String(SECONDS)], CONNECT_WARMUP, onMeasure);
+}
+
+/** A generator (`script args`) run in `client`'s netns, telling its measured window, printing its result as one JSON line. */
+async function generate<T>(lab: Lab, client: Pod, what: string, scriptArgs: string[], warmup: number, onMeasure: (phase: 'start' | 'end') => void): Promise<T> {
+  const r = await runIn(lab, client.netns, ['--import=tsx', ...scriptArgs], (warmup + SECONDS + 30) * 1000, (line) => {
     if (line === 'measure-start') onMeasure('start');
     else if (line === 'measure-end') onMeasure('end');
   });
   const json = r.lines.find((l) => l.startsWith('{'));
-  if (!json) throw new Error(`connection-setup generator in ${client.netns} failed (${r.code}): ${r.stderr.trim().slice(-500)}`);
-  return JSON.parse(json) as ConnectResult;
+  if (!json) throw new Error(`${what} generator in ${client.netns} failed (${r.code}): ${r.stderr.trim().slice(-500)}`);
+  return JSON.parse(json) as T;
 }
 
 /** The closed-loop connection generator (a child process in the client pod's netns). */

@@ -136,7 +136,7 @@ export class PodListeners {
     // Filters see where the pod's client was going (destination.*), not the proxy's listener.
     setOriginalDestination(client, dst);
     // HTTP runs the filters here; its upstream connections go through the tunnel to pods on other
-    // nodes (upstream() decides per connection). Other TCP goes through it as bytes.
+    // nodes (connector() decides per connection). Other TCP goes through it as bytes.
     if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod, dst.port);
     // TCP to a Service: a random endpoint per connection.
     const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };
