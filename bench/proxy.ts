@@ -7,6 +7,7 @@
 //   SLUICE_BENCH_WARMUP=N    warm-up before the fixed-rate window (default 5; wrk's is min(N, 2))
 //   SLUICE_BENCH_TARGETS=a,b only the targets whose label contains one of these (e.g. "plain,3 filters")
 //   SLUICE_BENCH_WORKERS2=shared  measure `--workers 2` on a machine with fewer than 4 CPUs too
+//   SLUICE_BENCH_PROF=DIR    run the Node-based proxies with --cpu-prof into DIR/<label>/ (whole run)
 //                            (both cores, shared with the load generator and the upstream: not fair)
 //
 // Setup (2-CPU machine assumed; with more CPUs the same two cores are used):
@@ -580,7 +581,8 @@ export async function benchProxy(): Promise<ProxyBench> {
     const node = (label: string, args: string[], core = PROXY_CORE) => (port: number) => {
       const log = join(dir, `${slug(label)}.log`);
       const allocFile = join(dir, `${slug(label)}.alloc`);
-      const child = start([process.execPath, `--import=${ALLOC_PROBE}`, ...args.map((a) => a.replace('{{PORT}}', String(port)))], { core, log, env: { SLUICE_BENCH_ALLOC_FILE: allocFile } });
+      const prof = process.env.SLUICE_BENCH_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${join(process.env.SLUICE_BENCH_PROF, slug(label))}`] : [];
+      const child = start([process.execPath, ...prof, `--import=${ALLOC_PROBE}`, ...args.map((a) => a.replace('{{PORT}}', String(port)))], { core, log, env: { SLUICE_BENCH_ALLOC_FILE: allocFile } });
       return { child, log };
     };
     const sluice = (label: string, config: string, extra: string[] = [], core = PROXY_CORE) => (port: number) => {
