@@ -22,6 +22,8 @@ export class FilterContext {
   /** Bit 1: continue the request; bit 2: continue the response. */
   continueRequested = 0;
   closeRequested = false;
+  /** Its slot in the VM's ContextTable (-1: not in it). */
+  tableSlot = -1;
 
   constructor(
     readonly id: number,

@@ -12,6 +12,7 @@ import { SluiceError } from '../errors.ts';
 import { AbiContext } from './abi-context.ts';
 import type { HostEnvironment } from './environment.ts';
 import type { FilterContext } from './filter-context.ts';
+import { ContextTable } from './context-table.ts';
 import type { PluginCapabilities, PluginSpec } from './plugin-spec.ts';
 
 type GuestFn = ((...args: number[]) => number) & { arity: number; timing: CallbackTiming };
@@ -63,7 +64,7 @@ export class Vm {
   readonly rootContextId: number;
   failed?: VmFailure;
   /** Live stream contexts by id. */
-  readonly contexts = new Map<number, FilterContext>();
+  readonly contexts = new ContextTable<FilterContext>();
 
   /** What the host functions act on. */
   readonly abi: AbiContext;
@@ -317,7 +318,7 @@ export class Vm {
 
   /** Creates a stream context (proxy_on_context_create(id, root)); FAILED when the VM failed. */
   createContext(ctx: FilterContext): number {
-    this.contexts.set(ctx.id, ctx);
+    this.contexts.add(ctx);
     return this.call(ctx, 'proxy_on_context_create', ctx.id, this.root.id);
   }
 
@@ -330,7 +331,7 @@ export class Vm {
     if (log) this.call(ctx, 'proxy_on_log', ctx.id);
     this.call(ctx, 'proxy_on_done', ctx.id);
     this.call(ctx, 'proxy_on_delete', ctx.id);
-    this.contexts.delete(ctx.id);
+    this.contexts.delete(ctx);
   }
 
   /** Hands a host-initiated foreign function call to the root context (proxy_on_foreign_function). */
