@@ -25,7 +25,14 @@ type Value = Uint8Array | string | undefined;
 
 export function int64(n: number | bigint): Uint8Array {
   const out = new Uint8Array(8);
-  new DataView(out.buffer).setBigInt64(0, BigInt(typeof n === 'number' ? Math.trunc(n) : n), true);
+  const view = new DataView(out.buffer);
+  const v = typeof n === 'number' ? Math.trunc(n) : 0;
+  if (typeof n === 'number' && Number.isSafeInteger(v)) {
+    // Two 32-bit halves: no BigInt per property read (timestamps and sizes are read per request).
+    const high = Math.floor(v / 4294967296);
+    view.setUint32(0, v - high * 4294967296, true);
+    view.setInt32(4, high, true);
+  } else view.setBigInt64(0, BigInt.asIntN(64, typeof n === 'number' ? BigInt(v) : n), true);
   return out;
 }
 
@@ -33,7 +40,7 @@ export function bool(b: boolean): Uint8Array {
   return Uint8Array.of(b ? 1 : 0);
 }
 
-const nanos = (ms: number): Uint8Array => int64(BigInt(Math.round(ms * 1e6)));
+const nanos = (ms: number): Uint8Array => int64(Math.round(ms * 1e6));
 
 /** Paths a filter may set on a stream that Sluice itself acts on (see docs/properties.md). */
 export const SLUICE_WRITABLE = ['sluice.cluster', 'sluice.route', 'sluice.retry_policy', 'sluice.timeout_ms', 'sluice.upstream_host'];
