@@ -18,14 +18,15 @@ import { repoRoot } from '../helpers/fixtures.ts';
 import { helm, runHelm } from '../helpers/helm.ts';
 import { hasK8sBinaries, startKube, type KubeCluster } from '../helpers/kube-apiserver.ts';
 import { spawnSluice, until } from '../helpers/sluice-run.ts';
-import { skipUnless } from '../helpers/skip-unless.ts';
+import { failUnless, skipUnless } from '../helpers/skip-unless.ts';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
 const why = helm().why;
-const helmTest = skipUnless(why);
+// npm test builds helm and the Kubernetes binaries: without them these tests fail, not skip.
+const helmTest = failUnless(why);
 const kubeWhy = why ?? (hasK8sBinaries() ? undefined : 'the Kubernetes test binaries are missing: run scripts/build-k8s.sh');
-const kubeTest = skipUnless(kubeWhy);
+const kubeTest = failUnless(kubeWhy);
 
 const KUBE_VERSION = '1.32.0';
 const NON_DEFAULT = [

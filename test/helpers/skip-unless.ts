@@ -11,3 +11,12 @@ export function skipUnless(why: string | undefined, base: Register = test.serial
   const skip = base === test ? test.skip : test.serial.skip;
   return ((title: string, fn: Parameters<Register>[1]) => skip(`${title} (skipped: ${why})`, fn)) as Register;
 }
+
+/**
+ * `base` when `why` is undefined, else a registrar whose tests fail saying why: for what `npm test`
+ * builds itself (helm, the Kubernetes binaries), where a failed build must not pass as a skip.
+ */
+export function failUnless(why: string | undefined, base: Register = test.serial): Register {
+  if (!why) return base;
+  return ((title: string) => base(title, (t) => t.fail(`cannot run: ${why}`))) as Register;
+}
