@@ -359,7 +359,8 @@ const filter = object(
   'A proxy-wasm plugin: a module, its configuration and how it is contained.',
   {
     name: string('name', 'Unique among filters; listeners refer to it.'),
-    module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file.' },
+    module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file. Give module or unavailable.' },
+    unavailable: { type: 'string', minLength: 1, description: 'Node mode: the filter has no module this node can run (the controller never validated a version of it), and this says why. Its streams get its fail strategy: FAIL_OPEN skips it, the others answer 503 (captured TCP is closed). Give module or unavailable.' },
     rootId: { type: 'string', default: '', description: 'Root id handed to the module (plugin_root_id). Default: "", as in Envoy and Istio.' },
     vmId: { type: 'string', default: CONFIG_DEFAULTS.vmId, description: 'VM id handed to the module.' },
     config: { description: 'What proxy_on_configure reads: a string as-is, any other value as JSON. Default: empty.' },
@@ -389,7 +390,7 @@ const filter = object(
     }),
     logLevel: { enum: [...LOG_LEVEL_NAMES], description: 'The filter\'s own log level: what proxy_get_log_level returns to it and below which its proxy_log lines are dropped. Default: sluice run --log-level.' },
   },
-  ['name', 'module'],
+  ['name'],
 );
 
 const workload = object(

@@ -580,7 +580,10 @@ class Resolver {
 
   private filter(filter: Raw, at: string): FilterConfig {
     const name = str(filter.name) ?? '';
-    const module = this.module(str(filter.module), `${at}.module`);
+    const unavailable = str(filter.unavailable);
+    if (unavailable !== undefined && filter.module !== undefined) this.problem(at, 'give module or unavailable, not both');
+    if (unavailable === undefined && filter.module === undefined) this.problem(at, 'missing required property "module" (the path of the .wasm)');
+    const module = unavailable === undefined ? this.module(str(filter.module), `${at}.module`) : '';
 
     const capabilitiesRaw = raw(filter.capabilities);
     const capabilities: Partial<PluginCapabilities> = {};
@@ -618,6 +621,7 @@ class Resolver {
     return {
       name,
       module,
+      ...(unavailable === undefined ? {} : { unavailable }),
       // Envoy's and Istio's default: C++ SDK modules register their root under "" only.
       rootId: str(filter.rootId) ?? '',
       vmId: str(filter.vmId) ?? CONFIG_DEFAULTS.vmId,

@@ -687,3 +687,14 @@ test('tunnel.remoteWorkloads (node mode): read with the tunnel address parsed; b
     'tunnel.remoteWorkloads[1].addresses[0]: 10.0.1.7 is already the address of tunnel.remoteWorkloads[0]',
   ]);
 });
+
+test('a filter is a module or unavailable (node mode: the controller has no version of it), never both or neither', (t) => {
+  const snapshot = parse(`${listener()}filters:\n  - { name: guard, unavailable: "the controller has not validated it yet", failStrategy: FAIL_RELOAD }\n`);
+  t.like(snapshot.filters[0], { name: 'guard', module: '', unavailable: 'the controller has not validated it yet', failStrategy: 'FAIL_RELOAD' });
+  t.is(parse(`${listener()}filters: [{ name: hello, module: hello.wasm }]\n`).filters[0]!.unavailable, undefined);
+  t.deepEqual(problemsOf(t, `${listener()}filters:\n  - { name: a, module: hello.wasm, unavailable: why }\n  - { name: b }\n  - { name: c, unavailable: "" }\n`), [
+    'filters[2].unavailable: must not be empty',
+    'filters[0]: give module or unavailable, not both',
+    'filters[1]: missing required property "module" (the path of the .wasm)',
+  ]);
+});
