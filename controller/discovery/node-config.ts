@@ -3,7 +3,7 @@
 // state gives the same text and version, so an unchanged node is never pushed again.
 
 import { createHash } from 'node:crypto';
-import type { WasmFilter, WasmFilterSpec } from '../crd/index.ts';
+import { vmEnvironment, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
 import type { NodeConfig } from '../distribution/types.ts';
 
 /** The fields of a Pod discovery reads (the informer drops the rest). */
@@ -307,6 +307,7 @@ function renderFilter(f: ValidatedFilter, clusterNames: Set<string>): Record<str
     ...(s.rootId ? { rootId: s.rootId } : {}),
     ...(s.vmId ? { vmId: s.vmId } : {}),
     ...(s.pluginConfig === undefined ? {} : { config: typeof s.pluginConfig === 'string' ? s.pluginConfig : JSON.stringify(s.pluginConfig) }),
+    ...(s.vmConfig?.env?.length ? { environment: vmEnvironment(s) } : {}),
     ...(s.failStrategy ? { failStrategy: s.failStrategy } : {}),
     ...(s.limits && Object.keys(s.limits).length > 0 ? { limits: s.limits } : {}),
     ...(capabilities && Object.keys(capabilities).length > 0 ? { capabilities } : {}),

@@ -109,6 +109,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       limits: { callBudgetMs: 50, memoryBytes: 67108864, bodyBytes: 1048576 },
       capabilities: { httpCalls: true, sharedData: true, sharedQueues: true, foreignFunctions: true },
       quarantine: { failures: 5, windowMs: 60000, backoffMs: 5000, maxBackoffMs: 300000 },
+      environment: {},
     },
   ]);
 });
@@ -176,6 +177,7 @@ filters: [{ name: f, module: hello.wasm }]
         limits: DEFAULT_LIMITS,
         capabilities: DEFAULT_CAPABILITIES,
         quarantine: DEFAULT_QUARANTINE,
+        environment: {},
       },
     ],
   });
@@ -696,5 +698,14 @@ test('a filter is a module or unavailable (node mode: the controller has no vers
     'filters[2].unavailable: must not be empty',
     'filters[0]: give module or unavailable, not both',
     'filters[1]: missing required property "module" (the path of the .wasm)',
+  ]);
+});
+
+test('a filter\'s environment: names NAME-shaped, values strings', (t) => {
+  t.deepEqual(parse(`${listener()}filters: [{ name: hello, module: hello.wasm, environment: { MODE: enforce, _X1: "" } }]\n`).filters[0]!.environment, { MODE: 'enforce', _X1: '' });
+  t.deepEqual(problemsOf(t, `${listener()}filters: [{ name: hello, module: hello.wasm, environment: { 1BAD: x, OK: 3, NUL: "a\\0b" } }]\n`), [
+    'filters[0].environment["1BAD"]: "1BAD" is not a variable name (a letter or "_", then letters, digits and "_")',
+    'filters[0].environment.OK: must be a string, got 3',
+    'filters[0].environment.NUL: must not contain NUL characters',
   ]);
 });

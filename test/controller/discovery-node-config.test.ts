@@ -301,3 +301,14 @@ test('unavailableFilter: FAIL_CLOSE (the default) and FAIL_RELOAD filters with n
   t.is(modules.size, 0);
   t.deepEqual(filters, []);
 });
+
+test('vmConfig.env reaches the node as the filter\'s environment, in order, and the runtime\'s loader takes it; without env there is none', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1')],
+    filters: [wf('shop', 'env', { vmConfig: { env: [{ name: 'MODE', value: 'enforce', valueFrom: 'INLINE' }, { name: 'EMPTY' }, { name: 'A_1', value: 'x' }] } }), wf('shop', 'plain', { vmConfig: {} })],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.filters.map((f: { name: string; environment?: unknown }) => [f.name, f.environment]), [['shop.env', { MODE: 'enforce', EMPTY: '', A_1: 'x' }], ['shop.plain', undefined]]);
+  t.deepEqual(Object.entries(snapshot.filters[0]!.environment), [['MODE', 'enforce'], ['EMPTY', ''], ['A_1', 'x']]);
+  t.deepEqual(snapshot.filters[1]!.environment, {});
+});
