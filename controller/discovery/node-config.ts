@@ -413,16 +413,22 @@ export function validatedFilter(f: WasmFilter): ValidatedFilter | undefined {
 }
 
 /**
- * A WasmFilter with no version in force (never validated, no stable rollout version) as the nodes
- * run it: for FAIL_CLOSE and FAIL_RELOAD (Istio closes on a module that failed to load) an entry
- * that refuses what it selects, saying why; undefined for FAIL_OPEN, which is left out.
+ * A WasmFilter with no version in force whose validation failed (Validated=False, for this or an
+ * earlier generation), as the nodes run it: for FAIL_CLOSE and FAIL_RELOAD (Istio closes on a
+ * module that failed to load) an entry that refuses what it selects, saying why; undefined for
+ * FAIL_OPEN, which is left out, and for a filter whose first validation has not concluded (as
+ * Istio keeps the config it has while its agent fetches a new module: the filter is not applied yet).
  */
 export function unavailableFilter(f: WasmFilter): ValidatedFilter | undefined {
   const strategy = f.spec.failStrategy ?? 'FAIL_CLOSE';
   if (strategy === 'FAIL_OPEN') return undefined;
   const c = f.status?.conditions?.find((x) => x.type === 'Validated');
-  const current = c && c.observedGeneration === f.metadata.generation;
-  const reason = current && c.status === 'False' ? `the controller could not validate it: ${c.reason}${c.message ? `: ${c.message}` : ''}` : 'the controller has not validated it yet';
+  if (c?.status !== 'False') return undefined;
+  const generation = f.metadata.generation;
+  const reason =
+    c.observedGeneration === generation || generation === undefined
+      ? `the controller could not validate it: ${c.reason}${c.message ? `: ${c.message}` : ''}`
+      : `the controller could not validate generation ${c.observedGeneration} (generation ${generation} is being validated): ${c.reason}${c.message ? `: ${c.message}` : ''}`;
   // One line, bounded: it goes into every refusal's body and the node's logs.
   const text = reason.replace(/\s+/g, ' ').trim();
   return { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: '', unavailable: text.length > 300 ? `${text.slice(0, 299)}…` : text };

@@ -62,8 +62,8 @@ async function kill(agent: Agent | undefined): Promise<void> {
   }
 }
 
-/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config. */
-async function acked(node: Node, what: string, check: (config: { filters?: Array<{ name: string }> }) => boolean): Promise<string> {
+/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config (a filter not validated yet is in it as `unavailable`, without `module`). */
+async function acked(node: Node, what: string, check: (config: { filters?: Array<{ name: string; module?: string }> }) => boolean): Promise<string> {
   return until(`${node}: ${what}`, () => {
     const current = ctx.controller!.discovery!.current(node);
     const r = ctx.controller!.distribution.nodes().get(node);
@@ -149,7 +149,7 @@ test.serial('kubectl apply of a WasmFilter (headers filter from a ConfigMap): bo
   const f = await waitValidated(k, 'team-a', 'add-header', 'True');
   t.is(f.status?.digest, `sha256:${digest}`);
   for (const node of NODES) {
-    await acked(node, `ACKs a config with ${FILTER}`, (c) => (c.filters ?? []).some((x) => x.name === FILTER));
+    await acked(node, `ACKs a config with ${FILTER}`, (c) => (c.filters ?? []).some((x) => x.name === FILTER && x.module !== undefined));
     t.deepEqual(await through(node, 'capture-outbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
     t.deepEqual(await through(node, 'capture-inbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
     const filters = (await admin(node, '/filters')) as Array<{ name: string; module: string; state: string }>;
@@ -210,7 +210,7 @@ test.serial('a FAIL_CLOSE WasmFilter whose module cannot be fetched: the nodes r
 test.serial('agents restarted while the controller is down serve their last good config (the filter) from disk', async (t) => {
   await ctx.cluster.kube.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('add-header', 'team-a', filterSpec) });
   const versions: Partial<Record<Node, string>> = {};
-  for (const node of NODES) versions[node] = await acked(node, `ACKs a config with ${FILTER} again`, (c) => (c.filters ?? []).some((x) => x.name === FILTER));
+  for (const node of NODES) versions[node] = await acked(node, `ACKs a config with ${FILTER} again`, (c) => (c.filters ?? []).some((x) => x.name === FILTER && x.module !== undefined));
   await ctx.controller!.stop();
   for (const node of NODES) {
     await kill(ctx.agents[node]);

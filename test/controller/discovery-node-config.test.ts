@@ -282,22 +282,25 @@ test('rollouts: the canary nodes get the canary version (module and configuratio
   t.regex(filterVersion(D1, {}), /^a{12}\.[0-9a-f]{8}$/);
 });
 
-test('unavailableFilter: FAIL_CLOSE (the default) and FAIL_RELOAD filters with no version in force refuse with the reason; FAIL_OPEN ones are left out', (t) => {
+test('unavailableFilter: FAIL_CLOSE (the default) and FAIL_RELOAD filters whose validation failed refuse with the reason; FAIL_OPEN ones, and any whose first validation has not concluded, are left out', (t) => {
   const f = (failStrategy: string | undefined, condition?: { status: string; reason: string; message: string; observedGeneration: number }) =>
     ({ metadata: { namespace: 'shop', name: 'guard', generation: 2 }, spec: { url: 'http://x', ...(failStrategy ? { failStrategy } : {}) }, status: condition ? { conditions: [{ type: 'Validated', lastTransitionTime: '', ...condition }] } : {} }) as unknown as WasmFilter;
-  t.is(unavailableFilter(f('FAIL_OPEN', { status: 'False', reason: 'FetchFailed', message: 'x', observedGeneration: 2 })), undefined);
-  t.like(unavailableFilter(f(undefined)), { namespace: 'shop', name: 'guard', digest: '', unavailable: 'the controller has not validated it yet' });
+  const failed = { status: 'False', reason: 'FetchFailed', message: 'x', observedGeneration: 2 };
+  t.is(unavailableFilter(f('FAIL_OPEN', failed)), undefined);
+  t.is(unavailableFilter(f(undefined)), undefined);
+  t.is(unavailableFilter(f('FAIL_CLOSE', { ...failed, status: 'Unknown' })), undefined);
+  t.like(unavailableFilter(f(undefined, failed)), { namespace: 'shop', name: 'guard', digest: '', unavailable: 'the controller could not validate it: FetchFailed: x' });
   t.like(unavailableFilter(f('FAIL_RELOAD', { status: 'False', reason: 'ConfigRejected', message: 'the filter said:\n  bad   config', observedGeneration: 2 })), { unavailable: 'the controller could not validate it: ConfigRejected: the filter said: bad config' });
-  // A refusal of an older generation says nothing of this one.
-  t.like(unavailableFilter(f('FAIL_CLOSE', { status: 'False', reason: 'FetchFailed', message: 'x', observedGeneration: 1 })), { unavailable: 'the controller has not validated it yet' });
-  t.is(unavailableFilter(f('FAIL_CLOSE', { status: 'False', reason: 'FetchFailed', message: 'y'.repeat(400), observedGeneration: 2 }))!.unavailable!.length, 300);
+  // A refusal of an older generation stands while the new one is validated.
+  t.like(unavailableFilter(f('FAIL_CLOSE', { ...failed, observedGeneration: 1 })), { unavailable: 'the controller could not validate generation 1 (generation 2 is being validated): FetchFailed: x' });
+  t.is(unavailableFilter(f('FAIL_CLOSE', { ...failed, message: 'y'.repeat(400) }))!.unavailable!.length, 300);
 
   // In a node's config: no module, selected like any filter, and the runtime's loader takes it.
-  const state = base({ pods: [pod('shop', 'web-1', 'n1', { labels: { app: 'web' } })], filters: [unavailableFilter(f(undefined))!] });
+  const state = base({ pods: [pod('shop', 'web-1', 'n1', { labels: { app: 'web' } })], filters: [unavailableFilter(f(undefined, failed))!] });
   const { doc, snapshot, modules, filters } = build('n1', state);
-  t.deepEqual(doc.filters, [{ name: 'shop.guard', unavailable: 'the controller has not validated it yet', failStrategy: 'FAIL_CLOSE' }]);
+  t.deepEqual(doc.filters, [{ name: 'shop.guard', unavailable: 'the controller could not validate it: FetchFailed: x', failStrategy: 'FAIL_CLOSE' }]);
   t.deepEqual(doc.workloads[0].filters, { outbound: ['shop.guard'], inbound: ['shop.guard'] });
-  t.like(snapshot.filters[0], { name: 'shop.guard', module: '', unavailable: 'the controller has not validated it yet' });
+  t.like(snapshot.filters[0], { name: 'shop.guard', module: '', unavailable: 'the controller could not validate it: FetchFailed: x' });
   t.is(modules.size, 0);
   t.deepEqual(filters, []);
 });
