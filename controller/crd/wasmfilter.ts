@@ -25,7 +25,7 @@ export interface WasmFilterSpec {
   rootId?: string;
   vmId?: string;
   pluginConfig?: unknown;
-  vmConfig?: { env?: Array<{ name: string; value?: string }> };
+  vmConfig?: { env?: Array<{ name: string; value?: string; valueFrom?: 'INLINE' }> };
   phase?: (typeof PHASES)[number];
   priority?: number;
   selector?: { matchLabels?: Record<string, string> };
@@ -146,6 +146,7 @@ const specSchema: Schema = obj(
           {
             name: str('Variable name.', { maxLength: 256, pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
             value: str('Its value.', { maxLength: 4096, default: '' }),
+            valueFrom: enumOf('Where the value comes from: INLINE, the value field (Istio\'s default). Istio\'s HOST (the proxy\'s own environment) is not offered: the node proxy\'s environment is not the filter\'s to read.', ['INLINE'] as const, 'INLINE'),
           },
           { required: ['name'] },
         ),
@@ -304,4 +305,9 @@ export function wasmFilterCrd(): Record<string, unknown> {
       ],
     },
   };
+}
+
+/** The variables a filter's VMs see through WASI (vmConfig.env), name to value, in the spec's order. */
+export function vmEnvironment(spec: WasmFilterSpec): Record<string, string> {
+  return Object.fromEntries((spec.vmConfig?.env ?? []).map((e) => [e.name, e.value ?? '']));
 }

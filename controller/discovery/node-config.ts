@@ -3,7 +3,7 @@
 // state gives the same text and version, so an unchanged node is never pushed again.
 
 import { createHash } from 'node:crypto';
-import type { WasmFilter, WasmFilterSpec } from '../crd/index.ts';
+import { vmEnvironment, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
 import type { NodeConfig } from '../distribution/types.ts';
 
 /** The fields of a Pod discovery reads (the informer drops the rest). */
@@ -32,12 +32,17 @@ export interface EndpointSliceView {
   ports?: Array<{ name?: string | null; port?: number | null; protocol?: string | null }> | null;
 }
 
-/** A WasmFilter whose spec validated, with its module's digest (sha256 hex). */
+/** A WasmFilter whose spec validated, with its module's digest (sha256 hex); or one that never did, `unavailable`. */
 export interface ValidatedFilter {
   namespace: string;
   name: string;
   spec: WasmFilterSpec;
   digest: string;
+  /**
+   * A FAIL_CLOSE or FAIL_RELOAD filter with no version in force (it never validated): why. Its
+   * entry carries no module; the nodes answer what it selects with its fail strategy (503).
+   */
+  unavailable?: string;
   /** During a rollout: the nodes that run another version of the filter (the canary), and that version. */
   canary?: { nodes: ReadonlySet<string>; filter: ValidatedFilter };
 }
@@ -292,12 +297,17 @@ function renderFilter(f: ValidatedFilter, clusterNames: Set<string>): Record<str
         ...(Array.isArray(httpCalls) ? { httpCalls: httpCalls.filter((c) => clusterNames.has(c)) } : {}),
       }
     : undefined;
+  if (f.unavailable !== undefined) {
+    // No module: the node's chain applies the fail strategy to every stream (runtime Plugin.unavailable).
+    return { name: filterName(f.namespace, f.name), unavailable: f.unavailable, failStrategy: s.failStrategy ?? 'FAIL_CLOSE' };
+  }
   return {
     name: filterName(f.namespace, f.name),
     module: `${f.digest}.wasm`,
     ...(s.rootId ? { rootId: s.rootId } : {}),
     ...(s.vmId ? { vmId: s.vmId } : {}),
     ...(s.pluginConfig === undefined ? {} : { config: typeof s.pluginConfig === 'string' ? s.pluginConfig : JSON.stringify(s.pluginConfig) }),
+    ...(s.vmConfig?.env?.length ? { environment: vmEnvironment(s) } : {}),
     ...(s.failStrategy ? { failStrategy: s.failStrategy } : {}),
     ...(s.limits && Object.keys(s.limits).length > 0 ? { limits: s.limits } : {}),
     ...(capabilities && Object.keys(capabilities).length > 0 ? { capabilities } : {}),
@@ -355,7 +365,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
   const modules = new Map<string, Uint8Array>();
   const missing: string[] = [];
   for (const f of used) {
-    if (modules.has(f.digest)) continue;
+    if (f.unavailable !== undefined || modules.has(f.digest)) continue;
     const bytes = state.module(f.digest);
     if (bytes) modules.set(f.digest, bytes);
     else if (!missing.includes(f.digest)) missing.push(f.digest);
@@ -389,7 +399,8 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
     .update([...modules.keys()].sort().join(','))
     .digest('hex')
     .slice(0, 16);
-  const versions = used.map((f) => ({ name: filterName(f.namespace, f.name), key: `${f.namespace}/${f.name}`, version: filterVersion(f.digest, f.spec) }));
+  // A filter with no version in force runs nowhere: no node reports it ready.
+  const versions = used.filter((f) => f.unavailable === undefined).map((f) => ({ name: filterName(f.namespace, f.name), key: `${f.namespace}/${f.name}`, version: filterVersion(f.digest, f.spec) }));
   return { ok: true, config: { version, config, modules, filters: versions } };
 }
 
@@ -399,4 +410,26 @@ export function validatedFilter(f: WasmFilter): ValidatedFilter | undefined {
   const digest = f.status?.digest?.replace(/^sha256:/, '');
   if (c?.status !== 'True' || !digest || c.observedGeneration !== f.metadata.generation) return undefined;
   return { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest };
+}
+
+/**
+ * A WasmFilter with no version in force whose validation failed (Validated=False, for this or an
+ * earlier generation), as the nodes run it: for FAIL_CLOSE and FAIL_RELOAD (Istio closes on a
+ * module that failed to load) an entry that refuses what it selects, saying why; undefined for
+ * FAIL_OPEN, which is left out, and for a filter whose first validation has not concluded (as
+ * Istio keeps the config it has while its agent fetches a new module: the filter is not applied yet).
+ */
+export function unavailableFilter(f: WasmFilter): ValidatedFilter | undefined {
+  const strategy = f.spec.failStrategy ?? 'FAIL_CLOSE';
+  if (strategy === 'FAIL_OPEN') return undefined;
+  const c = f.status?.conditions?.find((x) => x.type === 'Validated');
+  if (c?.status !== 'False') return undefined;
+  const generation = f.metadata.generation;
+  const reason =
+    c.observedGeneration === generation || generation === undefined
+      ? `the controller could not validate it: ${c.reason}${c.message ? `: ${c.message}` : ''}`
+      : `the controller could not validate generation ${c.observedGeneration} (generation ${generation} is being validated): ${c.reason}${c.message ? `: ${c.message}` : ''}`;
+  // One line, bounded: it goes into every refusal's body and the node's logs.
+  const text = reason.replace(/\s+/g, ' ').trim();
+  return { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: '', unavailable: text.length > 300 ? `${text.slice(0, 299)}…` : text };
 }

@@ -8,7 +8,7 @@ import { listAll } from '../kube/list.ts';
 import type { NodeConfig, NodeConfigSource } from '../distribution/types.ts';
 import { Informer, type KubeObject } from '../kube/informer.ts';
 import type { Logger } from '../log.ts';
-import { EGRESS_ANNOTATION, nodeConfig, nodesSelecting, validatedFilter, VERSIONED_FIELDS, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from './node-config.ts';
+import { EGRESS_ANNOTATION, nodeConfig, nodesSelecting, unavailableFilter, validatedFilter, VERSIONED_FIELDS, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from './node-config.ts';
 
 export interface DiscoveryOptions {
   kubeConfig: KubeConfig;
@@ -210,7 +210,12 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
       // After a restart with a generation that did not validate, the rollout's stable version is still known.
       const stableDigest = f.status?.rollout?.stable?.digest;
       if (!v && stableDigest) v = { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: stableDigest.replace(/^sha256:/, '') };
-      if (!v) continue;
+      if (!v) {
+        // Fail open only when the filter says so (Istio: fail_open); otherwise its traffic is refused.
+        const refusal = unavailableFilter(f);
+        if (refusal) out.push(refusal);
+        continue;
+      }
       out.push(withRollout(v, f.status?.rollout));
     }
     for (const key of this.lastGood.keys()) if (!seen.has(key)) this.lastGood.delete(key);

@@ -57,7 +57,11 @@ export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: strin
     return { type, status, reason, message: cap(message), lastTransitionTime, observedGeneration: generation };
   };
   const digest = outcome.kind === 'validated' ? outcome.digest : old.digest;
-  const inForce = old.digest ? `${old.digest} (the last version that validated) stays in force` : 'no version has validated yet, so nodes run nothing for this filter';
+  const inForce = old.digest
+    ? `${old.digest} (the last version that validated) stays in force`
+    : (filter.spec.failStrategy ?? 'FAIL_CLOSE') === 'FAIL_OPEN'
+      ? 'no version has validated yet, so nodes run nothing for this filter (FAIL_OPEN)'
+      : `no version has validated yet, so nodes refuse the traffic it selects (failStrategy ${filter.spec.failStrategy ?? 'FAIL_CLOSE'})`;
   const conditions: Condition[] = [];
   if (outcome.kind === 'invalid') {
     conditions.push(condition('Accepted', 'False', 'InvalidSpec', outcome.message));

@@ -4,7 +4,7 @@
 // carries the filter's own log lines.
 
 import { DEFAULT_LIMITS, Plugin, SluiceError, LOG_LEVEL_NAMES, createEnvironment, type PluginOptions } from '../../runtime/index.ts';
-import type { WasmFilterSpec } from '../crd/index.ts';
+import { vmEnvironment, type WasmFilterSpec } from '../crd/index.ts';
 import { ControllerError, type ControllerErrorCode } from '../errors.ts';
 
 const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d];
@@ -33,6 +33,8 @@ export function pluginOptions(name: string, spec: WasmFilterSpec): PluginOptions
     failStrategy: spec.failStrategy ?? 'FAIL_CLOSE',
     limits: spec.limits,
     capabilities: spec.capabilities as PluginOptions['capabilities'],
+    // The nodes' VMs see the same variables (node-config.ts renders them as the filter's environment).
+    environment: vmEnvironment(spec),
   };
 }
 

@@ -1,7 +1,9 @@
 // The WASI preview1 functions that proxy-wasm SDK builds import (Rust, TinyGo, C++, AssemblyScript
 // with WASI), linked under both `wasi_snapshot_preview1` and `wasi_unstable`. There is no file
-// system: stdout/stderr go to the plugin's log, clocks and randomness are real, the environment is empty.
+// system: stdout/stderr go to the plugin's log, clocks and randomness are real, the environment is
+// the plugin's own (its spec's `environment`, nothing of the host's), the arguments are empty.
 
+import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
 import { GuestAbort } from './host-functions.ts';
 import type { GuestMemory } from './memory.ts';
@@ -17,9 +19,13 @@ export interface WasiHost {
 
 type WasiFunction = (...args: never[]) => number | void;
 
-export function wasiFunctions(host: WasiHost): Record<string, WasiFunction> {
+/** `environment`: the variables environ_get serves, in this order (the plugin's `environment`). */
+export function wasiFunctions(host: WasiHost, environment: Readonly<Record<string, string>> = {}): Record<string, WasiFunction> {
   const mem = host.mem;
   const pending: Record<number, string> = { 1: '', 2: '' };
+  // "NAME=value\0" each, as WASI hands them out: the strings back to back, a pointer to each.
+  const environ = Object.entries(environment).map(([name, value]) => Buffer.from(`${name}=${value}\0`, 'utf8'));
+  const environBytes = environ.reduce((n, b) => n + b.byteLength, 0);
 
   return {
     fd_write(fd: number, iovs: number, iovsLen: number, nwrittenPtr: number) {
@@ -62,9 +68,22 @@ export function wasiFunctions(host: WasiHost): Record<string, WasiFunction> {
     path_open: () => Errno.Notsup,
     path_filestat_get: () => Errno.Notsup,
     environ_sizes_get(countPtr: number, sizePtr: number) {
-      return mem.putU32(countPtr >>> 0, 0) && mem.putU32(sizePtr >>> 0, 0) ? Errno.Success : Errno.Fault;
+      return mem.putU32(countPtr >>> 0, environ.length) && mem.putU32(sizePtr >>> 0, environBytes) ? Errno.Success : Errno.Fault;
     },
-    environ_get: () => Errno.Success,
+    environ_get(environPtr: number, bufPtr: number) {
+      const pointers = environPtr >>> 0;
+      const buf = bufPtr >>> 0;
+      // Checked whole before anything is written: a bad pointer changes no guest memory.
+      if (environ.length === 0) return Errno.Success;
+      if (!mem.inBounds(pointers, environ.length * 4) || !mem.inBounds(buf, environBytes)) return Errno.Fault;
+      let offset = 0;
+      environ.forEach((entry, i) => {
+        mem.putU32(pointers + i * 4, buf + offset);
+        mem.bytes.set(entry, buf + offset);
+        offset += entry.byteLength;
+      });
+      return Errno.Success;
+    },
     args_sizes_get(countPtr: number, sizePtr: number) {
       return mem.putU32(countPtr >>> 0, 0) && mem.putU32(sizePtr >>> 0, 0) ? Errno.Success : Errno.Fault;
     },

@@ -138,6 +138,14 @@ export class PodListeners {
     // HTTP runs the filters here; its upstream connections go through the tunnel to pods on other
     // nodes (connector() decides per connection). Other TCP goes through it as bytes.
     if (protocol) return this.parts.http.serve(client, first, service ? this.serviceState(direction, service, protocol) : this.httpState(direction, dst, protocol), this.pod, dst.port);
+    // A filter selected for this traffic that the node cannot run and that does not fail open:
+    // the bytes would pass unfiltered, so the connection is closed (HTTP gets the chain's 503).
+    const refusing = this.parts.workloadChain?.(this.pod.namespace, this.pod.name, direction, dst.port)?.refusingUnavailable();
+    if (refusing) {
+      this.counters.refused++;
+      this.log('warn', `capture: ${direction} TCP connection of ${describe(this.pod)} to port ${dst.port} closed: filter "${refusing.name}" is unavailable (${refusing.unavailable}) and its failStrategy is ${refusing.spec.failStrategy}`);
+      return void client.resetAndDestroy();
+    }
     // TCP to a Service: a random endpoint per connection.
     const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };
     const destination = service ? service.name : `${dst.address.includes(':') ? `[${dst.address}]` : dst.address}:${dst.port}`;

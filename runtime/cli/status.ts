@@ -10,6 +10,8 @@ interface FilterStatus {
   digest?: string;
   state?: string;
   failStrategy?: string;
+  /** Why the node has no module for it (state unavailable). */
+  unavailable?: string;
   streams?: number;
   failures?: number;
   quarantines?: number;
@@ -59,7 +61,7 @@ export async function runStatus(args: string[], out: (text: string) => void = (t
     process.stderr.write(`sluice status: no answer from the node proxy's admin endpoint at ${url} (${e.code ?? e.message}); is \`sluice run\` running here? Its admin address is admin.address in its config (--admin to point elsewhere)\n`);
     return 3;
   }
-  const unhealthy = !status.ready || status.filters.some((f) => f.state === 'quarantined');
+  const unhealthy = !status.ready || status.filters.some((f) => f.state === 'quarantined' || (f.state === 'unavailable' && f.failStrategy !== 'FAIL_OPEN'));
   if (values.json) {
     out(`${JSON.stringify(status, null, 2)}\n`);
     return unhealthy ? 1 : 0;
@@ -92,8 +94,9 @@ function render(s: Status, admin: string): string {
   lines.push(`filters:  ${s.filters.length}`);
   for (const f of s.filters) {
     const recent = f.lastFailure?.at !== undefined && Date.now() - f.lastFailure.at < FAILING_WINDOW_MS;
-    const health = f.state === 'quarantined' ? 'QUARANTINED' : recent ? 'failing' : 'healthy';
+    const health = f.state === 'quarantined' ? 'QUARANTINED' : f.state === 'unavailable' ? 'UNAVAILABLE' : recent ? 'failing' : 'healthy';
     lines.push(`  ${f.name}  ${f.state ?? '?'}  ${health}  ${f.failStrategy ?? ''}  sha256:${(f.digest ?? '').slice(0, 12)}  streams ${f.streams ?? 0}  failures ${f.failures ?? 0}  quarantines ${f.quarantines ?? 0}`);
+    if (f.unavailable) lines.push(`    unavailable: ${f.unavailable}`);
     if (f.lastFailure && (recent || f.state === 'quarantined')) {
       const ago = Math.round((Date.now() - (f.lastFailure.at ?? Date.now())) / 1000);
       lines.push(`    last failure ${ago} s ago in ${f.lastFailure.callback ?? '?'}: ${f.lastFailure.kind ?? ''} ${f.lastFailure.message ?? ''}`.trimEnd());

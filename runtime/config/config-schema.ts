@@ -7,7 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { LOG_LEVEL_NAMES } from '../abi/constants.ts';
 import { ACCESS_LOG_FIELDS, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { showPathProblem } from './dump-paths.ts';
-import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
+import { DEFAULT_CAPABILITIES, DEFAULT_LIMITS, DEFAULT_QUARANTINE, ENV_NAME, FAIL_STRATEGIES, pluginSpec } from '../host/plugin-spec.ts';
 
 /** Defaults of the fields the file format owns (filters' defaults: plugin-spec.ts). */
 /** A route's retries when its config says nothing (Envoy's retryOn names; see runtime/proxy/retry.ts). */
@@ -353,16 +353,28 @@ const cluster = object(
   ['name', 'endpoints'],
 );
 
+/** A string without NUL characters (an environment variable's value). */
+export const NO_NUL = '^[^\\u0000]*$';
+
 const positive = (description: string, def: number, minimum = 1, maximum = Number.MAX_SAFE_INTEGER): Schema => integer(minimum, maximum, description, def);
 
 const filter = object(
   'A proxy-wasm plugin: a module, its configuration and how it is contained.',
   {
     name: string('name', 'Unique among filters; listeners refer to it.'),
-    module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file.' },
+    module: { type: 'string', minLength: 1, description: 'Path of the .wasm file, relative to the configuration file. Give module or unavailable.' },
+    unavailable: { type: 'string', minLength: 1, description: 'Node mode: the filter has no module this node can run (the controller never validated a version of it), and this says why. Its streams get its fail strategy: FAIL_OPEN skips it, the others answer 503 (captured TCP is closed). Give module or unavailable.' },
     rootId: { type: 'string', default: '', description: 'Root id handed to the module (plugin_root_id). Default: "", as in Envoy and Istio.' },
     vmId: { type: 'string', default: CONFIG_DEFAULTS.vmId, description: 'VM id handed to the module.' },
     config: { description: 'What proxy_on_configure reads: a string as-is, any other value as JSON. Default: empty.' },
+    environment: {
+      type: 'object',
+      default: {},
+      maxProperties: 256,
+      propertyNames: { pattern: ENV_NAME.source, maxLength: 256 },
+      additionalProperties: { type: 'string', maxLength: 65536, pattern: NO_NUL },
+      description: 'Environment variables the filter reads through WASI (environ_get), name to value, in this order; nothing of the host\'s own environment. A WasmFilter\'s vmConfig.env.',
+    },
     failStrategy: { enum: [...FAIL_STRATEGIES], default: DEFAULT_FAIL_STRATEGY, description: 'What a failing filter does to the request.' },
     limits: object('Resource limits of the filter.', {
       callBudgetMs: positive('Wall-clock budget of one call into the filter.', DEFAULT_LIMITS.callBudgetMs, 1, MAX_MS),
@@ -389,7 +401,7 @@ const filter = object(
     }),
     logLevel: { enum: [...LOG_LEVEL_NAMES], description: 'The filter\'s own log level: what proxy_get_log_level returns to it and below which its proxy_log lines are dropped. Default: sluice run --log-level.' },
   },
-  ['name', 'module'],
+  ['name'],
 );
 
 const workload = object(

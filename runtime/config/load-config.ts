@@ -9,8 +9,8 @@ import { dirname, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import YAML from 'yaml';
 import { SluiceError } from '../errors.ts';
-import { FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits, type PluginSpec, type QuarantinePolicy } from '../host/plugin-spec.ts';
-import { CONFIG_DEFAULTS, DEFAULT_RETRY_POLICY, FORMATS, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
+import { ENV_NAME, FAIL_STRATEGIES, pluginSpec, type PluginCapabilities, type PluginLimits, type PluginSpec, type QuarantinePolicy } from '../host/plugin-spec.ts';
+import { CONFIG_DEFAULTS, DEFAULT_RETRY_POLICY, FORMATS, NO_NUL, configSchema, parseHostPort, type HostPort } from './config-schema.ts';
 import { ACCESS_LOG_FIELDS, type AccessLogConfig, type AccessLogField, type RetryOn, type RetryPolicy } from './snapshot.ts';
 import { logLevelNumber } from '../log.ts';
 import type {
@@ -150,6 +150,11 @@ function describeError(error: ErrorObject): string | undefined {
       const explain = FORMATS[params.format as string]!;
       return name === undefined ? `${show(at)}: ${explain(data as string)}` : `${show(join(at, name))}: ${explain(name)}`;
     }
+    case 'pattern':
+      // A property name's pattern (a filter's environment) is reported on the object: point at the key.
+      if (error.propertyName !== undefined && params.pattern === ENV_NAME.source) return `${show(join(at, error.propertyName))}: ${JSON.stringify(error.propertyName)} is not a variable name (a letter or "_", then letters, digits and "_")`;
+      if (params.pattern === NO_NUL) return `${show(at)}: must not contain NUL characters`;
+      return `${show(error.propertyName === undefined ? at : join(at, error.propertyName))}: ${error.message ?? 'is invalid'}`;
     case 'propertyNames':
       return undefined; // the failing name's own error (above) says what is wrong
     default:
@@ -580,7 +585,10 @@ class Resolver {
 
   private filter(filter: Raw, at: string): FilterConfig {
     const name = str(filter.name) ?? '';
-    const module = this.module(str(filter.module), `${at}.module`);
+    const unavailable = str(filter.unavailable);
+    if (unavailable !== undefined && filter.module !== undefined) this.problem(at, 'give module or unavailable, not both');
+    if (unavailable === undefined && filter.module === undefined) this.problem(at, 'missing required property "module" (the path of the .wasm)');
+    const module = unavailable === undefined ? this.module(str(filter.module), `${at}.module`) : '';
 
     const capabilitiesRaw = raw(filter.capabilities);
     const capabilities: Partial<PluginCapabilities> = {};
@@ -594,6 +602,8 @@ class Resolver {
       capabilities.httpCalls = httpCalls.filter((cluster): cluster is string => typeof cluster === 'string');
     }
     const quarantine = numbers<QuarantinePolicy>(filter.quarantine, ['failures', 'windowMs', 'backoffMs', 'maxBackoffMs']);
+    // Only what the schema accepts (it reported the rest) reaches the host's own checks.
+    const environment = Object.fromEntries(Object.entries(raw(filter.environment)).filter((e): e is [string, string] => ENV_NAME.test(e[0]) && typeof e[1] === 'string' && !e[1].includes('\0')));
 
     // The host's own constructor fills in the defaults (plugin-spec.ts is the one place for them).
     // It gets only values the schema accepts (checkShape reported the others), so when it still
@@ -606,6 +616,7 @@ class Resolver {
         limits: numbers<PluginLimits>(filter.limits, ['callBudgetMs', 'memoryBytes', 'bodyBytes']),
         capabilities,
         quarantine,
+        environment,
       });
     } catch (error) {
       this.problem(at, (error as Error).message);
@@ -618,6 +629,7 @@ class Resolver {
     return {
       name,
       module,
+      ...(unavailable === undefined ? {} : { unavailable }),
       // Envoy's and Istio's default: C++ SDK modules register their root under "" only.
       rootId: str(filter.rootId) ?? '',
       vmId: str(filter.vmId) ?? CONFIG_DEFAULTS.vmId,
@@ -626,6 +638,7 @@ class Resolver {
       limits: { ...spec.limits },
       capabilities: { ...spec.capabilities, httpCalls: Array.isArray(spec.capabilities.httpCalls) ? [...spec.capabilities.httpCalls] : spec.capabilities.httpCalls },
       quarantine: { ...spec.quarantine },
+      environment: { ...spec.environment },
       ...(typeof filter.logLevel === 'string' && logLevelNumber(filter.logLevel) !== undefined ? { logLevel: logLevelNumber(filter.logLevel) } : {}),
     };
   }

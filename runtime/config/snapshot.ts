@@ -225,8 +225,10 @@ export interface Endpoint {
 
 /** A plugin's spec (host/plugin-spec.ts) as the file gives it: the module by path, the configuration as text. */
 export interface FilterConfig extends Omit<PluginSpec, 'configuration' | 'vmConfiguration'> {
-  /** Absolute path of the .wasm (the file's `module`, resolved against the config file's folder). */
+  /** Absolute path of the .wasm (the file's `module`, resolved against the config file's folder); '' when `unavailable`. */
   readonly module: string;
+  /** Node mode: why the filter has no module to run (the controller never validated a version of it). */
+  readonly unavailable?: string;
   /** What proxy_on_configure reads: the file's string as-is, any other YAML value as JSON. */
   readonly configuration: string;
 }

@@ -16,4 +16,12 @@ export class FilterChain {
   stream(info: StreamInfo = {}): HttpStream {
     return new HttpStream(this.plugins, info, this.env.now());
   }
+
+  /**
+   * The first unavailable plugin (no module to run) whose fail strategy refuses traffic, if any:
+   * connections the filters cannot see (captured TCP) are closed rather than let through unfiltered.
+   */
+  refusingUnavailable(): Plugin | undefined {
+    return this.plugins.find((p) => p.unavailable !== undefined && p.spec.failStrategy !== 'FAIL_OPEN');
+  }
 }

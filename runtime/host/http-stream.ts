@@ -165,7 +165,8 @@ export class HttpStream implements ContextOwner {
       const slot = this.slots[i];
       const vm = slot.plugin.vmForStream();
       if (!vm) {
-        const failure = this.failSlot(slot, 'is quarantined after repeated failures');
+        const why = slot.plugin.unavailable === undefined ? 'is quarantined after repeated failures' : `is unavailable on this node (${slot.plugin.unavailable})`;
+        const failure = this.failSlot(slot, why);
         if (failure) return failure;
         continue;
       }

@@ -42,6 +42,8 @@ export interface PluginSpec {
   readonly limits: Readonly<PluginLimits>;
   readonly capabilities: Readonly<PluginCapabilities>;
   readonly quarantine: Readonly<QuarantinePolicy>;
+  /** What WASI environ_get serves the plugin's VMs, in this order: these variables and nothing else. */
+  readonly environment: Readonly<Record<string, string>>;
   /** The plugin's own log level (0 trace … 5 critical): what proxy_get_log_level returns to it and below which its lines are dropped. Absent: the host's. */
   readonly logLevel?: number;
 }
@@ -57,8 +59,13 @@ export interface PluginOptions {
   limits?: Partial<PluginLimits>;
   capabilities?: Partial<PluginCapabilities>;
   quarantine?: Partial<QuarantinePolicy>;
+  /** Environment variables the filter reads through WASI (Istio's vmConfig.env); default none. */
+  environment?: Readonly<Record<string, string>>;
   logLevel?: number;
 }
+
+/** A variable name the environment takes: a letter or "_", then letters, digits and "_" (as the WasmFilter CRD). */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export const DEFAULT_LIMITS: PluginLimits = { callBudgetMs: 50, memoryBytes: 64 * 1024 * 1024, bodyBytes: 1024 * 1024 };
 export const DEFAULT_CAPABILITIES: PluginCapabilities = { httpCalls: true, sharedData: true, sharedQueues: true, foreignFunctions: true };
@@ -77,6 +84,11 @@ export function pluginSpec(options: PluginOptions): PluginSpec {
   for (const [k, v] of Object.entries(quarantine)) if (!Number.isFinite(v) || v <= 0) bad(`quarantine.${k} must be a positive number, got ${v}`);
   const logLevel = options.logLevel;
   if (logLevel !== undefined && !(Number.isInteger(logLevel) && logLevel >= 0 && logLevel <= 5)) bad(`logLevel must be 0 (trace) to 5 (critical), got ${logLevel}`);
+  const environment = { ...options.environment };
+  for (const [k, v] of Object.entries(environment)) {
+    if (!ENV_NAME.test(k)) bad(`environment variable name ${JSON.stringify(k)} is not a letter or "_" followed by letters, digits and "_"`);
+    if (typeof v !== 'string' || v.includes('\0')) bad(`environment variable ${k} must be a string without NUL characters`);
+  }
   return Object.freeze({
     name: options.name,
     rootId: options.rootId ?? '',
@@ -87,6 +99,7 @@ export function pluginSpec(options: PluginOptions): PluginSpec {
     limits: Object.freeze(limits),
     capabilities: Object.freeze({ ...DEFAULT_CAPABILITIES, ...options.capabilities }),
     quarantine: Object.freeze(quarantine),
+    environment: Object.freeze(environment),
     ...(logLevel === undefined ? {} : { logLevel }),
   });
 }

@@ -10,7 +10,7 @@ import { Vm, type CallbackTiming, type VmFailure } from './vm.ts';
 
 export { TIMING_SAMPLE_EVERY } from './vm.ts';
 
-export type PluginState = 'active' | 'quarantined';
+export type PluginState = 'active' | 'quarantined' | 'unavailable';
 
 export interface PluginStats {
   /** VMs started, including the first. */
@@ -36,9 +36,28 @@ export class Plugin {
 
   private constructor(
     readonly spec: PluginSpec,
-    readonly compiled: CompiledModule,
+    private readonly module: CompiledModule | undefined,
     readonly env: HostEnvironment,
+    /** Why the plugin has no module to run, for a plugin made by Plugin.unavailable(). */
+    readonly unavailable?: string,
   ) {}
+
+  /**
+   * A plugin with no module to run (node mode: the controller never validated a version of the
+   * filter), `reason` saying why. It starts no VM; every stream applies its fail strategy, as
+   * for a quarantined plugin: FAIL_OPEN skips it, the others answer 503 naming it and `reason`.
+   */
+  static unavailable(options: PluginOptions, reason: string, env: HostEnvironment): Plugin {
+    const plugin = new Plugin(pluginSpec(options), undefined, env, reason);
+    env.log({ plugin: plugin.name, level: plugin.spec.failStrategy === 'FAIL_OPEN' ? 3 : 4, message: `filter unavailable: ${reason}; ${plugin.spec.failStrategy === 'FAIL_OPEN' ? 'its streams skip it (FAIL_OPEN)' : `its streams are refused (failStrategy ${plugin.spec.failStrategy})`}` });
+    return plugin;
+  }
+
+  /** The compiled module (none for an unavailable plugin). */
+  get compiled(): CompiledModule {
+    if (!this.module) throw new Error(`filter ${this.name} is unavailable (${this.unavailable}); it has no module`);
+    return this.module;
+  }
 
   /** Compiles (cached by digest) and starts the first VM; throws a SluiceError when the filter refuses to start or configure. */
   static async load(module: Uint8Array | CompiledModule, options: PluginOptions, env: HostEnvironment): Promise<Plugin> {
@@ -57,10 +76,11 @@ export class Plugin {
   }
 
   get digest(): string {
-    return this.compiled.digest;
+    return this.module?.digest ?? '';
   }
 
   get state(): PluginState {
+    if (this.unavailable !== undefined) return 'unavailable';
     return this.quarantinedUntil > this.env.now() ? 'quarantined' : 'active';
   }
 
@@ -74,9 +94,9 @@ export class Plugin {
     return this.current && !this.current.failed ? this.current : undefined;
   }
 
-  /** The VM a new stream should use, or undefined while the plugin is unavailable (quarantined). */
+  /** The VM a new stream should use, or undefined while the plugin is quarantined, or when it is unavailable. */
   vmForStream(): Vm | undefined {
-    if (this.closed) return undefined;
+    if (this.closed || this.unavailable !== undefined) return undefined;
     if (this.current && !this.current.failed) return this.current;
     const now = this.env.now();
     if (this.quarantinedUntil > now) return undefined;

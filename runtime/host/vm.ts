@@ -106,7 +106,7 @@ export class Vm {
       compiled.exports.has('proxy_on_memory_allocate') || compiled.exports.has('malloc') ? (size) => self.allocate(size) : undefined,
     );
     const abi = (this.abi = new AbiContext(this));
-    const wasi = wasiFunctions(abi);
+    const wasi = wasiFunctions(abi, spec.environment);
     const imports = {
       env: { ...toolchainFunctions(abi), ...hostFunctions(abi, refusedCapabilities(spec.capabilities)) },
       wasi_snapshot_preview1: wasi,

@@ -248,12 +248,20 @@ export class NodeProxy {
       digest: plugin.digest,
       state: plugin.state,
       failStrategy: plugin.spec.failStrategy,
+      ...(plugin.unavailable === undefined ? {} : { unavailable: plugin.unavailable }),
       warnings: plugin.warnings,
       ...plugin.stats,
     }));
   }
 
   private async loadFilter(f: FilterConfig): Promise<LoadedFilter> {
+    if (f.unavailable !== undefined) {
+      // Loads nothing: the filter's fail strategy answers its streams (FilterChain, like a quarantined filter).
+      const key = `${JSON.stringify(f)}\u0000unavailable`;
+      const existing = this.filters.get(f.name);
+      if (existing && existing.key === key) return existing;
+      return { key, plugin: Plugin.unavailable({ ...f, configuration: f.configuration }, f.unavailable, this.env) };
+    }
     const bytes = new Uint8Array(await readFile(f.module));
     const key = `${JSON.stringify(f)}\u0000${createHash('sha256').update(bytes).digest('hex')}`;
     const existing = this.filters.get(f.name);

@@ -62,8 +62,8 @@ async function kill(agent: Agent | undefined): Promise<void> {
   }
 }
 
-/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config. */
-async function acked(node: Node, what: string, check: (config: { filters?: Array<{ name: string }> }) => boolean): Promise<string> {
+/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config (a filter not validated yet is in it as `unavailable`, without `module`). */
+async function acked(node: Node, what: string, check: (config: { filters?: Array<{ name: string; module?: string }> }) => boolean): Promise<string> {
   return until(`${node}: ${what}`, () => {
     const current = ctx.controller!.discovery!.current(node);
     const r = ctx.controller!.distribution.nodes().get(node);
@@ -149,7 +149,7 @@ test.serial('kubectl apply of a WasmFilter (headers filter from a ConfigMap): bo
   const f = await waitValidated(k, 'team-a', 'add-header', 'True');
   t.is(f.status?.digest, `sha256:${digest}`);
   for (const node of NODES) {
-    await acked(node, `ACKs a config with ${FILTER}`, (c) => (c.filters ?? []).some((x) => x.name === FILTER));
+    await acked(node, `ACKs a config with ${FILTER}`, (c) => (c.filters ?? []).some((x) => x.name === FILTER && x.module !== undefined));
     t.deepEqual(await through(node, 'capture-outbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
     t.deepEqual(await through(node, 'capture-inbound'), { ...LOCAL_REPLY, header: 'team-a/add-header' });
     const filters = (await admin(node, '/filters')) as Array<{ name: string; module: string; state: string }>;
@@ -178,10 +178,39 @@ test.serial('kubectl delete of the WasmFilter: both nodes drop it and their traf
   }
 });
 
+test.serial('a FAIL_CLOSE WasmFilter whose module cannot be fetched: the nodes refuse what it selects with a 503 naming it; deleted, traffic flows again', async (t) => {
+  const k = ctx.cluster.kube;
+  await k.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('guard', 'team-a', { configMap: { name: 'headers-module', key: 'missing.wasm' }, selector: { matchLabels: { app: 'web' } }, failStrategy: 'FAIL_CLOSE' }) });
+  const f = await waitValidated(k, 'team-a', 'guard', 'False');
+  const reason = cond(f, 'Validated')!;
+  for (const node of NODES) {
+    await acked(node, 'ACKs a config with the unavailable team-a.guard', (c) => (c.filters ?? []).some((x) => x.name === 'team-a.guard'));
+    const entry = (JSON.parse(ctx.controller!.discovery!.current(node)!.config).filters as Array<{ name: string; unavailable?: string }>).find((x) => x.name === 'team-a.guard')!;
+    const unavailable = entry.unavailable!;
+    t.true(unavailable.startsWith(`the controller could not validate it: ${reason.reason}: ${reason.message.slice(0, 40)}`), unavailable);
+    for (const listener of ['capture-outbound', 'capture-inbound'] as const) {
+      const r = await fetch(`http://127.0.0.1:${ctx.agents[node]!.ports[listener]}/orders/7`, { headers: { host: 'web.team-a.svc.cluster.local' } });
+      t.is(r.status, 503);
+      t.is(r.headers.get('x-sluice-filter-failed'), 'team-a.guard');
+      t.is(await r.text(), `sluice: filter "team-a.guard" is unavailable on this node (${unavailable}); the request was refused (failStrategy FAIL_CLOSE)\n`);
+    }
+    const filters = (await admin(node, '/filters')) as Array<{ name: string; state: string; failStrategy: string }>;
+    t.deepEqual(filters.map((x) => [x.name, x.state, x.failStrategy]), [['team-a.guard', 'unavailable', 'FAIL_CLOSE']]);
+  }
+  // Never ready anywhere: no node runs a version of it.
+  t.deepEqual((await getFilter(k, 'team-a', 'guard')).status?.nodes ?? { ready: 0, total: 0 }, { ready: 0, total: 0 });
+
+  await k.kubectlOk(['delete', 'wasmfilter', 'guard', '-n', 'team-a']);
+  for (const node of NODES) {
+    await acked(node, 'ACKs a config without filters', (c) => (c.filters ?? []).length === 0);
+    t.deepEqual(await through(node, 'capture-inbound'), { ...LOCAL_REPLY, header: null });
+  }
+});
+
 test.serial('agents restarted while the controller is down serve their last good config (the filter) from disk', async (t) => {
   await ctx.cluster.kube.kubectlOk(['apply', '-f', '-'], { input: wasmFilter('add-header', 'team-a', filterSpec) });
   const versions: Partial<Record<Node, string>> = {};
-  for (const node of NODES) versions[node] = await acked(node, `ACKs a config with ${FILTER} again`, (c) => (c.filters ?? []).some((x) => x.name === FILTER));
+  for (const node of NODES) versions[node] = await acked(node, `ACKs a config with ${FILTER} again`, (c) => (c.filters ?? []).some((x) => x.name === FILTER && x.module !== undefined));
   await ctx.controller!.stop();
   for (const node of NODES) {
     await kill(ctx.agents[node]);

@@ -103,12 +103,16 @@ async function startAgent(n: Node): Promise<void> {
   );
 }
 
-/** Waits until `node` ACKed discovery's current config for it and `check` holds for that config. */
+/**
+ * Waits until `node` ACKed discovery's current config for it and `check` holds for that config,
+ * every filter in it with its module (a filter not validated yet is sent as unavailable first).
+ */
 function acked(node: NodeName, what: string, check: (config: any) => boolean): Promise<string> {
   return until(`${node}: ${what}`, () => {
     const current = ctx.controller.discovery!.current(node);
     const r = ctx.controller.distribution.nodes().get(node);
-    if (!current || !check(JSON.parse(current.config)) || r?.version !== current.version || !r.acked) return undefined;
+    const config = current && JSON.parse(current.config);
+    if (!current || !check(config) || (config.filters ?? []).some((f: { module?: string }) => !f.module) || r?.version !== current.version || !r.acked) return undefined;
     return current.version;
   }, 60_000);
 }

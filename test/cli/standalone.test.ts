@@ -1,8 +1,9 @@
 // A filter author's own repository, end to end: the sluice package packed with `npm pack`, then
 // in an empty folder outside the checkout `sluice new` from that package, `npm install`,
-// `npm test`, `npm run push` to a real registry (docker-registry on loopback), and the pushed
-// module pulled back by the WasmFilter the push printed: from an empty folder to a published
-// filter in four commands.
+// `npm test`, `npm run push` to a real registry (docker-registry on loopback), the pushed
+// module pulled back by the WasmFilter the push printed, and that WasmFilter piped to
+// `kubectl apply` against a real API server, where the controller validates it: from an empty
+// folder to a filter in force in five commands.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -10,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parse } from 'yaml';
+import { Controller, silentLogger } from '../../controller/index.ts';
+import { loadKubeConfig } from '../../controller/controller.ts';
 import { fetchModule } from '../../controller/source/index.ts';
+import { cond, startControllerCluster, waitValidated, type ControllerCluster } from '../helpers/controller-env.ts';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { startRegistry } from '../helpers/registry.ts';
 
@@ -25,11 +29,19 @@ function run(file: string, args: string[], cwd: string): Promise<{ stdout: strin
   });
 }
 
-test('from an empty folder to a published filter: sluice new, npm install, npm test, npm run push', async (t) => {
+test('from an empty folder to a filter in force: sluice new, npm install, npm test, npm run push, kubectl apply', async (t) => {
   t.timeout(300_000);
   const registry = await startRegistry();
   const dir = await mkdtemp(join(tmpdir(), 'sluice-standalone-'));
+  // The API server starts while npm works.
+  let cluster: ControllerCluster | undefined;
+  let controller: Controller | undefined;
+  const clusterStarted = startControllerCluster().then((c) => (cluster = c));
+  clusterStarted.catch(() => {});
   t.teardown(async () => {
+    await controller?.stop();
+    await clusterStarted.catch(() => {});
+    await cluster?.kube.close();
     await registry.remove();
     await rm(dir, { recursive: true, force: true });
   });
@@ -82,4 +94,15 @@ test('from an empty folder to a published filter: sluice new, npm install, npm t
   const pulled = await fetchModule({ url: filter.spec.url, sha256: filter.spec.sha256 });
   t.is(pulled.digest, `sha256:${hex}`);
   t.deepEqual(Buffer.from(pulled.bytes), Buffer.from(wasm));
+
+  // The push's advice, followed: its stdout piped to kubectl apply, and the controller validates it.
+  await clusterStarted;
+  controller = new Controller({ kubeConfig: loadKubeConfig(cluster!.controllerKubeconfig), listen: '127.0.0.1:0', grpcListen: '127.0.0.1:0', leaseDurationMs: 3000, baseRetryMs: 200, maxRetryMs: 1000, log: silentLogger });
+  await controller.start();
+  t.regex(pushed.stderr, /\| kubectl apply -n <namespace> -f -/);
+  const applied = await cluster!.kube.kubectlOk(['apply', '-n', 'team-a', '-f', '-'], { input: pushed.stdout });
+  t.is(applied.trim(), 'wasmfilter.sluice.dev/my-filter created');
+  const validated = await waitValidated(cluster!.kube, 'team-a', 'my-filter', 'True');
+  t.is(validated.status?.digest, `sha256:${hex}`);
+  t.like(cond(validated, 'Validated'), { status: 'True', reason: 'Validated', message: `module sha256:${hex} compiled, started and accepted its configuration in Sluice's host` });
 });

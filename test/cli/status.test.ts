@@ -202,3 +202,28 @@ test('--metrics-listen refuses a bad address and a taken port, saying which, and
   t.is(await busy.exited, 1);
   t.is(busy.stderr().trim().split('\n').at(-1), `sluice run: SLUICE_ERR_CONFIG: --metrics-listen 127.0.0.1:${port}: cannot listen (EADDRINUSE); is another proxy on this node using the port?`);
 });
+
+test('sluice status shows an unavailable filter with its reason; one that does not fail open makes it exit 1', async (t) => {
+  const text = (strategy: string) => `
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - { name: web, address: 127.0.0.1:0, filters: [guard], routes: [{ match: { prefix: / }, directResponse: { status: 200, body: "ok" } }] }
+filters:
+  - { name: guard, unavailable: "the controller has not validated it yet", failStrategy: ${strategy} }
+`;
+  for (const [strategy, code, web] of [['FAIL_CLOSE', 1, 503], ['FAIL_OPEN', 0, 200]] as const) {
+    const run = await runSluice(text(strategy), ['--drain-ms', '100']);
+    try {
+      const r = await request(`http://127.0.0.1:${await run.port('web')}/`);
+      t.is(r.statusCode, web);
+      await r.body.text();
+      const human = await status(['--admin', `127.0.0.1:${await run.adminPort()}`]);
+      t.is(human.code, code, human.stderr);
+      const lines = human.stdout.split('\n');
+      t.is(lines[3], `  guard  unavailable  UNAVAILABLE  ${strategy}  sha256:  streams 0  failures 0  quarantines 0`);
+      t.is(lines[4], '    unavailable: the controller has not validated it yet');
+    } finally {
+      await run.stop();
+    }
+  }
+});

@@ -109,6 +109,7 @@ test('the example file loads into the exact snapshot', async (t) => {
       limits: { callBudgetMs: 50, memoryBytes: 67108864, bodyBytes: 1048576 },
       capabilities: { httpCalls: true, sharedData: true, sharedQueues: true, foreignFunctions: true },
       quarantine: { failures: 5, windowMs: 60000, backoffMs: 5000, maxBackoffMs: 300000 },
+      environment: {},
     },
   ]);
 });
@@ -176,6 +177,7 @@ filters: [{ name: f, module: hello.wasm }]
         limits: DEFAULT_LIMITS,
         capabilities: DEFAULT_CAPABILITIES,
         quarantine: DEFAULT_QUARANTINE,
+        environment: {},
       },
     ],
   });
@@ -685,5 +687,25 @@ test('tunnel.remoteWorkloads (node mode): read with the tunnel address parsed; b
     'tunnel.remoteWorkloads[0].tunnel: "192.168.1.2" is not host:port',
     'tunnel.remoteWorkloads[2].addresses: must not be empty',
     'tunnel.remoteWorkloads[1].addresses[0]: 10.0.1.7 is already the address of tunnel.remoteWorkloads[0]',
+  ]);
+});
+
+test('a filter is a module or unavailable (node mode: the controller has no version of it), never both or neither', (t) => {
+  const snapshot = parse(`${listener()}filters:\n  - { name: guard, unavailable: "the controller has not validated it yet", failStrategy: FAIL_RELOAD }\n`);
+  t.like(snapshot.filters[0], { name: 'guard', module: '', unavailable: 'the controller has not validated it yet', failStrategy: 'FAIL_RELOAD' });
+  t.is(parse(`${listener()}filters: [{ name: hello, module: hello.wasm }]\n`).filters[0]!.unavailable, undefined);
+  t.deepEqual(problemsOf(t, `${listener()}filters:\n  - { name: a, module: hello.wasm, unavailable: why }\n  - { name: b }\n  - { name: c, unavailable: "" }\n`), [
+    'filters[2].unavailable: must not be empty',
+    'filters[0]: give module or unavailable, not both',
+    'filters[1]: missing required property "module" (the path of the .wasm)',
+  ]);
+});
+
+test('a filter\'s environment: names NAME-shaped, values strings', (t) => {
+  t.deepEqual(parse(`${listener()}filters: [{ name: hello, module: hello.wasm, environment: { MODE: enforce, _X1: "" } }]\n`).filters[0]!.environment, { MODE: 'enforce', _X1: '' });
+  t.deepEqual(problemsOf(t, `${listener()}filters: [{ name: hello, module: hello.wasm, environment: { 1BAD: x, OK: 3, NUL: "a\\0b" } }]\n`), [
+    'filters[0].environment["1BAD"]: "1BAD" is not a variable name (a letter or "_", then letters, digits and "_")',
+    'filters[0].environment.OK: must be a string, got 3',
+    'filters[0].environment.NUL: must not contain NUL characters',
   ]);
 });

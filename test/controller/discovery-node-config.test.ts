@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { parseConfig } from '../../runtime/index.ts';
-import { filterVersion, nodeConfig, versionedSpec, workloadName, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
-import type { WasmFilterSpec } from '../../controller/crd/index.ts';
+import { filterVersion, nodeConfig, unavailableFilter, versionedSpec, workloadName, type ClusterState, type EndpointSliceView, type PodView, type ServiceView, type ValidatedFilter } from '../../controller/discovery/node-config.ts';
+import type { WasmFilter, WasmFilterSpec } from '../../controller/crd/index.ts';
 import { withRollout } from '../../controller/discovery/source.ts';
 
 const D1 = 'a'.repeat(64);
@@ -280,4 +280,38 @@ test('rollouts: the canary nodes get the canary version (module and configuratio
   t.not(filterVersion(D1, { pluginConfig: { a: 1 } }), filterVersion(D2, { pluginConfig: { a: 1 } }));
   t.not(filterVersion(D1, { pluginConfig: { a: 1 } }), filterVersion(D1, { pluginConfig: { a: 2 } }));
   t.regex(filterVersion(D1, {}), /^a{12}\.[0-9a-f]{8}$/);
+});
+
+test('unavailableFilter: FAIL_CLOSE (the default) and FAIL_RELOAD filters whose validation failed refuse with the reason; FAIL_OPEN ones, and any whose first validation has not concluded, are left out', (t) => {
+  const f = (failStrategy: string | undefined, condition?: { status: string; reason: string; message: string; observedGeneration: number }) =>
+    ({ metadata: { namespace: 'shop', name: 'guard', generation: 2 }, spec: { url: 'http://x', ...(failStrategy ? { failStrategy } : {}) }, status: condition ? { conditions: [{ type: 'Validated', lastTransitionTime: '', ...condition }] } : {} }) as unknown as WasmFilter;
+  const failed = { status: 'False', reason: 'FetchFailed', message: 'x', observedGeneration: 2 };
+  t.is(unavailableFilter(f('FAIL_OPEN', failed)), undefined);
+  t.is(unavailableFilter(f(undefined)), undefined);
+  t.is(unavailableFilter(f('FAIL_CLOSE', { ...failed, status: 'Unknown' })), undefined);
+  t.like(unavailableFilter(f(undefined, failed)), { namespace: 'shop', name: 'guard', digest: '', unavailable: 'the controller could not validate it: FetchFailed: x' });
+  t.like(unavailableFilter(f('FAIL_RELOAD', { status: 'False', reason: 'ConfigRejected', message: 'the filter said:\n  bad   config', observedGeneration: 2 })), { unavailable: 'the controller could not validate it: ConfigRejected: the filter said: bad config' });
+  // A refusal of an older generation stands while the new one is validated.
+  t.like(unavailableFilter(f('FAIL_CLOSE', { ...failed, observedGeneration: 1 })), { unavailable: 'the controller could not validate generation 1 (generation 2 is being validated): FetchFailed: x' });
+  t.is(unavailableFilter(f('FAIL_CLOSE', { ...failed, message: 'y'.repeat(400) }))!.unavailable!.length, 300);
+
+  // In a node's config: no module, selected like any filter, and the runtime's loader takes it.
+  const state = base({ pods: [pod('shop', 'web-1', 'n1', { labels: { app: 'web' } })], filters: [unavailableFilter(f(undefined, failed))!] });
+  const { doc, snapshot, modules, filters } = build('n1', state);
+  t.deepEqual(doc.filters, [{ name: 'shop.guard', unavailable: 'the controller could not validate it: FetchFailed: x', failStrategy: 'FAIL_CLOSE' }]);
+  t.deepEqual(doc.workloads[0].filters, { outbound: ['shop.guard'], inbound: ['shop.guard'] });
+  t.like(snapshot.filters[0], { name: 'shop.guard', module: '', unavailable: 'the controller could not validate it: FetchFailed: x' });
+  t.is(modules.size, 0);
+  t.deepEqual(filters, []);
+});
+
+test('vmConfig.env reaches the node as the filter\'s environment, in order, and the runtime\'s loader takes it; without env there is none', (t) => {
+  const state = base({
+    pods: [pod('shop', 'web-1', 'n1')],
+    filters: [wf('shop', 'env', { vmConfig: { env: [{ name: 'MODE', value: 'enforce', valueFrom: 'INLINE' }, { name: 'EMPTY' }, { name: 'A_1', value: 'x' }] } }), wf('shop', 'plain', { vmConfig: {} })],
+  });
+  const { doc, snapshot } = build('n1', state);
+  t.deepEqual(doc.filters.map((f: { name: string; environment?: unknown }) => [f.name, f.environment]), [['shop.env', { MODE: 'enforce', EMPTY: '', A_1: 'x' }], ['shop.plain', undefined]]);
+  t.deepEqual(Object.entries(snapshot.filters[0]!.environment), [['MODE', 'enforce'], ['EMPTY', ''], ['A_1', 'x']]);
+  t.deepEqual(snapshot.filters[1]!.environment, {});
 });

@@ -7,7 +7,7 @@ import { Controller, silentLogger } from '../../controller/index.ts';
 import { loadKubeConfig } from '../../controller/controller.ts';
 import { DiscoveryNodeConfigSource } from '../../controller/discovery/source.ts';
 import type { NodeConfig } from '../../controller/distribution/types.ts';
-import { moduleServer, modules, sha256, startControllerCluster, waitValidated, wasmFilter, type ControllerCluster, type ModuleServer } from '../helpers/controller-env.ts';
+import { cond, moduleServer, modules, sha256, startControllerCluster, waitValidated, wasmFilter, type ControllerCluster, type ModuleServer } from '../helpers/controller-env.ts';
 
 let env: ControllerCluster;
 let server: ModuleServer;
@@ -119,6 +119,53 @@ test.serial('each node gets exactly its pods, the services, and the validated fi
   await new Promise((r) => setTimeout(r, 300));
   t.deepEqual(configs.get('node-3')!.map((c) => c.version), [n3.version]);
   t.deepEqual(configs.get('node-1')!.map((c) => c.version), [n1.version, n1c.version]);
+});
+
+test.serial('a filter with no version in force: FAIL_CLOSE and FAIL_RELOAD ones go to the nodes as unavailable entries (no module) with the reason; FAIL_OPEN ones are left out', async (t) => {
+  const k = env.kube;
+  const wrong = '0'.repeat(64);
+  const broken = (name: string, failStrategy: string, match: Array<Record<string, unknown>>) =>
+    k.kubectlOk(['apply', '-f', '-'], { input: wasmFilter(name, 'team-a', { url: server.url('/hello.wasm'), sha256: wrong, failStrategy, selector: { matchLabels: { app: 'web' } }, match }) });
+  await broken('guard', 'FAIL_CLOSE', [{ direction: 'INBOUND' }]);
+  await broken('reloader', 'FAIL_RELOAD', [{ direction: 'OUTBOUND', ports: [8080] }]);
+  await broken('opener', 'FAIL_OPEN', []);
+  const guard = await waitValidated(k, 'team-a', 'guard', 'False');
+  await waitValidated(k, 'team-a', 'reloader', 'False');
+  await waitValidated(k, 'team-a', 'opener', 'False');
+  const why = cond(guard, 'Validated')!;
+  t.is(why.reason, 'DigestMismatch');
+
+  const configs = new Map<string, NodeConfig[]>();
+  const stop = source.watch('node-1', (c) => configs.set('node-1', [...(configs.get('node-1') ?? []), c]));
+  try {
+    const n1 = await next(configs, 'node-1', (c) => c.config.includes('team-a.guard') && c.config.includes('team-a.reloader'));
+    const doc = JSON.parse(n1.config);
+    const reason = `the controller could not validate it: DigestMismatch: ${why.message.replace(/\s+/g, ' ').trim()}`;
+    // In chain order: hello is AUTHZ, the others UNSPECIFIED. The reason is cut to 300 characters.
+    t.deepEqual(doc.filters, [
+      { name: 'team-a.hello', module: `${helloSha}.wasm`, failStrategy: 'FAIL_CLOSE' },
+      { name: 'team-a.guard', unavailable: reason.length > 300 ? `${reason.slice(0, 299)}…` : reason, failStrategy: 'FAIL_CLOSE' },
+      { name: 'team-a.reloader', unavailable: doc.filters[2].unavailable, failStrategy: 'FAIL_RELOAD' },
+    ]);
+    t.regex(doc.filters[2].unavailable, /^the controller could not validate it: DigestMismatch: /);
+    // Selected like any filter, in the workload's chains and the listeners' (the opener nowhere).
+    t.deepEqual(doc.workloads.map((w: { name: string; filters: unknown }) => [w.name, w.filters]), [['web-1', { outbound: ['team-a.reloader'], inbound: ['team-a.hello', 'team-a.guard'], ports: { outbound: { 'team-a.reloader': [8080] } } }]]);
+    t.deepEqual(doc.listeners.map((l: { name: string; filters: string[] }) => [l.name, l.filters]), [['capture-outbound', ['team-a.reloader']], ['capture-inbound', ['team-a.hello', 'team-a.guard']]]);
+    t.false(n1.config.includes('team-a.opener'));
+    // No module to send for them, and no version a node could report ready.
+    t.deepEqual([...n1.modules.keys()], [helloSha]);
+    t.deepEqual(n1.filters?.map((f) => f.key), ['team-a/hello']);
+
+    // Fixed: the guard validates and its module replaces the unavailable entry.
+    await k.kubectlOk(['patch', 'wasmfilter', 'guard', '-n', 'team-a', '--type=merge', '-p', JSON.stringify({ spec: { sha256: helloSha } })]);
+    await waitValidated(k, 'team-a', 'guard', 'True');
+    const fixed = await next(configs, 'node-1', (c) => c.config.includes(`"name":"team-a.guard","module"`));
+    t.deepEqual(JSON.parse(fixed.config).filters[1], { name: 'team-a.guard', module: `${helloSha}.wasm`, failStrategy: 'FAIL_CLOSE' });
+    t.deepEqual(fixed.filters?.map((f) => f.key), ['team-a/hello', 'team-a/guard']);
+  } finally {
+    stop();
+    await k.kubectlOk(['delete', 'wasmfilter', 'guard', 'reloader', 'opener', '-n', 'team-a']);
+  }
 });
 
 test.serial('every replica holds the modules in force: a follower fetches them once without validating, and so does a leader restarted with an empty memory', async (t) => {

@@ -82,7 +82,7 @@ for (const [what, spec, reason, message] of faults) {
     t.is(v.reason, reason);
     t.regex(v.message, message);
     t.like(cond(f, 'Accepted'), { status: 'True' });
-    t.like(cond(f, 'Degraded'), { status: 'True', reason, message: 'generation 1 is not in force; no version has validated yet, so nodes run nothing for this filter' });
+    t.like(cond(f, 'Degraded'), { status: 'True', reason, message: 'generation 1 is not in force; no version has validated yet, so nodes refuse the traffic it selects (failStrategy FAIL_CLOSE)' });
     t.is(f.status!.digest, undefined);
     // Retried with backoff; each retry finds the same fault, which is one transition, one Event.
     while (controller.queue.retries(`team-a/${name}`) < 3) await new Promise((r) => setTimeout(r, 50));

@@ -32,3 +32,11 @@ test('a filter growing to 512 MiB at start is refused: validation caps VM memory
   t.is((e as Error & { code: string }).code, 'SLUICE_ERR_FILTER_START');
   t.regex(e!.message, /^filter "team-a\/grow": proxy_on_vm_start returned false.* \(validation gives the VM at most 268435456 bytes of memory, whatever memoryBytes says\); /);
 });
+
+test('validation runs the filter with its vmConfig.env, as the nodes will: a filter that needs a variable validates with it and is refused without', async (t) => {
+  const spec = { pluginConfig: { require: ['MODE'] } };
+  await t.notThrowsAsync(validateModule(modules.showEnv(), 'team-a/env', { ...spec, vmConfig: { env: [{ name: 'MODE', value: 'enforce', valueFrom: 'INLINE' as const }] } }));
+  const e = await t.throwsAsync(validateModule(modules.showEnv(), 'team-a/env', spec));
+  t.is((e as Error & { code: string }).code, 'SLUICE_ERR_FILTER_CONFIG_REFUSED');
+  t.regex(e!.message, /^filter "team-a\/env": proxy_on_configure rejected the configuration: show-env: MODE is not in the environment \(0 variables\); /);
+});

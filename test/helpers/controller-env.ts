@@ -18,6 +18,7 @@ export const modules = {
   noMarker: () => new Uint8Array(readFileSync(fixture('compat/no-marker'))),
   spinOnConfigure: () => new Uint8Array(readFileSync(fixture('controller/spin-on-configure'))),
   growOnStart: () => new Uint8Array(readFileSync(fixture('controller/grow-on-start'))),
+  showEnv: () => new Uint8Array(readFileSync(fixture('show-env'))),
 };
 
 export interface ModuleServer {

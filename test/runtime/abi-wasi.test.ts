@@ -1,5 +1,5 @@
 // The WASI preview1 functions SDK builds import: fd_write to the plugin log, clocks, randomness,
-// environment and arguments (empty), the file-system stubs, and proc_exit ending the VM.
+// the plugin's own environment (empty unless given), arguments (empty), the file-system stubs, and proc_exit ending the VM.
 import test from 'ava';
 import { GET, Probe, WILD } from '../helpers/probe.ts';
 
@@ -92,7 +92,7 @@ test('random_get fills the buffer; outside memory it is FAULT', async (t) => {
   t.deepEqual(value, [Errno.SUCCESS, true, Errno.FAULT, Errno.FAULT]);
 });
 
-test('the environment and the arguments are empty', async (t) => {
+test('without an environment option the environment is empty (nothing of the host\'s), and the arguments are empty', async (t) => {
   const p = await Probe.load();
   const value = p.inRoot(() => {
     const a = p.zeroed(4);
@@ -152,4 +152,34 @@ test('proc_exit in a root callback fails the VM too; with FAIL_OPEN the next str
     'proxy_on_context_create(2,1)',
     'proxy_on_request_headers(2,4,1)',
   ]);
+});
+
+test('environ_sizes_get and environ_get serve exactly the plugin\'s environment, "NAME=value\\0" each in order; a bad pointer is FAULT and writes nothing', async (t) => {
+  const p = await Probe.load({ environment: { MODE: 'enforce', GREETING: 'héllo wörld', EMPTY: '' } });
+  const value = p.inRoot(() => {
+    const a = p.zeroed(4);
+    const b = p.zeroed(4);
+    const sizes = [p.call('environ_sizes_get', a, b), p.u32(a), p.u32(b)];
+    const pointers = p.zeroed(12);
+    const buf = p.zeroed(p.u32(b));
+    const got = p.call('environ_get', pointers, buf);
+    const strings = [0, 1, 2].map((i) => {
+      const at = p.u32(pointers + i * 4);
+      let end = at;
+      while (p.bytes(end, 1)[0] !== 0) end++;
+      return Buffer.from(p.bytes(at, end - at)).toString('utf8');
+    });
+    const untouched = p.zeroed(12);
+    const wild = [p.call('environ_get', WILD, buf), p.call('environ_get', untouched, WILD), p.bytes(untouched, 12).every((x) => x === 0)];
+    return { sizes, got, strings, first: p.u32(pointers) === buf, wild };
+  });
+  const bytes = Buffer.byteLength('MODE=enforce\0GREETING=héllo wörld\0EMPTY=\0');
+  t.deepEqual(value, { sizes: [0, 3, bytes], got: 0, strings: ['MODE=enforce', 'GREETING=héllo wörld', 'EMPTY='], first: true, wild: [Errno.FAULT, Errno.FAULT, true] });
+});
+
+test('an environment variable name that is not NAME-shaped, or a value with NUL, is refused at load', async (t) => {
+  for (const [environment, what] of [[{ 'A=B': 'x' }, 'environment variable name "A=B" is not a letter or "_" followed by letters, digits and "_"'], [{ A: 'x\0y' }, 'environment variable A must be a string without NUL characters']] as const) {
+    const e = await t.throwsAsync(Probe.load({ environment }));
+    t.is(e!.message, `filter "probe": ${what}`);
+  }
 });
