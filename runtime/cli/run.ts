@@ -8,7 +8,8 @@ import type { Server } from 'node:http';
 import { loadConfig, parseHostPort } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
-import { CaptureServer, captureUnavailable, type CaptureTunnelOptions } from '../capture/index.ts';
+import { CaptureServer, captureUnavailable, loadAddon, type CaptureTunnelOptions } from '../capture/index.ts';
+import { shareListeningPorts } from '../proxy/shared-port.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
 import { TunnelClient, TunnelServer, TUNNEL_PORT, tunnelMetrics } from '../tunnel/index.ts';
@@ -19,6 +20,7 @@ import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
 export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; metricsListen?: string; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
+  shareNodePorts();
   const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file, opts.captureSocket);
   const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => served.view).catch(async (error) => {
     await served.stop(0);
@@ -37,6 +39,18 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;
+}
+
+/**
+ * The node's ports (listeners, admin, metrics, tunnel) shared with another proxy on the node, as
+ * the pods' capture ports are: during an upgrade the new proxy binds them while the old one still
+ * serves, and new connections go to the new one (docs/operations.md#upgrade). Where the capture
+ * addon cannot load (not root, not built), ports are not shared: a second proxy gets EADDRINUSE.
+ */
+function shareNodePorts(): void {
+  if (captureUnavailable()) return;
+  const addon = loadAddon();
+  shareListeningPorts((host, port, v6only) => addon.listenShared(host, port, v6only));
 }
 
 /** Resolves on SIGTERM or SIGINT, logging the drain that follows. */
@@ -147,6 +161,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     const why = captureUnavailable();
     if (why) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', `--capture-socket: capture cannot run here: ${why}`);
   }
+  shareNodePorts();
   let capture: CaptureServer | undefined;
   let tunnel: NodeTunnel | undefined;
   let failed: ((error: Error) => void) | undefined;
@@ -180,7 +195,14 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
       }
     },
   });
-  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => agent.proxy) : undefined;
+  // Ready (the DaemonSet's probe) once the proxy serves and, with capture, has taken the node's
+  // pods over: during an upgrade the old proxy is stopped only then (docs/operations.md#upgrade).
+  const metricsSource = (): MetricsSource | undefined => {
+    const proxy = agent.proxy;
+    if (!proxy) return undefined;
+    return { get ready() { return proxy.ready && (!opts.captureSocket || capture !== undefined); }, metrics: () => proxy.metrics() };
+  };
+  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, metricsSource) : undefined;
   log('info', `node mode: controller ${opts.controller} (${opts.controllerPlaintext ? 'plaintext' : `TLS, trust bundle ${controllerCa}`}), node ${nodeName}, state in ${stateDir}`);
   try {
     await agent.start();
