@@ -30,6 +30,8 @@ const kubeTest = skipUnless(kubeWhy);
 const KUBE_VERSION = '1.32.0';
 const NON_DEFAULT = [
   '--set', 'node.capture.enabled=false',
+  '--set', 'node.maxSurge=0',
+  '--set', 'node.maxUnavailable=10%',
   '--set', 'node.controllerCA=false',
   '--set', 'metrics.serviceMonitor.enabled=true',
   '--set', 'metrics.podAnnotations=false',
@@ -114,7 +116,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.is(pod.serviceAccountName, 'sluice-node');
   t.is(pod.hostNetwork, true);
   t.is(pod.automountServiceAccountToken, false);
-  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   t.is(pod.terminationGracePeriodSeconds, 30);
   const proxy = pod.containers[0];
   t.deepEqual(proxy.args, [
@@ -160,6 +162,7 @@ helmTest('rendered with other values: capture off uninstalls, ServiceMonitors, n
   t.false(proxy.args.some((a: string) => a.startsWith('--capture-socket') || a.startsWith('--controller-ca')));
   t.deepEqual(proxy.securityContext.capabilities, { drop: ['ALL'] }, 'without capture the proxy needs no capability');
   t.deepEqual(pod.initContainers.map((c: any) => [c.name, c.args.at(-1), c.restartPolicy]), [['cni-uninstall', '--release-pods=/var/run/sluice/pods', undefined]]);
+  t.deepEqual(find(objs, 'DaemonSet', 'sluice-node').spec.updateStrategy.rollingUpdate, { maxUnavailable: '10%', maxSurge: 0 });
   t.false(pod.volumes.some((v: any) => v.name === 'ca-root'));
   // With --set, the RBAC's namespace follows the release too.
   t.is(find(objs, 'RoleBinding', 'sluice-controller-leader-election').subjects[0].namespace, 'mesh');
@@ -169,6 +172,7 @@ helmTest('values are checked: a misspelt or invalid value, or a drain longer tha
   const refused = (args: string[]) => t.throws(() => render(args)).message.split('\n').filter((l) => /^(- |Error: )/.test(l)).join('\n');
   t.is(refused(['--set', 'controller.replica=3']), "Error: values don't meet the specifications of the schema(s) in the following chart(s):\n- controller: Additional property replica is not allowed");
   t.is(refused(['--set', 'node.logLevel=verbose']), 'Error: values don\'t meet the specifications of the schema(s) in the following chart(s):\n- node.logLevel: node.logLevel must be one of the following: "trace", "debug", "info", "warn", "error", "critical"');
+  t.regex(refused(['--set', 'node.maxSurge=0']), /node\.maxSurge and node\.maxUnavailable cannot both be 0: the DaemonSet could never replace a node's proxy/);
   t.regex(refused(['--set', 'node.drainMs=30000']), /node\.drainMs \(30000\) must be shorter than node\.terminationGracePeriodSeconds \(30 s\): kubelet kills the proxy at the end of the grace period, in the middle of its drain/);
   t.regex(refused(['--set-json', 'node.capture.cniConfig={"type":"sluice-cni"}']), /- node\.capture\.cniConfig: Must not validate the schema \(not\)/);
 });
