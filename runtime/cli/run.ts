@@ -87,6 +87,20 @@ async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | 
   await stopProxy(Math.max(0, drainMs - (Date.now() - started)));
 }
 
+/** How long a tunnel stream that arrives before capture has started waits for it. */
+const CAPTURE_START_WAIT_MS = 10_000;
+
+/** `get()` once it is defined, polled every 20 ms, or undefined after `ms`. */
+async function waitFor<T>(get: () => T | undefined, ms: number): Promise<T | undefined> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const v = get();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return get();
+}
+
 interface NodeTunnel {
   server: TunnelServer;
   client: TunnelClient;
@@ -108,8 +122,10 @@ async function startTunnel(listen: string | undefined, identities: IdentityStore
     log,
     deliver: (r) => {
       const c = capture();
-      if (!c) return r.refuse(503, 'this node does not capture pods yet (starting)');
-      c.deliver(r);
+      if (c) return c.deliver(r);
+      // Starting: during an upgrade peers' new sessions reach this proxy (the shared port's newer
+      // socket) while it is still taking the node's pods over; they wait for it, briefly.
+      void waitFor(capture, CAPTURE_START_WAIT_MS).then((late) => (late ? late.deliver(r) : r.refuse(503, 'this node does not capture pods yet (starting)')));
     },
   }).catch((error) => {
     client.close();

@@ -260,6 +260,8 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
     try {
       const metricsPort = Number(await until(`the node's metrics line; it said:\n${node.stderr()}`, () => /metrics listening on [^:]+:(\d+)/.exec(node.stderr())?.[1]));
       await until(`node-a to apply the controller's config; it said:\n${node.stderr()}`, () => (node.stderr().includes('"msg":"applied version ') ? true : undefined), 30_000);
+      // With capture, ready once the node's pods are taken over too (docs/operations.md#upgrade).
+      if (capture) await until(`node-a's capture to start; it said:\n${node.stderr()}`, () => (node.stderr().includes('CNI API listening') ? true : undefined), 30_000);
       t.is((await fetch(`http://127.0.0.1:${metricsPort}/ready`)).status, 200);
       t.regex(await (await fetch(`http://127.0.0.1:${metricsPort}/stats/prometheus`)).text(), /^sluice_filter_streams_total\{filter="team-a\.hello"\} 0$/m);
       // sluice status on the node (its admin moved off 15000: other tests run beside this one).
