@@ -103,6 +103,15 @@ export class CaptureServer {
     return server;
   }
 
+  /** Whether a proxy answers on `socketPath` now (another one on this node: an upgrade in progress). */
+  static running(socketPath: string): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const s = connect(socketPath);
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+  }
+
   /** Points `socketPath` at this proxy's socket, atomically (a socket file or an older link is replaced). */
   private async link(): Promise<void> {
     const tmp = `${this.ownPath}.link`;
@@ -409,11 +418,6 @@ async function removeDeadSockets(socketPath: string, own: string): Promise<void>
     if (!name.startsWith(prefix) || !/^[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
     const path = join(dirname(socketPath), name);
     if (path === own) continue;
-    const alive = await new Promise<boolean>((resolve) => {
-      const s = connect(path);
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (!alive) await rm(path, { force: true });
+    if (!(await CaptureServer.running(path))) await rm(path, { force: true });
   }
 }

@@ -14,6 +14,7 @@ import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
 import { TunnelClient, TunnelServer, TUNNEL_PORT, tunnelMetrics } from '../tunnel/index.ts';
 import type { IdentityStore } from '../identity/index.ts';
+import type { Snapshot } from '../config/snapshot.ts';
 import { watchConfig } from './config-watcher.ts';
 import { startMetricsListener, type MetricsSource } from './metrics-listener.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
@@ -180,6 +181,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
   shareNodePorts();
   let capture: CaptureServer | undefined;
   let tunnel: NodeTunnel | undefined;
+  let stopping = false;
   let failed: ((error: Error) => void) | undefined;
   const captureFailed = new Promise<never>((_, reject) => (failed = reject));
   captureFailed.catch(() => undefined);
@@ -198,7 +200,9 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
         capturedPods: capture ? capture.capturedPods() : null,
       });
       if (opts.captureSocket) {
-        startTunnel(opts.tunnelListen, agent.identities, () => capture)
+        const socket = opts.captureSocket;
+        takeOverWhenReady(socket, () => agent.proxy?.snapshot, agent.identities, () => stopping)
+          .then(() => startTunnel(opts.tunnelListen, agent.identities, () => capture))
           .then((t) => {
             tunnel = t;
             proxy.extraMetrics = () => tunnelMetrics(t.server, t.client);
@@ -230,8 +234,29 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     await closeServer(metrics);
     throw error;
   }
+  stopping = true;
   await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms), tunnel);
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;
+}
+
+/**
+ * With another proxy serving this node's pods (an upgrade with a surge), waits until this one can
+ * serve them as well before its tunnel and pod listeners join the shared ports (the newer socket
+ * gets every new connection at once): the certificates of the node's workloads, from the
+ * controller, and the trust bundle. Until then the old proxy serves, and this one is not ready.
+ * With no other proxy, at once: the pods' connections are refused until capture starts anyway.
+ */
+async function takeOverWhenReady(socket: string, snapshot: () => Snapshot | undefined, identities: IdentityStore, stopping: () => boolean): Promise<void> {
+  if (!(await CaptureServer.running(socket))) return;
+  const missing = () => {
+    const wanted = [...new Set((snapshot()?.workloads ?? []).map((w) => w.identity))];
+    return identities.trustBundle() === undefined ? ['the trust bundle', ...wanted] : wanted.filter((id) => identities.get(id) === undefined);
+  };
+  if (missing().length === 0) return;
+  log('info', `capture: another proxy serves this node's pods; taking them over once this one has ${missing().join(', ')} from the controller`);
+  while (missing().length > 0 && !stopping()) await new Promise((r) => setTimeout(r, 100));
+  // Stopped meanwhile: nothing is taken over (the rejection is not reported: the drain has begun).
+  if (stopping()) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', 'stopped before taking the pods over');
 }
