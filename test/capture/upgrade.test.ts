@@ -6,9 +6,11 @@
 // Both proxies hold the same fixed admin and metrics ports in the node's netns. Root on Linux only.
 
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
+import { until } from '../helpers/sluice-run.ts';
 import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
 
@@ -115,4 +117,27 @@ serial('an upgrade drops no connection: B takes the pods over while A serves, A 
   t.log(`with no successor: ${refused.ok} succeeded, ${refused.failed} failed`, refused.codes);
   t.true(refused.failed > 0);
   t.true((refused.codes.ECONNREFUSED ?? 0) > 0, JSON.stringify(refused.codes));
+});
+
+serial('after a proxy that does not share its ports (an older version): the capture socket is linked again when it unlinks it, and a pod whose ports it holds is taken over once it exits', async (t) => {
+  // The older proxy's parts: a plain unix socket at the capture path, and pod A's 15001 held
+  // without SO_REUSEPORT (its 15006 and the IPv6 ports are free, as they would not be; one is enough).
+  const legacy = createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => legacy.listen(lab.socket, resolve));
+  const holder = await lab.spawnIn(a.netns, [process.execPath, '-e', `require('net').createServer().listen(15001, '127.0.0.1', () => console.log('holding'))`], 'holding');
+  const proxyC = await startProxy('c');
+  t.teardown(() => void proxyC.kill('SIGKILL'));
+  t.regex(proxyC.output(), /another proxy holds pod default\/a's capture ports without sharing them \(an older version\); taking the pod over once it exits/);
+  t.regex(proxyC.output(), /capture: pod default\/b captured/);
+  t.deepEqual((await lab.api('GET', '/v1/pods')).body.pods.map((p: { name: string }) => p.name), ['b']);
+  // The older proxy exits: Node unlinks its socket's path, which is C's link by now; C links it again.
+  await new Promise((r) => legacy.close(r));
+  await until(`the capture socket linked again; C said: ${proxyC.output()}`, () => (proxyC.output().includes('had vanished (an older proxy exited); linked to this proxy again') ? true : undefined), 10_000);
+  t.is((await lab.api('GET', '/v1/pods')).status, 200);
+  // The older proxy's listener in pod A goes: C takes A over.
+  holder.kill('SIGKILL');
+  await until(`pod A captured by C; it said: ${proxyC.output()}`, () => (/capture: pod default\/a captured/.test(proxyC.output()) ? true : undefined), 10_000);
+  t.like(lab.get(a.netns, `http://${b.ip}:8080/taken-over`), { pod: 'b', filters: 'outbound, inbound' });
+  proxyC.kill('SIGTERM');
+  t.is(await exitOf(proxyC), 0);
 });
