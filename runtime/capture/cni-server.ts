@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { connect, isIP, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -122,15 +122,23 @@ export class CaptureServer {
 
   /**
    * An older proxy (one that listened on `socketPath` itself) unlinks it when it exits: the link
-   * is put back. A link to another proxy's socket is left alone: that one is newer.
+   * is put back. A link to another proxy's socket is left alone while that one answers (it is
+   * newer); one that stopped answering (it died) is taken back.
    */
   private async keepLink(): Promise<void> {
     if (this.stopped) return;
+    const target = await readlink(this.socketPath).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? undefined : ''));
+    if (target === basename(this.ownPath)) return;
+    let why: string;
+    if (target === undefined) why = 'had vanished (an older proxy exited)';
+    else if (target !== '' && !(await CaptureServer.running(this.socketPath))) why = `led to ${target}, where no proxy answers`;
+    else return;
+    if (this.stopped) return;
     try {
-      await lstat(this.socketPath);
-    } catch {
-      await this.link().catch((error: Error) => this.log('error', `capture: cannot link ${this.socketPath} to ${this.ownPath}`, { error: error.message }));
-      if (!this.stopped) this.log('warn', `capture: ${this.socketPath} had vanished (an older proxy exited); linked to this proxy again`);
+      await this.link();
+      this.log('warn', `capture: ${this.socketPath} ${why}; linked to this proxy again`);
+    } catch (error) {
+      this.log('error', `capture: cannot link ${this.socketPath} to ${this.ownPath}`, { error: (error as Error).message });
     }
   }
 

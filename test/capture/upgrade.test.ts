@@ -5,7 +5,7 @@
 // of both directions ran). The control: a proxy stopped with no successor refuses new connections.
 // Both proxies hold the same fixed admin and metrics ports in the node's netns. Root on Linux only.
 
-import { writeFile } from 'node:fs/promises';
+import { rename, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
@@ -138,6 +138,11 @@ serial('after a proxy that does not share its ports (an older version): the capt
   holder.kill('SIGKILL');
   await until(`pod A captured by C; it said: ${proxyC.output()}`, () => (/capture: pod default\/a captured/.test(proxyC.output()) ? true : undefined), 10_000);
   t.like(lab.get(a.netns, `http://${b.ip}:8080/taken-over`), { pod: 'b', filters: 'outbound, inbound' });
+  // A newer proxy that died (its socket left, nobody answering): C takes the path back.
+  await symlink('cni.sock.deadbeef', `${lab.socket}.tmp`);
+  await rename(`${lab.socket}.tmp`, lab.socket);
+  await until(`the capture socket taken back; C said: ${proxyC.output()}`, () => (proxyC.output().includes('led to cni.sock.deadbeef, where no proxy answers; linked to this proxy again') ? true : undefined), 10_000);
+  t.is((await lab.api('GET', '/v1/pods')).status, 200);
   proxyC.kill('SIGTERM');
   t.is(await exitOf(proxyC), 0);
 });
