@@ -141,7 +141,10 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.deepEqual(JSON.parse(find(objs, 'ConfigMap', 'sluice-cni-config').data['sluice-cni.json']), {
     proxySocket: '/var/run/sluice/cni.sock', excludeNamespaces: ['kube-system'], capabilities: { 'io.kubernetes.cri.pod-annotations': true },
   });
-  t.deepEqual([proxy.readinessProbe.httpGet, proxy.livenessProbe.httpGet], [{ path: '/ready', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
+  t.deepEqual([proxy.readinessProbe.httpGet, proxy.livenessProbe.httpGet], [{ path: '/ready', port: 15020 }, { path: '/healthz', port: 15020 }]);
+  // No container port: with hostNetwork it would be a hostPort, and the surge pod could never be scheduled beside the old one.
+  t.is(proxy.ports, undefined);
+  t.is(find(objs, 'Service', 'sluice-node-metrics').spec.ports[0].targetPort, 15020);
   t.deepEqual(ds.spec.template.metadata.annotations['prometheus.io/path'], '/stats/prometheus');
 });
 
