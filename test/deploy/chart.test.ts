@@ -166,6 +166,9 @@ helmTest('rendered with other values: capture off uninstalls, ServiceMonitors, n
   t.deepEqual(proxy.securityContext.capabilities, { drop: ['ALL'] }, 'without capture the proxy needs no capability');
   t.deepEqual(pod.initContainers.map((c: any) => [c.name, c.args.at(-1), c.restartPolicy]), [['cni-uninstall', '--release-pods=/var/run/sluice/pods', undefined]]);
   t.deepEqual(find(objs, 'DaemonSet', 'sluice-node').spec.updateStrategy.rollingUpdate, { maxUnavailable: '10%', maxSurge: 0 });
+  // Capture off never surges (the old pod's installer would chain sluice-cni again after the new pod's uninstall).
+  const off = find(objects(render(['--set', 'node.capture.enabled=false'])), 'DaemonSet', 'sluice-node');
+  t.deepEqual(off.spec.updateStrategy.rollingUpdate, { maxUnavailable: 1, maxSurge: 0 });
   t.false(pod.volumes.some((v: any) => v.name === 'ca-root'));
   // With --set, the RBAC's namespace follows the release too.
   t.is(find(objs, 'RoleBinding', 'sluice-controller-leader-election').subjects[0].namespace, 'mesh');
