@@ -7,8 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { SluiceError } from '../errors.ts';
 
 export interface CaptureAddon {
-  /** A listening, non-blocking TCP socket bound to host:port inside the netns at `netnsPath`. */
+  /**
+   * A listening, non-blocking TCP socket bound to host:port inside the netns at `netnsPath`. Its
+   * port can be shared with another proxy's (SO_REUSEPORT): new connections go to the newer one.
+   */
   listenInNetns(netnsPath: string, host: string, port: number, mark: number): number;
+  /** The same in the caller's own netns (the node's ports): shared, new connections to the newer socket. */
+  listenShared(host: string, port: number, v6only: boolean): number;
   /** An unconnected, non-blocking TCP socket created in the netns, carrying SO_MARK `mark`. */
   socketInNetns(netnsPath: string, family: 4 | 6, mark: number): number;
   /**

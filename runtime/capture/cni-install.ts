@@ -90,12 +90,19 @@ export async function install(opts: InstallOptions): Promise<{ file: string; cha
   return { ...(await chain(opts)) };
 }
 
-/** Chains the entry into the primary config (the repair step of the watcher). */
-export async function chain(opts: Pick<InstallOptions, 'confDir' | 'entry'>): Promise<{ file: string; changed: boolean }> {
+/**
+ * Chains the entry into the primary config (the repair step of the watcher). With `ifMissing`,
+ * an entry of sluice-cni already chained is left as it is, whatever its config: during an upgrade
+ * the new installer writes its entry while the old one still watches, and the old one must not
+ * write its own back (docs/operations.md#upgrade).
+ */
+export async function chain(opts: Pick<InstallOptions, 'confDir' | 'entry'>, ifMissing = false): Promise<{ file: string; changed: boolean }> {
   const file = await primaryConfig(opts.confDir);
   if (!file) throw new SluiceError('SLUICE_ERR_CNI_INSTALL', `no CNI config in ${opts.confDir}: install the primary CNI (bridge, Calico, Cilium...) first; sluice-cni chains after it`);
   const text = await readFile(file, 'utf8');
-  const { list, changed } = withPlugin(toConflist(text, file), opts.entry);
+  const current = toConflist(text, file);
+  if (ifMissing && current.plugins.at(-1)?.type === PLUGIN_TYPE) return { file, changed: false };
+  const { list, changed } = withPlugin(current, opts.entry);
   if (!changed) return { file, changed: false };
   const out = file.endsWith('.conf') ? `${file}list` : file;
   await writeAtomic(out, `${JSON.stringify(list, null, 2)}\n`, 0o644);
@@ -131,14 +138,15 @@ export async function uninstall(opts: Pick<InstallOptions, 'binDir' | 'confDir'>
 
 /**
  * Watches confDir and chains the entry again whenever the primary config loses it (the primary
- * CNI's own installer rewrites its file on restart or upgrade). `onRepair` hears each repair.
+ * CNI's own installer rewrites its file on restart or upgrade). An entry another installer wrote
+ * (a newer one, with another config) stays. `onRepair` hears each repair.
  */
 export function watchAndRepair(opts: Pick<InstallOptions, 'confDir' | 'entry'>, onRepair: (file: string) => void, onError: (error: Error) => void): { close(): void } {
   let timer: NodeJS.Timeout | undefined;
   let running = Promise.resolve();
   const check = () => {
     running = running
-      .then(() => chain(opts))
+      .then(() => chain(opts, true))
       .then(({ file, changed }) => {
         if (changed) onRepair(file);
       })

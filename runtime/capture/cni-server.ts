@@ -3,11 +3,12 @@
 // HTTP/1.1, so `curl --unix-socket` can debug it. Captured pods are recorded in `pods/` beside the
 // socket, so a restarted proxy takes them over again.
 
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { isIP, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { connect, isIP, type Socket } from 'node:net';
+import { basename, dirname, join } from 'node:path';
 import { SluiceError } from '../errors.ts';
 import { CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { loadAddon, type CaptureAddon } from './addon.ts';
@@ -46,6 +47,13 @@ export class CaptureServer {
 
   private readonly stateDir: string;
   private readonly parts: CaptureParts;
+  /** The socket this proxy listens on; `socketPath` is a symlink to it (see start()). */
+  private readonly ownPath: string;
+  /** Re-creates the symlink when it vanished (an older proxy unlinked the path on exit). */
+  private linkKeeper?: NodeJS.Timeout;
+  /** Pods whose ports a proxy that does not share them still holds: taken over when it exits. */
+  private readonly retries = new Set<NodeJS.Timeout>();
+  private stopped = false;
 
   private constructor(
     readonly socketPath: string,
@@ -67,6 +75,7 @@ export class CaptureServer {
     };
     this.http = createServer((req, res) => void this.handle(req, res));
     this.stateDir = join(dirname(socketPath), 'pods');
+    this.ownPath = `${socketPath}.${randomBytes(4).toString('hex')}`;
   }
 
   /**
@@ -77,16 +86,60 @@ export class CaptureServer {
   static async start(socketPath: string, proxy: ProxyParts, log: Log, tunnel?: CaptureTunnelOptions): Promise<CaptureServer> {
     const server = new CaptureServer(socketPath, loadAddon(), proxy, log, tunnel);
     await mkdir(dirname(socketPath), { recursive: true });
-    // A socket file left by a previous run refuses connections; ours replaces it.
-    await rm(socketPath, { force: true });
+    // The socket has a name of its own and `socketPath` links to it: Node unlinks a unix socket's
+    // path when its server closes, so an old proxy exiting during an upgrade removes only its own
+    // socket, never the link the new proxy put in its place (docs/operations.md#upgrade).
     await new Promise<void>((resolve, reject) => {
       server.http.once('error', reject);
-      server.http.listen(socketPath, () => resolve());
+      server.http.listen(server.ownPath, () => resolve());
     });
-    await chmod(socketPath, 0o600);
+    await chmod(server.ownPath, 0o600);
     await server.serial(() => server.restore());
-    log('info', `capture: CNI API listening on ${socketPath}`);
+    // The plugin's requests come here from now on; an old proxy keeps the connections it has.
+    await server.link();
+    await removeDeadSockets(socketPath, server.ownPath);
+    server.linkKeeper = setInterval(() => void server.keepLink(), 1000).unref();
+    log('info', `capture: CNI API listening on ${socketPath} (-> ${basename(server.ownPath)})`);
     return server;
+  }
+
+  /** Whether a proxy answers on `socketPath` now (another one on this node: an upgrade in progress). */
+  static running(socketPath: string): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const s = connect(socketPath);
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+  }
+
+  /** Points `socketPath` at this proxy's socket, atomically (a socket file or an older link is replaced). */
+  private async link(): Promise<void> {
+    const tmp = `${this.ownPath}.link`;
+    await rm(tmp, { force: true });
+    await symlink(basename(this.ownPath), tmp);
+    await rename(tmp, this.socketPath);
+  }
+
+  /**
+   * An older proxy (one that listened on `socketPath` itself) unlinks it when it exits: the link
+   * is put back. A link to another proxy's socket is left alone while that one answers (it is
+   * newer); one that stopped answering (it died) is taken back.
+   */
+  private async keepLink(): Promise<void> {
+    if (this.stopped) return;
+    const target = await readlink(this.socketPath).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? undefined : ''));
+    if (target === basename(this.ownPath)) return;
+    let why: string;
+    if (target === undefined) why = 'had vanished (an older proxy exited)';
+    else if (target !== '' && !(await CaptureServer.running(this.socketPath))) why = `led to ${target}, where no proxy answers`;
+    else return;
+    if (this.stopped) return;
+    try {
+      await this.link();
+      this.log('warn', `capture: ${this.socketPath} ${why}; linked to this proxy again`);
+    } catch (error) {
+      this.log('error', `capture: cannot link ${this.socketPath} to ${this.ownPath}`, { error: (error as Error).message });
+    }
   }
 
   /**
@@ -109,9 +162,33 @@ export class CaptureServer {
         await this.add(pod);
       } catch (error) {
         const e = error as SluiceError;
+        if (((e.cause ?? {}) as { code?: string }).code === 'EADDRINUSE') {
+          this.log('warn', `capture: another proxy holds ${describe(JSON.parse(await readFile(path, 'utf8')))}'s capture ports without sharing them (an older version); taking the pod over once it exits`, { error: e.message });
+          this.retryTakeOver(path);
+          continue;
+        }
         this.log('error', `capture: cannot take over the pod recorded in ${path}; its traffic stays refused until it is recreated`, { code: e.code, error: e.message });
       }
     }
+  }
+
+  /** Tries the pod recorded in `path` again in a second, until it is captured, gone, or the proxy stops. */
+  private retryTakeOver(path: string): void {
+    const timer = setTimeout(() => {
+      this.retries.delete(timer);
+      void this.serial(async () => {
+        if (this.stopped || !existsSync(path)) return;
+        const pod = podRequest(JSON.parse(await readFile(path, 'utf8')), true);
+        if (this.pods.has(pod.containerId) || !existsSync(pod.netns)) return;
+        try {
+          await this.add(pod);
+        } catch (error) {
+          if (((error as Error).cause as { code?: string } | undefined)?.code !== 'EADDRINUSE') throw error;
+          this.retryTakeOver(path);
+        }
+      }).catch((error: Error & { code?: string }) => this.log('error', `capture: cannot take over the pod recorded in ${path}`, { code: error.code, error: error.message }));
+    }, 1000);
+    this.retries.add(timer);
   }
 
   /** The pods captured now, with their connection counters (GET /v1/pods, the admin's /status). */
@@ -126,6 +203,12 @@ export class CaptureServer {
    * to finish; TCP passthrough connections are cut at the end, as the proxy's own TCP listeners'.
    */
   async stop(graceMs = 0): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.linkKeeper);
+    for (const t of this.retries) clearTimeout(t);
+    this.retries.clear();
+    // The link goes only when it is still this proxy's (no newer proxy took the path over).
+    if ((await readlink(this.socketPath).catch(() => undefined)) === basename(this.ownPath)) await rm(this.socketPath, { force: true });
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const p of this.pods.values()) p.stopAccepting();
     this.parts.http.closeIdle();
@@ -332,3 +415,17 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
+
+/**
+ * Sockets of proxies that are gone (`socketPath`.XXXXXXXX refusing connections, a crash left them):
+ * removed. A live one (an old proxy still draining) is left to its owner.
+ */
+async function removeDeadSockets(socketPath: string, own: string): Promise<void> {
+  const prefix = `${basename(socketPath)}.`;
+  for (const name of await readdir(dirname(socketPath))) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{8}$/.test(name.slice(prefix.length))) continue;
+    const path = join(dirname(socketPath), name);
+    if (path === own) continue;
+    if (!(await CaptureServer.running(path))) await rm(path, { force: true });
+  }
+}

@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SluiceError } from '../errors.ts';
+import { listenOn } from '../proxy/shared-port.ts';
 
 /** What the endpoint reads; undefined while nothing serves yet (node mode before its first config). */
 export interface MetricsSource {
@@ -39,7 +40,7 @@ export async function startMetricsListener(address: string, source: () => Metric
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: Error & { code?: string }) =>
       reject(new SluiceError('SLUICE_ERR_CONFIG', `--metrics-listen ${address}: cannot listen (${error.code ?? error.message}); is another proxy on this node using the port?`, { cause: error })));
-    server.listen(port, host, () => resolve());
+    listenOn(server, host, port, () => resolve());
   });
   return { server, address: server.address() as AddressInfo };
 }

@@ -8,17 +8,20 @@ import type { Server } from 'node:http';
 import { loadConfig, parseHostPort } from '../config/index.ts';
 import { log } from '../log.ts';
 import { NodeProxy } from '../proxy/node-proxy.ts';
-import { CaptureServer, captureUnavailable, type CaptureTunnelOptions } from '../capture/index.ts';
+import { CaptureServer, captureUnavailable, loadAddon, type CaptureTunnelOptions } from '../capture/index.ts';
+import { shareListeningPorts } from '../proxy/shared-port.ts';
 import { AGENT_DEFAULTS, NodeAgent } from '../agent/index.ts';
 import { SluiceError } from '../errors.ts';
 import { TunnelClient, TunnelServer, TUNNEL_PORT, tunnelMetrics } from '../tunnel/index.ts';
 import type { IdentityStore } from '../identity/index.ts';
+import type { Snapshot } from '../config/snapshot.ts';
 import { watchConfig } from './config-watcher.ts';
 import { startMetricsListener, type MetricsSource } from './metrics-listener.ts';
 import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
 export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; metricsListen?: string; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
+  shareNodePorts();
   const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file, opts.captureSocket);
   const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => served.view).catch(async (error) => {
     await served.stop(0);
@@ -37,6 +40,18 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;
+}
+
+/**
+ * The node's ports (listeners, admin, metrics, tunnel) shared with another proxy on the node, as
+ * the pods' capture ports are: during an upgrade the new proxy binds them while the old one still
+ * serves, and new connections go to the new one (docs/operations.md#upgrade). Where the capture
+ * addon cannot load (not root, not built), ports are not shared: a second proxy gets EADDRINUSE.
+ */
+function shareNodePorts(): void {
+  if (captureUnavailable()) return;
+  const addon = loadAddon();
+  shareListeningPorts((host, port, v6only) => addon.listenShared(host, port, v6only));
 }
 
 /** Resolves on SIGTERM or SIGINT, logging the drain that follows. */
@@ -73,6 +88,20 @@ async function drainBoth(capture: CaptureServer | undefined, proxy: NodeProxy | 
   await stopProxy(Math.max(0, drainMs - (Date.now() - started)));
 }
 
+/** How long a tunnel stream that arrives before capture has started waits for it. */
+const CAPTURE_START_WAIT_MS = 10_000;
+
+/** `get()` once it is defined, polled every 20 ms, or undefined after `ms`. */
+async function waitFor<T>(get: () => T | undefined, ms: number): Promise<T | undefined> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const v = get();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return get();
+}
+
 interface NodeTunnel {
   server: TunnelServer;
   client: TunnelClient;
@@ -94,8 +123,10 @@ async function startTunnel(listen: string | undefined, identities: IdentityStore
     log,
     deliver: (r) => {
       const c = capture();
-      if (!c) return r.refuse(503, 'this node does not capture pods yet (starting)');
-      c.deliver(r);
+      if (c) return c.deliver(r);
+      // Starting: during an upgrade peers' new sessions reach this proxy (the shared port's newer
+      // socket) while it is still taking the node's pods over; they wait for it, briefly.
+      void waitFor(capture, CAPTURE_START_WAIT_MS).then((late) => (late ? late.deliver(r) : r.refuse(503, 'this node does not capture pods yet (starting)')));
     },
   }).catch((error) => {
     client.close();
@@ -147,8 +178,10 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     const why = captureUnavailable();
     if (why) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', `--capture-socket: capture cannot run here: ${why}`);
   }
+  shareNodePorts();
   let capture: CaptureServer | undefined;
   let tunnel: NodeTunnel | undefined;
+  let stopping = false;
   let failed: ((error: Error) => void) | undefined;
   const captureFailed = new Promise<never>((_, reject) => (failed = reject));
   captureFailed.catch(() => undefined);
@@ -167,7 +200,9 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
         capturedPods: capture ? capture.capturedPods() : null,
       });
       if (opts.captureSocket) {
-        startTunnel(opts.tunnelListen, agent.identities, () => capture)
+        const socket = opts.captureSocket;
+        takeOverWhenReady(socket, () => agent.proxy?.snapshot, agent.identities, () => stopping)
+          .then(() => startTunnel(opts.tunnelListen, agent.identities, () => capture))
           .then((t) => {
             tunnel = t;
             proxy.extraMetrics = () => tunnelMetrics(t.server, t.client);
@@ -180,7 +215,14 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
       }
     },
   });
-  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => agent.proxy) : undefined;
+  // Ready (the DaemonSet's probe) once the proxy serves and, with capture, has taken the node's
+  // pods over: during an upgrade the old proxy is stopped only then (docs/operations.md#upgrade).
+  const metricsSource = (): MetricsSource | undefined => {
+    const proxy = agent.proxy;
+    if (!proxy) return undefined;
+    return { get ready() { return proxy.ready && (!opts.captureSocket || capture !== undefined); }, metrics: () => proxy.metrics() };
+  };
+  const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, metricsSource) : undefined;
   log('info', `node mode: controller ${opts.controller} (${opts.controllerPlaintext ? 'plaintext' : `TLS, trust bundle ${controllerCa}`}), node ${nodeName}, state in ${stateDir}`);
   try {
     await agent.start();
@@ -192,8 +234,29 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     await closeServer(metrics);
     throw error;
   }
+  stopping = true;
   await drainBoth(capture, agent.proxy, opts.drainMs, (ms) => agent.stop(ms), tunnel);
   await closeServer(metrics);
   log('info', 'stopped');
   return 0;
+}
+
+/**
+ * With another proxy serving this node's pods (an upgrade with a surge), waits until this one can
+ * serve them as well before its tunnel and pod listeners join the shared ports (the newer socket
+ * gets every new connection at once): the certificates of the node's workloads, from the
+ * controller, and the trust bundle. Until then the old proxy serves, and this one is not ready.
+ * With no other proxy, at once: the pods' connections are refused until capture starts anyway.
+ */
+async function takeOverWhenReady(socket: string, snapshot: () => Snapshot | undefined, identities: IdentityStore, stopping: () => boolean): Promise<void> {
+  if (!(await CaptureServer.running(socket))) return;
+  const missing = () => {
+    const wanted = [...new Set((snapshot()?.workloads ?? []).map((w) => w.identity))];
+    return identities.trustBundle() === undefined ? ['the trust bundle', ...wanted] : wanted.filter((id) => identities.get(id) === undefined);
+  };
+  if (missing().length === 0) return;
+  log('info', `capture: another proxy serves this node's pods; taking them over once this one has ${missing().join(', ')} from the controller`);
+  while (missing().length > 0 && !stopping()) await new Promise((r) => setTimeout(r, 100));
+  // Stopped meanwhile: nothing is taken over (the rejection is not reported: the drain has begun).
+  if (stopping()) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', 'stopped before taking the pods over');
 }

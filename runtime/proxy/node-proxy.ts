@@ -23,6 +23,7 @@ import { proxyUpgrade } from './upgrade.ts';
 import { checkRequestHead, refuse, refuseOnSocket } from './request-head.ts';
 import { Telemetry } from './telemetry.ts';
 import { Cluster } from './upstreams.ts';
+import { listenOn } from './shared-port.ts';
 
 interface LoadedFilter {
   readonly key: string;
@@ -364,7 +365,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(error.code === 'EADDRINUSE' ? new Error(`cannot listen on ${host}:${port}: the address is in use (another sluice, or another service on that port?)`, { cause: error }) : error),
     );
-    server.listen(port, host, () => resolve());
+    listenOn(server, host, port, () => resolve());
   });
 }
 

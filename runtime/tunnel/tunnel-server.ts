@@ -12,6 +12,7 @@ import { SluiceError } from '../errors.ts';
 import type { IdentityStore } from '../identity/index.ts';
 import { log as defaultLog, type LogLevelName } from '../log.ts';
 import { parseAuthority, serverNameFor, spiffeIds, type TunnelTarget } from './peer-identity.ts';
+import { listenOn } from '../proxy/shared-port.ts';
 
 type Log = (level: LogLevelName, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -142,7 +143,7 @@ export class TunnelServer {
   static async start(o: TunnelServerOptions): Promise<TunnelServer> {
     const t = new TunnelServer(o);
     try {
-      t.server.listen(o.port, o.host);
+      listenOn(t.server, o.host, o.port);
       await once(t.server, 'listening');
     } catch (error) {
       t.unsubscribe();

@@ -58,3 +58,40 @@ run('a missing netns, a bad address and bad arguments are errors with a code', (
   t.throws(() => addon.originalDst(-1), { message: 'originalDst(fd: non-negative integer)' });
   t.throws(() => (addon.socketInNetns as (...a: unknown[]) => number)(path, 5, 0), { message: 'socketInNetns(netnsPath: string, family: 4 | 6, mark: uint32)' });
 });
+
+/** A connection from inside the pod netns to 127.0.0.1:port; resolves with what the server wrote, or the error's code. */
+function exchange(handle: ReturnType<ReturnType<typeof loadAddon>['netnsOpen']>, port: number): Promise<string> {
+  const addon = loadAddon();
+  const client = new Socket({ fd: addon.netnsSocket(handle, 4, PROXY_MARK), manualStart: true } as ConstructorParameters<typeof Socket>[0]);
+  client.connect(port, '127.0.0.1');
+  return new Promise((resolve) => {
+    let b = '';
+    client.on('data', (d) => (b += d)).on('end', () => resolve(b)).on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message));
+    // Not accepted (queued on a listener nobody accepts from): said, rather than a hung test.
+    client.setTimeout(3000, () => (client.destroy(), resolve('not accepted in 3 s')));
+  });
+}
+
+run('a second listener on the same pod port shares it and gets every new connection; the first one\'s queue is reset when it closes', async (t) => {
+  const addon = loadAddon();
+  const port = 15001;
+  // A: bound and listening, never accepting (a proxy that has not accepted yet what is queued).
+  const first = addon.listenInNetns(path, '127.0.0.1', port, PROXY_MARK);
+  const handle = addon.netnsOpen(path);
+  t.teardown(() => addon.netnsClose(handle));
+  // Queued on A: the kernel completes the handshake, nobody accepts.
+  const queued = exchange(handle, port);
+  await new Promise((r) => setTimeout(r, 100));
+  // B joins the port's group (SO_REUSEPORT): no EADDRINUSE.
+  const second = createServer((s) => s.end('B'));
+  second.listen({ fd: addon.listenInNetns(path, '127.0.0.1', port, PROXY_MARK) });
+  await new Promise((r) => second.once('listening', r));
+  t.teardown(() => second.close());
+  // Every new connection goes to B, the newer socket, none to A.
+  const answers = await Promise.all(Array.from({ length: 20 }, () => exchange(handle, port)));
+  t.deepEqual(answers, Array(20).fill('B'));
+  // Closing A resets what was still queued on it (Linux): why the new proxy must get all new ones.
+  addon.closeFd(first);
+  t.is(await queued, 'ECONNRESET');
+  t.is(await exchange(handle, port), 'B');
+});

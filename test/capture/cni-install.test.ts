@@ -90,3 +90,21 @@ test('sluice cni install --watch chains the plugin again when the primary CNI re
   p.child.kill('SIGTERM');
   t.is(await p.exited, 0);
 });
+
+test('the watch\'s repair leaves an entry another installer chained (a newer one, another config) as it is; a missing or misplaced one it chains', async (t) => {
+  const d = await dirs(t);
+  const file = join(d.confDir, '10-bridge.conflist');
+  const newer = { type: 'sluice-cni', proxySocket: '/var/run/sluice/cni.sock', excludeNamespaces: ['kube-system', 'monitoring'] };
+  await writeFile(file, JSON.stringify({ ...bridge, plugins: [...bridge.plugins, newer] }));
+  t.deepEqual(await chain({ confDir: d.confDir, entry }, true), { file, changed: false });
+  t.deepEqual((await readJson(file)).plugins[2], newer);
+  // At install (no ifMissing) the installer's own entry replaces it.
+  t.is((await chain({ confDir: d.confDir, entry })).changed, true);
+  t.deepEqual((await readJson(file)).plugins[2], { type: 'sluice-cni', ...entry });
+  await writeFile(file, JSON.stringify({ ...bridge, plugins: [newer, ...bridge.plugins] }));
+  t.is((await chain({ confDir: d.confDir, entry }, true)).changed, true);
+  t.deepEqual((await readJson(file)).plugins.map((x: { type: string }) => x.type), ['bridge', 'portmap', 'sluice-cni']);
+  await writeFile(file, JSON.stringify(bridge));
+  t.is((await chain({ confDir: d.confDir, entry }, true)).changed, true);
+  t.deepEqual((await readJson(file)).plugins.at(-1), { type: 'sluice-cni', ...entry });
+});

@@ -181,6 +181,43 @@ export class Lab {
     return sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script]).stdout;
   }
 
+  /**
+   * A client in `netns` making one HTTP GET of `url` per new connection (agent: false, Connection:
+   * close), one after the other with 5 ms between them, until `stopFile` exists. Resolves once it
+   * runs; `requestLoopResult` stops it and reads its counts.
+   */
+  requestLoop(netns: string, url: string, stopFile: string): Promise<ChildProcess & { output(): string }> {
+    const script = `const http = require('http'); const fs = require('fs');
+      const r = { ok: 0, failed: 0, codes: {}, filters: {} };
+      const fail = (code) => { r.failed++; r.codes[code] = (r.codes[code] ?? 0) + 1; };
+      const one = () => new Promise((resolve) => {
+        const req = http.get(process.argv[1], { agent: false, headers: { connection: 'close' } }, (res) => {
+          let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => {
+            if (res.statusCode !== 200) fail('HTTP ' + res.statusCode);
+            else { r.ok++; let f; try { f = String(JSON.parse(b).filters); } catch { f = 'not JSON'; } r.filters[f] = (r.filters[f] ?? 0) + 1; }
+            resolve();
+          });
+          res.on('error', (e) => { fail(e.code ?? e.message); resolve(); });
+        });
+        req.on('error', (e) => { fail(e.code ?? e.message); resolve(); });
+        req.setTimeout(10000, () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
+      });
+      (async () => { console.log('started'); while (!fs.existsSync(process.argv[2])) { await one(); await new Promise((x) => setTimeout(x, 5)); } console.log('result ' + JSON.stringify(r)); })();`;
+    return this.spawnIn(netns, [process.execPath, '-e', script, url, stopFile], 'started');
+  }
+
+  /** Stops a requestLoop and returns its counts: answers 200 by their `filters` field, failures by code. */
+  async requestLoopResult(client: ChildProcess & { output(): string }, stopFile: string): Promise<{ ok: number; failed: number; codes: Record<string, number>; filters: Record<string, number> }> {
+    await writeFile(stopFile, '');
+    const deadline = Date.now() + 20_000;
+    let line: string | undefined;
+    while (!(line = /^result (.*)$/m.exec(client.output())?.[1])) {
+      if (Date.now() > deadline) throw new Error(`the request loop did not report; it said: ${client.output()}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return JSON.parse(line);
+  }
+
   nft(pod: Pod, ...args: string[]): Run {
     return sh('ip', ['netns', 'exec', pod.netns, NFT, ...args]);
   }

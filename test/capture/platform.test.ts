@@ -90,13 +90,13 @@ function linkCounters(): { fromPods: number; tunnel: number } {
   return { fromPods: count(/ip length > 80 counter packets (\d+)/), tunnel: count(/tcp dport 15008 counter packets (\d+)/) };
 }
 
-async function startAgent(n: Node): Promise<void> {
+async function startAgent(n: Node, drainMs = 0): Promise<void> {
   n.agent = await n.lab.spawnIn(
     n.lab.node,
     [
       process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '--controller', `${CONTROLLER_IP}:${ctx.grpc}`, '--node-name', n.name,
       '--token-file', join(ctx.dir, `token-${n.name}`), '--state-dir', join(ctx.dir, `state-${n.name}`),
-      '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--admin-address', '127.0.0.1:0', '--drain-ms', '0', '--capture-socket', n.lab.socket,
+      '--controller-ca', join(ctx.dir, 'root-cert.pem'), '--admin-address', '127.0.0.1:0', '--drain-ms', String(drainMs), '--capture-socket', n.lab.socket,
     ],
     'CNI API listening',
     60_000,
@@ -324,6 +324,40 @@ serial('a restarted node proxy takes its pods over again; the gap is measured', 
   }, 60_000);
   t.log(`traffic from A resumed ${Math.round(performance.now() - stopped)} ms after SIGTERM to node-a's agent (restart included)`);
   t.deepEqual(answer, { pod: 'b', remote: b!.ip!, local: `${b!.ip}:8080`, xff: `${a!.ip}, ${a!.ip}`, requestId: true, filters: `outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080` });
+});
+
+serial('an upgrade of both nodes\' proxies with a surge drops no request from A to B: each new agent starts beside the old one, which then gets SIGTERM', async (t) => {
+  const { a, b } = ctx.pods;
+  const lab = nodes['node-a'].lab;
+  // The agents so far drain for 0 ms (their tunnel streams are cut at once): restarted with a drain first.
+  for (const n of Object.values(nodes)) {
+    const old = n.agent!;
+    old.kill('SIGTERM');
+    await new Promise((r) => (old.exitCode !== null ? r(undefined) : old.once('exit', r)));
+    await startAgent(n, 5000);
+  }
+  await until('A to reach B again', () => (rawGet(lab, a!.netns, `http://${b!.ip}:8080/ready`).status === 200 ? true : undefined), 60_000);
+  const stop = join(ctx.dir, 'stop-upgrade');
+  const client = await lab.requestLoop(a!.netns, `http://${b!.ip}:8080/upgrade`, stop);
+  // B's side first (its tunnel port and B's inbound capture), then A's (A's outbound capture).
+  for (const name of ['node-b', 'node-a'] as const) {
+    const n = nodes[name];
+    const old = n.agent!;
+    await new Promise((r) => setTimeout(r, 300));
+    await startAgent(n, 5000);
+    t.regex(n.agent!.output(), name === 'node-b' ? /capture: pod team-a\/b captured/ : /capture: pod team-a\/a captured/);
+    // It joined the shared ports only once it had its workloads' certificates (the old one served meanwhile).
+    t.regex(n.agent!.output(), /another proxy serves this node's pods; taking them over once this one has /);
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise<number | null>((r) => old.once('exit', (code) => r(code)));
+    old.kill('SIGTERM');
+    t.is(await exited, 0);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const result = await lab.requestLoopResult(client, stop);
+  t.log(`across two node upgrades: ${result.ok} requests on new connections succeeded, ${result.failed} failed`, result.codes);
+  t.deepEqual({ failed: result.failed, codes: result.codes, filters: Object.keys(result.filters) }, { failed: 0, codes: {}, filters: [`outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`] });
+  t.true(result.ok > 50, `only ${result.ok} requests were made`);
 });
 
 serial('pod deleted: its rules go with DEL; DEL again succeeds; CHECK after tampering fails', async (t) => {

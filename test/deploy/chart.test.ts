@@ -31,6 +31,8 @@ const kubeTest = failUnless(kubeWhy);
 const KUBE_VERSION = '1.32.0';
 const NON_DEFAULT = [
   '--set', 'node.capture.enabled=false',
+  '--set', 'node.maxSurge=0',
+  '--set', 'node.maxUnavailable=10%',
   '--set', 'node.controllerCA=false',
   '--set', 'metrics.serviceMonitor.enabled=true',
   '--set', 'metrics.podAnnotations=false',
@@ -115,7 +117,7 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.is(pod.serviceAccountName, 'sluice-node');
   t.is(pod.hostNetwork, true);
   t.is(pod.automountServiceAccountToken, false);
-  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+  t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
   t.is(pod.terminationGracePeriodSeconds, 30);
   const proxy = pod.containers[0];
   t.deepEqual(proxy.args, [
@@ -140,7 +142,10 @@ helmTest('rendered with defaults: RBAC equals deploy/rbac, the workloads as desi
   t.deepEqual(JSON.parse(find(objs, 'ConfigMap', 'sluice-cni-config').data['sluice-cni.json']), {
     proxySocket: '/var/run/sluice/cni.sock', excludeNamespaces: ['kube-system'], capabilities: { 'io.kubernetes.cri.pod-annotations': true },
   });
-  t.deepEqual([proxy.readinessProbe.httpGet, proxy.livenessProbe.httpGet], [{ path: '/ready', port: 'http-metrics' }, { path: '/healthz', port: 'http-metrics' }]);
+  t.deepEqual([proxy.readinessProbe.httpGet, proxy.livenessProbe.httpGet], [{ path: '/ready', port: 15020 }, { path: '/healthz', port: 15020 }]);
+  // No container port: with hostNetwork it would be a hostPort, and the surge pod could never be scheduled beside the old one.
+  t.is(proxy.ports, undefined);
+  t.is(find(objs, 'Service', 'sluice-node-metrics').spec.ports[0].targetPort, 15020);
   t.deepEqual(ds.spec.template.metadata.annotations['prometheus.io/path'], '/stats/prometheus');
 });
 
@@ -161,6 +166,10 @@ helmTest('rendered with other values: capture off uninstalls, ServiceMonitors, n
   t.false(proxy.args.some((a: string) => a.startsWith('--capture-socket') || a.startsWith('--controller-ca')));
   t.deepEqual(proxy.securityContext.capabilities, { drop: ['ALL'] }, 'without capture the proxy needs no capability');
   t.deepEqual(pod.initContainers.map((c: any) => [c.name, c.args.at(-1), c.restartPolicy]), [['cni-uninstall', '--release-pods=/var/run/sluice/pods', undefined]]);
+  t.deepEqual(find(objs, 'DaemonSet', 'sluice-node').spec.updateStrategy.rollingUpdate, { maxUnavailable: '10%', maxSurge: 0 });
+  // Capture off never surges (the old pod's installer would chain sluice-cni again after the new pod's uninstall).
+  const off = find(objects(render(['--set', 'node.capture.enabled=false'])), 'DaemonSet', 'sluice-node');
+  t.deepEqual(off.spec.updateStrategy.rollingUpdate, { maxUnavailable: 1, maxSurge: 0 });
   t.false(pod.volumes.some((v: any) => v.name === 'ca-root'));
   // With --set, the RBAC's namespace follows the release too.
   t.is(find(objs, 'RoleBinding', 'sluice-controller-leader-election').subjects[0].namespace, 'mesh');
@@ -170,6 +179,7 @@ helmTest('values are checked: a misspelt or invalid value, or a drain longer tha
   const refused = (args: string[]) => t.throws(() => render(args)).message.split('\n').filter((l) => /^(- |Error: )/.test(l)).join('\n');
   t.is(refused(['--set', 'controller.replica=3']), "Error: values don't meet the specifications of the schema(s) in the following chart(s):\n- controller: Additional property replica is not allowed");
   t.is(refused(['--set', 'node.logLevel=verbose']), 'Error: values don\'t meet the specifications of the schema(s) in the following chart(s):\n- node.logLevel: node.logLevel must be one of the following: "trace", "debug", "info", "warn", "error", "critical"');
+  t.regex(refused(['--set', 'node.maxSurge=0']), /node\.maxSurge and node\.maxUnavailable cannot both be 0: the DaemonSet could never replace a node's proxy/);
   t.regex(refused(['--set', 'node.drainMs=30000']), /node\.drainMs \(30000\) must be shorter than node\.terminationGracePeriodSeconds \(30 s\): kubelet kills the proxy at the end of the grace period, in the middle of its drain/);
   t.regex(refused(['--set-json', 'node.capture.cniConfig={"type":"sluice-cni"}']), /- node\.capture\.cniConfig: Must not validate the schema \(not\)/);
 });
@@ -257,6 +267,8 @@ kubeTest('the real API server takes the rendered chart (dry run, then applied); 
     try {
       const metricsPort = Number(await until(`the node's metrics line; it said:\n${node.stderr()}`, () => /metrics listening on [^:]+:(\d+)/.exec(node.stderr())?.[1]));
       await until(`node-a to apply the controller's config; it said:\n${node.stderr()}`, () => (node.stderr().includes('"msg":"applied version ') ? true : undefined), 30_000);
+      // With capture, ready once the node's pods are taken over too (docs/operations.md#upgrade).
+      if (capture) await until(`node-a's capture to start; it said:\n${node.stderr()}`, () => (node.stderr().includes('CNI API listening') ? true : undefined), 30_000);
       t.is((await fetch(`http://127.0.0.1:${metricsPort}/ready`)).status, 200);
       t.regex(await (await fetch(`http://127.0.0.1:${metricsPort}/stats/prometheus`)).text(), /^sluice_filter_streams_total\{filter="team-a\.hello"\} 0$/m);
       // sluice status on the node (its admin moved off 15000: other tests run beside this one).

@@ -7,11 +7,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +126,42 @@ static int set_mark(int fd, uint32_t mark) {
   return mark == 0 ? 0 : setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
 }
 
-// listenInNetns(netnsPath, host, port, mark) -> fd of a listening, non-blocking TCP socket.
+// A port shared by an old and a new proxy (an upgrade): SO_REUSEPORT puts both listeners in one
+// group, and the group's program sends every new connection to the socket at index 1, the second
+// to join (the newer proxy's). With one socket, index 1 does not exist and the kernel falls back
+// to its hash (the only socket). When the old socket closes, the newer one moves to index 0. So
+// the old proxy's accept queue stops filling as soon as the new one listens, and closing it later
+// resets no connection (Linux resets those still queued on a closing reuseport listener).
+static const char *share_port(int fd) {
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) return "SO_REUSEADDR";
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) return "SO_REUSEPORT";
+  return NULL;
+}
+
+static const char *steer_to_newest(int fd) {
+  struct sock_filter code[] = {BPF_STMT(BPF_RET | BPF_K, 1)};
+  struct sock_fprog prog = {.len = 1, .filter = code};
+  // After listen(): the program belongs to the group the socket joined.
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0) return "SO_ATTACH_REUSEPORT_CBPF";
+  return NULL;
+}
+
+// Options, bind, listen and the steering program on a fresh socket; the name of the failed step or NULL.
+static const char *listen_shared(int fd, const struct sockaddr_storage *addr, socklen_t addrlen, uint32_t mark) {
+  int one = 1;
+  const char *failed = share_port(fd);
+  if (failed) return failed;
+  // v6-only: an IPv6 listener on [::]:15006 must not take the IPv4 port its sibling holds.
+  if (addr->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) return "IPV6_V6ONLY";
+  if (set_mark(fd, mark) != 0) return "SO_MARK (needs CAP_NET_ADMIN)";
+  if (bind(fd, (const struct sockaddr *)addr, addrlen) != 0) return "bind";
+  if (listen(fd, 511) != 0) return "listen";
+  return steer_to_newest(fd);
+}
+
+// listenInNetns(netnsPath, host, port, mark) -> fd of a listening, non-blocking TCP socket, its
+// port shared with another proxy's (SO_REUSEPORT, new connections to the newer one).
 static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -150,19 +187,53 @@ static napi_value listen_in_netns(napi_env env, napi_callback_info info) {
     snprintf(what, sizeof what, "%s %s", step, path);
     return throw_errno(env, errno, what);
   }
-  int one = 1;
-  const char *failed = NULL;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) failed = "SO_REUSEADDR";
-  // v6-only: an IPv6 listener on [::]:15006 must not take the IPv4 port its sibling holds.
-  else if (addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) failed = "IPV6_V6ONLY";
-  else if (set_mark(fd, mark) != 0) failed = "SO_MARK (needs CAP_NET_ADMIN)";
-  else if (bind(fd, (struct sockaddr *)&addr, addrlen) != 0) failed = "bind";
-  else if (listen(fd, 511) != 0) failed = "listen";
+  const char *failed = listen_shared(fd, &addr, addrlen, mark);
   if (failed) {
     int err = errno;
     close(fd);
     char what[4400];
     snprintf(what, sizeof what, "%s on %s:%d in %s failed", failed, host, port, path);
+    return throw_errno(env, err, what);
+  }
+  napi_value result;
+  CHECK_NAPI(env, napi_create_int32(env, fd, &result));
+  return result;
+}
+
+// listenShared(host, port, v6only) -> fd of a listening, non-blocking TCP socket in the caller's
+// own netns (the node's ports: tunnel, admin, metrics), shared as listenInNetns' are. `v6only`
+// false lets [::] take IPv4 too, as Node's own listen does.
+static napi_value listen_shared_js(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char host[64];
+  int32_t port;
+  bool v6only;
+  if (argc < 3 || get_string(env, argv[0], host, sizeof host) || napi_get_value_int32(env, argv[1], &port) != napi_ok ||
+      napi_get_value_bool(env, argv[2], &v6only) != napi_ok || port < 0 || port > 65535) {
+    napi_throw_type_error(env, "SLUICE_ERR_CAPTURE_NATIVE", "listenShared(host: string, port: 0-65535, v6only: boolean)");
+    return NULL;
+  }
+  struct sockaddr_storage addr;
+  socklen_t addrlen;
+  if (parse_address(host, port, &addr, &addrlen) != 0) {
+    napi_throw_type_error(env, "SLUICE_ERR_CAPTURE_NATIVE", "listenShared: host must be an IPv4 or IPv6 address literal");
+    return NULL;
+  }
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "cannot create a socket");
+  const char *failed = share_port(fd);
+  int v6 = v6only ? 1 : 0;
+  if (!failed && addr.ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof v6) != 0) failed = "IPV6_V6ONLY";
+  if (!failed && bind(fd, (struct sockaddr *)&addr, addrlen) != 0) failed = "bind";
+  if (!failed && listen(fd, 511) != 0) failed = "listen";
+  if (!failed) failed = steer_to_newest(fd);
+  if (failed) {
+    int err = errno;
+    close(fd);
+    char what[256];
+    snprintf(what, sizeof what, "%s on %s:%d failed", failed, host, port);
     return throw_errno(env, err, what);
   }
   napi_value result;
@@ -421,6 +492,7 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenInNetns", NULL, listen_in_netns, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listenShared", NULL, listen_shared_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketInNetns", NULL, socket_in_netns_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsOpen", NULL, netns_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netnsSocket", NULL, netns_socket, NULL, NULL, NULL, napi_enumerable, NULL},
