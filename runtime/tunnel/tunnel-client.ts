@@ -46,7 +46,15 @@ interface Entry {
   error?: Error;
   /** The peer's SETTINGS arrived: it accepted the session. */
   accepted: boolean;
+  /** The last stream id a GOAWAY from the peer said it processed (streams above it were not). */
+  goawayLastStreamId?: number;
 }
+
+/** A CONNECT the peer never processed (REFUSED_STREAM, or above a GOAWAY's last stream id): safe to send again. */
+class Unprocessed extends Error {}
+
+/** How many times a CONNECT the peer did not process is sent again, each on a fresh session. */
+const UNPROCESSED_RETRIES = 2;
 
 export interface TunnelClientCounters {
   /** Sessions opened to peer nodes. */
@@ -96,7 +104,22 @@ export class TunnelClient {
     }
   }
 
-  private async connect(d: TunnelDestination): Promise<Duplex> {
+  /**
+   * A CONNECT the peer did not process (it was draining: a GOAWAY crossed the stream, or it refused
+   * the stream) goes again on a fresh session, as Envoy retries a stream reset before the request
+   * reached the peer: during a peer node's proxy upgrade the new session reaches its successor.
+   */
+  private async connect(d: TunnelDestination, retries = UNPROCESSED_RETRIES): Promise<Duplex> {
+    try {
+      return await this.connectOnce(d);
+    } catch (error) {
+      if (!(error instanceof Unprocessed)) throw error;
+      if (retries > 0) return this.connect(d, retries - 1);
+      throw new SluiceError('SLUICE_ERR_TUNNEL_REFUSED', error.message);
+    }
+  }
+
+  private async connectOnce(d: TunnelDestination): Promise<Duplex> {
     if (this.closed) throw new SluiceError('SLUICE_ERR_TUNNEL_CONNECT', 'the tunnel client is closed');
     const entry = this.session(d);
     const where = `${d.node.host}:${d.node.port}`;
@@ -109,7 +132,7 @@ export class TunnelClient {
       // The session went away between ready and now (a GOAWAY): one more try on a fresh one.
       this.drop(entry);
       if ((error as { code?: string }).code !== 'ERR_HTTP2_GOAWAY_SESSION' && (error as { code?: string }).code !== 'ERR_HTTP2_INVALID_SESSION') throw error;
-      return this.connect(d);
+      throw new Unprocessed(`the tunnel session to ${where} went away before the CONNECT to ${authorityOf(d.target)} was sent`);
     }
     entry.open++;
     stream.once('close', () => entry.open--);
@@ -123,7 +146,14 @@ export class TunnelClient {
       });
       // Not events.once: it would reject with the stream's raw error; the error is read off the session instead.
       stream.once('close', () => {
-        if (!answered) void this.whyClosed(entry, stream, where, d).then(reject);
+        if (answered) return;
+        const id = stream.id ?? 0;
+        const last = entry.goawayLastStreamId;
+        if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM || (last !== undefined && id > last)) {
+          this.drop(entry);
+          return reject(new Unprocessed(`the tunnel to ${where} did not process the CONNECT to ${authorityOf(d.target)} (${last !== undefined && id > last ? 'GOAWAY' : 'REFUSED_STREAM'}): the peer was draining`));
+        }
+        void this.whyClosed(entry, stream, where, d).then(reject);
       });
     });
     const status = Number(headers[':status']);
@@ -220,6 +250,10 @@ export class TunnelClient {
     };
     entryRef = entry;
     session.once('remoteSettings', () => (entry.accepted = true));
+    session.on('goaway', (_code: number, lastStreamId: number) => {
+      entry.goawayLastStreamId = Math.min(entry.goawayLastStreamId ?? lastStreamId, lastStreamId);
+      this.drop(entry); // no new streams on it; theirs finish
+    });
     session.on('error', (error: Error) => {
       entry.error ??= error;
       this.log('warn', `tunnel: session to ${where} as ${d.source} failed: ${error.message.trim()}${hint(error)}`);

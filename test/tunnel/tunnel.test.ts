@@ -352,3 +352,66 @@ test('metrics: sessions, streams, refusals and open failures in Prometheus text'
   ].join('\n'));
   t.is(tunnelMetrics(undefined, undefined), '');
 });
+
+/**
+ * A peer that speaks the tunnel's HTTP/2 over TLS 1.3 with B's SVID, as a node proxy draining for
+ * an upgrade may: it refuses CONNECTs unprocessed (REFUSED_STREAM) while `refuse(n)` says so for
+ * the n-th, and with `goawayFirst` sends its first session a GOAWAY saying no stream was processed
+ * before any arrives; the rest it answers 200 and says hello.
+ */
+async function drainingPeer(t: { teardown(fn: () => unknown): void }, o: { refuse?: (n: number) => boolean; goawayFirst?: boolean }) {
+  const store = await ctx.pki.store([B]);
+  const id = store.get(B)!;
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let streams = 0;
+  let connections = 0;
+  const server = http2.createSecureServer({ key: id.keyPem, cert: id.certChainPem, ca: store.trustBundle()!, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'] });
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.once('close', () => sessions.delete(s));
+    if (++connections === 1 && o.goawayFirst) s.goaway(http2.constants.NGHTTP2_NO_ERROR, 0);
+  });
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    streams++;
+    if (o.refuse?.(streams)) return stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    stream.respond({ ':status': 200 });
+    stream.write('hello\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(async () => {
+    for (const s of sessions) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  return { node: { host: '127.0.0.1', port: (server.address() as AddressInfo).port }, streams: () => streams, connections: () => connections };
+}
+
+for (const goawayFirst of [false, true]) {
+  test(`a CONNECT the peer did not process (${goawayFirst ? 'a GOAWAY before it' : 'REFUSED_STREAM'}) goes again on a fresh session and gets through`, async (t) => {
+    const peer = await drainingPeer(t, goawayFirst ? { goawayFirst } : { refuse: (n) => n === 1 });
+    const client = new TunnelClient({ identities: await ctx.pki.store([A]), log: quiet, connectTimeoutMs: 5000 });
+    t.teardown(() => client.close());
+    const s = await client.open({ node: peer.node, target: { address: '127.0.0.1', port: 9 }, source: A, expectedIdentity: B });
+    t.is(await readUntil(s, 'hello\n'), 'hello\n');
+    // (After a GOAWAY the first session's stream may or may not reach the peer's handler: node's
+    // server still emits it. The client counts it unprocessed either way, as the GOAWAY says.)
+    if (!goawayFirst) t.is(peer.streams(), 2, 'the first CONNECT, then the same one again');
+    t.is(peer.connections(), 2, 'the second try on a new session');
+    t.is(client.counters.streams, 1);
+    t.deepEqual(client.counters.failures, {});
+    s.destroy();
+  });
+}
+
+test('a peer that never processes the CONNECT: three tries on fresh sessions, then SLUICE_ERR_TUNNEL_REFUSED', async (t) => {
+  const peer = await drainingPeer(t, { refuse: () => true });
+  const client = new TunnelClient({ identities: await ctx.pki.store([A]), log: quiet, connectTimeoutMs: 5000 });
+  t.teardown(() => client.close());
+  const error = await t.throwsAsync(client.open({ node: peer.node, target: { address: '127.0.0.1', port: 9 }, source: A, expectedIdentity: B }));
+  t.is((error as { code?: string }).code, 'SLUICE_ERR_TUNNEL_REFUSED');
+  t.regex(error!.message, /did not process the CONNECT to 127\.0\.0\.1:9 \(REFUSED_STREAM\): the peer was draining/);
+  t.is(peer.streams(), 3);
+  t.is(peer.connections(), 3);
+  t.deepEqual(client.counters.failures, { SLUICE_ERR_TUNNEL_REFUSED: 1 });
+});
