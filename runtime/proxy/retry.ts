@@ -50,6 +50,25 @@ export function retriable(policy: RetryPolicy, status: number | undefined, error
   return on.includes('retriable-status-codes') && policy.retriableStatusCodes.includes(status);
 }
 
+/** RFC 9110 §9.2.2: the methods whose request may be sent again without changing the outcome. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Connection-level closes: the upstream's connection ended (or was reset) under the request. */
+const CONNECTION_CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * Whether a first try that failed is sent once more whatever the route's policy says: an
+ * idempotent request whose HTTP/1.1 connection closed before any of the response arrived, which
+ * RFC 9112 §9.3.1 lets a client retry on a new connection. This is the keep-alive race: an
+ * upstream (or a peer node's proxy, draining for an upgrade) closes an idle pooled connection just
+ * as a request is sent on it.
+ */
+export function closedBeforeAnswer(method: string, attempt: number, status: number | undefined, error: unknown): boolean {
+  if (attempt !== 1 || status !== undefined || error === undefined || !IDEMPOTENT.has(method)) return false;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && CONNECTION_CLOSED.has(code) && classifyUpstreamFailure(error) === 'SLUICE_ERR_UPSTREAM_RESET';
+}
+
 /**
  * How long to wait before retry number `retry` (1 = the first): the upstream's Retry-After when it
  * gave one (seconds, at most the max interval × 10), else full jitter over base × 2^(retry-1).

@@ -188,12 +188,12 @@ export class Lab {
    */
   requestLoop(netns: string, url: string, stopFile: string): Promise<ChildProcess & { output(): string }> {
     const script = `const http = require('http'); const fs = require('fs');
-      const r = { ok: 0, failed: 0, codes: {}, filters: {} };
+      const r = { ok: 0, failed: 0, codes: {}, filters: {}, bodies: [] };
       const fail = (code) => { r.failed++; r.codes[code] = (r.codes[code] ?? 0) + 1; };
       const one = () => new Promise((resolve) => {
         const req = http.get(process.argv[1], { agent: false, headers: { connection: 'close' } }, (res) => {
           let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => {
-            if (res.statusCode !== 200) fail('HTTP ' + res.statusCode);
+            if (res.statusCode !== 200) { fail('HTTP ' + res.statusCode); if (r.bodies.length < 3) r.bodies.push(b.slice(0, 300)); }
             else { r.ok++; let f; try { f = String(JSON.parse(b).filters); } catch { f = 'not JSON'; } r.filters[f] = (r.filters[f] ?? 0) + 1; }
             resolve();
           });
@@ -207,7 +207,7 @@ export class Lab {
   }
 
   /** Stops a requestLoop and returns its counts: answers 200 by their `filters` field, failures by code. */
-  async requestLoopResult(client: ChildProcess & { output(): string }, stopFile: string): Promise<{ ok: number; failed: number; codes: Record<string, number>; filters: Record<string, number> }> {
+  async requestLoopResult(client: ChildProcess & { output(): string }, stopFile: string): Promise<{ ok: number; failed: number; codes: Record<string, number>; filters: Record<string, number>; bodies: string[] }> {
     await writeFile(stopFile, '');
     const deadline = Date.now() + 20_000;
     let line: string | undefined;

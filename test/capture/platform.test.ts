@@ -355,7 +355,7 @@ serial('an upgrade of both nodes\' proxies with a surge drops no request from A 
   }
   await new Promise((r) => setTimeout(r, 300));
   const result = await lab.requestLoopResult(client, stop);
-  t.log(`across two node upgrades: ${result.ok} requests on new connections succeeded, ${result.failed} failed`, result.codes);
+  t.log(`across two node upgrades: ${result.ok} requests on new connections succeeded, ${result.failed} failed`, result.codes, result.bodies);
   t.deepEqual({ failed: result.failed, codes: result.codes, filters: Object.keys(result.filters) }, { failed: 0, codes: {}, filters: [`outbound to ${b!.ip}:8080, inbound to ${b!.ip}:8080`] });
   t.true(result.ok > 50, `only ${result.ok} requests were made`);
 });

@@ -187,3 +187,71 @@ test('the maxRequests circuit breaker answers 503 at once while the cluster is f
   t.deepEqual(await call(`${base}/x`), { status: 200, text: 'later' });
   t.true((await metrics(base)).includes('\nsluice_cluster_circuit_breaker_open_total{cluster="up"} 1\n'));
 });
+
+/**
+ * A raw HTTP/1.1 upstream that answers the first request on each connection (keep-alive) and
+ * closes the connection without an answer when a second request arrives on it: the keep-alive
+ * race of an upstream closing an idle connection as a request is sent on it (with
+ * `answersFirst` false it answers nothing at all). It counts connections and the requests it saw
+ * (method and try number).
+ */
+async function closingUpstream(t: { teardown(fn: () => unknown): void }, answersFirst = true) {
+  const { createServer: createNetServer } = await import('node:net');
+  const seen: string[] = [];
+  let connections = 0;
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createNetServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buffered = '';
+    let served = 0;
+    socket.on('data', (d) => {
+      buffered += d.toString('latin1');
+      let end: number;
+      while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+        const head = buffered.slice(0, end);
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        buffered = buffered.slice(end + 4 + length);
+        seen.push(`${head.split(' ')[0]} try ${/\r\nx-sluice-attempt-count: *(\d+)/i.exec(head)?.[1]}`);
+        if (served++ > 0 || !answersFirst) return void socket.destroy();
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as AddressInfo).port, seen, connections: () => connections };
+}
+
+test('the keep-alive race: an idempotent request whose pooled connection closes before any answer is sent once more on a new connection, with no retry policy', async (t) => {
+  const up = await closingUpstream(t);
+  const base = await proxy(t, [up.port], undefined, { maxConnections: 1 });
+  t.deepEqual(await call(`${base}/one`), { status: 200, text: 'ok' });
+  // The pooled connection is reused for the next GET, which the upstream answers by closing it.
+  t.deepEqual(await call(`${base}/two`), { status: 200, text: 'ok' });
+  t.deepEqual(up.seen, ['GET try 1', 'GET try 1', 'GET try 2']);
+  t.is(up.connections(), 2);
+  t.regex(await metrics(base), /sluice_cluster_upstream_rq_retry_total\{cluster="up"\} 1\b/);
+});
+
+test('the keep-alive race is not retried for a POST (not idempotent), nor twice', async (t) => {
+  const up = await closingUpstream(t);
+  const base = await proxy(t, [up.port], undefined, { maxConnections: 1 });
+  t.is((await call(`${base}/one`, { method: 'POST', body: 'a' })).status, 200);
+  const post = await call(`${base}/two`, { method: 'POST', body: 'b' });
+  t.is(post.status, 502);
+  t.regex(post.text, /UND_ERR_SOCKET/);
+  t.deepEqual(up.seen, ['POST try 1', 'POST try 1']);
+  // An upstream that closes every connection under its request: one more try only, then 502.
+  const dead = await closingUpstream(t, false);
+  const deadBase = await proxy(t, [dead.port], undefined, { maxConnections: 1 });
+  const get = await call(`${deadBase}/x`);
+  t.is(get.status, 502);
+  t.deepEqual(dead.seen, ['GET try 1', 'GET try 2']);
+});

@@ -4,7 +4,7 @@
 
 import type { RetryPolicy } from '../../config/snapshot.ts';
 import { log } from '../../log.ts';
-import { backoffMs, effectivePolicy, retriable } from '../retry.ts';
+import { backoffMs, closedBeforeAnswer, effectivePolicy, retriable } from '../retry.ts';
 import type { UpstreamHost } from '../upstreams.ts';
 import type { Layer } from './compose.ts';
 import type { Exchange } from './context.ts';
@@ -44,12 +44,11 @@ export const retry: Layer<Exchange> = (next) =>
 export function wantsRetry(x: Exchange, status: number | undefined, failure: unknown): boolean {
   const policy = retryPolicy(x);
   const cluster = x.upstreamCluster!;
-  return (
-    x.attempt <= policy.numRetries &&
-    retriable(policy, status, failure) &&
-    (x.pump === undefined || x.pump.replay() !== undefined) &&
-    cluster.retryBudget.tryAcquire(cluster.config.circuitBreakers.maxRetries)
-  );
+  const again =
+    (x.attempt <= policy.numRetries && retriable(policy, status, failure)) ||
+    // The keep-alive race (RFC 9112 §9.3.1), retried once even with no retry policy.
+    closedBeforeAnswer(x.headers!.get(':method') ?? 'GET', x.attempt, status, failure);
+  return again && (x.pump === undefined || x.pump.replay() !== undefined) && cluster.retryBudget.tryAcquire(cluster.config.circuitBreakers.maxRetries);
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
