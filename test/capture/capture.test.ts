@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { spawnSluice, until } from '../helpers/sluice-run.ts';
-import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
+import { captureConfig, Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
 
 const why = labUnavailable();
@@ -23,30 +23,7 @@ test.after.always(async () => {
 
 async function startProxy(): Promise<void> {
   const config = join(lab.dir, 'sluice.yaml');
-  await writeFile(
-    config,
-    `admin: { address: 127.0.0.1:0 }
-listeners:
-  # Captured HTTP runs the filters (and access log) of the listeners named like its direction.
-  - name: capture-outbound
-    address: 127.0.0.1:0
-    protocol: http
-    filters: [stamp-outbound]
-    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
-  - name: capture-inbound
-    address: 127.0.0.1:0
-    protocol: http
-    filters: [stamp-inbound]
-    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
-filters:
-  - name: stamp-outbound
-    module: ${join(repoRoot, 'build/filters/headers.wasm')}
-    config: { request: { add: [{ name: x-filtered, value: "outbound" }] } }
-  - name: stamp-inbound
-    module: ${join(repoRoot, 'build/filters/headers.wasm')}
-    config: { request: { add: [{ name: x-filtered, value: "inbound" }] } }
-`,
-  );
+  await writeFile(config, captureConfig());
   proxy = await lab.spawnIn(lab.node, [process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '-c', config, '--capture-socket', lab.socket], 'CNI API listening');
 }
 

@@ -34,6 +34,35 @@ export function labUnavailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * The `sluice run` config the capture tests run: the two capture listeners, each with a headers
+ * filter that stamps `x-filtered: outbound|inbound` on the requests it passes.
+ */
+export function captureConfig(adminPort = 0): string {
+  const headers = join(repoRoot, 'build/filters/headers.wasm');
+  return `admin: { address: 127.0.0.1:${adminPort} }
+listeners:
+  # Captured HTTP runs the filters (and access log) of the listeners named like its direction.
+  - name: capture-outbound
+    address: 127.0.0.1:0
+    protocol: http
+    filters: [stamp-outbound]
+    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
+  - name: capture-inbound
+    address: 127.0.0.1:0
+    protocol: http
+    filters: [stamp-inbound]
+    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
+filters:
+  - name: stamp-outbound
+    module: ${headers}
+    config: { request: { add: [{ name: x-filtered, value: "outbound" }] } }
+  - name: stamp-inbound
+    module: ${headers}
+    config: { request: { add: [{ name: x-filtered, value: "inbound" }] } }
+`;
+}
+
 export interface Run {
   status: number | null;
   stdout: string;

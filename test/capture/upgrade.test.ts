@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../helpers/fixtures.ts';
 import { until } from '../helpers/sluice-run.ts';
-import { Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
+import { captureConfig, Lab, labUnavailable, sh, type Pod } from './netns-lab.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
 
 const why = labUnavailable();
@@ -30,29 +30,7 @@ type Proxy = Awaited<ReturnType<Lab['spawnIn']>>;
 
 async function startProxy(name: string): Promise<Proxy> {
   const config = join(lab.dir, `sluice-${name}.yaml`);
-  await writeFile(
-    config,
-    `admin: { address: 127.0.0.1:${ADMIN} }
-listeners:
-  - name: capture-outbound
-    address: 127.0.0.1:0
-    protocol: http
-    filters: [stamp-outbound]
-    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
-  - name: capture-inbound
-    address: 127.0.0.1:0
-    protocol: http
-    filters: [stamp-inbound]
-    routes: [{ name: own, match: { prefix: / }, directResponse: { status: 404 } }]
-filters:
-  - name: stamp-outbound
-    module: ${join(repoRoot, 'build/filters/headers.wasm')}
-    config: { request: { add: [{ name: x-filtered, value: "outbound" }] } }
-  - name: stamp-inbound
-    module: ${join(repoRoot, 'build/filters/headers.wasm')}
-    config: { request: { add: [{ name: x-filtered, value: "inbound" }] } }
-`,
-  );
+  await writeFile(config, captureConfig(ADMIN));
   const args = [process.execPath, join(repoRoot, 'bin/sluice.js'), 'run', '-c', config, '--capture-socket', lab.socket, '--metrics-listen', `127.0.0.1:${METRICS}`, '--drain-ms', '3000'];
   return lab.spawnIn(lab.node, args, 'CNI API listening');
 }
