@@ -21,7 +21,9 @@ import { isWorker, runWorker, startPrimary, type Served } from './workers.ts';
 
 export async function runProxy(file: string, opts: { drainMs: number; workers?: number; captureSocket?: string; metricsListen?: string; onReady?: () => void }): Promise<number> {
   if (isWorker()) return runWorker();
-  shareNodePorts();
+  // Only the node's data plane (capture) is upgraded with a second proxy beside the first; two
+  // plain `sluice run`s on one port must not quietly share it.
+  if (opts.captureSocket) shareNodePorts();
   const served = (opts.workers ?? 1) > 1 ? await startPrimary(file, opts.workers!) : await startOne(file, opts.captureSocket);
   const metrics = opts.metricsListen ? await startMetrics(opts.metricsListen, () => served.view).catch(async (error) => {
     await served.stop(0);
@@ -45,8 +47,9 @@ export async function runProxy(file: string, opts: { drainMs: number; workers?: 
 /**
  * The node's ports (listeners, admin, metrics, tunnel) shared with another proxy on the node, as
  * the pods' capture ports are: during an upgrade the new proxy binds them while the old one still
- * serves, and new connections go to the new one (docs/operations.md#upgrade). Where the capture
- * addon cannot load (not root, not built), ports are not shared: a second proxy gets EADDRINUSE.
+ * serves, and new connections go to the new one (docs/operations.md#upgrade). Only with capture
+ * (--capture-socket) and where the capture addon loads (root, built); otherwise a second proxy
+ * on a port gets EADDRINUSE.
  */
 function shareNodePorts(): void {
   if (captureUnavailable()) return;
@@ -178,7 +181,7 @@ export async function runNodeAgent(opts: { controller: string; tokenFile?: strin
     const why = captureUnavailable();
     if (why) throw new SluiceError('SLUICE_ERR_CAPTURE_UNAVAILABLE', `--capture-socket: capture cannot run here: ${why}`);
   }
-  shareNodePorts();
+  if (opts.captureSocket) shareNodePorts();
   let capture: CaptureServer | undefined;
   let tunnel: NodeTunnel | undefined;
   let stopping = false;
