@@ -13,6 +13,7 @@
 // SLUICE_BENCH_ROUNDS / SLUICE_BENCH_REQUESTS shorten it (defaults 7 and 2,000; about 40 s).
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
@@ -143,6 +144,10 @@ export async function benchFiltersInProxy(filterRows: BenchRow[], chainRows: Ben
     const target = e.name === WAT ? '' : `≤ 1.5×${abs !== undefined ? `, ≤ ${abs} µs` : ''}`;
     return [e.name, cell(cost), cell(chainUs), chainUs ? cell(cost / chainUs) : '–', target, statusNote(e)];
   });
+  const negative = entries.slice(1).filter((e) => e.best < base).map((e) => e.name);
+  const noise = negative.length
+    ? [`NOT MEANINGFUL THIS RUN: ${negative.join(', ')} came out cheaper than the empty chain, so the machine's noise (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}) exceeded the differences measured; run `npm run bench` again once the machine is quiet.`]
+    : [];
   return {
     title: 'filters in the proxy vs in the chain bench (µs of main-thread CPU per request beyond the empty chain; one process: client + proxy + upstream)',
     header: ['filter', 'in the proxy', 'chain bench', 'proxy ÷ chain', 'target', 'note'],
@@ -151,6 +156,7 @@ export async function benchFiltersInProxy(filterRows: BenchRow[], chainRows: Ben
       `in the proxy: main-thread CPU (schedstat) per request, fastest of ${ROUNDS} interleaved rounds of ${REQUESTS.toLocaleString('en-US')} requests, ${CONCURRENCY} connections, minus the empty chain's; the first row is the whole request (client, proxy and upstream).`,
       'chain bench: bench/filters.ts above (the filter alone in a bare FilterChain, headers only, no sockets), and for the WAT filter bench/chain.ts\'s per-filter cost; the first row\'s is an empty chain stream.',
       'The WAT filter does the least a filter can (one header read, two writes): what it costs in the proxy beyond its chain-bench cost is what the proxy spends on any non-empty chain.',
+      ...noise,
     ],
   };
 }
