@@ -146,7 +146,7 @@ export async function benchFiltersInProxy(filterRows: BenchRow[], chainRows: Ben
   });
   const negative = entries.slice(1).filter((e) => e.best < base).map((e) => e.name);
   const noise = negative.length
-    ? [`NOT MEANINGFUL THIS RUN: ${negative.join(', ')} came out cheaper than the empty chain, so the machine's noise (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}) exceeded the differences measured; run `npm run bench` again once the machine is quiet.`]
+    ? [`NOT MEANINGFUL THIS RUN: ${negative.join(', ')} came out cheaper than the empty chain, so the machine's noise (load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}) exceeded the differences measured; run 'npm run bench' again once the machine is quiet.`]
     : [];
   return {
     title: 'filters in the proxy vs in the chain bench (µs of main-thread CPU per request beyond the empty chain; one process: client + proxy + upstream)',
