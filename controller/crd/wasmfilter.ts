@@ -4,6 +4,15 @@
 
 import { DEFAULT_LIMITS } from '../../runtime/index.ts';
 
+/** The longest message a status field below holds (a node's rejection, a rollback); longer ones are cut. */
+export const STATUS_MESSAGE_MAX = 4096;
+
+/** `message` cut to `max` characters (ending in "..."), as the status schema allows. */
+export const capMessage = (message: string, max = STATUS_MESSAGE_MAX): string => (message.length > max ? `${message.slice(0, max - 3)}...` : message);
+
+/** A module digest as status and sources write it (`sha256:<hex>`, or the hex alone), as hex. */
+export const digestHex = (digest: string): string => digest.replace(/^sha256:/, '');
+
 export const GROUP = 'sluice.dev';
 export const VERSION = 'v1alpha1';
 export const KIND = 'WasmFilter';
@@ -237,7 +246,7 @@ const statusSchema: Schema = obj('What the controller observed; written by the c
       items: obj('A node\'s refusal.', {
         node: str('The node.', { maxLength: 253 }),
         version: str('The filter version it refused.', { maxLength: 64 }),
-        message: str('What its agent said.', { maxLength: 4096 }),
+        message: str('What its agent said.', { maxLength: STATUS_MESSAGE_MAX }),
       }),
     },
   }),
@@ -249,7 +258,7 @@ const statusSchema: Schema = obj('What the controller observed; written by the c
     since: str('When the phase began (the soak time counts from here).', { format: 'date-time' }),
     failedVersion: str('RolledBack: the version that was rolled back.', { maxLength: 64 }),
     reason: str('RolledBack: NodeRejected or FailureThreshold.', { maxLength: 64 }),
-    message: str('RolledBack: which nodes and what they said.', { maxLength: 4096 }),
+    message: str('RolledBack: which nodes and what they said.', { maxLength: STATUS_MESSAGE_MAX }),
   }),
 });
 

@@ -3,7 +3,7 @@
 // state gives the same text and version, so an unchanged node is never pushed again.
 
 import { createHash } from 'node:crypto';
-import { vmEnvironment, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
+import { digestHex, vmEnvironment, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
 import type { NodeConfig } from '../distribution/types.ts';
 
 /** The fields of a Pod discovery reads (the informer drops the rest). */
@@ -69,7 +69,7 @@ export function canonicalJson(v: unknown): string {
  * versioned spec fields, e.g. `3f2a9c01b7de.5e01aa42`. The same on every replica.
  */
 export function filterVersion(digest: string, spec: WasmFilterSpec): string {
-  const hex = digest.replace(/^sha256:/, '');
+  const hex = digestHex(digest);
   return `${hex.slice(0, 12)}.${createHash('sha256').update(canonicalJson(versionedSpec(spec))).digest('hex').slice(0, 8)}`;
 }
 
@@ -124,10 +124,13 @@ export function clusterName(service: string, namespace: string, port: number, cl
 
 export const filterName = (namespace: string, name: string): string => configName(`${namespace}.${name}`);
 
-/** Pods that are workloads of `node`: scheduled there, own network namespace, not finished. */
+/** A workload pod: scheduled on a node, in a network namespace of its own, not finished. */
+const isWorkload = (p: PodView): boolean => !!p.spec?.nodeName && !p.spec.hostNetwork && (p.status?.phase === 'Running' || p.status?.phase === 'Pending');
+
+/** Pods that are workloads of `node`. */
 export function workloadsOf(node: string, pods: readonly PodView[]): PodView[] {
   return pods
-    .filter((p) => p.spec?.nodeName === node && !p.spec.hostNetwork && (p.status?.phase === 'Running' || p.status?.phase === 'Pending'))
+    .filter((p) => isWorkload(p) && p.spec!.nodeName === node)
     .sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
 }
 
@@ -161,9 +164,7 @@ const keyOf = (o: { metadata: { namespace: string; name: string } }): string => 
 export function nodesSelecting(filter: { namespace: string; spec: WasmFilterSpec }, pods: readonly PodView[], rootNamespace: string): string[] {
   const nodes = new Set<string>();
   for (const p of pods) {
-    const node = p.spec?.nodeName;
-    if (!node || p.spec?.hostNetwork || (p.status?.phase !== 'Running' && p.status?.phase !== 'Pending')) continue;
-    if (selects(filter, p, rootNamespace)) nodes.add(node);
+    if (isWorkload(p) && selects(filter, p, rootNamespace)) nodes.add(p.spec!.nodeName!);
   }
   return [...nodes].sort();
 }
@@ -407,7 +408,7 @@ export function nodeConfig(node: string, state: ClusterState, options: NodeConfi
 /** The validated WasmFilters among `filters`: Validated=True for their generation, with a digest. */
 export function validatedFilter(f: WasmFilter): ValidatedFilter | undefined {
   const c = f.status?.conditions?.find((x) => x.type === 'Validated');
-  const digest = f.status?.digest?.replace(/^sha256:/, '');
+  const digest = f.status?.digest && digestHex(f.status.digest);
   if (c?.status !== 'True' || !digest || c.observedGeneration !== f.metadata.generation) return undefined;
   return { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest };
 }

@@ -3,7 +3,7 @@
 // flush recomputes them from the caches and calls watchers only when a node's version changed.
 
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION, type FilterVersionRef, type RolloutStatus, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
+import { digestHex, GROUP, PLURAL, VERSION, type FilterVersionRef, type RolloutStatus, type WasmFilter, type WasmFilterSpec } from '../crd/index.ts';
 import { listAll } from '../kube/list.ts';
 import type { NodeConfig, NodeConfigSource } from '../distribution/types.ts';
 import { Informer, type KubeObject } from '../kube/informer.ts';
@@ -120,8 +120,7 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
   /** The nodes with a workload `filter` selects (the candidates of its rollout's canary); undefined until the Pods are listed. */
   nodesSelecting(filter: WasmFilter): string[] | undefined {
     if (!this.pods.synced) return undefined;
-    const pods = this.pods.keys().map((k) => this.pods.get(k)!).filter(Boolean);
-    return nodesSelecting({ namespace: filter.metadata.namespace, spec: filter.spec }, pods, this.opts.rootNamespace);
+    return nodesSelecting({ namespace: filter.metadata.namespace, spec: filter.spec }, values(this.pods), this.opts.rootNamespace);
   }
 
   /** The node's current config, if computed (for tests and status). */
@@ -158,7 +157,6 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
     const nodes = [...this.dirty].filter((n) => this.watchers.has(n));
     this.dirty.clear();
     if (nodes.length === 0) return;
-    const values = <T extends KubeObject>(i: Informer<T>): T[] => i.keys().map((k) => i.get(k)!).filter(Boolean);
     const state = {
       services: values(this.services),
       endpointSlices: values(this.slices),
@@ -209,7 +207,7 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
       }
       // After a restart with a generation that did not validate, the rollout's stable version is still known.
       const stableDigest = f.status?.rollout?.stable?.digest;
-      if (!v && stableDigest) v = { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: stableDigest.replace(/^sha256:/, '') };
+      if (!v && stableDigest) v = { namespace: f.metadata.namespace, name: f.metadata.name, spec: f.spec, digest: digestHex(stableDigest) };
       if (!v) {
         // Fail open only when the filter says so (Istio: fail_open); otherwise its traffic is refused.
         const refusal = unavailableFilter(f);
@@ -234,7 +232,7 @@ export function withRollout(v: ValidatedFilter, rollout: RolloutStatus | undefin
   const as = (ref: FilterVersionRef): ValidatedFilter => {
     const spec: Record<string, unknown> = { ...v.spec };
     for (const k of VERSIONED_FIELDS) delete spec[k];
-    return { namespace: v.namespace, name: v.name, spec: { ...spec, ...ref.config } as WasmFilterSpec, digest: ref.digest.replace(/^sha256:/, '') };
+    return { namespace: v.namespace, name: v.name, spec: { ...spec, ...ref.config } as WasmFilterSpec, digest: digestHex(ref.digest) };
   };
   const stable = as(rollout.stable);
   if (rollout.phase === 'Canary' && rollout.canary) return { ...stable, canary: { nodes: new Set(rollout.canaryNodes ?? []), filter: as(rollout.canary) } };
@@ -251,3 +249,6 @@ function slimPod(p: Obj<PodView> & { metadata: { uid?: string } }): Obj<PodView>
     status: { phase: p.status?.phase, podIPs: p.status?.podIPs?.map((x) => ({ ip: x.ip })), podIP: p.status?.podIP, hostIP: p.status?.hostIP },
   };
 }
+
+/** An informer's objects. */
+const values = <T extends KubeObject>(i: Informer<T>): T[] => i.keys().map((k) => i.get(k)!).filter(Boolean);

@@ -25,8 +25,6 @@ export interface NodeRecord {
   sent: Record<string, string>;
   /** The WasmFilters of the snapshot the node last ACKed (what it runs). */
   applied: Record<string, string>;
-  /** The snapshot version the node last ACKed. */
-  appliedVersion?: string;
   /** The last snapshot the node NACKed and why; cleared by its next ACK. */
   rejected?: { version: string; reason: string; filters: Record<string, string> };
   /** Failures the node reported per WasmFilter, for the filter version it runs. */
@@ -242,7 +240,7 @@ export class DistributionServer {
               if (first && c.version === hello.lastVersion) {
                 const r = this.record(who.nodeName);
                 const filters = filterMap(c);
-                Object.assign(r, { version: c.version, acked: true, connected: true, sent: filters, applied: filters, appliedVersion: c.version, at: Date.now() });
+                Object.assign(r, { version: c.version, acked: true, connected: true, sent: filters, applied: filters, at: Date.now() });
                 delete r.nackReason;
                 delete r.rejected;
                 sentConfig = c;
@@ -277,7 +275,6 @@ export class DistributionServer {
         delete r.nackReason;
         delete r.rejected;
         r.applied = { ...r.sent };
-        r.appliedVersion = r.version;
         appliedConfig = sentConfig;
         // Counters are per filter version: those of versions the node no longer runs go.
         for (const [key, f] of Object.entries(r.failures)) if (r.applied[key] !== f.version) delete r.failures[key];

@@ -3,7 +3,7 @@
 // now and at its status, so running it twice does nothing the second time.
 
 import type { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type WasmFilter } from '../crd/index.ts';
+import { API_VERSION, digestHex, GROUP, KIND, PLURAL, VERSION, type WasmFilter } from '../crd/index.ts';
 import { ControllerError } from '../errors.ts';
 import type { EventRecorder } from '../kube/events.ts';
 import type { Informer } from '../kube/informer.ts';
@@ -78,7 +78,7 @@ export class Reconciler {
   }
 
   private keepModule(digest: string, bytes: Uint8Array): void {
-    const hex = digest.replace(/^sha256:/, '');
+    const hex = digestHex(digest);
     if (!this.validated.has(hex)) {
       this.validated.set(hex, bytes);
       for (const l of this.moduleListeners) l(hex);
@@ -87,7 +87,7 @@ export class Reconciler {
     const inForce = new Set<string | undefined>();
     for (const k of this.deps.informer.keys()) {
       const s = this.deps.informer.get(k)?.status;
-      for (const d of [s?.digest, s?.rollout?.stable?.digest, s?.rollout?.canary?.digest]) if (d) inForce.add(spec256(d));
+      for (const d of [s?.digest, s?.rollout?.stable?.digest, s?.rollout?.canary?.digest]) if (d) inForce.add(digestHex(d));
     }
     for (const d of this.pinned) inForce.add(d);
     inForce.add(hex);
@@ -108,7 +108,7 @@ export class Reconciler {
     const filter = this.deps.informer.get(key);
     if (filter) await this.loadRolloutModules(filter, filter.status?.rollout);
     const digest = filter?.status?.digest;
-    if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(spec256(digest))) return;
+    if (!filter || !digest || conditionOf(filter.status, 'Validated')?.status !== 'True' || this.validated.has(digestHex(digest))) return;
     if (specProblem(filter)) return;
     const mod = await this.resolve(filter.metadata.namespace, filter.spec);
     if (mod.digest === digest) this.keepModule(mod.digest, mod.bytes);
@@ -137,7 +137,7 @@ export class Reconciler {
     // Nothing changed since the last validation: same generation, validated, and (when the spec
     // pins the digest) the same module. Unpinned sources are resolved below and compared.
     // After a restart the module's bytes are fetched once more (not validated again): nodes need them.
-    const inForce = status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && status.digest !== undefined && this.validated.has(spec256(status.digest));
+    const inForce = status?.observedGeneration === generation && validated?.status === 'True' && validated.observedGeneration === generation && status.digest !== undefined && this.validated.has(digestHex(status.digest));
     const skip = inForce && ((pinned !== undefined && status!.digest === pinned) || opts.nodesOnly === true);
 
     const outcome: Outcome = skip
@@ -183,11 +183,11 @@ export class Reconciler {
    */
   private async loadRolloutModules(filter: WasmFilter, rollout: RolloutStatus | undefined): Promise<void> {
     for (const ref of [rollout?.stable, rollout?.canary]) {
-      if (!ref || this.validated.has(spec256(ref.digest))) continue;
+      if (!ref || this.validated.has(digestHex(ref.digest))) continue;
       // A source that did not have them is asked again only after a while (reconciles are frequent).
       const missKey = `${filter.metadata.uid}/${ref.digest}`;
       if ((this.rolloutMisses.get(missKey) ?? 0) > Date.now()) continue;
-      this.pinned.add(spec256(ref.digest));
+      this.pinned.add(digestHex(ref.digest));
       try {
         const mod = await this.resolve(filter.metadata.namespace, ref.source as WasmFilter['spec']);
         if (mod.digest === ref.digest) this.keepModule(mod.digest, mod.bytes);
@@ -197,7 +197,7 @@ export class Reconciler {
         this.rolloutMisses.set(missKey, Date.now() + ROLLOUT_MISS_RETRY_MS);
         this.deps.log.warn('cannot fetch the module of a rollout version; nodes that need it keep what they run', { filter: `${filter.metadata.namespace}/${filter.metadata.name}`, version: ref.version, error: (error as Error).message.split('\n')[0] });
       } finally {
-        this.pinned.delete(spec256(ref.digest));
+        this.pinned.delete(digestHex(ref.digest));
       }
     }
   }
@@ -299,8 +299,6 @@ function rolloutEvent(before: RolloutStatus | undefined, after: RolloutStatus | 
 
 /** How long a rollout module its source did not have is not asked for again. */
 const ROLLOUT_MISS_RETRY_MS = 60_000;
-
-const spec256 = (digest: string): string => digest.replace(/^sha256:/, '');
 
 /** Thrown instead of writing when this replica no longer holds the Lease. */
 export class NotLeaderError extends Error {

@@ -3,7 +3,7 @@
 // observedGeneration, and node counts (zero until node agents report).
 
 import { isDeepStrictEqual } from 'node:util';
-import type { Condition, RolloutStatus, WasmFilter, WasmFilterStatus } from '../crd/index.ts';
+import { capMessage, type Condition, type RolloutStatus, type WasmFilter, type WasmFilterStatus } from '../crd/index.ts';
 import type { ControllerErrorCode } from '../errors.ts';
 import { MAX_REJECTED, type FilterNodes } from '../nodes/node-report.ts';
 import { canonicalJson } from '../discovery/node-config.ts';
@@ -35,8 +35,6 @@ export const REASONS: Partial<Record<ControllerErrorCode, string>> = {
 export const reasonOf = (code: ControllerErrorCode): string => REASONS[code] ?? 'ValidationFailed';
 
 /** Condition messages are capped (the API allows 32 KiB; log lines of a chatty filter could be more). */
-const MAX_MESSAGE = 4096;
-const cap = (s: string): string => (s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE - 3)}...` : s);
 
 /** What the node agents said (node-report.ts), and the rollout's state, when known. */
 export interface NodeView {
@@ -54,7 +52,7 @@ export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: strin
     const before = previous.get(type);
     // lastTransitionTime moves only when status changes (metav1.Condition semantics).
     const lastTransitionTime = before && before.status === status ? before.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-    return { type, status, reason, message: cap(message), lastTransitionTime, observedGeneration: generation };
+    return { type, status, reason, message: capMessage(message), lastTransitionTime, observedGeneration: generation };
   };
   const digest = outcome.kind === 'validated' ? outcome.digest : old.digest;
   const inForce = old.digest
@@ -75,7 +73,7 @@ export function desiredStatus(filter: WasmFilter, outcome: Outcome, scope: strin
     }
   }
   const n = view.nodes;
-  const rejected = (n?.rejected ?? []).slice(0, MAX_REJECTED).map((r) => ({ node: r.node, version: r.version, message: cap(r.message) }));
+  const rejected = (n?.rejected ?? []).slice(0, MAX_REJECTED).map((r) => ({ node: r.node, version: r.version, message: capMessage(r.message) }));
   const nodes = n ? { ready: n.ready.length, total: n.nodes.length, ...(rejected.length > 0 ? { rejected } : {}) } : { ready: 0, total: 0 };
   const refusals = (n?.rejected ?? []).map((r) => `${r.node} refused version ${r.version}: ${r.message}`);
   if (!n) {

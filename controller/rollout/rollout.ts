@@ -6,7 +6,7 @@
 // same version. Pure: the caller passes the clock and what the nodes said.
 
 import { createHash } from 'node:crypto';
-import type { FilterVersionRef, RolloutStatus, WasmFilterSpec } from '../crd/index.ts';
+import { capMessage, type FilterVersionRef, type RolloutStatus, type WasmFilterSpec } from '../crd/index.ts';
 import type { FilterNodes } from '../nodes/node-report.ts';
 import { canonicalJson } from '../discovery/node-config.ts';
 
@@ -106,5 +106,5 @@ export function nextRollout(input: RolloutInput, options: RolloutOptions): Rollo
 }
 
 function rolledBack(r: RolloutStatus, target: FilterVersionRef, now: Date, reason: string, message: string): RolloutStatus {
-  return { phase: 'RolledBack', stable: r.stable, since: iso(now), failedVersion: target.version, reason, message: message.length > 4000 ? `${message.slice(0, 3997)}...` : message };
+  return { phase: 'RolledBack', stable: r.stable, since: iso(now), failedVersion: target.version, reason, message: capMessage(message) };
 }

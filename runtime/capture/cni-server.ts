@@ -162,7 +162,7 @@ export class CaptureServer {
         await this.add(pod);
       } catch (error) {
         const e = error as SluiceError;
-        if (((e.cause ?? {}) as { code?: string }).code === 'EADDRINUSE') {
+        if (heldByOlderProxy(e)) {
           this.log('warn', `capture: another proxy holds ${describe(JSON.parse(await readFile(path, 'utf8')))}'s capture ports without sharing them (an older version); taking the pod over once it exits`, { error: e.message });
           this.retryTakeOver(path);
           continue;
@@ -183,7 +183,7 @@ export class CaptureServer {
         try {
           await this.add(pod);
         } catch (error) {
-          if (((error as Error).cause as { code?: string } | undefined)?.code !== 'EADDRINUSE') throw error;
+          if (!heldByOlderProxy(error)) throw error;
           this.retryTakeOver(path);
         }
       }).catch((error: Error & { code?: string }) => this.log('error', `capture: cannot take over the pod recorded in ${path}`, { code: error.code, error: error.message }));
@@ -415,7 +415,6 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 }
 
-
 /**
  * Sockets of proxies that are gone (`socketPath`.XXXXXXXX refusing connections, a crash left them):
  * removed. A live one (an old proxy still draining) is left to its owner.
@@ -428,4 +427,9 @@ async function removeDeadSockets(socketPath: string, own: string): Promise<void>
     if (path === own) continue;
     if (!(await CaptureServer.running(path))) await rm(path, { force: true });
   }
+}
+
+/** A pod's listeners could not bind because a proxy that does not share its ports holds them (an older version). */
+function heldByOlderProxy(error: unknown): boolean {
+  return ((error as Error | undefined)?.cause as { code?: string } | undefined)?.code === 'EADDRINUSE';
 }

@@ -12,7 +12,7 @@ import type { Exchange } from '../proxy/layers/context.ts';
 import { setOriginalDestination } from '../proxy/original-destination.ts';
 import type { PeerLabels } from '../proxy/peer-labels.ts';
 import { passthrough } from '../proxy/tcp-proxy.ts';
-import { streamSocket, tunnelSocket, type TunnelRequest } from '../tunnel/index.ts';
+import { authorityOf, streamSocket, tunnelSocket, type TunnelRequest } from '../tunnel/index.ts';
 import type { CaptureAddon, NetnsHandle } from './addon.ts';
 import { clusterState, originalDestinationState, sniff, sniffedProtocol, type CaptureHttp, type ProxyParts } from './capture-http.ts';
 import { INBOUND_PORT, OUTBOUND_PORT, PROXY_MARK, type Family } from './nft-rules.ts';
@@ -148,7 +148,7 @@ export class PodListeners {
     }
     // TCP to a Service: a random endpoint per connection.
     const target = service ? service.endpoints[Math.floor(Math.random() * service.endpoints.length)]! : { host: dst.address, port: dst.port };
-    const destination = service ? service.name : `${dst.address.includes(':') ? `[${dst.address}]` : dst.address}:${dst.port}`;
+    const destination = service ? service.name : authorityOf(dst);
     const remote = direction === 'outbound' ? this.parts.tunnel?.remote(target.host) : undefined;
     if (remote) return this.tunnelOut(client, first, target, remote, destination);
     if (first.length > 0) client.unshift(first);

@@ -261,13 +261,13 @@ export class NodeProxy {
       const key = `${JSON.stringify(f)}\u0000unavailable`;
       const existing = this.filters.get(f.name);
       if (existing && existing.key === key) return existing;
-      return { key, plugin: Plugin.unavailable({ ...f, configuration: f.configuration }, f.unavailable, this.env) };
+      return { key, plugin: Plugin.unavailable(f, f.unavailable, this.env) };
     }
     const bytes = new Uint8Array(await readFile(f.module));
     const key = `${JSON.stringify(f)}\u0000${createHash('sha256').update(bytes).digest('hex')}`;
     const existing = this.filters.get(f.name);
     if (existing && existing.key === key && existing.plugin.state === 'active') return existing;
-    const plugin = await Plugin.load(bytes, { ...f, configuration: f.configuration }, this.env);
+    const plugin = await Plugin.load(bytes, f, this.env);
     return { key, plugin };
   }
 

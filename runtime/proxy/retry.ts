@@ -53,7 +53,7 @@ export function retriable(policy: RetryPolicy, status: number | undefined, error
 /** RFC 9110 §9.2.2: the methods whose request may be sent again without changing the outcome. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Connection-level closes: the upstream's connection ended (or was reset) under the request. */
+/** Connection-level closes (a subset of upstream-errors.ts's resets): the upstream's connection ended under the request. */
 const CONNECTION_CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 
 /**
@@ -66,7 +66,7 @@ const CONNECTION_CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 export function closedBeforeAnswer(method: string, attempt: number, status: number | undefined, error: unknown): boolean {
   if (attempt !== 1 || status !== undefined || error === undefined || !IDEMPOTENT.has(method)) return false;
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && CONNECTION_CLOSED.has(code) && classifyUpstreamFailure(error) === 'SLUICE_ERR_UPSTREAM_RESET';
+  return typeof code === 'string' && CONNECTION_CLOSED.has(code);
 }
 
 /**

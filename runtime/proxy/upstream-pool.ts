@@ -213,8 +213,7 @@ function adapt(connector: Connector, timeoutMs: number): buildConnector.connecto
 /** Throws away a response body we will not relay (a retried try), keeping the connection when it can. */
 export function discard(body: UpstreamBody): Promise<void> {
   if (body instanceof DispatchedBody) return body.discard();
-  const dump = (body as Readable & { dump?: () => Promise<void> }).dump;
-  if (dump) return dump.call(body).catch(() => {});
+  // An HTTP/2 stream: reset (its session stays).
   abandon(body);
   return Promise.resolve();
 }
