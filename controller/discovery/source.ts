@@ -117,10 +117,14 @@ export class DiscoveryNodeConfigSource implements NodeConfigSource {
     };
   }
 
-  /** The nodes with a workload `filter` selects (the candidates of its rollout's canary); undefined until the Pods are listed. */
-  nodesSelecting(filter: WasmFilter): string[] | undefined {
+  /**
+   * The nodes with a workload `filter` selects (the candidates of its rollout's canary), worked
+   * out when the returned function is called (a scan of every Pod: most rollout decisions need
+   * none); undefined until the Pods are listed.
+   */
+  nodesSelecting(filter: WasmFilter): (() => string[]) | undefined {
     if (!this.pods.synced) return undefined;
-    return nodesSelecting({ namespace: filter.metadata.namespace, spec: filter.spec }, values(this.pods), this.opts.rootNamespace);
+    return () => nodesSelecting({ namespace: filter.metadata.namespace, spec: filter.spec }, values(this.pods), this.opts.rootNamespace);
   }
 
   /** The node's current config, if computed (for tests and status). */

@@ -29,6 +29,8 @@ export class ReportAggregator {
   private merged?: Map<string, ReportedNode>;
   /** Each report's nodes as last seen (JSON), by ConfigMap key. */
   private readonly seen = new Map<string, string>();
+  /** Each report, parsed once when its ConfigMap changes, by ConfigMap key. */
+  private readonly parsed = new Map<string, ReplicaReport>();
 
   constructor(private readonly o: ReportAggregatorOptions) {
     const core = o.kubeConfig.makeApiClient(CoreV1Api);
@@ -41,8 +43,11 @@ export class ReportAggregator {
       onChange: (key) => {
         this.merged = undefined;
         // A heartbeat alone (the same nodes) is no news for the filters.
-        const nodes = this.informer.get(key)?.data?.[REPORT_KEY];
-        const text = nodes === undefined ? undefined : JSON.stringify(parseReport(nodes)?.nodes ?? null);
+        const data = this.informer.get(key)?.data?.[REPORT_KEY];
+        const report = parseReport(data);
+        if (report) this.parsed.set(key, report);
+        else this.parsed.delete(key);
+        const text = data === undefined ? undefined : JSON.stringify(report?.nodes ?? null);
         if (text !== undefined && this.seen.get(key) === text) return;
         if (text === undefined) this.seen.delete(key);
         else this.seen.set(key, text);
@@ -85,7 +90,7 @@ export class ReportAggregator {
   reports(now = Date.now()): ReplicaReport[] {
     return this.informer
       .keys()
-      .map((k) => parseReport(this.informer.get(k)?.data?.[REPORT_KEY]))
+      .map((k) => this.parsed.get(k))
       .filter((r): r is ReplicaReport => r !== undefined && now - r.heartbeat <= this.staleMs);
   }
 

@@ -36,8 +36,12 @@ export interface ReconcilerDeps {
   isLeader: () => boolean;
   /** Where a WasmFilter (`namespace/name`) stands on the nodes, from the replicas' node reports; undefined: no reports. */
   nodes?: (key: string) => FilterNodes | undefined;
-  /** The nodes with a workload the filter selects (discovery's Pods); absent: no rollouts (every node gets each version at once). */
-  candidates?: (filter: WasmFilter) => string[] | undefined;
+  /**
+   * The nodes with a workload the filter selects (discovery's Pods), as a function the rollout
+   * calls only when it needs them, or undefined until the Pods are listed; absent: no rollouts
+   * (every node gets each version at once).
+   */
+  candidates?: (filter: WasmFilter) => (() => readonly string[]) | undefined;
   /** False until the replicas' node reports are listed. */
   nodesSynced?: () => boolean;
   rollout?: RolloutOptions;

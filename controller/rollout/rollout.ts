@@ -27,8 +27,8 @@ export interface RolloutInput {
   spec: WasmFilterSpec['rollout'];
   /** The filter's uid: with the node name it orders the nodes for the canary. */
   uid: string;
-  /** Nodes with a workload the filter selects (from the Pods). */
-  candidates: readonly string[];
+  /** Nodes with a workload the filter selects (from the Pods); a function is called only when a decision needs them. */
+  candidates: readonly string[] | (() => readonly string[]);
   /** What the nodes reported; undefined when no replica reports. */
   nodes?: FilterNodes;
   now: Date;
@@ -57,6 +57,8 @@ export function canaryNodes(nodes: readonly string[], uid: string, percent: numb
 
 const iso = (d: Date): string => d.toISOString();
 
+const candidatesOf = (input: RolloutInput): readonly string[] => (typeof input.candidates === 'function' ? input.candidates() : input.candidates);
+
 /** The next rollout state. */
 export function nextRollout(input: RolloutInput, options: RolloutOptions): RolloutDecision {
   const { target, current: r, now } = input;
@@ -75,7 +77,7 @@ export function nextRollout(input: RolloutInput, options: RolloutOptions): Rollo
   if (r.phase !== 'Canary' || r.canary?.version !== target.version) {
     // percent 0: the new version reaches no node until percent is raised.
     if (percent === 0) return { rollout: { phase: 'Stable', stable: r.stable, since: r.phase === 'Stable' && !r.canary ? r.since : iso(now) } };
-    const chosen = canaryNodes(input.candidates, input.uid, percent);
+    const chosen = canaryNodes(candidatesOf(input), input.uid, percent);
     return { rollout: { phase: 'Canary', stable: r.stable, canary: target, canaryNodes: chosen, since: iso(now) }, recheckMs: options.soakMs };
   }
 
@@ -96,7 +98,7 @@ export function nextRollout(input: RolloutInput, options: RolloutOptions): Rollo
   if (elapsed < options.soakMs) return { rollout: r, recheckMs: options.soakMs - elapsed };
   // Soaked: the canary nodes that still have a workload of the filter must have run the canary
   // version: at least one of them, and every one whose agent reports (a node gone is not waited for).
-  const candidates = new Set(input.candidates);
+  const candidates = new Set(candidatesOf(input));
   const relevant = [...canarySet].filter((x) => candidates.has(x));
   const reporting = new Set(n?.nodes ?? []);
   const ready = new Set(n?.ready ?? []);
