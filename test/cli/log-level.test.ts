@@ -2,10 +2,10 @@
 // printed, what proxy_get_log_level returns to it, and which of the proxy's own lines are printed;
 // with --workers too. The log-levels fixture logs at every level and answers its level in a header.
 import { writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import test from 'ava';
 import { request } from 'undici';
 import { runSluice, spawnSluice, until, type SluiceProcess } from '../helpers/sluice-run.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const filter = (name: string, extra = '') => `
   - name: ${name}
@@ -83,13 +83,6 @@ test('a filter\'s logLevel overrides --log-level for that filter only, both ways
   t.deepEqual(run.stderr().match(/"msg":"level \d"/g), ['"msg":"level 4"', '"msg":"level 0"', '"msg":"level 2"']);
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('--log-level error: the proxy\'s own info lines (listening, applied) are not printed; its errors are', async (t) => {
   const [admin, web] = [await freePort(), await freePort()];

@@ -7,7 +7,6 @@
 import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { canaryNodes, type Controller, type RolloutStatus, type WasmFilterStatus } from '../../controller/index.ts';
 import { filterVersion } from '../../controller/discovery/node-config.ts';
@@ -16,6 +15,7 @@ import { filterWasm, fixture } from '../helpers/fixtures.ts';
 import { hasK8sBinaries } from '../helpers/kube-apiserver.ts';
 import { leaderOf, startNodeEnv, type NodeEnv } from '../helpers/node-env.ts';
 import { until } from '../helpers/sluice-run.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const NODES = ['node-a', 'node-b'];
 const KEY = 'team-a/greet';
@@ -36,13 +36,6 @@ interface Ctx {
 }
 const ctx = { versions: {} } as Ctx;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function startController(): Promise<Controller> {
   const c = await ctx.env.controller({ grpcListen: `127.0.0.1:${ctx.grpcPort}`, rolloutSoakMs: SOAK_MS, rolloutFailureThreshold: THRESHOLD });

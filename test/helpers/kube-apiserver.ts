@@ -5,10 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createSign, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from './fixtures.ts';
+import { freePort } from './free-port.ts';
 
 /** The directory scripts/build-k8s.sh builds into, from the same variables and defaults it uses. */
 export function k8sBinDir(): string {
@@ -72,13 +72,6 @@ export interface KubeCluster {
   logs(): string;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 interface Proc {
   child: ChildProcess;

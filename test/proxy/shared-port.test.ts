@@ -4,22 +4,16 @@
 // factory, port 0 or a host name, a plain listen. The shared part needs root (the addon).
 
 import { once } from 'node:events';
-import { createServer, connect, type AddressInfo, type Server } from 'node:net';
+import { createServer, connect, type Server } from 'node:net';
 import test from 'ava';
 import { captureUnavailable, loadAddon } from '../../runtime/capture/index.ts';
 import { listenOn, shareListeningPorts } from '../../runtime/proxy/shared-port.ts';
 import { skipUnless } from '../helpers/skip-unless.ts';
+import { freePort } from '../helpers/free-port.ts';
 
 const why = captureUnavailable();
 const root = skipUnless(why);
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const answering = (name: string) => createServer((s) => s.end(name));
 const ask = (port: number) =>
